@@ -1,0 +1,344 @@
+// sc_fused.cpp - the fused kernels (Gumbel-Softmax, min-max normalisation, Gaussian
+// blur), each with an explicit backward, and the caching CPU allocator.
+#include <ATen/Version.h>
+#include <torch/version.h>
+#include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <atomic>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "sc_common.h"
+
+using sc::T;
+using sc::wrap;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+namespace {
+
+// ---------------- Gumbel-Softmax ----------------
+//
+// Forward fuses the noise, the shift and the temperature into two buffers (the uniform
+// sample is turned into Gumbel noise in place, the logits are added in place); backward is
+// the softmax Jacobian-vector product divided by tau. With hard=true the forward returns the
+// one-hot argmax and the backward is the soft one (straight-through estimator).
+struct GumbelSoftmax : public torch::autograd::Function<GumbelSoftmax> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &logits, double tau,
+                            double eps, bool hard, c10::optional<at::Generator> gen) {
+    if (!(tau > 0)) throw std::invalid_argument("gumbel_softmax: tau must be > 0");
+    at::Tensor g = at::empty_like(logits, at::MemoryFormat::Contiguous);
+    g.uniform_(0.0, 1.0, gen);
+    // g = -log(-log(u + eps) + eps)
+    g.add_(eps).log_().neg_().add_(eps).log_().neg_();
+    g.add_(logits).div_(tau);
+    at::Tensor y = at::softmax(g, -1);
+    ctx->save_for_backward({y});
+    ctx->saved_data["tau"] = tau;
+    if (!hard) return y;
+    at::Tensor idx = y.argmax(-1, true);
+    return at::zeros_like(y).scatter_(-1, idx, 1.0);
+  }
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    at::Tensor y = ctx->get_saved_variables()[0];
+    double tau = ctx->saved_data["tau"].toDouble();
+    const at::Tensor &gy = grads[0];
+    at::Tensor s = (gy * y).sum(-1, true);
+    at::Tensor gl = (gy - s).mul_(y).div_(tau);
+    return {gl, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// ---------------- min-max normalisation ----------------
+//
+// y = (x - m) / max(M - m, eps), optionally clamped to [0,1], with m, M the min and max
+// either over everything (global), per image and channel over H x W (x is [B,H,W,C]), or
+// given constants. The backward includes the paths through m and M, with the gradient of
+// a min/max split evenly between tied elements (as LibTorch's amin/amax do).
+struct MinMax : public torch::autograd::Function<MinMax> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, bool per_image,
+                            bool use_given, double lo, double hi, double eps, bool clamp) {
+    at::Tensor xv, mn, mx;
+    if (per_image) {
+      if (x.dim() != 4)
+        throw std::invalid_argument("minmax: per-image mode expects [B,H,W,C], got " +
+                                    c10::str(x.sizes()));
+      xv = x.reshape({x.size(0), x.size(1) * x.size(2), x.size(3)});
+      auto r = at::aminmax(xv, 1, true);
+      mn = std::get<0>(r);
+      mx = std::get<1>(r);
+    } else if (use_given) {
+      xv = x;
+      mn = at::scalar_tensor(lo, x.options());
+      mx = at::scalar_tensor(hi, x.options());
+    } else {
+      xv = x;
+      auto r = at::aminmax(x);
+      mn = std::get<0>(r);
+      mx = std::get<1>(r);
+    }
+    at::Tensor d = (mx - mn).clamp_min_(eps);
+    at::Tensor y = at::sub(xv, mn);
+    y.div_(d);
+    if (clamp) y.clamp_(0.0, 1.0);
+    ctx->save_for_backward({x, mn, mx, d});
+    ctx->saved_data["per_image"] = per_image;
+    ctx->saved_data["use_given"] = use_given;
+    ctx->saved_data["eps"] = eps;
+    ctx->saved_data["clamp"] = clamp;
+    return per_image ? y.view(x.sizes()) : y;
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    at::Tensor x = saved[0], mn = saved[1], mx = saved[2], d = saved[3];
+    bool per_image = ctx->saved_data["per_image"].toBool();
+    bool use_given = ctx->saved_data["use_given"].toBool();
+    double eps = ctx->saved_data["eps"].toDouble();
+    bool clamp = ctx->saved_data["clamp"].toBool();
+    at::Tensor xv = per_image ? x.reshape({x.size(0), x.size(1) * x.size(2), x.size(3)}) : x;
+    at::Tensor g = per_image ? grads[0].reshape(xv.sizes()) : grads[0];
+    at::Tensor y = (xv - mn) / d;
+    if (clamp) g = g * ((y >= 0) & (y <= 1));
+    at::Tensor gx = g / d;
+    if (!use_given) {
+      std::vector<int64_t> dims;
+      if (per_image) {
+        dims = {1};
+      } else {
+        for (int64_t i = 0; i < xv.dim(); i++) dims.push_back(i);
+      }
+      bool kd = per_image;
+      at::Tensor open = (mx - mn) >= eps;  // clamp_min passes the gradient here
+      at::Tensor gsum = g.sum(dims, kd);
+      at::Tensor gy = (g * y).sum(dims, kd);
+      // dL/dM = -sum(g*y)/d ; dL/dm = sum(g*(y-1))/d, when M - m >= eps;
+      // otherwise d is the constant eps: dL/dM = 0, dL/dm = -sum(g)/d.
+      at::Tensor dM = at::where(open, -gy / d, at::zeros_like(gy));
+      at::Tensor dm = at::where(open, (gy - gsum) / d, -gsum / d);
+      at::Tensor atmin = (xv == mn).to(x.scalar_type());
+      at::Tensor atmax = (xv == mx).to(x.scalar_type());
+      at::Tensor nmin = atmin.sum(dims, kd), nmax = atmax.sum(dims, kd);
+      gx = gx + atmin * (dm / nmin) + atmax * (dM / nmax);
+    }
+    if (per_image) gx = gx.view(x.sizes());
+    return {gx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+// ---------------- Gaussian blur ----------------
+
+at::Tensor pad_index(int64_t n, int64_t r, int padmode, const at::TensorOptions &o) {
+  std::vector<int64_t> idx(n + 2 * r);
+  for (int64_t k = 0; k < n + 2 * r; k++) {
+    int64_t i = k - r, j = 0;
+    switch (padmode) {
+      case 1: {  // reflect: d c b a | a b c d | d c b a (scipy's default)
+        int64_t p = 2 * n;
+        int64_t m = ((i % p) + p) % p;
+        j = m < n ? m : p - 1 - m;
+        break;
+      }
+      case 2: {  // mirror: d c b | a b c d | c b a
+        if (n == 1) {
+          j = 0;
+          break;
+        }
+        int64_t p = 2 * n - 2;
+        int64_t m = ((i % p) + p) % p;
+        j = m < n ? m : p - m;
+        break;
+      }
+      case 3: j = i < 0 ? 0 : (i >= n ? n - 1 : i); break;  // replicate
+      default: throw std::invalid_argument("unknown padding mode");
+    }
+    idx[k] = j;
+  }
+  return at::tensor(idx, o.dtype(at::kLong));
+}
+
+at::Tensor gaussian_blur(const at::Tensor &in, double sigma, int64_t radius, int padmode) {
+  if (!(sigma > 0)) throw std::invalid_argument("gaussian_blur: sigma must be > 0");
+  at::Tensor x;
+  bool three = in.dim() == 3;
+  if (three) {
+    x = in.unsqueeze(1);
+  } else if (in.dim() == 4 && in.size(1) == 1) {
+    x = in;
+  } else {
+    throw std::invalid_argument("gaussian_blur expects [B,H,W] or [B,1,H,W], got " +
+                                c10::str(in.sizes()));
+  }
+  int64_t r = radius > 0 ? radius : static_cast<int64_t>(std::floor(3 * sigma)) + 1;
+  std::vector<double> k(2 * r + 1);
+  double s = 0;
+  for (int64_t i = -r; i <= r; i++) s += (k[i + r] = std::exp(-0.5 * (i * i) / (sigma * sigma)));
+  for (auto &v : k) v /= s;
+  at::Tensor kt = at::tensor(k, at::TensorOptions().dtype(at::kDouble)).to(x.options());
+  at::Tensor kv = kt.view({1, 1, 2 * r + 1, 1}), kh = kt.view({1, 1, 1, 2 * r + 1});
+  int64_t H = x.size(2), W = x.size(3);
+  if (padmode == 0) {
+    at::Tensor y = at::conv2d(x, kv, c10::optional<at::Tensor>(), at::IntArrayRef{1, 1}, at::IntArrayRef{r, 0});
+    y = at::conv2d(y, kh, c10::optional<at::Tensor>(), at::IntArrayRef{1, 1}, at::IntArrayRef{0, r});
+    return three ? y.squeeze(1) : y;
+  }
+  auto o = at::TensorOptions().device(x.device());
+  at::Tensor y = at::index_select(x, 2, pad_index(H, r, padmode, o));
+  y = at::conv2d(y, kv);
+  y = at::index_select(y, 3, pad_index(W, r, padmode, o));
+  y = at::conv2d(y, kh);
+  return three ? y.squeeze(1) : y;
+}
+
+// ---------------- caching CPU allocator ----------------
+//
+// On the project's machines a fresh large tensor costs more in page faults than the
+// arithmetic on it (glibc returns big blocks to the kernel at once). This allocator keeps
+// freed blocks of 1 MiB and more, rounded up to 1 MiB, for reuse, up to a cap.
+
+constexpr size_t kBig = 1 << 20;
+constexpr size_t kCap = size_t(4) << 30;
+
+struct Cache {
+  std::mutex mu;
+  std::multimap<size_t, void *> free;  // rounded size -> block
+  std::map<void *, size_t> sizes;      // every block this cache handed out
+  size_t cached = 0;
+  std::atomic<int64_t> hits{0}, misses{0};
+};
+Cache &cache() {
+  static Cache *c = new Cache();  // never destroyed: tensors may die after static teardown
+  return *c;
+}
+
+void *raw_alloc(size_t n) {
+  void *p = nullptr;
+  if (posix_memalign(&p, 64, n == 0 ? 64 : n) != 0 || p == nullptr)
+    throw std::runtime_error("caching allocator: out of memory allocating " +
+                             std::to_string(n) + " bytes");
+  return p;
+}
+
+void cached_free(void *p) {
+  if (p == nullptr) return;
+  Cache &c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  auto it = c.sizes.find(p);
+  if (it == c.sizes.end()) {
+    std::free(p);
+    return;
+  }
+  size_t n = it->second;
+  if (c.cached + n > kCap) {
+    c.sizes.erase(it);
+    std::free(p);
+    return;
+  }
+  c.cached += n;
+  c.free.emplace(n, p);
+}
+
+void *cached_alloc(size_t n) {
+  if (n < kBig) return raw_alloc(n);
+  size_t r = (n + kBig - 1) / kBig * kBig;
+  Cache &c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.free.find(r);
+    if (it != c.free.end()) {
+      void *p = it->second;
+      c.free.erase(it);
+      c.cached -= r;
+      c.hits++;
+      return p;
+    }
+  }
+  c.misses++;
+  void *p = raw_alloc(r);
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.sizes[p] = r;
+  return p;
+}
+
+void cached_deleter(void *p) { cached_free(p); }
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+#define SC_ALLOC_CONST
+#define SC_NEEDS_COPY_DATA 1
+#else
+#define SC_ALLOC_CONST const
+#define SC_NEEDS_COPY_DATA 0
+#endif
+
+struct CachingCPUAllocator final : public c10::Allocator {
+  c10::DataPtr allocate(size_t n) SC_ALLOC_CONST override {
+    void *p = cached_alloc(n);
+    return {p, p, &cached_deleter, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &cached_deleter; }
+#if SC_NEEDS_COPY_DATA
+  void copy_data(void *dest, const void *src, std::size_t count) const override {
+    std::memcpy(dest, src, count);
+  }
+#endif
+};
+
+CachingCPUAllocator g_caching;
+
+}  // namespace
+
+extern "C" {
+
+sc_err sc_gumbel_softmax(int mode, sc_tensor logits, double tau, double eps, int hard,
+                         sc_gen gen, sc_tensor *out) {
+  SC_BEGIN
+  sc::Mode m(mode);
+  c10::optional<at::Generator> g;
+  if (gen != nullptr) g = gen->gen;
+  *out = wrap(GumbelSoftmax::apply(T(logits), tau, eps, hard != 0, g));
+  SC_END
+}
+
+sc_err sc_minmax(int mode, sc_tensor x, int per_image, int use_given, double lo, double hi,
+                 double eps, int clamp, sc_tensor *out) {
+  SC_BEGIN
+  sc::Mode m(mode);
+  if (!(eps > 0)) throw std::invalid_argument("minmax: eps must be > 0");
+  *out = wrap(MinMax::apply(T(x), per_image != 0, use_given != 0, lo, hi, eps, clamp != 0));
+  SC_END
+}
+
+sc_err sc_gaussian_blur(int mode, sc_tensor x, double sigma, int64_t radius, int padmode,
+                        sc_tensor *out) {
+  SC_BEGIN
+  sc::Mode m(mode);
+  *out = wrap(gaussian_blur(T(x), sigma, radius, padmode));
+  SC_END
+}
+
+sc_err sc_set_caching_allocator(int enable) {
+  SC_BEGIN
+  if (enable) {
+    c10::SetAllocator(c10::DeviceType::CPU, &g_caching, 100);
+  } else {
+    c10::SetAllocator(c10::DeviceType::CPU, c10::GetDefaultCPUAllocator(), 100);
+  }
+  SC_END
+}
+
+sc_err sc_cpu_allocator_stats(int64_t *cached_bytes, int64_t *hits, int64_t *misses) {
+  SC_BEGIN
+  Cache &c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  *cached_bytes = static_cast<int64_t>(c.cached);
+  *hits = c.hits.load();
+  *misses = c.misses.load();
+  SC_END
+}
+
+}  // extern "C"

@@ -1,0 +1,355 @@
+// sc_jit.cpp - TorchScript modules, tensor archives, optimizers and CUDA queries.
+#include <torch/cuda.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+#include <torch/script.h>
+#include <torch/serialize.h>
+
+#ifdef SC_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <vector>
+
+#include "sc_common.h"
+
+using sc::T;
+using sc::wrap;
+
+struct sc_module_s {
+  torch::jit::Module m;
+};
+struct sc_optim_s {
+  std::unique_ptr<torch::optim::Optimizer> o;
+};
+
+namespace {
+
+void flatten(const c10::IValue &v, std::vector<at::Tensor> &out) {
+  if (v.isTensor()) {
+    out.push_back(v.toTensor());
+  } else if (v.isTuple()) {
+    for (const auto &e : v.toTupleRef().elements()) flatten(e, out);
+  } else if (v.isTensorList()) {
+    for (const at::Tensor &t : v.toTensorVector()) out.push_back(t);
+  } else if (v.isList()) {
+    for (const auto &e : v.toListRef()) flatten(e, out);
+  } else if (v.isNone()) {
+    out.push_back(at::Tensor());
+  } else {
+    throw std::invalid_argument("module returned a " + v.tagKind() +
+                                ", expected tensors or tuples/lists of tensors");
+  }
+}
+
+template <typename Arr>
+void to_c_arrays(const std::vector<std::string> &names, const std::vector<at::Tensor> &ts,
+                 char ***cnames, sc_tensor **cts, int *n) {
+  size_t k = ts.size();
+  *n = static_cast<int>(k);
+  *cts = static_cast<sc_tensor *>(std::malloc(sizeof(sc_tensor) * (k ? k : 1)));
+  if (cnames != nullptr) *cnames = static_cast<char **>(std::malloc(sizeof(char *) * (k ? k : 1)));
+  for (size_t i = 0; i < k; i++) {
+    (*cts)[i] = ts[i].defined() ? wrap(ts[i]) : nullptr;
+    if (cnames != nullptr) (*cnames)[i] = sc::dup(names[i]);
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// ---- CUDA ----
+
+sc_err sc_cuda_synchronize(int device) {
+  SC_BEGIN
+  torch::cuda::synchronize(device);
+  SC_END
+}
+
+sc_err sc_cuda_memory(int device, int64_t *allocated, int64_t *reserved, int64_t *peak) {
+  SC_BEGIN
+#ifdef SC_WITH_CUDA
+  auto st = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
+  size_t agg = static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE);
+  *allocated = st.allocated_bytes[agg].current;
+  *reserved = st.reserved_bytes[agg].current;
+  *peak = st.allocated_bytes[agg].peak;
+#else
+  (void)device;
+  *allocated = *reserved = *peak = 0;
+  throw std::runtime_error("this build of csrc has no CUDA support");
+#endif
+  SC_END
+}
+
+// ---- tensor archives (PyTorch's zip pickle format: torch.load reads them) ----
+
+sc_err sc_save_tensors(const char *path, const char **names, const sc_tensor *ts, int n) {
+  SC_BEGIN
+  c10::Dict<std::string, at::Tensor> d;
+  for (int i = 0; i < n; i++) {
+    at::Tensor t = T(ts[i]).detach();
+    if (!t.is_cpu()) t = t.cpu();
+    d.insert(names[i], t);
+  }
+  std::vector<char> bytes = torch::jit::pickle_save(c10::IValue(d));
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  if (!f) throw std::runtime_error(std::string("cannot create ") + path);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  f.close();
+  if (!f) throw std::runtime_error(std::string("cannot write ") + path);
+  SC_END
+}
+
+sc_err sc_load_tensors(const char *path, int dev_type, int dev_index, char ***names,
+                       sc_tensor **ts, int *n) {
+  SC_BEGIN
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error(std::string("cannot open ") + path);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  c10::IValue v = torch::jit::pickle_load(bytes);
+  if (!v.isGenericDict()) throw std::runtime_error(std::string(path) + ": not a tensor dictionary");
+  std::vector<std::string> ks;
+  std::vector<at::Tensor> vs;
+  at::Device dev = sc::device(dev_type, dev_index);
+  for (const auto &kv : v.toGenericDict()) {
+    if (!kv.key().isString() || !kv.value().isTensor())
+      throw std::runtime_error(std::string(path) + ": entries must be string -> tensor");
+    ks.push_back(kv.key().toStringRef());
+    vs.push_back(kv.value().toTensor().to(dev));
+  }
+  to_c_arrays<int>(ks, vs, names, ts, n);
+  SC_END
+}
+
+// ---- TorchScript ----
+
+sc_err sc_jit_load(const char *path, int dev_type, int dev_index, sc_module *out) {
+  SC_BEGIN
+  auto m = torch::jit::load(path, sc::device(dev_type, dev_index));
+  m.eval();
+  *out = new sc_module_s{m};
+  SC_END
+}
+
+sc_err sc_jit_new(const char *name, sc_module *out) {
+  SC_BEGIN
+  *out = new sc_module_s{torch::jit::Module(name)};
+  SC_END
+}
+
+sc_err sc_jit_define(sc_module m, const char *src) {
+  SC_BEGIN
+  m->m.define(src);
+  SC_END
+}
+
+sc_err sc_jit_register_buffer(sc_module m, const char *name, sc_tensor t) {
+  SC_BEGIN
+  m->m.register_buffer(name, T(t).detach());
+  SC_END
+}
+
+sc_err sc_jit_register_parameter(sc_module m, const char *name, sc_tensor t) {
+  SC_BEGIN
+  m->m.register_parameter(name, T(t).detach(), false);
+  SC_END
+}
+
+sc_err sc_jit_register_attr(sc_module m, const char *name, int kind, int64_t i, double d,
+                            const char *s) {
+  SC_BEGIN
+  switch (kind) {
+    case 0: m->m.register_attribute(name, c10::IntType::get(), i); break;
+    case 1: m->m.register_attribute(name, c10::FloatType::get(), d); break;
+    case 2: m->m.register_attribute(name, c10::StringType::get(), std::string(s)); break;
+    case 3: m->m.register_attribute(name, c10::BoolType::get(), i != 0); break;
+    default: throw std::invalid_argument("unknown attribute kind");
+  }
+  SC_END
+}
+
+void sc_jit_free(sc_module m) { delete m; }
+
+sc_err sc_jit_save(sc_module m, const char *path) {
+  SC_BEGIN
+  m->m.save(path);
+  SC_END
+}
+
+sc_err sc_jit_run(int mode, sc_module m, const char *method, const sc_tensor *ins, int nin,
+                  sc_tensor **outs, int *nout) {
+  SC_BEGIN
+  sc::Mode g(mode);
+  std::vector<c10::IValue> args;
+  args.reserve(nin);
+  for (int i = 0; i < nin; i++) args.emplace_back(T(ins[i]));
+  c10::IValue r;
+  if (method == nullptr || std::string(method) == "forward") {
+    r = m->m.forward(args);
+  } else {
+    r = m->m.get_method(method)(args);
+  }
+  std::vector<at::Tensor> flat;
+  flatten(r, flat);
+  to_c_arrays<int>({}, flat, nullptr, outs, nout);
+  SC_END
+}
+
+sc_err sc_jit_attr(sc_module m, const char *name, int *kind, int64_t *i, double *d, char **s,
+                   sc_tensor *t) {
+  SC_BEGIN
+  *kind = -1;
+  if (!m->m.hasattr(name)) return nullptr;
+  c10::IValue v = m->m.attr(name);
+  if (v.isInt()) {
+    *kind = 0;
+    *i = v.toInt();
+  } else if (v.isDouble()) {
+    *kind = 1;
+    *d = v.toDouble();
+  } else if (v.isString()) {
+    *kind = 2;
+    *s = sc::dup(v.toStringRef());
+  } else if (v.isBool()) {
+    *kind = 3;
+    *i = v.toBool() ? 1 : 0;
+  } else if (v.isTensor()) {
+    *kind = 4;
+    *t = wrap(v.toTensor());
+  } else {
+    throw std::invalid_argument(std::string("attribute ") + name + " has unsupported type " +
+                                v.tagKind());
+  }
+  SC_END
+}
+
+sc_err sc_jit_to(sc_module m, int dtype, int dev_type, int dev_index) {
+  SC_BEGIN
+  at::Device dev = sc::device(dev_type, dev_index);
+  if (dtype < 0) {
+    m->m.to(dev);
+  } else {
+    m->m.to(dev, sc::dtype(dtype));
+  }
+  SC_END
+}
+
+sc_err sc_jit_train(sc_module m, int on) {
+  SC_BEGIN
+  m->m.train(on != 0);
+  SC_END
+}
+
+sc_err sc_jit_requires_grad(sc_module m, int on) {
+  SC_BEGIN
+  for (at::Tensor p : m->m.parameters()) p.requires_grad_(on != 0);
+  SC_END
+}
+
+sc_err sc_jit_has_method(sc_module m, const char *name, int *has) {
+  SC_BEGIN
+  *has = m->m.find_method(name).has_value() ? 1 : 0;
+  SC_END
+}
+
+sc_err sc_jit_parameters(sc_module m, char ***names, sc_tensor **ts, int *n) {
+  SC_BEGIN
+  std::vector<std::string> ks;
+  std::vector<at::Tensor> vs;
+  for (const auto &p : m->m.named_parameters(true)) {
+    ks.push_back(p.name);
+    vs.push_back(p.value);
+  }
+  to_c_arrays<int>(ks, vs, names, ts, n);
+  SC_END
+}
+
+// ---- optimizers ----
+
+sc_err sc_optim_new(int kind, const sc_tensor *params, int n, double lr, double beta1,
+                    double beta2, double eps, double weight_decay, double momentum,
+                    int nesterov, sc_optim *out) {
+  SC_BEGIN
+  if (!(lr > 0)) throw std::invalid_argument("learning rate must be > 0");
+  std::vector<at::Tensor> ps;
+  for (int i = 0; i < n; i++) ps.push_back(T(params[i]));
+  std::unique_ptr<torch::optim::Optimizer> o;
+  switch (kind) {
+    case 0:
+      o.reset(new torch::optim::SGD(ps, torch::optim::SGDOptions(lr)
+                                            .momentum(momentum)
+                                            .nesterov(nesterov != 0)
+                                            .weight_decay(weight_decay)));
+      break;
+    case 1:
+      o.reset(new torch::optim::Adam(ps, torch::optim::AdamOptions(lr)
+                                             .betas(std::make_tuple(beta1, beta2))
+                                             .eps(eps)
+                                             .weight_decay(weight_decay)));
+      break;
+    case 2:
+      o.reset(new torch::optim::AdamW(ps, torch::optim::AdamWOptions(lr)
+                                              .betas(std::make_tuple(beta1, beta2))
+                                              .eps(eps)
+                                              .weight_decay(weight_decay)));
+      break;
+    default: throw std::invalid_argument("unknown optimizer kind");
+  }
+  *out = new sc_optim_s{std::move(o)};
+  SC_END
+}
+
+void sc_optim_free(sc_optim o) { delete o; }
+
+sc_err sc_optim_step(sc_optim o) {
+  SC_BEGIN
+  c10::AutoGradMode g(true);
+  o->o->step();
+  SC_END
+}
+
+sc_err sc_optim_zero_grad(sc_optim o) {
+  SC_BEGIN
+  o->o->zero_grad();
+  SC_END
+}
+
+sc_err sc_optim_get_lr(sc_optim o, double *lr) {
+  SC_BEGIN
+  auto &groups = o->o->param_groups();
+  if (groups.empty()) throw std::runtime_error("optimizer has no parameter groups");
+  *lr = groups[0].options().get_lr();
+  SC_END
+}
+
+sc_err sc_optim_set_lr(sc_optim o, double lr) {
+  SC_BEGIN
+  if (!(lr >= 0)) throw std::invalid_argument("learning rate must be >= 0");
+  for (auto &g : o->o->param_groups()) g.options().set_lr(lr);
+  SC_END
+}
+
+sc_err sc_optim_save(sc_optim o, const char *path) {
+  SC_BEGIN
+  torch::serialize::OutputArchive a;
+  o->o->save(a);
+  a.save_to(path);
+  SC_END
+}
+
+sc_err sc_optim_load(sc_optim o, const char *path) {
+  SC_BEGIN
+  torch::serialize::InputArchive a;
+  a.load_from(path);
+  o->o->load(a);
+  SC_END
+}
+
+}  // extern "C"

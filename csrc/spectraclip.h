@@ -1,0 +1,226 @@
+/*
+ * spectraclip.h - the plain C ABI over LibTorch that the Go package torch/ calls.
+ *
+ * Conventions (learned from gotorch's C ABI, without its flaws):
+ *  - Handles are opaque pointers owned by the caller; each has exactly one free function.
+ *  - Every fallible entry point returns sc_err: NULL on success, otherwise a malloc'd,
+ *    NUL-terminated message that the caller releases with sc_free_string. The error is
+ *    returned by the same call, never through thread-local storage.
+ *  - Results come back through out-parameters.
+ *  - Thread-local LibTorch state (grad mode) is set by a guard inside each call from the
+ *    `mode` argument, because a goroutine may change OS thread between two calls.
+ *  - No C++ exception ever crosses this boundary: every body catches c10::Error,
+ *    std::exception and (...).
+ */
+#ifndef SPECTRACLIP_H
+#define SPECTRACLIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sc_tensor_s *sc_tensor;
+typedef struct sc_module_s *sc_module;
+typedef struct sc_optim_s *sc_optim;
+typedef struct sc_gen_s *sc_gen;
+typedef char *sc_err;
+
+/* mode bits */
+#define SC_MODE_NOGRAD 1
+
+/* dtypes */
+enum {
+  SC_FLOAT32 = 0,
+  SC_FLOAT64 = 1,
+  SC_FLOAT16 = 2,
+  SC_BFLOAT16 = 3,
+  SC_INT64 = 4,
+  SC_INT32 = 5,
+  SC_UINT8 = 6,
+  SC_BOOL = 7,
+  SC_INT8 = 8,
+  SC_INT16 = 9
+};
+
+/* device types */
+enum { SC_CPU = 0, SC_CUDA = 1 };
+
+void sc_free_string(char *s);
+
+/* ---- library ---- */
+sc_err sc_version(char **out);
+int sc_cuda_device_count(void);
+int sc_cuda_is_available(void);
+sc_err sc_manual_seed(uint64_t seed);
+sc_err sc_set_num_threads(int n);
+int sc_get_num_threads(void);
+sc_err sc_set_caching_allocator(int enable);
+sc_err sc_cpu_allocator_stats(int64_t *cached_bytes, int64_t *hits, int64_t *misses);
+sc_err sc_cuda_synchronize(int device);
+sc_err sc_cuda_memory(int device, int64_t *allocated, int64_t *reserved, int64_t *peak);
+/* Runs n additions of a and b in C++ alone and reports the elapsed nanoseconds: the
+ * baseline against which the Go binding's per-op overhead is measured. */
+sc_err sc_bench_add_loop(sc_tensor a, sc_tensor b, int64_t n, int use_out, int64_t *ns);
+
+/* ---- tensor lifetime and metadata ---- */
+void sc_tensor_free(sc_tensor t);
+sc_err sc_tensor_dim(sc_tensor t, int64_t *ndim);
+sc_err sc_tensor_shape(sc_tensor t, int64_t *shape /* at least ndim */);
+sc_err sc_tensor_info(sc_tensor t, int *dtype, int *device_type, int *device_index,
+                      int *requires_grad, int64_t *numel);
+sc_err sc_tensor_shallow_clone(sc_tensor t, sc_tensor *out);
+
+/* ---- creation and data ---- */
+sc_err sc_empty(const int64_t *shape, int ndim, int dtype, int dev_type, int dev_index,
+                sc_tensor *out);
+sc_err sc_full(const int64_t *shape, int ndim, double value, int dtype, int dev_type,
+               int dev_index, sc_tensor *out);
+sc_err sc_from_data(const void *data, int64_t nbytes, const int64_t *shape, int ndim,
+                    int dtype, int dev_type, int dev_index, sc_tensor *out);
+/* Copies the tensor's elements, converted to dtype, into data (row-major). */
+sc_err sc_copy_out(sc_tensor t, void *data, int64_t nbytes, int dtype);
+/* Overwrites the tensor's elements from data given in dtype (converted as needed). */
+sc_err sc_copy_in(sc_tensor t, const void *data, int64_t nbytes, int dtype);
+sc_err sc_arange(double start, double end, double step, int dtype, int dev_type,
+                 int dev_index, sc_tensor *out);
+sc_err sc_eye(int64_t n, int dtype, int dev_type, int dev_index, sc_tensor *out);
+/* kind: 0 rand (uniform [0,1)), 1 randn, 2 uniform [lo,hi), 3 randint [lo,hi) */
+sc_err sc_random(int kind, const int64_t *shape, int ndim, double lo, double hi, int dtype,
+                 int dev_type, int dev_index, sc_gen gen /* nullable */, sc_tensor *out);
+sc_err sc_to(int mode, sc_tensor t, int dtype, int dev_type, int dev_index, int copy,
+             sc_tensor *out);
+sc_err sc_item(sc_tensor t, double *out);
+
+/* ---- generic ops ----
+ * op codes are defined in ops.go / sc_ops.cpp and must stay in sync. */
+sc_err sc_unary(int op, int mode, sc_tensor a, double s1, double s2, sc_tensor *out);
+sc_err sc_unary_(int op, int mode, sc_tensor a, double s1, double s2);
+sc_err sc_binary(int op, int mode, sc_tensor a, sc_tensor b, sc_tensor *out);
+sc_err sc_binary_(int op, int mode, sc_tensor a, sc_tensor b);
+sc_err sc_binary_out(int op, int mode, sc_tensor a, sc_tensor b, sc_tensor out);
+sc_err sc_reduce(int op, int mode, sc_tensor a, const int64_t *dims, int ndims, int keepdim,
+                 double p, sc_tensor *out);
+sc_err sc_shape_op(int op, int mode, sc_tensor a, const int64_t *ints, int n, sc_tensor *out);
+sc_err sc_softmax(int log, int mode, sc_tensor a, int64_t dim, sc_tensor *out);
+sc_err sc_narrow(int mode, sc_tensor a, int64_t dim, int64_t start, int64_t length,
+                 sc_tensor *out);
+sc_err sc_select(int mode, sc_tensor a, int64_t dim, int64_t index, sc_tensor *out);
+sc_err sc_index_select(int mode, sc_tensor a, int64_t dim, sc_tensor index, sc_tensor *out);
+sc_err sc_gather(int mode, sc_tensor a, int64_t dim, sc_tensor index, sc_tensor *out);
+sc_err sc_masked_select(int mode, sc_tensor a, sc_tensor mask, sc_tensor *out);
+sc_err sc_cat(int mode, const sc_tensor *ts, int n, int64_t dim, int stack, sc_tensor *out);
+sc_err sc_where(int mode, sc_tensor cond, sc_tensor a, sc_tensor b, sc_tensor *out);
+sc_err sc_clamp_t(int mode, sc_tensor a, sc_tensor lo, sc_tensor hi, sc_tensor *out);
+sc_err sc_copy_(sc_tensor dst, sc_tensor src);
+sc_err sc_linear(int mode, sc_tensor x, sc_tensor w, sc_tensor b /* nullable */, sc_tensor *out);
+sc_err sc_conv2d(int mode, sc_tensor x, sc_tensor w, sc_tensor b /* nullable */,
+                 const int64_t *stride, const int64_t *padding, const int64_t *dilation,
+                 int64_t groups, sc_tensor *out);
+/* method: 0 nearest, 1 bilinear, 2 bicubic */
+sc_err sc_interpolate(int mode, sc_tensor x, int64_t oh, int64_t ow, int method,
+                      int align_corners, int antialias, sc_tensor *out);
+sc_err sc_avg_pool2d(int mode, sc_tensor x, const int64_t *kernel, const int64_t *stride,
+                     const int64_t *padding, int count_include_pad, sc_tensor *out);
+sc_err sc_pad(int mode, sc_tensor x, const int64_t *pads, int npads, int padmode,
+              double value, sc_tensor *out);
+sc_err sc_topk(int mode, sc_tensor a, int64_t k, int64_t dim, int largest, int sorted,
+               sc_tensor *values, sc_tensor *indices);
+sc_err sc_sort(int mode, sc_tensor a, int64_t dim, int descending, sc_tensor *values,
+               sc_tensor *indices);
+sc_err sc_kthvalue(int mode, sc_tensor a, int64_t k, int64_t dim, int keepdim,
+                   sc_tensor *values, sc_tensor *indices);
+/* dim < -100 means: over all elements */
+sc_err sc_quantile(int mode, sc_tensor a, double q, int64_t dim, int keepdim,
+                   sc_tensor *out);
+sc_err sc_max_dim(int mode, sc_tensor a, int64_t dim, int keepdim, int min,
+                  sc_tensor *values, sc_tensor *indices);
+sc_err sc_eigh(sc_tensor a, sc_tensor *evals, sc_tensor *evecs);
+sc_err sc_svd(sc_tensor a, int full_matrices, sc_tensor *u, sc_tensor *s, sc_tensor *vh);
+sc_err sc_pinv(sc_tensor a, sc_tensor *out);
+
+/* ---- autograd ---- */
+sc_err sc_set_requires_grad(sc_tensor t, int on);
+sc_err sc_backward(sc_tensor t, sc_tensor grad /* nullable */, int retain_graph);
+/* *out is NULL when the tensor has no gradient. */
+sc_err sc_grad(sc_tensor t, sc_tensor *out);
+sc_err sc_zero_grad(sc_tensor t, int set_to_none);
+sc_err sc_clip_grad_norm(const sc_tensor *params, int n, double max_norm, double norm_type,
+                         double *total_norm);
+
+/* ---- fused kernels (sc_fused.cpp) ---- */
+/* Gumbel-Softmax over the last dim: softmax((logits + g)/tau) with
+ * g = -log(-log(u + eps) + eps), u ~ U[0,1) from gen (or the default generator);
+ * hard != 0: one-hot of the argmax in the forward pass, soft gradient (straight-through). */
+sc_err sc_gumbel_softmax(int mode, sc_tensor logits, double tau, double eps, int hard,
+                         sc_gen gen, sc_tensor *out);
+/* Min-max normalisation of a channels-last [B,H,W,C] tensor.
+ * per_image != 0: per image and channel over H x W; else one global scalar min/max
+ * (taken from the tensor, or from (lo, hi) when use_given != 0). */
+sc_err sc_minmax(int mode, sc_tensor x, int per_image, int use_given, double lo, double hi,
+                 double eps, int clamp, sc_tensor *out);
+/* Gaussian blur of [B,H,W] or [B,1,H,W] maps; radius <= 0 picks floor(3 sigma)+1;
+ * padmode 0 zero, 1 reflect (scipy half-sample symmetric), 2 mirror, 3 replicate. */
+sc_err sc_gaussian_blur(int mode, sc_tensor x, double sigma, int64_t radius, int padmode,
+                        sc_tensor *out);
+
+/* ---- generators ---- */
+sc_err sc_gen_new(uint64_t seed, int dev_type, int dev_index, sc_gen *out);
+void sc_gen_free(sc_gen g);
+sc_err sc_gen_get_state(sc_gen g, sc_tensor *out);
+sc_err sc_gen_set_state(sc_gen g, sc_tensor state);
+sc_err sc_default_gen_state(int get, sc_tensor *state);
+
+/* ---- serialisation ---- */
+sc_err sc_save_tensors(const char *path, const char **names, const sc_tensor *ts, int n);
+/* Loads every tensor of an archive; names and tensors arrays are malloc'd and owned by
+ * the caller (free names with sc_free_string each and the arrays with sc_free_array). */
+sc_err sc_load_tensors(const char *path, int dev_type, int dev_index, char ***names,
+                       sc_tensor **ts, int *n);
+void sc_free_array(void *p);
+
+/* ---- TorchScript ---- */
+sc_err sc_jit_load(const char *path, int dev_type, int dev_index, sc_module *out);
+sc_err sc_jit_new(const char *name, sc_module *out);
+sc_err sc_jit_define(sc_module m, const char *src);
+sc_err sc_jit_register_buffer(sc_module m, const char *name, sc_tensor t);
+sc_err sc_jit_register_parameter(sc_module m, const char *name, sc_tensor t);
+/* kind: 0 int, 1 double, 2 string, 3 bool */
+sc_err sc_jit_register_attr(sc_module m, const char *name, int kind, int64_t i, double d,
+                            const char *s);
+void sc_jit_free(sc_module m);
+sc_err sc_jit_save(sc_module m, const char *path);
+/* Runs method (forward when NULL); tuple/list outputs are flattened into outs, which is
+ * malloc'd and owned by the caller (sc_free_array). */
+sc_err sc_jit_run(int mode, sc_module m, const char *method, const sc_tensor *ins, int nin,
+                  sc_tensor **outs, int *nout);
+/* kind out: 0 int, 1 double, 2 string, 3 bool, 4 tensor, -1 missing */
+sc_err sc_jit_attr(sc_module m, const char *name, int *kind, int64_t *i, double *d, char **s,
+                   sc_tensor *t);
+sc_err sc_jit_to(sc_module m, int dtype /* -1 keep */, int dev_type, int dev_index);
+sc_err sc_jit_train(sc_module m, int on);
+sc_err sc_jit_requires_grad(sc_module m, int on);
+sc_err sc_jit_has_method(sc_module m, const char *name, int *has);
+/* Named parameters (recursive); arrays owned by the caller as in sc_load_tensors. */
+sc_err sc_jit_parameters(sc_module m, char ***names, sc_tensor **ts, int *n);
+
+/* ---- optimizers ---- */
+/* kind: 0 sgd, 1 adam, 2 adamw */
+sc_err sc_optim_new(int kind, const sc_tensor *params, int n, double lr, double beta1,
+                    double beta2, double eps, double weight_decay, double momentum,
+                    int nesterov, sc_optim *out);
+void sc_optim_free(sc_optim o);
+sc_err sc_optim_step(sc_optim o);
+sc_err sc_optim_zero_grad(sc_optim o);
+sc_err sc_optim_get_lr(sc_optim o, double *lr);
+sc_err sc_optim_set_lr(sc_optim o, double lr);
+sc_err sc_optim_save(sc_optim o, const char *path);
+sc_err sc_optim_load(sc_optim o, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SPECTRACLIP_H */
