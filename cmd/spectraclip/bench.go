@@ -1,0 +1,49 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/spectraclip/spectraclip/trainer"
+)
+
+func newBenchCmd(g *globals) *cobra.Command {
+	o := trainer.BenchOptions{}
+	var variant, size string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "bench [--variant V] [--detector FILE] [--device D] [--batch B] [--size HxW] [--threads N] [--json]",
+		Short: "measure frames per second per variant, stage by stage, and training steps per second",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, w, err := trainer.ParseSize(size)
+			if err != nil {
+				return err
+			}
+			o.H, o.W = h, w
+			if variant != "" && variant != "all" {
+				o.Variants = []string{variant}
+			}
+			r, err := trainer.Bench(o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(g, r)
+			}
+			trainer.WriteBenchTable(g.out, r)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&variant, "variant", "all", "pca, drcnn, concrete or all")
+	cmd.Flags().StringVar(&o.Detector, "detector", "", "TorchScript detector file (default: the built-in detector)")
+	cmd.Flags().StringVar(&o.Device, "device", "auto", "cpu, cuda, cuda:N or auto")
+	cmd.Flags().IntVar(&o.Batch, "batch", 4, "batch size")
+	cmd.Flags().StringVar(&size, "size", "256x256", "frame size HxW")
+	cmd.Flags().IntVar(&o.Threads, "threads", 0, "LibTorch threads (0: keep LibTorch's default)")
+	cmd.Flags().IntVar(&o.Iters, "iters", 5, "timed iterations")
+	cmd.Flags().IntVar(&o.Warmup, "warmup", 1, "untimed iterations first")
+	cmd.Flags().IntVar(&o.TrainIters, "train-iters", 3, "timed training steps (0: skip)")
+	cmd.Flags().BoolVar(&o.Half, "half", false, "fp16 detector on CUDA")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

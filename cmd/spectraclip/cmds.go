@@ -1,0 +1,350 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/nodes"
+	"github.com/spectraclip/spectraclip/nodes/detect"
+	"github.com/spectraclip/spectraclip/torch"
+	"github.com/spectraclip/spectraclip/trainer"
+)
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print the program version, the LibTorch it runs against and the devices it sees",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fmt.Fprintf(g.out, "spectraclip %s\n", version)
+			fmt.Fprintf(g.out, "libtorch %s\n", torch.Version())
+			fmt.Fprintf(g.out, "threads %d\n", torch.NumThreads())
+			fmt.Fprintf(g.out, "devices cpu")
+			for i := 0; i < torch.CUDADeviceCount(); i++ {
+				fmt.Fprintf(g.out, " cuda:%d", i)
+			}
+			fmt.Fprintln(g.out)
+			return nil
+		},
+	}
+}
+
+type trainOptions struct {
+	variant, file, out, resume string
+	overrides                  []string
+}
+
+func newTrainCmd(g *globals) *cobra.Command {
+	o := &trainOptions{}
+	cmd := &cobra.Command{
+		Use:   "train [key=value ...]",
+		Short: "train one variant (pca, drcnn, concrete) or a trainrun file",
+		Long: "train runs a trainrun: statistical fit, gradient epochs, evaluation and reports, into\n" +
+			"outputs/<name>/<timestamp>/ (or --out). Trailing key=value arguments override config keys\n" +
+			"(e.g. training.optimizer.lr=3e-4 data.batch_size=2); SPECTRACLIP_TRAINING__OPTIMIZER__LR=...\n" +
+			"in the environment does the same.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.overrides = args
+			return runTrain(g, o)
+		},
+	}
+	cmd.Flags().StringVar(&o.variant, "variant", "", "pca, drcnn or concrete")
+	cmd.Flags().StringVarP(&o.file, "config", "c", "", "a trainrun YAML file")
+	cmd.Flags().StringVar(&o.out, "out", "", "run directory (default outputs/<name>/<timestamp>)")
+	cmd.Flags().StringVar(&o.resume, "resume", "", "resume from a checkpoint prefix, e.g. RUN/checkpoints/last (with --out RUN)")
+	return cmd
+}
+
+func runTrain(g *globals, o *trainOptions) error {
+	if o.variant == "" && o.file == "" {
+		o.variant = "drcnn"
+	}
+	cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{Variant: o.variant, File: o.file, Overrides: o.overrides, Environ: os.Environ()})
+	if err != nil {
+		return err
+	}
+	res, err := trainer.Train(cfg, trainer.Options{OutDir: o.out, Log: g.log, Progress: os.Stderr, Resume: o.resume})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.out, "run: %s\n", res.Dir)
+	fmt.Fprintf(g.out, "test: iou %.4f  f1 %.4f  AP %.4f  AUROC %.4f  (detector %s, %.1f FPS)\n",
+		res.Test["iou"], res.Test["f1_score"], res.Test["average_precision"], res.Test["auroc"], res.Detector, res.InferenceFPS)
+	return nil
+}
+
+func newEvalCmd(g *globals) *cobra.Command {
+	var run, split string
+	cmd := &cobra.Command{
+		Use:   "eval --run DIR",
+		Short: "evaluate a finished run's saved pipeline on its val or test split",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := trainer.EvalRun(run, split, g.log)
+			if err != nil {
+				return err
+			}
+			return printJSON(g, m)
+		},
+	}
+	cmd.Flags().StringVar(&run, "run", "", "run directory")
+	cmd.Flags().StringVar(&split, "split", "test", "val or test")
+	_ = cmd.MarkFlagRequired("run")
+	return cmd
+}
+
+func newInferCmd(g *globals) *cobra.Command {
+	var run, input, out string
+	cmd := &cobra.Command{
+		Use:   "infer --run DIR --input FILE|DIR --out DIR",
+		Short: "write anomaly maps and decisions (PNG, .npy, JSON) for ENVI cubes or a dataset",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			files, err := trainer.Infer(run, input, out, g.log)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "wrote %d frames to %s\n", files, out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&run, "run", "", "run directory")
+	cmd.Flags().StringVar(&input, "input", "", "an ENVI header, a dataset directory or a folder of ENVI headers")
+	cmd.Flags().StringVar(&out, "out", "", "output directory")
+	for _, f := range []string{"run", "input", "out"} {
+		_ = cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+func newCompareCmd(g *globals) *cobra.Command {
+	var out string
+	var variants []string
+	cmd := &cobra.Command{
+		Use:   "compare [key=value ...]",
+		Short: "train the three variants on the same data and seed and write comparison.json/.md",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := trainer.Compare(trainer.CompareOptions{Out: out, Variants: variants, Overrides: args, Log: g.log, Environ: os.Environ()})
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(g.out, c.Markdown)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "outputs/compare", "output directory")
+	cmd.Flags().StringSliceVar(&variants, "variants", trainer.VariantNames, "variants to compare")
+	return cmd
+}
+
+func newCalibrateCmd(g *globals) *cobra.Command {
+	var run string
+	cmd := &cobra.Command{
+		Use:   "calibrate --run DIR",
+		Short: "find F1-optimal decision thresholds on the validation split",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := trainer.Calibrate(run, g.log)
+			if err != nil {
+				return err
+			}
+			return printJSON(g, c)
+		},
+	}
+	cmd.Flags().StringVar(&run, "run", "", "run directory")
+	_ = cmd.MarkFlagRequired("run")
+	return cmd
+}
+
+func newSynthCmd(g *globals) *cobra.Command {
+	cfg := dataset.DefaultSynthConfig()
+	var out string
+	cmd := &cobra.Command{
+		Use:   "synth --out DIR",
+		Short: "generate the synthetic Lentils dataset (ENVI cubes + COCO + dataset.yaml)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := dataset.GenerateSynthetic(out, cfg); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "wrote %d frames of %dx%dx%d to %s\n", cfg.Frames, cfg.Height, cfg.Width, cfg.Bands, out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "data/lentils_synth", "output directory")
+	cmd.Flags().IntVar(&cfg.Frames, "frames", cfg.Frames, "number of frames")
+	cmd.Flags().IntVar(&cfg.Height, "height", cfg.Height, "frame height")
+	cmd.Flags().IntVar(&cfg.Width, "width", cfg.Width, "frame width")
+	cmd.Flags().Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed")
+	cmd.Flags().Float64Var(&cfg.StoneRate, "stone-rate", cfg.StoneRate, "probability that an object is a stone")
+	cmd.Flags().IntVar(&cfg.Bands, "bands", cfg.Bands, "number of bands")
+	return cmd
+}
+
+func newDetectCmd(g *globals) *cobra.Command {
+	var input, det, cubeVar, gtVar string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "detect --input FILE --detector rx",
+		Short: "run a classical detector on a whole scene (.mat, ENVI) and print the pixel ROC AUC",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if det != "rx" {
+				return fmt.Errorf("--detector %q (allowed: rx)", det)
+			}
+			r, err := trainer.DetectScene(input, cubeVar, gtVar)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(g, r)
+			}
+			fmt.Fprintf(g.out, "%s: %dx%dx%d, detector rx", r.Input, r.H, r.W, r.C)
+			if r.HasTruth {
+				fmt.Fprintf(g.out, ", %d anomaly pixels, pixel ROC AUC %.4f", r.Anomalies, r.AUROC)
+			}
+			fmt.Fprintln(g.out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&input, "input", "", "a MATLAB v5 .mat scene or an ENVI header")
+	cmd.Flags().StringVar(&det, "detector", "rx", "detector: rx")
+	cmd.Flags().StringVar(&cubeVar, "cube-var", "", "name of the cube variable in a .mat file (default: found by name)")
+	cmd.Flags().StringVar(&gtVar, "gt-var", "", "name of the ground-truth variable in a .mat file")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	_ = cmd.MarkFlagRequired("input")
+	return cmd
+}
+
+func newExportDetectorCmd(g *globals) *cobra.Command {
+	var out string
+	var builtin bool
+	var size int
+	cmd := &cobra.Command{
+		Use:   "export-detector --builtin --out FILE",
+		Short: "write the built-in zero-shot detector as TorchScript (no Python, no download)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !builtin {
+				return fmt.Errorf("only --builtin can be exported here; export AdaCLIP with scripts/export_adaclip.py")
+			}
+			opts := detect.BuiltinOptions{}
+			if size > 0 {
+				opts.ImageSize = size
+			}
+			if err := detect.WriteBuiltin(out, opts); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "wrote %s\n", out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "builtin_detector.pt", "output file")
+	cmd.Flags().BoolVar(&builtin, "builtin", false, "export the built-in detector")
+	cmd.Flags().IntVar(&size, "image-size", 0, "the detector's input size (default 224)")
+	return cmd
+}
+
+func newGraphCmd(g *globals) *cobra.Command {
+	var dot, variant string
+	cmd := &cobra.Command{
+		Use:   "graph [CONFIG] [--variant V] [--dot FILE]",
+		Short: "print a trainrun's pipeline graph, or write it as Graphviz DOT",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lo := trainer.LoadOptions{Variant: variant}
+			if len(args) == 1 {
+				lo = trainer.LoadOptions{File: args[0]}
+			} else if variant == "" {
+				lo.Variant = "drcnn"
+			}
+			cfg, _, err := trainer.LoadConfig(lo)
+			if err != nil {
+				return err
+			}
+			p, err := trainer.BuildPipeline(cfg, nodes.NewRegistry(), nil)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			if dot != "" {
+				return os.WriteFile(dot, []byte(p.DOT()), 0o644)
+			}
+			fmt.Fprint(g.out, p.Describe())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dot, "dot", "", "write Graphviz DOT to this file")
+	cmd.Flags().StringVar(&variant, "variant", "", "a shipped variant instead of a file")
+	return cmd
+}
+
+func newPluginsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "plugins", Short: "load, list and clear node plugins"}
+	var manifest string
+	load := &cobra.Command{
+		Use:   "load --manifest FILE",
+		Short: "load the plugins of a manifest (plugins: {name: {repo, tag} | {path}}) and list their nodes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg := nodes.NewRegistry()
+			if err := reg.LoadPluginManifest(manifest); err != nil {
+				return err
+			}
+			for _, p := range reg.Plugins() {
+				fmt.Fprintf(g.out, "%s\t%s\t%s\t%s\n", p.Name, p.Source, p.Tag, strings.Join(p.Provides, ","))
+			}
+			return nil
+		},
+	}
+	load.Flags().StringVar(&manifest, "manifest", "", "plugin manifest YAML")
+	_ = load.MarkFlagRequired("manifest")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "list the node types (built-in, and from --manifest when given)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg := nodes.NewRegistry()
+			if manifest != "" {
+				if err := reg.LoadPluginManifest(manifest); err != nil {
+					return err
+				}
+			}
+			for _, t := range reg.Types() {
+				origin := "built-in"
+				if t.Plugin != "" {
+					origin = "plugin " + t.Plugin
+				}
+				fmt.Fprintf(g.out, "%-28s %-10s %s\n", t.Name, origin, strings.Join(t.Aliases, ", "))
+			}
+			return nil
+		},
+	}
+	list.Flags().StringVar(&manifest, "manifest", "", "also load this plugin manifest")
+	var name string
+	clear := &cobra.Command{
+		Use:   "clear-cache [--name NAME]",
+		Short: "delete cached plugin checkouts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return nodes.NewRegistry().ClearPluginCache(name)
+		},
+	}
+	clear.Flags().StringVar(&name, "name", "", "only this plugin")
+	cmd.AddCommand(load, list, clear)
+	return cmd
+}
+
+func printJSON(g *globals, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(g.out, string(b))
+	return nil
+}

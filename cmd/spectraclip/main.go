@@ -1,0 +1,94 @@
+// Command spectraclip trains, evaluates and runs learned hyperspectral anomaly detection:
+// a cube is normalised, reduced to 3 channels (PCA, a DRCNN mixer or a Concrete band
+// selector) and scored by a frozen zero-shot detector through which gradients flow.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	// node families register themselves
+	_ "github.com/spectraclip/spectraclip/nodes/data"
+	_ "github.com/spectraclip/spectraclip/nodes/decide"
+	_ "github.com/spectraclip/spectraclip/nodes/detect"
+	_ "github.com/spectraclip/spectraclip/nodes/loss"
+	_ "github.com/spectraclip/spectraclip/nodes/metric"
+	_ "github.com/spectraclip/spectraclip/nodes/normalize"
+	_ "github.com/spectraclip/spectraclip/nodes/reduce"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// globals are the flags every command shares.
+type globals struct {
+	logLevel  string
+	logFormat string
+	out       io.Writer
+	errOut    io.Writer
+	log       *logrus.Logger
+}
+
+func (g *globals) setup() error {
+	g.log = logrus.New()
+	g.log.SetOutput(g.errOut)
+	lvl, err := logrus.ParseLevel(g.logLevel)
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	g.log.SetLevel(lvl)
+	switch g.logFormat {
+	case "text":
+		g.log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	case "json":
+		g.log.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return fmt.Errorf("--log-format %q (allowed: text, json)", g.logFormat)
+	}
+	return nil
+}
+
+// NewRootCmd builds the command tree writing to out and errOut.
+func NewRootCmd(out, errOut io.Writer) *cobra.Command {
+	g := &globals{out: out, errOut: errOut}
+	root := &cobra.Command{
+		Use:           "spectraclip",
+		Short:         "learned hyperspectral anomaly detection over LibTorch",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return g.setup()
+		},
+	}
+	root.SetOut(out)
+	root.SetErr(errOut)
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.AddCommand(
+		newVersionCmd(g),
+		newTrainCmd(g),
+		newEvalCmd(g),
+		newInferCmd(g),
+		newCompareCmd(g),
+		newCalibrateCmd(g),
+		newSynthCmd(g),
+		newDetectCmd(g),
+		newExportDetectorCmd(g),
+		newGraphCmd(g),
+		newPluginsCmd(g),
+		newBenchCmd(g),
+	)
+	return root
+}
+
+func main() {
+	root := NewRootCmd(os.Stdout, os.Stderr)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,141 @@
+// Package data holds the data node: it turns a loader batch (cube, class ids, wavelengths)
+// into the tensors the pipeline consumes, with the binary anomaly mask derived from class
+// ids exactly as the reference's LentilsAnomalyDataNode does.
+package data
+
+import (
+	"fmt"
+
+	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/nodes"
+	"github.com/spectraclip/spectraclip/torch"
+)
+
+// Batch keys the trainer feeds into a pipeline.
+const (
+	KeyCube        = "cube"        // *torch.Tensor float32 [B,H,W,C]
+	KeyClassIDs    = "class_ids"   // []int32 (B·H·W), nil when unlabeled
+	KeyWavelengths = "wavelengths" // []float32 [C] (nm)
+	KeyFrameIDs    = "frame_ids"   // []int [B]
+	KeyShape       = "batch_shape" // [4]int{B,H,W,C}
+)
+
+// BatchKeys lists the keys of a pipeline batch.
+var BatchKeys = []string{KeyCube, KeyClassIDs, KeyWavelengths, KeyFrameIDs, KeyShape}
+
+// ToBatch copies a loader batch into a pipeline batch; the cube tensor belongs to s. When
+// reuse is a CPU float32 tensor of the right shape it is overwritten instead (no allocation).
+func ToBatch(s *torch.Scope, b *dataset.Batch, dev torch.Device, reuse *torch.Tensor) (map[string]any, error) {
+	var cube *torch.Tensor
+	shape := []int64{int64(b.B), int64(b.H), int64(b.W), int64(b.C)}
+	if reuse.Valid() && dev.Type == torch.DeviceCPU && sameShape(reuse.Shape(), shape) {
+		if err := torch.CopyFrom(reuse, b.Cube); err != nil {
+			return nil, err
+		}
+		cube = reuse
+	} else {
+		cube = torch.FromSlice(s, dev, b.Cube, shape...)
+		if err := s.Err(); err != nil {
+			return nil, fmt.Errorf("batch of frames %v: %w", b.FrameIDs, err)
+		}
+	}
+	return map[string]any{
+		KeyCube:        cube,
+		KeyClassIDs:    b.ClassIDs,
+		KeyWavelengths: b.Wavelengths,
+		KeyFrameIDs:    b.FrameIDs,
+		KeyShape:       [4]int{b.B, b.H, b.W, b.C},
+	}, nil
+}
+
+func sameShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Node is LentilsAnomalyDataNode: cube passthrough (float32), the binary anomaly mask from
+// class ids, wavelengths and frame ids.
+type Node struct {
+	nodes.Base
+	mapping *dataset.AnomalyMapping
+	params  map[string]any
+	maskBuf []bool
+}
+
+var _ nodes.Node = (*Node)(nil)
+
+// New builds the data node. normal_class_ids lists the normal classes; with
+// anomaly_class_ids given, only those are anomalies (the rest normal), as the reference.
+func New(name string, params map[string]any) (nodes.Node, error) {
+	p := nodes.NewParamReader(name, params)
+	normal := p.Ints("normal_class_ids", []int{0, 1, 2, 4})
+	anomaly := p.Ints("anomaly_class_ids", nil)
+	if err := p.Done(); err != nil {
+		return nil, err
+	}
+	m, err := dataset.NewAnomalyMapping(normal, anomaly)
+	if err != nil {
+		return nil, fmt.Errorf("node %q: %w", name, err)
+	}
+	return &Node{Base: nodes.Base{NodeName: name, TypeName: "LentilsAnomalyDataNode"}, mapping: m, params: p.Resolved()}, nil
+}
+
+func init() {
+	nodes.Register(nodes.TypeInfo{Name: "LentilsAnomalyDataNode", Aliases: []string{"cuvis_ai.node.data.LentilsAnomalyDataNode"}, Factory: New,
+		Doc: "cube passthrough and binary anomaly mask from class ids"})
+}
+
+// Mapping returns the anomaly mapping (its Warning mirrors the reference's UserWarning).
+func (n *Node) Mapping() *dataset.AnomalyMapping { return n.mapping }
+
+func (n *Node) Inputs() []nodes.PortSpec {
+	return []nodes.PortSpec{
+		{Name: KeyCube, DType: torch.Float32, Shape: nodes.Shape("B", "H", "W", "C")},
+		{Name: KeyClassIDs, Kind: nodes.KindValue, Optional: true},
+		{Name: KeyWavelengths, Kind: nodes.KindValue, Optional: true},
+		{Name: KeyFrameIDs, Kind: nodes.KindValue, Optional: true},
+	}
+}
+
+func (n *Node) Outputs() []nodes.PortSpec {
+	return []nodes.PortSpec{
+		{Name: "cube", DType: torch.Float32, Shape: nodes.Shape("B", "H", "W", "C")},
+		{Name: "mask", DType: torch.Bool, Shape: nodes.Shape("B", "H", "W", "1")},
+		{Name: "wavelengths", Kind: nodes.KindValue},
+		{Name: "frame_ids", Kind: nodes.KindValue},
+	}
+}
+
+func (n *Node) Stages() []nodes.Stage { return nil }
+
+func (n *Node) Params() map[string]any { return n.params }
+
+func (n *Node) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
+	cube, ok := in[KeyCube].(*torch.Tensor)
+	if !ok || !cube.Valid() {
+		return nil, fmt.Errorf("node %q: input cube missing", n.Name())
+	}
+	out := map[string]any{"cube": cube, "wavelengths": in[KeyWavelengths], "frame_ids": in[KeyFrameIDs]}
+	ids, _ := in[KeyClassIDs].([]int32)
+	if ids != nil {
+		sh := cube.Shape()
+		if int64(len(ids)) != sh[0]*sh[1]*sh[2] {
+			return nil, fmt.Errorf("node %q: %d class ids for a cube of shape %v", n.Name(), len(ids), sh)
+		}
+		n.maskBuf = n.mapping.Apply(ids, n.maskBuf[:0])
+		s := ctx.Scope
+		mask := torch.FromSlice(s, ctx.Device, n.maskBuf, sh[0], sh[1], sh[2], 1)
+		if err := s.Err(); err != nil {
+			return nil, fmt.Errorf("node %q: %w", n.Name(), err)
+		}
+		out["mask"] = mask
+	}
+	return out, nil
+}

@@ -1,0 +1,380 @@
+package trainer
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spectraclip/spectraclip/nodes"
+	datanode "github.com/spectraclip/spectraclip/nodes/data"
+	"github.com/spectraclip/spectraclip/torch"
+)
+
+// BenchOptions configure Bench.
+type BenchOptions struct {
+	Variants   []string
+	Detector   string // TorchScript detector file ("" = the built-in one)
+	Device     string
+	Batch      int
+	H, W       int
+	Threads    int
+	Iters      int
+	Warmup     int
+	TrainIters int
+	Half       bool
+}
+
+// BenchVariant holds one variant's figures; stage times are seconds per batch.
+type BenchVariant struct {
+	Variant          string             `json:"variant"`
+	FPS              float64            `json:"fps"`
+	DetectorFPS      float64            `json:"detector_fps"`
+	TrainStepsPerSec float64            `json:"train_steps_per_s"`
+	Stages           map[string]float64 `json:"stages"`
+	AroundDetector   float64            `json:"around_detector_s"`
+	CopyBytesPerSec  float64            `json:"cube_copy_bytes_per_s"`
+	RSSStartMB       float64            `json:"rss_start_mb"`
+	RSSEndMB         float64            `json:"rss_end_mb"`
+}
+
+// BenchReport is what `spectraclip bench --json` prints.
+type BenchReport struct {
+	Variants  []BenchVariant `json:"variants"`
+	Threads   int            `json:"threads"`
+	Device    string         `json:"device"`
+	LibTorch  string         `json:"libtorch"`
+	Batch     int            `json:"batch"`
+	Size      string         `json:"size"`
+	Bands     int            `json:"bands"`
+	Detector  string         `json:"detector"`
+	PeakRSSMB float64        `json:"peak_rss_mb"`
+	CUDAPeak  int64          `json:"cuda_peak_bytes,omitempty"`
+}
+
+// ParseSize reads "HxW".
+func ParseSize(s string) (int, int, error) {
+	a, b, ok := strings.Cut(strings.ToLower(s), "x")
+	h, err1 := strconv.Atoi(a)
+	w, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || h < 1 || w < 1 {
+		return 0, 0, fmt.Errorf("--size %q: want HxW, e.g. 256x256", s)
+	}
+	return h, w, nil
+}
+
+var reducerNodes = map[string][]string{
+	"pca":      {"pca", "pca_output_normalizer"},
+	"drcnn":    {"channel_mixer"},
+	"concrete": {"concrete_selector"},
+}
+
+// Bench measures inference FPS per variant stage by stage, the detector alone, and
+// training steps per second, on random cubes of the given size.
+func Bench(o BenchOptions) (*BenchReport, error) {
+	if o.Batch < 1 {
+		o.Batch = 4
+	}
+	if o.H == 0 {
+		o.H, o.W = 256, 256
+	}
+	if o.Iters < 1 {
+		o.Iters = 5
+	}
+	if o.TrainIters < 0 {
+		o.TrainIters = 0
+	}
+	if len(o.Variants) == 0 {
+		o.Variants = VariantNames
+	}
+	if o.Threads > 0 {
+		if err := torch.SetNumThreads(o.Threads); err != nil {
+			return nil, err
+		}
+	}
+	if err := torch.SetCachingAllocator(true); err != nil {
+		return nil, err
+	}
+	dev, err := torch.ParseDevice(o.Device)
+	if err != nil {
+		return nil, err
+	}
+	rep := &BenchReport{Threads: torch.NumThreads(), Device: dev.String(), LibTorch: torch.Version(), Batch: o.Batch,
+		Size: fmt.Sprintf("%dx%d", o.H, o.W), Bands: 61, Detector: o.Detector}
+	if rep.Detector == "" {
+		rep.Detector = "builtin"
+	}
+	for _, v := range o.Variants {
+		bv, err := benchVariant(v, o, dev)
+		if err != nil {
+			return nil, fmt.Errorf("bench %s: %w", v, err)
+		}
+		rep.Variants = append(rep.Variants, *bv)
+	}
+	rep.PeakRSSMB = procStatusMB("VmHWM:")
+	if dev.Type == torch.DeviceCUDA {
+		_, _, rep.CUDAPeak, _ = torch.CUDAMemory(dev)
+	}
+	return rep, nil
+}
+
+func benchVariant(variant string, o BenchOptions, dev torch.Device) (*BenchVariant, error) {
+	ov := []string{"training.device=" + dev.String(), "data.batch_size=" + strconv.Itoa(o.Batch)}
+	if o.Detector != "" {
+		ov = append(ov, "pipeline.detector.detector_path="+o.Detector)
+	}
+	if o.Half {
+		ov = append(ov, "pipeline.detector.use_half_precision=true")
+	}
+	cfg, _, err := LoadConfig(LoadOptions{Variant: variant, Overrides: ov})
+	if err != nil {
+		return nil, err
+	}
+	p, err := BuildPipeline(cfg, nodes.NewRegistry(), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	if err := p.To(dev); err != nil {
+		return nil, err
+	}
+	B, H, W, C := o.Batch, o.H, o.W, 61
+	rng := rand.New(rand.NewPCG(1, 2))
+	cube := make([]float32, B*H*W*C)
+	for i := range cube {
+		cube[i] = rng.Float32()
+	}
+	ids := make([]int32, B*H*W)
+	for i := range ids {
+		if rng.Float64() < 0.02 {
+			ids[i] = 3
+		} else {
+			ids[i] = 1
+		}
+	}
+	keep := torch.NewScope()
+	defer keep.Close()
+	cubeT := torch.FromSlice(keep, dev, cube, int64(B), int64(H), int64(W), int64(C))
+	if err := keep.Err(); err != nil {
+		return nil, err
+	}
+	batch := map[string]any{datanode.KeyCube: cubeT, datanode.KeyClassIDs: ids, datanode.KeyWavelengths: []float32(nil),
+		datanode.KeyFrameIDs: make([]int, B), datanode.KeyShape: [4]int{B, H, W, C}}
+	s := torch.NewScope()
+	defer s.Close()
+	// statistical fit on the random cube
+	for _, n := range p.Nodes() {
+		f, ok := n.(nodes.Fitter)
+		if !ok || !f.RequiresFit() {
+			continue
+		}
+		s.Reset()
+		ctx := &nodes.Context{Stage: nodes.StageInference, Scope: s, Device: dev}
+		s.SetGradEnabled(false)
+		if err := f.FitReset(); err != nil {
+			return nil, err
+		}
+		in, err := p.FitInputs(ctx, batch, n.Name())
+		if err != nil {
+			return nil, err
+		}
+		if err := f.FitBatch(ctx, in); err != nil {
+			return nil, err
+		}
+		if err := f.FitFinish(); err != nil {
+			return nil, err
+		}
+	}
+	p.SetTraining(false)
+	bv := &BenchVariant{Variant: variant, Stages: map[string]float64{}}
+	sync := func() { _ = torch.Synchronize(dev) }
+	// whole pipeline
+	run := func() error {
+		s.Reset()
+		s.SetGradEnabled(false)
+		ctx := &nodes.Context{Stage: nodes.StageInference, Scope: s, Device: dev}
+		_, err := p.Run(ctx, batch, nodes.RunOptions{})
+		return err
+	}
+	for i := 0; i < o.Warmup; i++ {
+		if err := run(); err != nil {
+			return nil, err
+		}
+	}
+	sync()
+	bv.RSSStartMB = procStatusMB("VmRSS:")
+	t0 := time.Now()
+	for i := 0; i < o.Iters; i++ {
+		if err := run(); err != nil {
+			return nil, err
+		}
+	}
+	sync()
+	bv.FPS = float64(B*o.Iters) / time.Since(t0).Seconds()
+	bv.RSSEndMB = procStatusMB("VmRSS:")
+	// stage by stage
+	norm, _ := p.Node("normalizer")
+	detN, _ := p.Node("detector")
+	dec, _ := p.Node("decider")
+	det, ok := detN.(interface {
+		Preprocess(*torch.Scope, *torch.Tensor) (*torch.Tensor, error)
+		RunModule(*torch.Scope, *torch.Tensor) (*torch.Tensor, *torch.Tensor, error)
+		Postprocess(*torch.Scope, *torch.Tensor, int64, int64) (*torch.Tensor, error)
+	})
+	if norm == nil || !ok || dec == nil {
+		return nil, fmt.Errorf("variant %s: expected nodes normalizer, detector and decider", variant)
+	}
+	stage := map[string]time.Duration{}
+	for it := 0; it < o.Iters; it++ {
+		s.Reset()
+		s.SetGradEnabled(false)
+		ctx := &nodes.Context{Stage: nodes.StageInference, Scope: s, Device: dev}
+		mark := time.Now()
+		lap := func(name string) {
+			sync()
+			stage[name] += time.Since(mark)
+			mark = time.Now()
+		}
+		out, err := norm.Forward(ctx, map[string]any{"data": cubeT})
+		if err != nil {
+			return nil, err
+		}
+		lap("normalize")
+		x := out["normalized"]
+		for _, rn := range reducerNodes[variant] {
+			n, ok := p.Node(rn)
+			if !ok {
+				return nil, fmt.Errorf("variant %s: node %s missing", variant, rn)
+			}
+			o, err := n.Forward(ctx, map[string]any{"data": x})
+			if err != nil {
+				return nil, err
+			}
+			for _, port := range []string{"rgb", "projected", "normalized"} {
+				if v, ok := o[port]; ok {
+					x = v
+					break
+				}
+			}
+		}
+		lap("reduce")
+		pre, err := det.Preprocess(s, x.(*torch.Tensor))
+		if err != nil {
+			return nil, err
+		}
+		lap("detector_pre")
+		pix, _, err := det.RunModule(s, pre)
+		if err != nil {
+			return nil, err
+		}
+		lap("detector")
+		scores, err := det.Postprocess(s, pix, int64(H), int64(W))
+		if err != nil {
+			return nil, err
+		}
+		lap("post")
+		if _, err := dec.Forward(ctx, map[string]any{"logits": scores}); err != nil {
+			return nil, err
+		}
+		lap("decide")
+	}
+	var total float64
+	for k, d := range stage {
+		bv.Stages[k] = d.Seconds() / float64(o.Iters)
+		total += bv.Stages[k]
+	}
+	detAlone := bv.Stages["detector_pre"] + bv.Stages["detector"] + bv.Stages["post"]
+	if detAlone > 0 {
+		bv.DetectorFPS = float64(B) / detAlone
+	}
+	bv.AroundDetector = total - bv.Stages["detector"]
+	// a plain copy of the cube's bytes, the yardstick for the stages around the detector
+	dst := make([]float32, len(cube))
+	t1 := time.Now()
+	for i := 0; i < 3; i++ {
+		copy(dst, cube)
+	}
+	bv.CopyBytesPerSec = float64(3*len(cube)*4) / time.Since(t1).Seconds()
+	// training steps
+	if o.TrainIters > 0 && len(cfg.LossNodes) > 0 {
+		params := p.Parameters()
+		ts := make([]*torch.Tensor, len(params))
+		for i, pr := range params {
+			ts[i] = pr.Tensor
+		}
+		opt, err := torch.NewOptimizer(torch.AdamW, ts, torch.OptimConfig{LR: 1e-3})
+		if err != nil {
+			return nil, err
+		}
+		defer opt.Free()
+		p.SetTraining(true)
+		r := &Run{Cfg: cfg, Pipeline: p}
+		step := func() error {
+			s.Reset()
+			s.SetGradEnabled(true)
+			ctx := &nodes.Context{Stage: nodes.StageTrain, Scope: s, Device: dev, MaxEpochs: 8}
+			out, err := p.Run(ctx, batch, nodes.RunOptions{})
+			if err != nil {
+				return err
+			}
+			loss, ok := r.sumLosses(s, out)
+			if !ok {
+				return fmt.Errorf("no loss")
+			}
+			if err := opt.ZeroGrad(); err != nil {
+				return err
+			}
+			s.Backward(loss, nil, false)
+			if err := s.Err(); err != nil {
+				return err
+			}
+			return opt.Step()
+		}
+		if err := step(); err != nil {
+			return nil, err
+		}
+		sync()
+		t2 := time.Now()
+		for i := 0; i < o.TrainIters; i++ {
+			if err := step(); err != nil {
+				return nil, err
+			}
+		}
+		sync()
+		bv.TrainStepsPerSec = float64(o.TrainIters) / time.Since(t2).Seconds()
+		p.SetTraining(false)
+	}
+	return bv, nil
+}
+
+func procStatusMB(key string) float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, key) {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				return kb / 1024
+			}
+		}
+	}
+	return 0
+}
+
+// WriteBenchTable prints a report as a table.
+func WriteBenchTable(w io.Writer, r *BenchReport) {
+	fmt.Fprintf(w, "device %s · %d threads · LibTorch %s · batch %d × %s × %d bands · detector %s\n\n", r.Device, r.Threads, r.LibTorch, r.Batch, r.Size, r.Bands, r.Detector)
+	fmt.Fprintf(w, "%-9s %9s %12s %10s %10s %10s %10s %10s %10s %10s %12s\n", "variant", "FPS", "detector FPS", "train st/s", "norm ms", "reduce ms", "pre ms", "det ms", "post ms", "decide ms", "RSS MB s→e")
+	for _, v := range r.Variants {
+		ms := func(k string) float64 { return v.Stages[k] * 1000 }
+		fmt.Fprintf(w, "%-9s %9.2f %12.2f %10.2f %10.2f %10.2f %10.2f %10.2f %10.2f %10.2f %5.0f→%-5.0f\n", v.Variant, v.FPS, v.DetectorFPS, v.TrainStepsPerSec,
+			ms("normalize"), ms("reduce"), ms("detector_pre"), ms("detector"), ms("post"), ms("decide"), v.RSSStartMB, v.RSSEndMB)
+	}
+	fmt.Fprintf(w, "\npeak RSS %.0f MB\n", r.PeakRSSMB)
+}

@@ -1,0 +1,318 @@
+package trainer
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"codeberg.org/sbinet/npyio"
+	"github.com/sirupsen/logrus"
+
+	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/nodes"
+	datanode "github.com/spectraclip/spectraclip/nodes/data"
+	"github.com/spectraclip/spectraclip/nodes/detect"
+	metriccore "github.com/spectraclip/spectraclip/nodes/metric/core"
+	"github.com/spectraclip/spectraclip/torch"
+	"github.com/spectraclip/spectraclip/trainer/report"
+)
+
+// OpenRun reopens a finished run: its resolved config, its data and its saved pipeline
+// (with the evaluated weights).
+func OpenRun(dir string, log *logrus.Logger) (*Run, error) {
+	if log == nil {
+		log = logrus.New()
+		log.SetOutput(io.Discard)
+	}
+	cfg, _, err := LoadConfig(LoadOptions{File: filepath.Join(dir, "config.yaml")})
+	if err != nil {
+		return nil, fmt.Errorf("run %s: %w", dir, err)
+	}
+	if cfg.Training.Threads > 0 {
+		if err := torch.SetNumThreads(cfg.Training.Threads); err != nil {
+			return nil, err
+		}
+	}
+	if err := torch.SetCachingAllocator(true); err != nil {
+		return nil, err
+	}
+	dev, err := torch.ParseDevice(cfg.Training.Device)
+	if err != nil {
+		return nil, err
+	}
+	reg := nodes.NewRegistry()
+	if err := loadPlugins(reg, cfg); err != nil {
+		return nil, err
+	}
+	p, err := nodes.Load(filepath.Join(dir, "pipeline.yaml"), reg, dev)
+	if err != nil {
+		return nil, fmt.Errorf("run %s: %w", dir, err)
+	}
+	r := &Run{Cfg: cfg, Dir: dir, Device: dev, Pipeline: p, Registry: reg, Log: log}
+	return r, nil
+}
+
+func (r *Run) openData() error {
+	ds, err := openData(r.Cfg, r.Log)
+	if err != nil {
+		return err
+	}
+	r.Data = ds
+	return nil
+}
+
+// EvalRun evaluates a finished run's pipeline on a split.
+func EvalRun(dir, split string, log *logrus.Logger) (map[string]float64, error) {
+	if split != "val" && split != "test" {
+		return nil, fmt.Errorf("--split %q (allowed: val, test)", split)
+	}
+	r, err := OpenRun(dir, log)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Pipeline.Close()
+	if err := r.openData(); err != nil {
+		return nil, err
+	}
+	st := nodes.StageTest
+	if split == "val" {
+		st = nodes.StageVal
+	}
+	ev, err := r.Evaluate(split, st, 0)
+	if err != nil {
+		return nil, err
+	}
+	return ev.Metrics, nil
+}
+
+// Calibration is the F1-optimal absolute pixel threshold found on the validation split.
+type Calibration struct {
+	PixelThreshold float64            `json:"pixel_threshold"`
+	F1             float64            `json:"f1_at_threshold"`
+	Current        map[string]float64 `json:"current_decider_metrics"`
+	File           string             `json:"file"`
+}
+
+// Calibrate finds the F1-optimal score threshold on the validation split and writes it to
+// RUN/calibration.json (use it as the TwoStage decider's pixel_threshold).
+func Calibrate(dir string, log *logrus.Logger) (*Calibration, error) {
+	r, err := OpenRun(dir, log)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Pipeline.Close()
+	if err := r.openData(); err != nil {
+		return nil, err
+	}
+	ev, err := r.Evaluate("val", nodes.StageVal, 0)
+	if err != nil {
+		return nil, err
+	}
+	thr, f1 := ev.Acc.BestF1Threshold()
+	c := &Calibration{PixelThreshold: thr, F1: f1, Current: ev.Metrics, File: filepath.Join(dir, "calibration.json")}
+	b, _ := json.MarshalIndent(c, "", "  ")
+	return c, writeFileAtomic(c.File, b)
+}
+
+// SceneResult is what `spectraclip detect` reports.
+type SceneResult struct {
+	Input     string  `json:"input"`
+	Detector  string  `json:"detector"`
+	H         int     `json:"height"`
+	W         int     `json:"width"`
+	C         int     `json:"bands"`
+	HasTruth  bool    `json:"has_ground_truth"`
+	Anomalies int     `json:"anomaly_pixels"`
+	AUROC     float64 `json:"pixel_roc_auc"`
+	Seconds   float64 `json:"seconds"`
+}
+
+// DetectScene runs global RX on a whole scene and, with ground truth, its pixel ROC AUC.
+func DetectScene(path, cubeVar, gtVar string) (*SceneResult, error) {
+	cube, gt, err := dataset.LoadScene(path, dataset.SceneOptions{CubeVar: cubeVar, GTVar: gtVar})
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	scores, err := detect.RX(cube.Data, cube.H, cube.W, cube.C)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	res := &SceneResult{Input: path, Detector: "rx", H: cube.H, W: cube.W, C: cube.C, Seconds: time.Since(t0).Seconds(), AUROC: math.NaN()}
+	if gt != nil {
+		labels := make([]bool, len(gt.IDs))
+		for i, v := range gt.IDs {
+			labels[i] = v != 0
+			if labels[i] {
+				res.Anomalies++
+			}
+		}
+		res.HasTruth = true
+		res.AUROC = metriccore.ExactAUROC(scores, labels)
+	}
+	return res, nil
+}
+
+// Infer runs a finished run's pipeline (inference stage) over ENVI cubes (a header, a folder
+// of headers) or a dataset directory, writing per frame a score heatmap PNG, a decision
+// mask PNG, the scores as .npy, and one results.json.
+func Infer(dir, input, out string, log *logrus.Logger) (int, error) {
+	r, err := OpenRun(dir, log)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Pipeline.Close()
+	cubes, err := inferInputs(input)
+	if err != nil {
+		return 0, err
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return 0, err
+	}
+	type frameOut struct {
+		Name         string  `json:"name"`
+		Source       string  `json:"source"`
+		AnomalyScore float64 `json:"anomaly_score"`
+		Flagged      float64 `json:"flagged_fraction"`
+		Heatmap      string  `json:"heatmap_png"`
+		Decisions    string  `json:"decisions_png,omitempty"`
+		Scores       string  `json:"scores_npy"`
+	}
+	var results []frameOut
+	s := torch.NewScope()
+	defer s.Close()
+	for _, ic := range cubes {
+		s.Reset()
+		c, err := ic.load()
+		if err != nil {
+			return len(results), err
+		}
+		b := &dataset.Batch{Cube: c.Data, B: 1, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: []int{0}}
+		batch, err := datanode.ToBatch(s, b, r.Device, nil)
+		if err != nil {
+			return len(results), err
+		}
+		s.SetGradEnabled(false)
+		ctx := &nodes.Context{Stage: nodes.StageInference, Scope: s, Device: r.Device}
+		o, err := r.Pipeline.Run(ctx, batch, nodes.RunOptions{})
+		if err != nil {
+			return len(results), fmt.Errorf("%s: %w", ic.name, err)
+		}
+		sn, sp := portRef(r.Cfg.Evaluation.Scores)
+		st, err := o.Tensor(sn, sp)
+		if err != nil {
+			return len(results), err
+		}
+		scores, err := st.Float32s()
+		if err != nil {
+			return len(results), err
+		}
+		fo := frameOut{Name: ic.name, Source: ic.path}
+		if dn, dp := portRef(r.Cfg.Evaluation.Decisions); dn != "" {
+			if dt, err := o.Tensor(dn, dp); err == nil {
+				dec, err := dt.Bools()
+				if err == nil {
+					n := 0
+					for _, v := range dec {
+						if v {
+							n++
+						}
+					}
+					fo.Flagged = float64(n) / float64(len(dec))
+					img, err := report.MaskImage(dec, c.H, c.W)
+					if err == nil {
+						fo.Decisions = ic.name + "_decisions.png"
+						if err := report.SavePNG(filepath.Join(out, fo.Decisions), img); err != nil {
+							return len(results), err
+						}
+					}
+				}
+			}
+		}
+		for _, n := range r.Pipeline.Nodes() {
+			if v, ok := o.Get(n.Name(), "anomaly_score"); ok {
+				if t, ok := v.(*torch.Tensor); ok {
+					fo.AnomalyScore, _ = t.Item()
+				}
+			}
+		}
+		hm, err := report.Heatmap(scores, c.H, c.W)
+		if err != nil {
+			return len(results), err
+		}
+		fo.Heatmap = ic.name + "_scores.png"
+		if err := report.SavePNG(filepath.Join(out, fo.Heatmap), hm); err != nil {
+			return len(results), err
+		}
+		fo.Scores = ic.name + "_scores.npy"
+		f, err := os.Create(filepath.Join(out, fo.Scores))
+		if err != nil {
+			return len(results), err
+		}
+		err = npyio.Write(f, scores)
+		f.Close()
+		if err != nil {
+			return len(results), err
+		}
+		results = append(results, fo)
+	}
+	b, _ := json.MarshalIndent(map[string]any{"run": dir, "detector": detectorOf(r), "frames": results}, "", "  ")
+	return len(results), writeFileAtomic(filepath.Join(out, "results.json"), b)
+}
+
+func detectorOf(r *Run) string {
+	return r.detectorName()
+}
+
+type inferCube struct {
+	name, path string
+	load       func() (*dataset.Cube, error)
+}
+
+func inferInputs(input string) ([]inferCube, error) {
+	st, err := os.Stat(input)
+	if err != nil {
+		return nil, fmt.Errorf("--input: %w", err)
+	}
+	if !st.IsDir() {
+		return []inferCube{{name: strings.TrimSuffix(filepath.Base(input), filepath.Ext(input)), path: input, load: func() (*dataset.Cube, error) {
+			c, _, err := dataset.LoadScene(input, dataset.SceneOptions{})
+			return c, err
+		}}}, nil
+	}
+	if _, err := os.Stat(filepath.Join(input, dataset.ManifestName)); err == nil {
+		ds, err := dataset.Open(input)
+		if err != nil {
+			return nil, err
+		}
+		var out []inferCube
+		for _, f := range ds.Frames {
+			id := f.ID
+			out = append(out, inferCube{name: fmt.Sprintf("frame_%03d", id), path: f.Path, load: func() (*dataset.Cube, error) {
+				smp, err := ds.Load(id)
+				if err != nil {
+					return nil, err
+				}
+				return &dataset.Cube{H: smp.H, W: smp.W, C: smp.C, Data: smp.Cube, Wavelengths: ds.Wavelengths}, nil
+			}})
+		}
+		return out, nil
+	}
+	hdrs, _ := filepath.Glob(filepath.Join(input, "*.hdr"))
+	sort.Strings(hdrs)
+	if len(hdrs) == 0 {
+		return nil, fmt.Errorf("--input %s: no dataset.yaml and no ENVI headers (*.hdr) found", input)
+	}
+	var out []inferCube
+	for _, h := range hdrs {
+		h := h
+		out = append(out, inferCube{name: strings.TrimSuffix(filepath.Base(h), ".hdr"), path: h, load: func() (*dataset.Cube, error) { return dataset.ReadENVI(h) }})
+	}
+	return out, nil
+}

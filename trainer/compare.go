@@ -1,0 +1,100 @@
+package trainer
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/spectraclip/spectraclip/trainer/report"
+)
+
+// CompareOptions configure Compare.
+type CompareOptions struct {
+	Out       string
+	Variants  []string
+	Overrides []string // applied to every variant (keys must exist in each)
+	Environ   []string
+	Log       *logrus.Logger
+}
+
+// Comparison is the outcome of Compare.
+type Comparison struct {
+	Results  []*Result `json:"results"`
+	Markdown string    `json:"-"`
+}
+
+// Compare trains the variants on the same data and seed and writes comparison.json,
+// comparison.md (the tutorial's table) and comparison plots.
+func Compare(o CompareOptions) (*Comparison, error) {
+	if len(o.Variants) == 0 {
+		o.Variants = VariantNames
+	}
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, err
+	}
+	c := &Comparison{}
+	for _, v := range o.Variants {
+		cfg, _, err := LoadConfig(LoadOptions{Variant: v, Overrides: o.Overrides, Environ: o.Environ})
+		if err != nil {
+			return nil, fmt.Errorf("variant %s: %w", v, err)
+		}
+		if o.Log != nil {
+			o.Log.WithField("variant", v).Info("training")
+		}
+		res, err := Train(cfg, Options{OutDir: filepath.Join(o.Out, v), Log: o.Log, Progress: os.Stderr})
+		if err != nil {
+			return nil, fmt.Errorf("variant %s: %w", v, err)
+		}
+		c.Results = append(c.Results, res)
+	}
+	var b strings.Builder
+	b.WriteString("# Variant comparison\n\n")
+	if len(c.Results) > 0 {
+		r0 := c.Results[0]
+		fmt.Fprintf(&b, "Detector: %s · device %s · %d threads · LibTorch %s · seed %d. Metrics are pooled over every pixel of the split; anomaly = stone for every variant.\n\n", r0.Detector, r0.Device, r0.Threads, r0.LibTorch, r0.Seed)
+	}
+	b.WriteString("| variant | val IoU | test IoU | precision | recall | F1 | AP | AUROC | train s | inference FPS | bands |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range c.Results {
+		bands := ""
+		for i, sb := range r.SelectedBands {
+			if i > 0 {
+				bands += ", "
+			}
+			bands += fmt.Sprintf("%.0f nm", sb.Wavelength)
+		}
+		fmt.Fprintf(&b, "| %s | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.1f | %.2f | %s |\n", r.Variant,
+			r.Val["iou"], r.Test["iou"], r.Test["precision"], r.Test["recall"], r.Test["f1_score"], r.Test["average_precision"], r.Test["auroc"], r.TrainSeconds, r.InferenceFPS, bands)
+	}
+	c.Markdown = b.String()
+	series := map[string][]report.XY{}
+	for _, r := range c.Results {
+		for _, h := range r.History {
+			series[r.Variant] = append(series[r.Variant], report.XY{X: float64(h.Epoch + 1), Y: h.Val["iou"]})
+		}
+	}
+	md := c.Markdown
+	if len(series) > 0 {
+		if err := report.LinePlot(filepath.Join(o.Out, "val_iou.png"), "Validation IoU per epoch", "epoch", "IoU", series); err == nil {
+			md += "\n![validation IoU](val_iou.png)\n"
+		}
+	}
+	for _, r := range c.Results {
+		md += fmt.Sprintf("\n- %s: run directory `%s`, report `%s/report.md`\n", r.Variant, r.Dir, r.Dir)
+	}
+	js, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(o.Out, "comparison.json"), js); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(o.Out, "comparison.md"), []byte(md)); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

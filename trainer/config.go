@@ -1,0 +1,411 @@
+package trainer
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/spectraclip/spectraclip/configs"
+)
+
+// Config is a resolved trainrun, keyed as the reference's trainrun files are.
+type Config struct {
+	Name          string                    `mapstructure:"name" yaml:"name"`
+	Variant       string                    `mapstructure:"variant" yaml:"variant"`
+	OutputDir     string                    `mapstructure:"output_dir" yaml:"output_dir"`
+	Data          DataConfig                `mapstructure:"data" yaml:"data"`
+	Training      TrainingConfig            `mapstructure:"training" yaml:"training"`
+	Pipeline      map[string]map[string]any `mapstructure:"pipeline" yaml:"pipeline"`
+	Connections   []string                  `mapstructure:"connections" yaml:"connections"`
+	LossNodes     []string                  `mapstructure:"loss_nodes" yaml:"loss_nodes"`
+	MetricNodes   []string                  `mapstructure:"metric_nodes" yaml:"metric_nodes"`
+	UnfreezeNodes []string                  `mapstructure:"unfreeze_nodes" yaml:"unfreeze_nodes"`
+	FreezeNodes   []string                  `mapstructure:"freeze_nodes" yaml:"freeze_nodes"`
+	Evaluation    EvalConfig                `mapstructure:"evaluation" yaml:"evaluation"`
+	Plugins       map[string]map[string]any `mapstructure:"plugins" yaml:"plugins,omitempty"`
+}
+
+// DataConfig selects and batches the data.
+type DataConfig struct {
+	Root              string         `mapstructure:"root" yaml:"root"`
+	GenerateIfMissing bool           `mapstructure:"generate_if_missing" yaml:"generate_if_missing"`
+	Synth             map[string]any `mapstructure:"synth" yaml:"synth"`
+	BatchSize         int            `mapstructure:"batch_size" yaml:"batch_size"`
+	InMemory          bool           `mapstructure:"in_memory" yaml:"in_memory"`
+	Prefetch          int            `mapstructure:"prefetch" yaml:"prefetch"`
+	TrainIDs          []int          `mapstructure:"train_ids" yaml:"train_ids"`
+	ValIDs            []int          `mapstructure:"val_ids" yaml:"val_ids"`
+	TestIDs           []int          `mapstructure:"test_ids" yaml:"test_ids"`
+}
+
+// TrainingConfig holds the trainer, optimizer, scheduler and callbacks.
+type TrainingConfig struct {
+	Seed      uint64          `mapstructure:"seed" yaml:"seed"`
+	Device    string          `mapstructure:"device" yaml:"device"`
+	Threads   int             `mapstructure:"threads" yaml:"threads"`
+	Trainer   TrainerConfig   `mapstructure:"trainer" yaml:"trainer"`
+	Optimizer OptimizerConfig `mapstructure:"optimizer" yaml:"optimizer"`
+	Scheduler SchedulerConfig `mapstructure:"scheduler" yaml:"scheduler"`
+	Callbacks CallbacksConfig `mapstructure:"callbacks" yaml:"callbacks"`
+}
+
+// TrainerConfig is the epoch loop.
+type TrainerConfig struct {
+	MaxEpochs           int     `mapstructure:"max_epochs" yaml:"max_epochs"`
+	GradientClipVal     float64 `mapstructure:"gradient_clip_val" yaml:"gradient_clip_val"`
+	CheckValEveryNEpoch int     `mapstructure:"check_val_every_n_epoch" yaml:"check_val_every_n_epoch"`
+	EnableProgressBar   bool    `mapstructure:"enable_progress_bar" yaml:"enable_progress_bar"`
+	Deterministic       bool    `mapstructure:"deterministic" yaml:"deterministic"`
+}
+
+// OptimizerConfig names an optimizer and its hyper-parameters.
+type OptimizerConfig struct {
+	Name        string    `mapstructure:"name" yaml:"name"`
+	LR          float64   `mapstructure:"lr" yaml:"lr"`
+	WeightDecay float64   `mapstructure:"weight_decay" yaml:"weight_decay"`
+	Betas       []float64 `mapstructure:"betas" yaml:"betas"`
+	Momentum    float64   `mapstructure:"momentum" yaml:"momentum"`
+}
+
+// SchedulerConfig is a learning-rate schedule (name "" for none).
+type SchedulerConfig struct {
+	Name          string  `mapstructure:"name" yaml:"name"`
+	Monitor       string  `mapstructure:"monitor" yaml:"monitor"`
+	Mode          string  `mapstructure:"mode" yaml:"mode"`
+	Factor        float64 `mapstructure:"factor" yaml:"factor"`
+	Patience      int     `mapstructure:"patience" yaml:"patience"`
+	Threshold     float64 `mapstructure:"threshold" yaml:"threshold"`
+	ThresholdMode string  `mapstructure:"threshold_mode" yaml:"threshold_mode"`
+	Cooldown      int     `mapstructure:"cooldown" yaml:"cooldown"`
+	MinLR         float64 `mapstructure:"min_lr" yaml:"min_lr"`
+	Eps           float64 `mapstructure:"eps" yaml:"eps"`
+	TMax          int     `mapstructure:"t_max" yaml:"t_max"`
+	StepSize      int     `mapstructure:"step_size" yaml:"step_size"`
+	Gamma         float64 `mapstructure:"gamma" yaml:"gamma"`
+}
+
+// CallbacksConfig holds checkpointing and early stopping.
+type CallbacksConfig struct {
+	Checkpoint    CheckpointConfig    `mapstructure:"checkpoint" yaml:"checkpoint"`
+	EarlyStopping EarlyStoppingConfig `mapstructure:"early_stopping" yaml:"early_stopping"`
+}
+
+// CheckpointConfig keeps the best top-k checkpoints by a monitored metric, and the last.
+type CheckpointConfig struct {
+	Enabled  bool   `mapstructure:"enabled" yaml:"enabled"`
+	Monitor  string `mapstructure:"monitor" yaml:"monitor"`
+	Mode     string `mapstructure:"mode" yaml:"mode"`
+	SaveTopK int    `mapstructure:"save_top_k" yaml:"save_top_k"`
+	SaveLast bool   `mapstructure:"save_last" yaml:"save_last"`
+}
+
+// EarlyStoppingConfig stops training when a metric stops improving.
+type EarlyStoppingConfig struct {
+	Enabled  bool    `mapstructure:"enabled" yaml:"enabled"`
+	Monitor  string  `mapstructure:"monitor" yaml:"monitor"`
+	Mode     string  `mapstructure:"mode" yaml:"mode"`
+	Patience int     `mapstructure:"patience" yaml:"patience"`
+	MinDelta float64 `mapstructure:"min_delta" yaml:"min_delta"`
+}
+
+// EvalConfig names the ports the trainer evaluates ("node.port").
+type EvalConfig struct {
+	Scores    string `mapstructure:"scores" yaml:"scores"`
+	Decisions string `mapstructure:"decisions" yaml:"decisions"`
+	Targets   string `mapstructure:"targets" yaml:"targets"`
+	Reduced   string `mapstructure:"reduced" yaml:"reduced"`
+}
+
+// Variants maps the tutorial variant names to their shipped trainrun files.
+var Variants = map[string]string{
+	"pca":      "trainrun/pca_adaclip_baseline.yaml",
+	"drcnn":    "trainrun/drcnn_adaclip.yaml",
+	"concrete": "trainrun/concrete_adaclip.yaml",
+}
+
+// VariantNames lists the variants in a stable order.
+var VariantNames = []string{"pca", "drcnn", "concrete"}
+
+// EnvPrefix prefixes environment overrides: SPECTRACLIP_TRAINING__OPTIMIZER__LR=3e-4
+// overrides training.optimizer.lr.
+const EnvPrefix = "SPECTRACLIP_"
+
+// LoadOptions say where a config comes from.
+type LoadOptions struct {
+	Variant   string   // pca, drcnn or concrete (a shipped trainrun)
+	File      string   // or a YAML file of the user's
+	Overrides []string // Hydra-style key=value
+	Environ   []string // environment (os.Environ() in the CLI); nil: none
+}
+
+// LoadConfig composes a trainrun: its `defaults` (shipped data/ and training/ files, or
+// files relative to the trainrun), the trainrun itself, environment overrides, then
+// command-line overrides. Unknown keys and wrong types are errors listing what is allowed.
+func LoadConfig(o LoadOptions) (*Config, *viper.Viper, error) {
+	var src []byte
+	var name string
+	var dir string
+	switch {
+	case o.File != "":
+		b, err := os.ReadFile(o.File)
+		if err != nil {
+			return nil, nil, fmt.Errorf("config: %w", err)
+		}
+		src, name, dir = b, o.File, filepath.Dir(o.File)
+	case o.Variant != "":
+		p, ok := Variants[o.Variant]
+		if !ok {
+			return nil, nil, fmt.Errorf("config: unknown variant %q (allowed: %s)", o.Variant, strings.Join(VariantNames, ", "))
+		}
+		b, err := fs.ReadFile(configs.FS, p)
+		if err != nil {
+			return nil, nil, err
+		}
+		src, name = b, "configs/"+p
+	default:
+		return nil, nil, fmt.Errorf("config: give a variant (--variant pca|drcnn|concrete) or a file (-c FILE)")
+	}
+	var top map[string]any
+	if err := yaml.Unmarshal(src, &top); err != nil {
+		return nil, nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	v := viper.New()
+	if defs, ok := top["defaults"]; ok {
+		list, ok := defs.([]any)
+		if !ok {
+			return nil, nil, fmt.Errorf("config %s: defaults must be a list of config names", name)
+		}
+		for _, d := range list {
+			ds, ok := d.(string)
+			if !ok {
+				return nil, nil, fmt.Errorf("config %s: defaults entry %v is not a name", name, d)
+			}
+			m, err := readDefault(ds, dir)
+			if err != nil {
+				return nil, nil, fmt.Errorf("config %s: defaults %q: %w", name, ds, err)
+			}
+			key := strings.SplitN(ds, "/", 2)[0]
+			if err := v.MergeConfigMap(map[string]any{key: m}); err != nil {
+				return nil, nil, err
+			}
+		}
+		delete(top, "defaults")
+	}
+	if err := v.MergeConfigMap(top); err != nil {
+		return nil, nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	if err := applyEnv(v, o.Environ); err != nil {
+		return nil, nil, err
+	}
+	if err := ApplyOverrides(v, o.Overrides); err != nil {
+		return nil, nil, err
+	}
+	cfg, err := Decode(v)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	return cfg, v, nil
+}
+
+func readDefault(name, dir string) (map[string]any, error) {
+	var b []byte
+	var err error
+	if dir != "" {
+		if p := filepath.Join(dir, name+".yaml"); fileExists(p) {
+			b, err = os.ReadFile(p)
+		}
+	}
+	if b == nil && err == nil {
+		b, err = fs.ReadFile(configs.FS, name+".yaml")
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// ApplyOverrides applies Hydra-style `key.sub=value` overrides: the value is read as YAML
+// (numbers, lists, booleans), and the key must already exist (`+key=value` adds one).
+func ApplyOverrides(v *viper.Viper, overrides []string) error {
+	for _, o := range overrides {
+		add := strings.HasPrefix(o, "+")
+		o = strings.TrimPrefix(o, "+")
+		k, val, ok := strings.Cut(o, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("override %q: want key=value", o)
+		}
+		var x any
+		if err := yaml.Unmarshal([]byte(val), &x); err != nil {
+			return fmt.Errorf("override %q: bad value: %w", o, err)
+		}
+		if !add && !v.IsSet(k) {
+			return fmt.Errorf("override %q: unknown key %q (use +%s=... to add a key; known keys under %q: %s)", o, k, k, parentKey(k), strings.Join(childKeys(v, parentKey(k)), ", "))
+		}
+		v.Set(k, x)
+	}
+	return nil
+}
+
+func parentKey(k string) string {
+	if i := strings.LastIndex(k, "."); i >= 0 {
+		return k[:i]
+	}
+	return ""
+}
+
+func childKeys(v *viper.Viper, parent string) []string {
+	set := map[string]bool{}
+	prefix := parent
+	if prefix != "" {
+		prefix += "."
+	}
+	for _, k := range v.AllKeys() {
+		if strings.HasPrefix(k, prefix) {
+			rest := strings.TrimPrefix(k, prefix)
+			set[strings.SplitN(rest, ".", 2)[0]] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func applyEnv(v *viper.Viper, environ []string) error {
+	for _, kv := range environ {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, EnvPrefix) {
+			continue
+		}
+		key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, EnvPrefix), "__", "."))
+		if !v.IsSet(key) {
+			continue // other SPECTRACLIP_ variables (e.g. the plugin cache) are not config keys
+		}
+		if err := ApplyOverrides(v, []string{key + "=" + val}); err != nil {
+			return fmt.Errorf("environment %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// Decode turns the merged settings into a Config, rejecting unknown keys and wrong types.
+func Decode(v *viper.Viper) (*Config, error) {
+	var cfg Config
+	dc := func(c *mapstructure.DecoderConfig) {
+		c.ErrorUnused = true
+		c.WeaklyTypedInput = false
+		c.ZeroFields = true
+	}
+	if err := v.UnmarshalExact(&cfg, dc); err != nil {
+		return nil, explainDecode(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func explainDecode(err error) error {
+	msg := err.Error()
+	if strings.Contains(msg, "has invalid keys") {
+		return fmt.Errorf("%s (allowed top-level keys: name, variant, output_dir, data, training, pipeline, connections, loss_nodes, metric_nodes, unfreeze_nodes, freeze_nodes, evaluation, plugins; see configs/training/default.yaml and configs/data/lentils_synth.yaml for the nested ones)", msg)
+	}
+	return err
+}
+
+// Validate checks values that the types alone do not.
+func (c *Config) Validate() error {
+	if c.Name == "" {
+		return fmt.Errorf("name: must not be empty")
+	}
+	if c.Data.BatchSize < 1 {
+		return fmt.Errorf("data.batch_size: %d must be >= 1", c.Data.BatchSize)
+	}
+	if c.Training.Trainer.MaxEpochs < 0 {
+		return fmt.Errorf("training.trainer.max_epochs: %d must be >= 0", c.Training.Trainer.MaxEpochs)
+	}
+	switch c.Training.Optimizer.Name {
+	case "adam", "adamw", "sgd":
+	default:
+		return fmt.Errorf("training.optimizer.name: %q (allowed: adam, adamw, sgd)", c.Training.Optimizer.Name)
+	}
+	if c.Training.Optimizer.LR <= 0 || c.Training.Optimizer.LR > 1 {
+		return fmt.Errorf("training.optimizer.lr: %g must be in (0, 1]", c.Training.Optimizer.LR)
+	}
+	if b := c.Training.Optimizer.Betas; len(b) != 0 && len(b) != 2 {
+		return fmt.Errorf("training.optimizer.betas: want two numbers, got %v", b)
+	}
+	switch c.Training.Scheduler.Name {
+	case "", "none", "reduce_on_plateau", "plateau", "cosine", "step", "exponential":
+	default:
+		return fmt.Errorf("training.scheduler.name: %q (allowed: none, reduce_on_plateau, cosine, step, exponential)", c.Training.Scheduler.Name)
+	}
+	for _, m := range []struct{ key, v string }{
+		{"training.scheduler.mode", c.Training.Scheduler.Mode},
+		{"training.callbacks.checkpoint.mode", c.Training.Callbacks.Checkpoint.Mode},
+		{"training.callbacks.early_stopping.mode", c.Training.Callbacks.EarlyStopping.Mode},
+	} {
+		if m.v != "min" && m.v != "max" && m.v != "" {
+			return fmt.Errorf("%s: %q (allowed: min, max)", m.key, m.v)
+		}
+	}
+	if len(c.Pipeline) == 0 {
+		return fmt.Errorf("pipeline: no nodes")
+	}
+	for name, n := range c.Pipeline {
+		if t, _ := n["type"].(string); t == "" {
+			return fmt.Errorf("pipeline.%s.type: missing (the registered node type)", name)
+		}
+	}
+	for _, l := range append(append(append([]string{}, c.LossNodes...), c.MetricNodes...), append(c.UnfreezeNodes, c.FreezeNodes...)...) {
+		if _, ok := c.Pipeline[l]; !ok {
+			return fmt.Errorf("node %q is listed in loss_nodes/metric_nodes/unfreeze_nodes/freeze_nodes but not in pipeline (nodes: %s)", l, strings.Join(sortedKeys(c.Pipeline), ", "))
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// YAML renders the resolved config (saved with every run).
+func (c *Config) YAML() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// ParseConnection splits "a.port -> b.port".
+func ParseConnection(s string) (string, string, error) {
+	a, b, ok := strings.Cut(s, "->")
+	if !ok {
+		return "", "", fmt.Errorf("connection %q: want \"node.port -> node.port\"", s)
+	}
+	return strings.TrimSpace(a), strings.TrimSpace(b), nil
+}

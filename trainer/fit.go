@@ -1,0 +1,482 @@
+package trainer
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/spectraclip/spectraclip/nodes"
+	"github.com/spectraclip/spectraclip/torch"
+)
+
+// TrainerState is the part of a checkpoint that is not tensors.
+type TrainerState struct {
+	Epoch      int              `json:"epoch"` // the last completed epoch
+	GlobalStep int64            `json:"global_step"`
+	LR         float64          `json:"lr"`
+	Scheduler  *SchedulerState  `json:"scheduler,omitempty"`
+	Best       []CheckpointInfo `json:"best"`
+	History    []EpochRecord    `json:"history"`
+	EarlyBest  Float            `json:"early_best"`
+	EarlyBad   int              `json:"early_bad"`
+}
+
+// CheckpointInfo names a kept checkpoint and its monitored value.
+type CheckpointInfo struct {
+	Prefix string  `json:"prefix"`
+	Value  float64 `json:"value"`
+	Epoch  int     `json:"epoch"`
+}
+
+const rngKey = "__trainer__/rng_default_cpu"
+
+// TrainGradient runs the epochs: optimisation over the training split with the loss nodes,
+// validation each epoch, the LR schedule, checkpoints and early stopping. It resumes from
+// Options.Resume when set.
+func (r *Run) TrainGradient() error {
+	tc := r.Cfg.Training
+	if tc.Trainer.MaxEpochs == 0 {
+		return nil
+	}
+	if len(r.Cfg.LossNodes) == 0 {
+		return fmt.Errorf("training: max_epochs is %d but loss_nodes is empty", tc.Trainer.MaxEpochs)
+	}
+	params := r.Pipeline.Parameters()
+	if len(params) == 0 {
+		return fmt.Errorf("training: no trainable parameters (unfreeze_nodes: %v)", r.Cfg.UnfreezeNodes)
+	}
+	ts := make([]*torch.Tensor, len(params))
+	for i, p := range params {
+		ts[i] = p.Tensor
+	}
+	kind, err := torch.ParseOptimKind(tc.Optimizer.Name)
+	if err != nil {
+		return fmt.Errorf("training.optimizer.name: %w", err)
+	}
+	oc := torch.OptimConfig{LR: tc.Optimizer.LR, WeightDecay: tc.Optimizer.WeightDecay, Momentum: tc.Optimizer.Momentum}
+	if len(tc.Optimizer.Betas) == 2 {
+		oc.Betas = [2]float64{tc.Optimizer.Betas[0], tc.Optimizer.Betas[1]}
+	}
+	opt, err := torch.NewOptimizer(kind, ts, oc)
+	if err != nil {
+		return err
+	}
+	defer opt.Free()
+	sched, err := NewScheduler(tc.Scheduler, tc.Optimizer.LR, tc.Trainer.MaxEpochs)
+	if err != nil {
+		return err
+	}
+	st := TrainerState{Epoch: -1, LR: tc.Optimizer.LR, EarlyBest: Float(math.NaN())}
+	if r.resume != "" {
+		if st, err = r.loadCheckpoint(r.resume, opt); err != nil {
+			return fmt.Errorf("resume %s: %w", r.resume, err)
+		}
+		if sched != nil && st.Scheduler != nil {
+			sched.SetState(*st.Scheduler)
+		}
+		r.History = st.History
+		r.Log.WithFields(logrus.Fields{"from": r.resume, "epoch": st.Epoch + 1}).Info("resuming")
+	}
+	for epoch := st.Epoch + 1; epoch < tc.Trainer.MaxEpochs; epoch++ {
+		t0 := time.Now()
+		r.Pipeline.SetTraining(true)
+		var lossSum float64
+		var lossN int
+		err := r.forEachBatch("train", epoch, fmt.Sprintf("epoch %d/%d", epoch+1, tc.Trainer.MaxEpochs), func(ctx *nodes.Context, batch map[string]any) error {
+			ctx.Stage = nodes.StageTrain
+			ctx.GlobalStep = st.GlobalStep
+			s := ctx.Scope
+			s.SetGradEnabled(true)
+			out, err := r.Pipeline.Run(ctx, batch, nodes.RunOptions{})
+			if err != nil {
+				return err
+			}
+			loss, ok := r.sumLosses(s, out)
+			if !ok {
+				return fmt.Errorf("training: no loss node produced a loss in the train stage (loss_nodes %v)", r.Cfg.LossNodes)
+			}
+			if err := opt.ZeroGrad(); err != nil {
+				return err
+			}
+			s.Backward(loss, nil, false)
+			if err := s.Err(); err != nil {
+				return err
+			}
+			if tc.Trainer.GradientClipVal > 0 {
+				if _, err := torch.ClipGradNorm(ts, tc.Trainer.GradientClipVal, 2); err != nil {
+					return err
+				}
+			}
+			if err := opt.Step(); err != nil {
+				return err
+			}
+			v, err := loss.Item()
+			if err != nil {
+				return err
+			}
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("training: loss is %v at epoch %d batch %d", v, epoch, ctx.BatchIdx)
+			}
+			lossSum += v
+			lossN++
+			_ = r.TB.AddScalar("train/loss", v, st.GlobalStep)
+			for k, pv := range r.lossParts(out) {
+				_ = r.TB.AddScalar("train/"+k, pv, st.GlobalStep)
+			}
+			st.GlobalStep++
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("epoch %d: %w", epoch, err)
+		}
+		rec := EpochRecord{Epoch: epoch, TrainLoss: lossSum / math.Max(1, float64(lossN)), LR: st.LR}
+		if t, ok := r.temperature(epoch); ok {
+			rec.Temperature = t
+			_ = r.TB.AddScalar("concrete/temperature", t, int64(epoch))
+		}
+		ev, err := r.Evaluate("val", nodes.StageVal, 2)
+		if err != nil {
+			return fmt.Errorf("epoch %d validation: %w", epoch, err)
+		}
+		rec.ValLoss = Float(ev.Loss)
+		rec.Val = ev.Metrics
+		rec.Seconds = time.Since(t0).Seconds()
+		r.logEpoch(rec, ev)
+		r.History = append(r.History, rec)
+		st.History = r.History
+		if sched != nil {
+			newLR := sched.Step(epoch, st.LR, monitored(rec, tc.Scheduler.Monitor))
+			if newLR != st.LR {
+				if err := opt.SetLR(newLR); err != nil {
+					return err
+				}
+				r.Log.WithFields(logrus.Fields{"epoch": epoch, "lr": newLR}).Info("learning rate changed")
+				st.LR = newLR
+			}
+			ss := sched.State()
+			st.Scheduler = &ss
+		}
+		st.Epoch = epoch
+		stop := r.earlyStop(&st, rec)
+		if err := r.checkpoint(&st, rec, opt); err != nil {
+			return err
+		}
+		_ = r.TB.Flush()
+		if stop {
+			r.Log.WithField("epoch", epoch).Info("early stopping")
+			break
+		}
+	}
+	return nil
+}
+
+// monitored reads a metric of an epoch record by its logged name.
+func monitored(rec EpochRecord, name string) float64 {
+	switch name {
+	case "", "val/loss", "val_loss":
+		return float64(rec.ValLoss)
+	case "train/loss", "train_loss":
+		return rec.TrainLoss
+	}
+	short := name
+	if i := strings.LastIndex(name, "/"); i >= 0 {
+		short = name[i+1:]
+	}
+	if v, ok := rec.Val[short]; ok {
+		return v
+	}
+	return math.NaN()
+}
+
+func (r *Run) temperature(epoch int) (float64, bool) {
+	for _, n := range r.Pipeline.Nodes() {
+		if t, ok := n.(interface{ Temperature(int) float64 }); ok {
+			return t.Temperature(epoch), true
+		}
+	}
+	return 0, false
+}
+
+func (r *Run) logEpoch(rec EpochRecord, ev *Evaluation) {
+	step := int64(rec.Epoch)
+	_ = r.TB.AddScalar("train/epoch_loss", rec.TrainLoss, step)
+	if !math.IsNaN(float64(rec.ValLoss)) {
+		_ = r.TB.AddScalar("val/loss", float64(rec.ValLoss), step)
+	}
+	_ = r.TB.AddScalar("lr-"+r.Cfg.Training.Optimizer.Name, rec.LR, step)
+	metricNode := "metrics_anomaly"
+	if len(r.Cfg.MetricNodes) > 0 {
+		metricNode = r.Cfg.MetricNodes[0]
+	}
+	for _, k := range sortedFloatKeys(rec.Val) {
+		_ = r.TB.AddScalar(metricNode+"/"+k, rec.Val[k], step)
+	}
+	r.logImages(ev, step)
+	r.logBands(step)
+	f := logrus.Fields{"epoch": rec.Epoch + 1, "train_loss": round4(rec.TrainLoss), "val_loss": round4(float64(rec.ValLoss)), "lr": rec.LR, "seconds": round4(rec.Seconds)}
+	for _, k := range []string{"iou", "f1_score", "average_precision", "auroc"} {
+		f["val_"+k] = round4(rec.Val[k])
+	}
+	if rec.Temperature > 0 {
+		f["tau"] = round4(rec.Temperature)
+	}
+	r.Log.WithFields(f).Info("epoch done")
+}
+
+func round4(v float64) float64 { return math.Round(v*1e4) / 1e4 }
+
+// logImages writes the DRCNN visualiser's images for the first validation frames.
+func (r *Run) logImages(ev *Evaluation, step int64) {
+	for i, smp := range ev.Samples {
+		hw := smp.H * smp.W
+		if smp.Hsi != nil {
+			_ = r.TB.AddImageRGB(fmt.Sprintf("val/hsi_input_sample_%d", i), smp.Hsi, smp.H, smp.W, step)
+		}
+		if smp.Reduced != nil {
+			_ = r.TB.AddImageRGB(fmt.Sprintf("val/mixer_output_adaclip_input_sample_%d", i), clamp01(smp.Reduced), smp.H, smp.W, step)
+		}
+		gt := make([]float32, hw*3)
+		for p, v := range smp.Target {
+			if v {
+				gt[p*3] = 1
+			}
+		}
+		_ = r.TB.AddImageRGB(fmt.Sprintf("val/ground_truth_mask_sample_%d", i), gt, smp.H, smp.W, step)
+		lo, hi := minMax(smp.Scores)
+		hm := make([]float32, hw*3)
+		for p, v := range smp.Scores {
+			s := float32(0)
+			if hi > lo {
+				s = (v - lo) / (hi - lo)
+			}
+			hm[p*3], hm[p*3+2] = s, 1-s
+		}
+		_ = r.TB.AddImageRGB(fmt.Sprintf("val/adaclip_scores_heatmap_sample_%d", i), hm, smp.H, smp.W, step)
+	}
+}
+
+func (r *Run) logBands(step int64) {
+	for _, n := range r.Pipeline.Nodes() {
+		if sb, ok := n.(interface {
+			SelectedBands([]float32) ([]int, []float32, error)
+		}); ok {
+			idx, wl, err := sb.SelectedBands(r.Data.Wavelengths)
+			if err == nil {
+				_ = r.TB.AddText("concrete/selected_bands", fmt.Sprintf("bands %v = %v nm", idx, wl), step)
+			}
+		}
+	}
+}
+
+func clamp01(v []float32) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(math.Min(1, math.Max(0, float64(x))))
+	}
+	return out
+}
+
+func minMax(v []float32) (float32, float32) {
+	if len(v) == 0 {
+		return 0, 0
+	}
+	lo, hi := v[0], v[0]
+	for _, x := range v {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return lo, hi
+}
+
+func (r *Run) earlyStop(st *TrainerState, rec EpochRecord) bool {
+	es := r.Cfg.Training.Callbacks.EarlyStopping
+	if !es.Enabled {
+		return false
+	}
+	v := monitored(rec, es.Monitor)
+	if math.IsNaN(v) {
+		return false
+	}
+	eb := float64(st.EarlyBest)
+	improved := math.IsNaN(eb) || (es.Mode == "max" && v > eb+es.MinDelta) || (es.Mode != "max" && v < eb-es.MinDelta)
+	if improved {
+		st.EarlyBest = Float(v)
+		st.EarlyBad = 0
+		return false
+	}
+	st.EarlyBad++
+	return st.EarlyBad >= es.Patience
+}
+
+// checkpoint writes last (when save_last) and keeps the top-k by the monitored metric.
+// Each checkpoint is three files written atomically: <prefix>.weights.pt (every node's
+// parameters and buffers plus the RNG state), <prefix>.optim.pt and <prefix>.json.
+func (r *Run) checkpoint(st *TrainerState, rec EpochRecord, opt *torch.Optimizer) error {
+	cc := r.Cfg.Training.Callbacks.Checkpoint
+	if !cc.Enabled {
+		return nil
+	}
+	dir := filepath.Join(r.Dir, "checkpoints")
+	if cc.SaveTopK != 0 {
+		v := monitored(rec, cc.Monitor)
+		if !math.IsNaN(v) {
+			prefix := filepath.Join(dir, fmt.Sprintf("epoch=%02d", rec.Epoch))
+			st.Best = append(st.Best, CheckpointInfo{Prefix: prefix, Value: v, Epoch: rec.Epoch})
+			sort.SliceStable(st.Best, func(i, j int) bool {
+				if cc.Mode == "min" {
+					return st.Best[i].Value < st.Best[j].Value
+				}
+				return st.Best[i].Value > st.Best[j].Value
+			})
+			keep := true
+			if cc.SaveTopK > 0 && len(st.Best) > cc.SaveTopK {
+				for _, d := range st.Best[cc.SaveTopK:] {
+					if d.Prefix == prefix {
+						keep = false
+					}
+					removeCheckpoint(d.Prefix)
+				}
+				st.Best = st.Best[:cc.SaveTopK]
+			}
+			if keep {
+				if err := r.saveCheckpoint(prefix, st, opt); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if cc.SaveLast {
+		return r.saveCheckpoint(filepath.Join(dir, "last"), st, opt)
+	}
+	return nil
+}
+
+func removeCheckpoint(prefix string) {
+	for _, ext := range []string{".weights.pt", ".optim.pt", ".json"} {
+		os.Remove(prefix + ext)
+	}
+}
+
+// PipelineState collects every Stateful node's tensors as "node/name".
+func PipelineState(p *nodes.Pipeline) map[string]*torch.Tensor {
+	m := map[string]*torch.Tensor{}
+	for _, n := range p.Nodes() {
+		if sf, ok := n.(nodes.Stateful); ok {
+			for _, nt := range sf.State() {
+				m[n.Name()+"/"+nt.Name] = nt.Tensor
+			}
+		}
+	}
+	return m
+}
+
+// LoadPipelineState copies saved "node/name" tensors into the nodes.
+func LoadPipelineState(p *nodes.Pipeline, m map[string]*torch.Tensor) error {
+	per := map[string]map[string]*torch.Tensor{}
+	for k, t := range m {
+		n, name, ok := strings.Cut(k, "/")
+		if !ok || n == "__trainer__" {
+			continue
+		}
+		if per[n] == nil {
+			per[n] = map[string]*torch.Tensor{}
+		}
+		per[n][name] = t
+	}
+	for name, st := range per {
+		n, ok := p.Node(name)
+		if !ok {
+			return fmt.Errorf("checkpoint holds state for node %q, which the pipeline does not have", name)
+		}
+		sf, ok := n.(nodes.Stateful)
+		if !ok {
+			return fmt.Errorf("checkpoint holds state for node %q, which has none", name)
+		}
+		if err := sf.LoadState(st); err != nil {
+			return fmt.Errorf("node %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (r *Run) saveCheckpoint(prefix string, st *TrainerState, opt *torch.Optimizer) error {
+	m := PipelineState(r.Pipeline)
+	rng, err := torch.DefaultGeneratorState()
+	if err != nil {
+		return err
+	}
+	defer rng.Free()
+	m[rngKey] = rng
+	for _, n := range r.Pipeline.Nodes() {
+		if g, ok := n.(interface{ GeneratorState() (*torch.Tensor, error) }); ok {
+			t, err := g.GeneratorState()
+			if err != nil {
+				return err
+			}
+			defer t.Free()
+			m["__trainer__/gen_"+n.Name()] = t
+		}
+	}
+	if err := torch.SaveTensors(prefix+".weights.pt", m); err != nil {
+		return err
+	}
+	if opt != nil {
+		if err := opt.Save(prefix + ".optim.pt"); err != nil {
+			return err
+		}
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(prefix+".json", b)
+}
+
+func (r *Run) loadCheckpoint(prefix string, opt *torch.Optimizer) (TrainerState, error) {
+	var st TrainerState
+	prefix = strings.TrimSuffix(strings.TrimSuffix(prefix, ".json"), ".weights.pt")
+	b, err := os.ReadFile(prefix + ".json")
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("%s.json: %w", prefix, err)
+	}
+	m, err := torch.LoadTensors(prefix+".weights.pt", r.Device)
+	if err != nil {
+		return st, err
+	}
+	defer torch.FreeAll(m)
+	if err := LoadPipelineState(r.Pipeline, m); err != nil {
+		return st, err
+	}
+	if rng, ok := m[rngKey]; ok {
+		if err := torch.SetDefaultGeneratorState(rng); err != nil {
+			return st, err
+		}
+	}
+	for _, n := range r.Pipeline.Nodes() {
+		if g, ok := n.(interface{ SetGeneratorState(*torch.Tensor) error }); ok {
+			if t, ok := m["__trainer__/gen_"+n.Name()]; ok {
+				if err := g.SetGeneratorState(t); err != nil {
+					return st, err
+				}
+			}
+		}
+	}
+	if opt != nil {
+		if err := opt.Load(prefix + ".optim.pt"); err != nil {
+			return st, err
+		}
+		if err := opt.SetLR(st.LR); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}

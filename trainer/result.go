@@ -1,0 +1,262 @@
+package trainer
+
+import (
+	"encoding/json"
+	"fmt"
+	"image"
+	"math"
+	"path/filepath"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/spectraclip/spectraclip/nodes"
+	"github.com/spectraclip/spectraclip/nodes/detect"
+	"github.com/spectraclip/spectraclip/torch"
+	"github.com/spectraclip/spectraclip/trainer/report"
+)
+
+// Result is what metrics.json holds.
+type Result struct {
+	Name          string             `json:"name"`
+	Variant       string             `json:"variant"`
+	Detector      string             `json:"detector"`
+	Val           map[string]float64 `json:"val"`
+	Test          map[string]float64 `json:"test"`
+	SelectedBands []BandInfo         `json:"selected_bands,omitempty"`
+	TrainSeconds  float64            `json:"train_seconds"`
+	InferenceFPS  float64            `json:"inference_fps"`
+	Epochs        int                `json:"epochs"`
+	Checkpoint    string             `json:"checkpoint,omitempty"`
+	Device        string             `json:"device"`
+	Threads       int                `json:"threads"`
+	LibTorch      string             `json:"libtorch"`
+	Seed          uint64             `json:"seed"`
+	History       []EpochRecord      `json:"history,omitempty"`
+	Dir           string             `json:"run_dir"`
+}
+
+// BandInfo is one band chosen by a band selector.
+type BandInfo struct {
+	Channel    int     `json:"channel"`
+	Band       int     `json:"band"`
+	Wavelength float32 `json:"wavelength_nm"`
+}
+
+// Train runs a whole trainrun: statistical fit, gradient epochs, evaluation of the best
+// checkpoint on val and test, metrics.json, the saved pipeline and the report.
+func Train(cfg *Config, o Options) (*Result, error) {
+	r, err := Prepare(cfg, o)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	t0 := time.Now()
+	if r.resume == "" {
+		if err := r.FitStatistics(); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.TrainGradient(); err != nil {
+		return nil, err
+	}
+	trainSec := time.Since(t0).Seconds()
+	return r.Finish(trainSec)
+}
+
+// Finish restores the best checkpoint (if any), evaluates val and test, and writes
+// metrics.json, pipeline.yaml (+ weights) and report.md.
+func (r *Run) Finish(trainSec float64) (*Result, error) {
+	res := &Result{Name: r.Cfg.Name, Variant: r.Cfg.Variant, TrainSeconds: trainSec, Epochs: len(r.History),
+		Device: r.Device.String(), Threads: torch.NumThreads(), LibTorch: torch.Version(), Seed: r.Cfg.Training.Seed,
+		History: r.History, Dir: r.Dir}
+	if best := r.bestCheckpoint(); best != "" {
+		m, err := torch.LoadTensors(best+".weights.pt", r.Device)
+		if err != nil {
+			return nil, err
+		}
+		err = LoadPipelineState(r.Pipeline, m)
+		torch.FreeAll(m)
+		if err != nil {
+			return nil, err
+		}
+		res.Checkpoint = best
+		r.Log.WithField("checkpoint", best).Info("evaluating the best checkpoint")
+	}
+	res.Detector = r.detectorName()
+	val, err := r.Evaluate("val", nodes.StageVal, 4)
+	if err != nil {
+		return nil, fmt.Errorf("validation: %w", err)
+	}
+	test, err := r.Evaluate("test", nodes.StageTest, 8)
+	if err != nil {
+		return nil, fmt.Errorf("test: %w", err)
+	}
+	res.Val, res.Test = val.Metrics, test.Metrics
+	if test.Seconds > 0 {
+		res.InferenceFPS = float64(test.Frames) / test.Seconds
+	}
+	res.SelectedBands = r.selectedBands()
+	for _, k := range sortedFloatKeys(res.Test) {
+		_ = r.TB.AddScalar("test/"+k, res.Test[k], int64(len(r.History)))
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(r.Dir, "metrics.json"), b); err != nil {
+		return nil, err
+	}
+	if err := r.Pipeline.Save(filepath.Join(r.Dir, "pipeline.yaml")); err != nil {
+		return nil, fmt.Errorf("save pipeline: %w", err)
+	}
+	if err := r.writeReport(res, test); err != nil {
+		r.Log.WithError(err).Warn("report incomplete")
+	}
+	f := logrus.Fields{"run": r.Dir, "fps": math.Round(res.InferenceFPS*10) / 10}
+	for _, k := range []string{"iou", "f1_score", "average_precision", "auroc"} {
+		f["test_"+k] = round4(res.Test[k])
+	}
+	r.Log.WithFields(f).Info("finished")
+	return res, nil
+}
+
+func (r *Run) bestCheckpoint() string {
+	if len(r.History) == 0 {
+		return ""
+	}
+	var st TrainerState
+	b, err := readFile(filepath.Join(r.Dir, "checkpoints", "last.json"))
+	if err != nil || json.Unmarshal(b, &st) != nil || len(st.Best) == 0 {
+		return ""
+	}
+	if _, err := statFile(st.Best[0].Prefix + ".weights.pt"); err != nil {
+		return ""
+	}
+	return st.Best[0].Prefix
+}
+
+func (r *Run) detectorName() string {
+	for _, n := range r.Pipeline.Nodes() {
+		if d, ok := n.(interface{ Metadata() detect.Metadata }); ok {
+			return d.Metadata().DetectorName
+		}
+	}
+	return ""
+}
+
+func (r *Run) selectedBands() []BandInfo {
+	for _, n := range r.Pipeline.Nodes() {
+		if sb, ok := n.(interface {
+			SelectedBands([]float32) ([]int, []float32, error)
+		}); ok {
+			idx, wl, err := sb.SelectedBands(r.Data.Wavelengths)
+			if err != nil {
+				return nil
+			}
+			out := make([]BandInfo, len(idx))
+			for i := range idx {
+				out[i] = BandInfo{Channel: i, Band: idx[i], Wavelength: wl[i]}
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+func (r *Run) writeReport(res *Result, test *Evaluation) error {
+	dir := r.Dir
+	rep := report.Report{Title: "spectraclip run " + res.Name}
+	rep.Summary = []report.KV{{Key: "variant", Value: res.Variant}, {Key: "detector", Value: res.Detector},
+		{Key: "device", Value: res.Device}, {Key: "threads", Value: fmt.Sprint(res.Threads)}, {Key: "LibTorch", Value: res.LibTorch},
+		{Key: "epochs", Value: fmt.Sprint(res.Epochs)}, {Key: "train seconds", Value: fmt.Sprintf("%.1f", res.TrainSeconds)},
+		{Key: "inference FPS (test split)", Value: fmt.Sprintf("%.2f", res.InferenceFPS)}}
+	if res.Checkpoint != "" {
+		rep.Summary = append(rep.Summary, report.KV{Key: "checkpoint", Value: res.Checkpoint})
+	}
+	cols := []string{"iou", "precision", "recall", "f1_score", "average_precision", "auroc"}
+	tab := report.Table{Title: "Metrics (pooled over all pixels of the split)", RowHeader: "split", Columns: cols}
+	for _, row := range []struct {
+		n string
+		m map[string]float64
+	}{{"val", res.Val}, {"test", res.Test}} {
+		vals := make([]float64, len(cols))
+		for i, c := range cols {
+			vals[i] = row.m[c]
+		}
+		tab.Rows = append(tab.Rows, report.Row{Name: row.n, Values: vals})
+	}
+	rep.Tables = append(rep.Tables, tab)
+	if len(res.SelectedBands) > 0 {
+		s := "Selected bands:"
+		for _, b := range res.SelectedBands {
+			s += fmt.Sprintf(" %d (%.0f nm)", b.Band, b.Wavelength)
+		}
+		rep.Notes = append(rep.Notes, s)
+	}
+	var errs []error
+	add := func(caption, name string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			return
+		}
+		rep.Images = append(rep.Images, report.ImageLink{Caption: caption, Path: name})
+	}
+	if len(r.History) > 0 {
+		loss := map[string][]report.XY{}
+		iou := map[string][]report.XY{}
+		lr := map[string][]report.XY{}
+		for _, h := range r.History {
+			x := float64(h.Epoch + 1)
+			loss["train"] = append(loss["train"], report.XY{X: x, Y: h.TrainLoss})
+			if !math.IsNaN(float64(h.ValLoss)) {
+				loss["val"] = append(loss["val"], report.XY{X: x, Y: float64(h.ValLoss)})
+			}
+			iou["val iou"] = append(iou["val iou"], report.XY{X: x, Y: h.Val["iou"]})
+			iou["val AP"] = append(iou["val AP"], report.XY{X: x, Y: h.Val["average_precision"]})
+			lr["lr"] = append(lr["lr"], report.XY{X: x, Y: h.LR})
+		}
+		add("Loss", "loss.png", report.LinePlot(filepath.Join(dir, "loss.png"), "Loss", "epoch", "loss", loss))
+		add("Validation IoU and AP", "iou.png", report.LinePlot(filepath.Join(dir, "iou.png"), "Validation metrics", "epoch", "value", iou))
+		add("Learning rate", "lr.png", report.LinePlot(filepath.Join(dir, "lr.png"), "Learning rate", "epoch", "lr", lr))
+	}
+	fpr, tpr := test.Acc.ROCCurve()
+	add("ROC (test)", "roc.png", report.ROCPlot(filepath.Join(dir, "roc.png"), map[string]report.Curve{res.Variant: {X: fpr, Y: tpr, Area: res.Test["auroc"]}}))
+	rec, prec := test.Acc.PRCurve()
+	add("Precision-recall (test)", "pr.png", report.PRPlot(filepath.Join(dir, "pr.png"), map[string]report.Curve{res.Variant: {X: rec, Y: prec, Area: res.Test["average_precision"]}}))
+	if means, err := ClassMeans(r.Data, 4); err == nil {
+		wl := make([]float64, len(r.Data.Wavelengths))
+		for i, w := range r.Data.Wavelengths {
+			wl[i] = float64(w)
+		}
+		var sel []float64
+		for _, b := range res.SelectedBands {
+			sel = append(sel, float64(b.Wavelength))
+		}
+		add("Mean spectra per class (selected bands marked)", "bands.png", report.BandPlot(filepath.Join(dir, "bands.png"), wl, means, sel))
+	}
+	var tiles []image.Image
+	var labels []string
+	for _, smp := range test.Samples {
+		if hm, err := report.Heatmap(smp.Scores, smp.H, smp.W); err == nil {
+			tiles = append(tiles, hm)
+			labels = append(labels, fmt.Sprintf("frame %d scores", smp.FrameID))
+		}
+		if smp.Decision != nil {
+			if ci, err := report.ConfusionImage(smp.Decision, smp.Target, smp.H, smp.W); err == nil {
+				tiles = append(tiles, ci)
+				labels = append(labels, fmt.Sprintf("frame %d TP/FP/FN", smp.FrameID))
+			}
+		}
+	}
+	if len(tiles) > 0 {
+		add("Example anomaly maps (test) and decisions: TP green, FP red, FN yellow", "maps.png", report.ImageGrid(filepath.Join(dir, "maps.png"), tiles, 4, labels))
+	}
+	if err := report.WriteMarkdown(filepath.Join(dir, "report.md"), rep); err != nil {
+		return err
+	}
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}

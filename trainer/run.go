@@ -1,0 +1,632 @@
+package trainer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/term"
+
+	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/nodes"
+	datanode "github.com/spectraclip/spectraclip/nodes/data"
+	metriccore "github.com/spectraclip/spectraclip/nodes/metric/core"
+	"github.com/spectraclip/spectraclip/torch"
+	"github.com/spectraclip/spectraclip/trainer/tboard"
+)
+
+// Options adjust how a run is prepared.
+type Options struct {
+	OutDir   string // run directory; "" = <output_dir>/<name>/<timestamp>
+	Log      *logrus.Logger
+	Progress io.Writer // where progress bars go (os.Stderr in the CLI); nil = none
+	Resume   string    // a checkpoint prefix (…/checkpoints/last) to resume from
+	Registry *nodes.Registry
+}
+
+// Run is one training run: its config, data, pipeline and outputs.
+type Run struct {
+	Cfg      *Config
+	Dir      string
+	Device   torch.Device
+	Data     *dataset.Dataset
+	Pipeline *nodes.Pipeline
+	Registry *nodes.Registry
+	Log      *logrus.Logger
+	TB       *tboard.Writer
+	History  []EpochRecord
+	progress io.Writer
+	resume   string
+	started  time.Time
+}
+
+// EpochRecord is one epoch of training history.
+type EpochRecord struct {
+	Epoch       int                `json:"epoch"`
+	TrainLoss   float64            `json:"train_loss"`
+	ValLoss     Float              `json:"val_loss"`
+	LR          float64            `json:"lr"`
+	Temperature float64            `json:"temperature,omitempty"`
+	Val         map[string]float64 `json:"val"`
+	Seconds     float64            `json:"seconds"`
+}
+
+// Prepare sets up threads, seeds, device, data and pipeline, and creates the run
+// directory with the resolved config.
+func Prepare(cfg *Config, o Options) (*Run, error) {
+	log := o.Log
+	if log == nil {
+		log = logrus.New()
+		log.SetOutput(io.Discard)
+	}
+	if cfg.Training.Threads > 0 {
+		if err := torch.SetNumThreads(cfg.Training.Threads); err != nil {
+			return nil, err
+		}
+	}
+	if err := torch.SetCachingAllocator(true); err != nil {
+		return nil, err
+	}
+	if err := torch.ManualSeed(cfg.Training.Seed); err != nil {
+		return nil, err
+	}
+	dev, err := torch.ParseDevice(cfg.Training.Device)
+	if err != nil {
+		return nil, fmt.Errorf("training.device: %w", err)
+	}
+	ds, err := openData(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	reg := o.Registry
+	if reg == nil {
+		reg = nodes.NewRegistry()
+	}
+	if err := loadPlugins(reg, cfg); err != nil {
+		return nil, err
+	}
+	p, err := BuildPipeline(cfg, reg, ds)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.To(dev); err != nil {
+		p.Close()
+		return nil, err
+	}
+	dir := o.OutDir
+	if dir == "" {
+		dir = filepath.Join(cfg.OutputDir, cfg.Name, time.Now().Format("2006-01-02_15-04-05"))
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "checkpoints"), 0o755); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	y, err := cfg.YAML()
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "config.yaml"), y); err != nil {
+		p.Close()
+		return nil, err
+	}
+	tb, err := tboard.NewWriter(filepath.Join(dir, "tb"))
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	_ = tb.AddText("config", "```\n"+string(y)+"\n```", 0)
+	log.WithFields(logrus.Fields{"run": dir, "device": dev.String(), "threads": torch.NumThreads(), "libtorch": torch.Version()}).Info("run prepared")
+	return &Run{Cfg: cfg, Dir: dir, Device: dev, Data: ds, Pipeline: p, Registry: reg, Log: log, TB: tb, progress: o.Progress, resume: o.Resume, started: time.Now()}, nil
+}
+
+// Close releases the pipeline and flushes TensorBoard.
+func (r *Run) Close() {
+	if r.TB != nil {
+		r.TB.Close()
+	}
+	if r.Pipeline != nil {
+		r.Pipeline.Close()
+	}
+}
+
+func openData(cfg *Config, log *logrus.Logger) (*dataset.Dataset, error) {
+	root := cfg.Data.Root
+	if cfg.Data.GenerateIfMissing {
+		sc := dataset.DefaultSynthConfig()
+		if err := decodeSynth(cfg.Data.Synth, &sc); err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(filepath.Join(root, dataset.ManifestName)); err != nil {
+			log.WithField("root", root).Info("data root missing: generating the synthetic Lentils set")
+		}
+		if err := dataset.EnsureSynthetic(root, sc); err != nil {
+			return nil, fmt.Errorf("data.root %s: %w", root, err)
+		}
+	}
+	var opts dataset.Options
+	if len(cfg.Data.TrainIDs)+len(cfg.Data.ValIDs)+len(cfg.Data.TestIDs) > 0 {
+		opts.Splits = &dataset.Splits{Train: cfg.Data.TrainIDs, Val: cfg.Data.ValIDs, Test: cfg.Data.TestIDs}
+	}
+	ds, err := dataset.OpenWith(root, opts)
+	if err != nil {
+		return nil, fmt.Errorf("data.root: %w", err)
+	}
+	return ds, nil
+}
+
+func decodeSynth(m map[string]any, sc *dataset.SynthConfig) error {
+	for k, v := range m {
+		f, ok := toF(v)
+		if !ok {
+			return fmt.Errorf("data.synth.%s: want a number, got %v", k, v)
+		}
+		switch k {
+		case "frames":
+			sc.Frames = int(f)
+		case "height":
+			sc.Height = int(f)
+		case "width":
+			sc.Width = int(f)
+		case "seed":
+			sc.Seed = uint64(f)
+		case "stone_rate":
+			sc.StoneRate = f
+		case "bands":
+			sc.Bands = int(f)
+		default:
+			return fmt.Errorf("data.synth.%s: unknown key (allowed: frames, height, width, seed, stone_rate, bands)", k)
+		}
+	}
+	return nil
+}
+
+func toF(v any) (float64, bool) {
+	switch x := v.(type) {
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	case float64:
+		return x, true
+	}
+	return 0, false
+}
+
+func loadPlugins(reg *nodes.Registry, cfg *Config) error {
+	names := sortedKeys(cfg.Plugins)
+	for _, n := range names {
+		pc, err := nodes.DecodePluginConfig(cfg.Plugins[n])
+		if err != nil {
+			return fmt.Errorf("plugins.%s: %w", n, err)
+		}
+		if err := reg.LoadPlugin(n, pc); err != nil {
+			return fmt.Errorf("plugins.%s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// BuildPipeline creates the nodes of cfg.Pipeline through the registry and connects them.
+// Input channel counts left at their defaults are taken from the dataset, and a Concrete
+// selector's max_epochs from training.trainer.max_epochs.
+func BuildPipeline(cfg *Config, reg *nodes.Registry, ds *dataset.Dataset) (*nodes.Pipeline, error) {
+	p := nodes.NewPipeline(cfg.Name, reg)
+	p.SetBatchKeys(datanode.BatchKeys)
+	for _, name := range sortedKeys(cfg.Pipeline) {
+		spec := cfg.Pipeline[name]
+		typ, _ := spec["type"].(string)
+		params := map[string]any{}
+		for k, v := range spec {
+			if k != "type" {
+				params[k] = v
+			}
+		}
+		if ds != nil {
+			if _, ok := params["input_channels"]; ok || strings.Contains(typ, "Mixer") || strings.Contains(typ, "Selector") {
+				if v, ok := params["input_channels"]; !ok || v == nil {
+					params["input_channels"] = ds.Bands
+				}
+			}
+		}
+		if strings.Contains(typ, "Concrete") {
+			if _, ok := params["max_epochs"]; !ok {
+				params["max_epochs"] = cfg.Training.Trainer.MaxEpochs
+			}
+			if _, ok := params["seed"]; !ok {
+				params["seed"] = int(cfg.Training.Seed)
+			}
+		}
+		if strings.Contains(typ, "ChannelMixer") {
+			if _, ok := params["seed"]; !ok {
+				params["seed"] = int(cfg.Training.Seed)
+			}
+		}
+		n, err := reg.New(typ, name, params)
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("pipeline.%s: %w", name, err)
+		}
+		if err := p.AddStrict(n); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("pipeline.%s: %w", name, err)
+		}
+	}
+	for _, c := range cfg.Connections {
+		a, b, err := ParseConnection(c)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		if err := p.Connect(a, b); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("connections: %w", err)
+		}
+	}
+	if err := p.Validate(); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if len(cfg.FreezeNodes) > 0 {
+		if err := p.Freeze(cfg.FreezeNodes...); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("freeze_nodes: %w", err)
+		}
+	}
+	if len(cfg.UnfreezeNodes) > 0 {
+		if err := p.Unfreeze(cfg.UnfreezeNodes...); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("unfreeze_nodes: %w", err)
+		}
+	}
+	return p, nil
+}
+
+func (r *Run) loader(split string) (*dataset.Loader, error) {
+	return r.Data.NewLoader(split, dataset.LoaderOptions{
+		BatchSize: r.Cfg.Data.BatchSize,
+		Seed:      r.Cfg.Training.Seed,
+		InMemory:  r.Cfg.Data.InMemory,
+		Prefetch:  r.Cfg.Data.Prefetch,
+	})
+}
+
+// forEachBatch runs fn on every batch of a split with a fresh scope per batch.
+func (r *Run) forEachBatch(split string, epoch int, bar string, fn func(ctx *nodes.Context, batch map[string]any) error) error {
+	l, err := r.loader(split)
+	if err != nil {
+		return err
+	}
+	it := l.Epoch(context.Background(), epoch)
+	defer it.Close()
+	pb := r.bar(l.Len(), bar)
+	s := torch.NewScope()
+	defer s.Close()
+	for i := 0; ; i++ {
+		b, err := it.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		s.Reset()
+		batch, err := datanode.ToBatch(s, b, r.Device, nil)
+		if err != nil {
+			return err
+		}
+		ctx := &nodes.Context{Epoch: epoch, MaxEpochs: r.Cfg.Training.Trainer.MaxEpochs, BatchIdx: i, Scope: s, Device: r.Device}
+		if err := fn(ctx, batch); err != nil {
+			return err
+		}
+		if err := s.Err(); err != nil {
+			return err
+		}
+		if pb != nil {
+			pb.Add(1)
+		}
+	}
+	if pb != nil {
+		pb.Finish()
+	}
+	return nil
+}
+
+func (r *Run) bar(n int, desc string) *progressbar.ProgressBar {
+	if r.progress == nil || desc == "" || !r.Cfg.Training.Trainer.EnableProgressBar {
+		return nil
+	}
+	if f, ok := r.progress.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil // plain log lines instead when not on a terminal
+	}
+	return progressbar.NewOptions(n, progressbar.OptionSetWriter(r.progress), progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowCount(), progressbar.OptionClearOnFinish(), progressbar.OptionSetWidth(30))
+}
+
+// FitStatistics fits every node that needs a statistical pass, in topological order,
+// streaming over the training split (the pipeline run up to each node).
+func (r *Run) FitStatistics() error {
+	for _, n := range r.Pipeline.Nodes() {
+		f, ok := n.(nodes.Fitter)
+		if !ok || !f.RequiresFit() {
+			continue
+		}
+		t0 := time.Now()
+		if err := f.FitReset(); err != nil {
+			return fmt.Errorf("fit %s: %w", n.Name(), err)
+		}
+		err := r.forEachBatch("train", 0, "fit "+n.Name(), func(ctx *nodes.Context, batch map[string]any) error {
+			ctx.Stage = nodes.StageInference
+			var in map[string]any
+			var err error
+			ctx.Scope.NoGrad(func() { in, err = r.Pipeline.FitInputs(ctx, batch, n.Name()) })
+			if err != nil {
+				return err
+			}
+			return f.FitBatch(ctx, in)
+		})
+		if err != nil {
+			return fmt.Errorf("fit %s: %w", n.Name(), err)
+		}
+		if err := f.FitFinish(); err != nil {
+			return fmt.Errorf("fit %s: %w", n.Name(), err)
+		}
+		r.Log.WithFields(logrus.Fields{"node": n.Name(), "seconds": time.Since(t0).Seconds()}).Info("statistical fit done")
+	}
+	return nil
+}
+
+// Evaluation is the pooled result of one pass over a split.
+type Evaluation struct {
+	Metrics map[string]float64 // precision, recall, f1_score, iou, average_precision, auroc
+	Loss    float64            // mean of the summed loss nodes (NaN when none ran)
+	Acc     *metriccore.Accumulator
+	Seconds float64 // wall time of the forward passes
+	Frames  int
+	Samples []Sample // the first few frames, for reports
+}
+
+// Sample keeps one frame's maps for reports and TensorBoard images.
+type Sample struct {
+	FrameID  int
+	H, W     int
+	Scores   []float32
+	Target   []bool
+	Decision []bool
+	Reduced  []float32 // H×W×3
+	Hsi      []float32 // H×W×3 false colour
+}
+
+func portRef(s string) (string, string) {
+	a, b, _ := strings.Cut(s, ".")
+	return a, b
+}
+
+// Evaluate runs the pipeline over a split in the given stage without gradients and pools
+// the metrics over every pixel of the split (not a mean of batch means).
+func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, error) {
+	r.Pipeline.SetTraining(false)
+	for _, name := range r.Cfg.MetricNodes {
+		if n, ok := r.Pipeline.Node(name); ok {
+			if rs, ok := n.(interface{ Reset() }); ok {
+				rs.Reset()
+			}
+		}
+	}
+	ev := &Evaluation{Acc: metriccore.NewAccumulator(metriccore.DefaultBins), Loss: math.NaN()}
+	var lossSum float64
+	var lossN int
+	var scores, reduced []float32
+	var targets, decisions []bool
+	err := r.forEachBatch(split, 0, split, func(ctx *nodes.Context, batch map[string]any) error {
+		ctx.Stage = stage
+		s := ctx.Scope
+		s.SetGradEnabled(false)
+		t0 := time.Now()
+		out, err := r.Pipeline.Run(ctx, batch, nodes.RunOptions{})
+		if err != nil {
+			return err
+		}
+		if err := torch.Synchronize(r.Device); err != nil {
+			return err
+		}
+		ev.Seconds += time.Since(t0).Seconds()
+		sh := batch[datanode.KeyShape].([4]int)
+		ev.Frames += sh[0]
+		if l, ok := r.sumLosses(s, out); ok {
+			v, err := l.Item()
+			if err != nil {
+				return err
+			}
+			lossSum += v
+			lossN++
+		}
+		sn, sp := portRef(r.Cfg.Evaluation.Scores)
+		st, err := out.Tensor(sn, sp)
+		if err != nil {
+			return fmt.Errorf("evaluation.scores: %w", err)
+		}
+		tn, tp := portRef(r.Cfg.Evaluation.Targets)
+		tt, err := out.Tensor(tn, tp)
+		if err != nil {
+			return fmt.Errorf("evaluation.targets: %w", err)
+		}
+		n := int(st.Numel())
+		scores, targets = grow(scores, n), growB(targets, n)
+		if err := torch.CopyTo(st, scores); err != nil {
+			return err
+		}
+		if err := torch.CopyTo(tt, targets); err != nil {
+			return err
+		}
+		var dec []bool
+		if r.Cfg.Evaluation.Decisions != "" {
+			dn, dp := portRef(r.Cfg.Evaluation.Decisions)
+			dt, err := out.Tensor(dn, dp)
+			if err != nil {
+				return fmt.Errorf("evaluation.decisions: %w", err)
+			}
+			decisions = growB(decisions, n)
+			if err := torch.CopyTo(dt, decisions); err != nil {
+				return err
+			}
+			dec = decisions
+		}
+		if err := ev.Acc.Add(scores, targets, dec); err != nil {
+			return err
+		}
+		if len(ev.Samples) < keep {
+			var red []float32
+			if r.Cfg.Evaluation.Reduced != "" {
+				rn, rp := portRef(r.Cfg.Evaluation.Reduced)
+				if rt, err := out.Tensor(rn, rp); err == nil {
+					reduced = grow(reduced, int(rt.Numel()))
+					if err := torch.CopyTo(rt, reduced); err == nil {
+						red = reduced
+					}
+				}
+			}
+			cube := batch[datanode.KeyCube].(*torch.Tensor)
+			hsi, _ := falseColour(s, cube, sh)
+			ids := batch[datanode.KeyFrameIDs].([]int)
+			hw := sh[1] * sh[2]
+			for b := 0; b < sh[0] && len(ev.Samples) < keep; b++ {
+				smp := Sample{FrameID: ids[b], H: sh[1], W: sh[2],
+					Scores: append([]float32(nil), scores[b*hw:(b+1)*hw]...),
+					Target: append([]bool(nil), targets[b*hw:(b+1)*hw]...)}
+				if dec != nil {
+					smp.Decision = append([]bool(nil), dec[b*hw:(b+1)*hw]...)
+				}
+				if red != nil && len(red) == sh[0]*hw*3 {
+					smp.Reduced = append([]float32(nil), red[b*hw*3:(b+1)*hw*3]...)
+				}
+				if hsi != nil {
+					smp.Hsi = append([]float32(nil), hsi[b*hw*3:(b+1)*hw*3]...)
+				}
+				ev.Samples = append(ev.Samples, smp)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if lossN > 0 {
+		ev.Loss = lossSum / float64(lossN)
+	}
+	ev.Metrics = ev.Acc.Result().Map()
+	return ev, nil
+}
+
+// falseColour picks three bands spread over the spectrum (the reference visualiser's
+// 0/20/40 for 61 bands) and min-max scales each image jointly.
+func falseColour(s *torch.Scope, cube *torch.Tensor, sh [4]int) ([]float32, error) {
+	c := int64(sh[3])
+	idx := s.FromInt64([]int64{min(0, c-1), min(20, c-1), min(40, c-1)}, 3)
+	x := s.IndexSelect(cube, 3, idx)
+	// per-image joint min-max: seen as [B, HW·3, 1, 1], "per image and channel" is per image
+	z := s.MinMaxNormalize(s.Reshape(x, int64(sh[0]), int64(sh[1]*sh[2]*3), 1, 1), torch.MinMaxOptions{PerImage: true})
+	if err := s.Err(); err != nil {
+		s.ClearErr()
+		return nil, err
+	}
+	out := make([]float32, sh[0]*sh[1]*sh[2]*3)
+	if err := torch.CopyTo(z, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func grow(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
+}
+
+func growB(b []bool, n int) []bool {
+	if cap(b) < n {
+		return make([]bool, n)
+	}
+	return b[:n]
+}
+
+// sumLosses adds every output of every loss node that ran.
+func (r *Run) sumLosses(s *torch.Scope, out nodes.Outputs) (*torch.Tensor, bool) {
+	var total *torch.Tensor
+	for _, name := range r.Cfg.LossNodes {
+		ports, ok := out[name]
+		if !ok {
+			continue
+		}
+		for _, port := range sortedKeys(ports) {
+			t, ok := ports[port].(*torch.Tensor)
+			if !ok || !t.Valid() {
+				continue
+			}
+			if total == nil {
+				total = t
+			} else {
+				total = s.Add(total, t)
+			}
+		}
+	}
+	return total, total != nil
+}
+
+// lossParts returns each loss node's value for logging.
+func (r *Run) lossParts(out nodes.Outputs) map[string]float64 {
+	m := map[string]float64{}
+	for _, name := range r.Cfg.LossNodes {
+		for port, v := range out[name] {
+			if t, ok := v.(*torch.Tensor); ok && t.Valid() {
+				if f, err := t.Item(); err == nil {
+					key := name
+					if len(out[name]) > 1 {
+						key = name + "_" + port
+					}
+					m[key] = f
+				}
+			}
+		}
+	}
+	return m
+}
+
+// sortedFloatKeys is used for stable logging.
+func sortedFloatKeys(m map[string]float64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
