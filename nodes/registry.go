@@ -35,6 +35,8 @@ type LoadedPlugin struct {
 	Commit   string
 	Dir      string // the checkout or folder the files were read from
 	Provides []string
+
+	config PluginConfig // what it was loaded with, to make a repeated load a no-op
 }
 
 // Builtins holds every built-in node type; node packages register into it from init.
