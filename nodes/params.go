@@ -117,7 +117,9 @@ func (p *ParamReader) String(key, def string, allowed ...string) string {
 func (p *ParamReader) Ints(key string, def []int) []int {
 	v, ok := p.get(key)
 	if !ok {
-		p.out[key] = def
+		if def != nil {
+			p.out[key] = def
+		}
 		return def
 	}
 	list, good := toList(v)
@@ -142,7 +144,9 @@ func (p *ParamReader) Ints(key string, def []int) []int {
 func (p *ParamReader) Floats(key string, def []float64) []float64 {
 	v, ok := p.get(key)
 	if !ok {
-		p.out[key] = def
+		if def != nil {
+			p.out[key] = def
+		}
 		return def
 	}
 	list, good := toList(v)

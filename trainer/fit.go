@@ -46,7 +46,8 @@ func (r *Run) TrainGradient() error {
 		return nil
 	}
 	if len(r.Cfg.LossNodes) == 0 {
-		return fmt.Errorf("training: max_epochs is %d but loss_nodes is empty", tc.Trainer.MaxEpochs)
+		r.Log.WithField("max_epochs", tc.Trainer.MaxEpochs).Info("no loss_nodes: statistical fitting only, no gradient epochs")
+		return nil
 	}
 	params := r.Pipeline.Parameters()
 	if len(params) == 0 {
@@ -197,7 +198,7 @@ func monitored(rec EpochRecord, name string) float64 {
 
 func (r *Run) temperature(epoch int) (float64, bool) {
 	for _, n := range r.Pipeline.Nodes() {
-		if t, ok := n.(interface{ Temperature(int) float64 }); ok {
+		if t, ok := nodes.UnwrapNode(n).(interface{ Temperature(int) float64 }); ok {
 			return t.Temperature(epoch), true
 		}
 	}
@@ -264,7 +265,7 @@ func (r *Run) logImages(ev *Evaluation, step int64) {
 
 func (r *Run) logBands(step int64) {
 	for _, n := range r.Pipeline.Nodes() {
-		if sb, ok := n.(interface {
+		if sb, ok := nodes.UnwrapNode(n).(interface {
 			SelectedBands([]float32) ([]int, []float32, error)
 		}); ok {
 			idx, wl, err := sb.SelectedBands(r.Data.Wavelengths)
@@ -414,7 +415,7 @@ func (r *Run) saveCheckpoint(prefix string, st *TrainerState, opt *torch.Optimiz
 	defer rng.Free()
 	m[rngKey] = rng
 	for _, n := range r.Pipeline.Nodes() {
-		if g, ok := n.(interface{ GeneratorState() (*torch.Tensor, error) }); ok {
+		if g, ok := nodes.UnwrapNode(n).(interface{ GeneratorState() (*torch.Tensor, error) }); ok {
 			t, err := g.GeneratorState()
 			if err != nil {
 				return err
@@ -462,7 +463,7 @@ func (r *Run) loadCheckpoint(prefix string, opt *torch.Optimizer) (TrainerState,
 		}
 	}
 	for _, n := range r.Pipeline.Nodes() {
-		if g, ok := n.(interface{ SetGeneratorState(*torch.Tensor) error }); ok {
+		if g, ok := nodes.UnwrapNode(n).(interface{ SetGeneratorState(*torch.Tensor) error }); ok {
 			if t, ok := m["__trainer__/gen_"+n.Name()]; ok {
 				if err := g.SetGeneratorState(t); err != nil {
 					return st, err

@@ -138,7 +138,7 @@ func (r *Run) bestCheckpoint() string {
 
 func (r *Run) detectorName() string {
 	for _, n := range r.Pipeline.Nodes() {
-		if d, ok := n.(interface{ Metadata() detect.Metadata }); ok {
+		if d, ok := nodes.UnwrapNode(n).(interface{ Metadata() detect.Metadata }); ok {
 			return d.Metadata().DetectorName
 		}
 	}
@@ -147,7 +147,7 @@ func (r *Run) detectorName() string {
 
 func (r *Run) selectedBands() []BandInfo {
 	for _, n := range r.Pipeline.Nodes() {
-		if sb, ok := n.(interface {
+		if sb, ok := nodes.UnwrapNode(n).(interface {
 			SelectedBands([]float32) ([]int, []float32, error)
 		}); ok {
 			idx, wl, err := sb.SelectedBands(r.Data.Wavelengths)

@@ -419,7 +419,7 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 	r.Pipeline.SetTraining(false)
 	for _, name := range r.Cfg.MetricNodes {
 		if n, ok := r.Pipeline.Node(name); ok {
-			if rs, ok := n.(interface{ Reset() }); ok {
+			if rs, ok := nodes.UnwrapNode(n).(interface{ Reset() }); ok {
 				rs.Reset()
 			}
 		}

@@ -83,6 +83,9 @@ func NewQuantileBinaryDecider(name string, params map[string]any) (nodes.Node, e
 	n := &QuantileBinaryDecider{Base: nodes.Base{NodeName: name, TypeName: "QuantileBinaryDecider"}}
 	n.Q = p.Float("quantile", 0.995)
 	n.ReduceDims = p.Ints("reduce_dims", nil)
+	if len(n.ReduceDims) == 0 {
+		n.ReduceDims = nil // an empty list (as a saved pipeline writes nil) means "all non-batch dims"
+	}
 	p.Check(n.Q >= 0 && n.Q <= 1, "quantile", "must be in [0,1], got %g", n.Q)
 	if err := p.Done(); err != nil {
 		return nil, err

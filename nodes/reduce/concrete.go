@@ -313,3 +313,10 @@ func (n *ConcreteBandSelector) Forward(ctx *nodes.Context, in map[string]any) (m
 	}
 	return map[string]any{"rgb": rgb, "selection_weights": w}, nil
 }
+
+// GeneratorState returns a copy of the Gumbel noise generator's state, so that a resumed
+// run draws the same noise as an uninterrupted one (the trainer saves it in checkpoints).
+func (n *ConcreteBandSelector) GeneratorState() (*torch.Tensor, error) { return n.gen.State() }
+
+// SetGeneratorState restores a state returned by GeneratorState.
+func (n *ConcreteBandSelector) SetGeneratorState(t *torch.Tensor) error { return n.gen.SetState(t) }

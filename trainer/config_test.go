@@ -1,0 +1,194 @@
+package trainer
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLoadConfigVariants(t *testing.T) {
+	for _, v := range VariantNames {
+		cfg, _, err := LoadConfig(LoadOptions{Variant: v})
+		if err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		if cfg.Variant != v || cfg.Data.BatchSize != 2 || cfg.Training.Seed != 42 {
+			t.Errorf("%s: variant %q batch %d seed %d", v, cfg.Variant, cfg.Data.BatchSize, cfg.Training.Seed)
+		}
+		// every variant uses the same anomaly definition (stone) so metrics compare
+		dn := cfg.Pipeline["data_node"]
+		if got := dn["anomaly_class_ids"]; !sameInts(got, []int{3}) {
+			t.Errorf("%s: anomaly_class_ids %v, want [3]", v, got)
+		}
+	}
+}
+
+func sameInts(v any, want []int) bool {
+	l, ok := v.([]any)
+	if !ok || len(l) != len(want) {
+		return false
+	}
+	for i, e := range l {
+		if n, ok := e.(int); !ok || n != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestOverrides(t *testing.T) {
+	cfg, _, err := LoadConfig(LoadOptions{Variant: "drcnn", Overrides: []string{
+		"training.optimizer.lr=3e-4", "data.batch_size=3", "pipeline.channel_mixer.reduction_scheme=[61,8,3]",
+		"training.trainer.enable_progress_bar=false", "+pipeline.detector.image_size=64",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Training.Optimizer.LR != 3e-4 || cfg.Data.BatchSize != 3 || cfg.Training.Trainer.EnableProgressBar {
+		t.Errorf("overrides not applied: lr %g batch %d bar %v", cfg.Training.Optimizer.LR, cfg.Data.BatchSize, cfg.Training.Trainer.EnableProgressBar)
+	}
+	if !sameInts(cfg.Pipeline["channel_mixer"]["reduction_scheme"], []int{61, 8, 3}) {
+		t.Errorf("list override: %v", cfg.Pipeline["channel_mixer"]["reduction_scheme"])
+	}
+	if cfg.Pipeline["detector"]["image_size"] != 64 {
+		t.Errorf("added key: %v", cfg.Pipeline["detector"]["image_size"])
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	cases := []struct {
+		name string
+		o    LoadOptions
+		file string
+		want []string
+	}{
+		{"unknown override key", LoadOptions{Variant: "drcnn", Overrides: []string{"training.optimizer.lrr=1"}}, "", []string{"unknown key", "training.optimizer.lrr", "lr"}},
+		{"malformed override", LoadOptions{Variant: "drcnn", Overrides: []string{"training.optimizer.lr"}}, "", []string{"want key=value"}},
+		{"wrong type", LoadOptions{Variant: "drcnn", Overrides: []string{"data.batch_size=two"}}, "", []string{"batch_size"}},
+		{"bad optimizer", LoadOptions{Variant: "drcnn", Overrides: []string{"training.optimizer.name=rmsprop"}}, "", []string{"training.optimizer.name", "adamw"}},
+		{"bad lr", LoadOptions{Variant: "drcnn", Overrides: []string{"training.optimizer.lr=0"}}, "", []string{"training.optimizer.lr"}},
+		{"unknown variant", LoadOptions{Variant: "svm"}, "", []string{"unknown variant", "pca, drcnn, concrete"}},
+		{"unknown top-level key in file", LoadOptions{File: bad}, "name: x\nbogus: 1\ndefaults: [data/lentils_synth, training/default]\npipeline: {a: {type: MinMaxNormalizer}}\n", []string{"bogus"}},
+		{"node without type", LoadOptions{File: bad}, "name: x\ndefaults: [data/lentils_synth, training/default]\npipeline: {a: {eps: 1}}\n", []string{"pipeline.a.type"}},
+		{"loss node missing", LoadOptions{File: bad}, "name: x\ndefaults: [data/lentils_synth, training/default]\npipeline: {a: {type: MinMaxNormalizer}}\nloss_nodes: [iou]\n", []string{"iou", "not in pipeline"}},
+		{"missing file", LoadOptions{File: filepath.Join(dir, "nope.yaml")}, "", []string{"nope.yaml"}},
+		{"bad env", LoadOptions{Variant: "drcnn", Environ: []string{"SPECTRACLIP_DATA__BATCH_SIZE=[1"}}, "", []string{"SPECTRACLIP_DATA__BATCH_SIZE"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.file != "" {
+				if err := os.WriteFile(bad, []byte(c.file), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, _, err := LoadConfig(c.o)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvOverride(t *testing.T) {
+	cfg, _, err := LoadConfig(LoadOptions{Variant: "concrete", Environ: []string{"SPECTRACLIP_TRAINING__OPTIMIZER__LR=0.0125", "SPECTRACLIP_PLUGIN_CACHE=/x", "HOME=/root"},
+		Overrides: []string{"data.batch_size=4"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Training.Optimizer.LR != 0.0125 || cfg.Data.BatchSize != 4 {
+		t.Errorf("env lr %g batch %d", cfg.Training.Optimizer.LR, cfg.Data.BatchSize)
+	}
+	// the command line wins over the environment
+	cfg, _, err = LoadConfig(LoadOptions{Variant: "concrete", Environ: []string{"SPECTRACLIP_TRAINING__OPTIMIZER__LR=0.0125"}, Overrides: []string{"training.optimizer.lr=0.5"}})
+	if err != nil || cfg.Training.Optimizer.LR != 0.5 {
+		t.Fatalf("precedence: %v %v", err, cfg)
+	}
+}
+
+func TestResolvedConfigRoundTrip(t *testing.T) {
+	cfg, _, err := LoadConfig(LoadOptions{Variant: "pca", Overrides: []string{"training.seed=7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, y, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	back, _, err := LoadConfig(LoadOptions{File: p})
+	if err != nil {
+		t.Fatalf("resolved config does not load back: %v\n%s", err, y)
+	}
+	if back.Training.Seed != 7 || back.Name != cfg.Name || len(back.Pipeline) != len(cfg.Pipeline) || len(back.Connections) != len(cfg.Connections) {
+		t.Errorf("round trip lost values")
+	}
+}
+
+// Schedulers against PyTorch's closed forms.
+func TestSchedulers(t *testing.T) {
+	t.Run("cosine", func(t *testing.T) {
+		s, err := NewScheduler(SchedulerConfig{Name: "cosine", MinLR: 1e-4}, 0.1, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lr := 0.1
+		for e := 0; e < 10; e++ {
+			lr = s.Step(e, lr, math.NaN())
+			want := 1e-4 + (0.1-1e-4)*(1+math.Cos(math.Pi*float64(e+1)/10))/2
+			if math.Abs(lr-want) > 1e-12 {
+				t.Fatalf("epoch %d: %g want %g", e, lr, want)
+			}
+		}
+	})
+	t.Run("step", func(t *testing.T) {
+		s, _ := NewScheduler(SchedulerConfig{Name: "step", StepSize: 3, Gamma: 0.5}, 1, 10)
+		lr := 1.0
+		for e := 0; e < 9; e++ {
+			lr = s.Step(e, lr, math.NaN())
+			want := math.Pow(0.5, float64((e+1)/3))
+			if math.Abs(lr-want) > 1e-12 {
+				t.Fatalf("epoch %d: %g want %g", e, lr, want)
+			}
+		}
+	})
+	t.Run("plateau max", func(t *testing.T) {
+		s, _ := NewScheduler(SchedulerConfig{Name: "reduce_on_plateau", Mode: "max", Factor: 0.5, Patience: 1, Threshold: 1e-4, ThresholdMode: "rel", Cooldown: 1, MinLR: 0.2, Eps: 1e-8}, 1, 20)
+		// improving, then flat: reduce after patience+1 bad epochs, then cooldown
+		vals := []float64{0.1, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2}
+		want := []float64{1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25}
+		lr := 1.0
+		for e, v := range vals {
+			lr = s.Step(e, lr, v)
+			if math.Abs(lr-want[e]) > 1e-12 {
+				t.Fatalf("epoch %d: lr %g want %g", e, lr, want[e])
+			}
+		}
+		// min_lr floor
+		for e := 8; e < 20; e++ {
+			lr = s.Step(e, lr, 0.2)
+		}
+		if lr != 0.2 {
+			t.Errorf("min_lr floor: %g", lr)
+		}
+	})
+	t.Run("bad", func(t *testing.T) {
+		if _, err := NewScheduler(SchedulerConfig{Name: "plateau", Factor: 2}, 1, 1); err == nil {
+			t.Error("factor 2 accepted")
+		}
+		if _, err := NewScheduler(SchedulerConfig{Name: "warm"}, 1, 1); err == nil {
+			t.Error("unknown scheduler accepted")
+		}
+	})
+}
