@@ -13,7 +13,7 @@ APT_PKGS := libtorch-dev cmake ccache g++ python3-torch python3-numpy protobuf-c
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
-.PHONY: all deps build csrc test test-short bench bench-compare lint clean train compare synth version gpu-check
+.PHONY: gpu-prep all deps build csrc test test-short bench bench-compare lint clean train compare synth version gpu-check
 
 all: build
 
@@ -78,6 +78,12 @@ lint:
 
 gpu-check:
 	bash scripts/gpu_check.sh
+
+# gpu-prep builds, on this CPU machine, the Go binaries that scripts/gpu_check.sh runs on a
+# GPU machine (which has no Go): they link only libspectraclip_c.so, rebuilt there.
+gpu-prep: build
+	$(GO) test -c -o bin/torch.test ./torch
+	$(GO) test -c -o bin/detect.test ./nodes/detect
 
 clean:
 	rm -rf $(BUILD_DIR) bin
