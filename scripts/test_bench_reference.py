@@ -1,0 +1,348 @@
+"""Tests of scripts/bench_reference.py (the Python benchmark peer).
+
+Run from the repository root:  /usr/bin/python3 -m unittest scripts/test_bench_reference.py
+
+Tiny sizes only (B=1..2, 32×32 or smaller, 8 bands) so the whole file runs in seconds.
+Each node is compared against an independent float64 numpy computation on seeded, non-zero
+random input, with the tolerance stated at the assertion; the end-to-end runs check shapes,
+JSON keys and that figures are finite and positive.
+"""
+
+import contextlib
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench_reference as br  # noqa: E402
+
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711])
+
+
+class TinyDetector(nn.Module):
+    """TinyDetector meets the detector contract: forward(x [B,3,S,S]) -> (pixel [B,S,S], image [B]).
+    Its score is a sigmoid of a fixed colour projection, so gradients reach the input."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.image_size = size
+        self.contract_version = 1
+        self.detector_name = "tiny-test"
+        self.backbone = "none"
+        self.prompt = ""
+        self.weight_name = "none"
+        self.proj = nn.Parameter(torch.tensor([0.7, -0.4, 0.3]))
+
+    def forward(self, x):
+        pix = torch.sigmoid((x * self.proj.view(1, 3, 1, 1)).sum(1))
+        return pix, pix.flatten(1).amax(1)
+
+
+class NoSizeDetector(nn.Module):
+    def forward(self, x):
+        pix = x.mean(1)
+        return pix, pix.flatten(1).mean(1)
+
+
+def write_detector(dirname, module, name="det.pt"):
+    path = os.path.join(dirname, name)
+    torch.jit.script(module).save(path)
+    return path
+
+
+def rand(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(*shape, generator=g) * 3.0 - 0.5
+
+
+def run_main(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = br.main(argv)
+        except SystemExit as e:
+            rc = e.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+class TestNodes(unittest.TestCase):
+    def test_parse_size(self):
+        cases = [("256x256", (256, 256)), ("32X48", (32, 48)), ("1x7", (1, 7))]
+        for s, want in cases:
+            with self.subTest(s=s):
+                self.assertEqual(br.parse_size(s), want)
+        for bad in ["256", "0x4", "ax3", "3x4x5", "-2x3", ""]:
+            with self.subTest(bad=bad):
+                with self.assertRaisesRegex(ValueError, "--size"):
+                    br.parse_size(bad)
+
+    def test_minmax_normalizer(self):
+        fit = rand(2, 5, 6, 4, seed=1)
+        x = rand(1, 5, 6, 4, seed=2) * 2.0  # goes outside the fitted range: not clamped
+        got = br.MinMaxNormalizer().fit(fit)(x).numpy().astype(np.float64)
+        f, xn = fit.numpy().astype(np.float64), x.numpy().astype(np.float64)
+        want = (xn - f.min()) / max(f.max() - f.min(), 1e-6)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)  # float32 vs float64
+        self.assertTrue((got > 1.0).any() or (got < 0.0).any())
+
+    def test_pca_against_numpy(self):
+        fit = rand(2, 8, 8, 6, seed=3)
+        x = rand(2, 8, 8, 6, seed=4)
+        pca = br.PCAReducer(6, k=3).fit(fit)
+        pix = fit.numpy().reshape(-1, 6).astype(np.float64)
+        mean = pix.mean(0)
+        evals, evecs = np.linalg.eigh(np.cov(pix, rowvar=False))
+        comps = evecs[:, np.argsort(-evals)[:3]].T
+        got_c = pca.components.numpy().astype(np.float64)
+        for k in range(3):  # eigenvector signs are free
+            sign = np.sign(np.dot(got_c[k], comps[k]))
+            np.testing.assert_allclose(sign * got_c[k], comps[k], atol=1e-5)
+        # output = per-image per-channel min-max of the projection (signs taken from pca)
+        proj = (x.numpy().astype(np.float64) - mean) @ got_c.T
+        mn = proj.min(axis=(1, 2), keepdims=True)
+        mx = proj.max(axis=(1, 2), keepdims=True)
+        want = (proj - mn) / np.maximum(mx - mn, 1e-6)
+        with torch.no_grad():
+            got = pca(x).numpy()
+        self.assertEqual(got.shape, (2, 8, 8, 3))
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+    def test_drcnn_against_numpy(self):
+        torch.manual_seed(5)
+        m = br.DRCNNReducer((8, 16, 8, 3), slope=0.1)
+        x = rand(2, 6, 7, 8, seed=6)
+        with torch.no_grad():
+            got = m(x).numpy()
+        convs = [l for l in m.net if isinstance(l, nn.Conv2d)]
+        y = x.numpy().astype(np.float64)
+        for i, c in enumerate(convs):
+            wgt = c.weight.detach().numpy()[:, :, 0, 0].astype(np.float64)
+            y = y @ wgt.T + c.bias.detach().numpy()
+            if i < len(convs) - 1:
+                y = np.where(y > 0, y, 0.1 * y)
+        mn = y.min(axis=(1, 2), keepdims=True)
+        mx = y.max(axis=(1, 2), keepdims=True)
+        want = np.clip((y - mn) / np.maximum(mx - mn, 1e-6), 0, 1)
+        self.assertEqual(got.shape, (2, 6, 7, 3))
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        # xavier-uniform bound sqrt(6/(fan_in+fan_out)), biases zero
+        for c in convs:
+            bound = math.sqrt(6.0 / (c.in_channels + c.out_channels))
+            self.assertLessEqual(c.weight.abs().max().item(), bound + 1e-7)
+            self.assertEqual(c.bias.abs().max().item(), 0.0)
+
+    def test_tau_schedule(self):
+        for e, want in [(0, 10.0), (19, 0.1), (25, 0.1), (-3, 10.0)]:
+            with self.subTest(epoch=e):
+                self.assertAlmostEqual(br.tau_schedule(e, 20), want, places=9)
+        f = 7 / 19
+        self.assertAlmostEqual(br.tau_schedule(7, 20), 10 ** (1 - 2 * f), places=9)  # closed form
+        self.assertEqual(br.tau_schedule(3, 1), 0.1)
+
+    def test_concrete(self):
+        torch.manual_seed(7)
+        m = br.ConcreteReducer(8)
+        x = rand(1, 4, 5, 8, seed=8)
+        m.eval()
+        with torch.no_grad():
+            got = m(x).numpy()
+        idx = m.logits.detach().argmax(-1).numpy()
+        np.testing.assert_array_equal(got, x.numpy()[..., idx])  # one-hot selects bands exactly
+        m.train()
+        m.tau = 2.0
+        w = m.weights().detach().numpy().astype(np.float64)
+        np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-6)
+        self.assertTrue((w > 0).all())
+        self.assertFalse(np.allclose(w, m.weights().detach().numpy(), atol=1e-6))  # fresh noise each call
+
+    def test_gaussian_kernel(self):
+        for sigma in [0.5, 2.0, 4.0]:
+            with self.subTest(sigma=sigma):
+                k = br.gaussian_kernel2d(sigma, "cpu").numpy().astype(np.float64)
+                n = 2 * (math.floor(3 * sigma) + 1) + 1
+                self.assertEqual(k.shape, (n, n))
+                ax = np.arange(n) - n // 2
+                want = np.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2 * sigma ** 2))
+                np.testing.assert_allclose(k, want / want.sum(), atol=1e-7)
+
+    def test_postprocess_zero_padding_blur(self):
+        with tempfile.TemporaryDirectory() as d:
+            det = br.Detector(write_detector(d, TinyDetector(12)), sigma=1.0)
+        pix = rand(1, 12, 12, seed=9)
+        got = det.postprocess(pix, 12, 12).numpy()  # same size: bilinear is the identity
+        self.assertEqual(got.shape, (1, 12, 12, 1))
+        k = br.gaussian_kernel2d(1.0, "cpu").numpy().astype(np.float64)
+        r = k.shape[0] // 2
+        p = np.pad(pix.numpy()[0].astype(np.float64), r)  # zero padding
+        want = np.zeros((12, 12))
+        for i in range(12):
+            for j in range(12):
+                want[i, j] = (p[i:i + 2 * r + 1, j:j + 2 * r + 1] * k).sum()
+        np.testing.assert_allclose(got[0, :, :, 0], want, atol=1e-5)
+
+    def test_preprocess_same_size(self):
+        with tempfile.TemporaryDirectory() as d:
+            det = br.Detector(write_detector(d, TinyDetector(10)))
+        rgb = torch.rand(2, 10, 10, 3, generator=torch.Generator().manual_seed(10))  # in [0,1): scaled by 255
+        got = det.preprocess(rgb).numpy().astype(np.float64)
+        x = np.transpose(rgb.numpy().astype(np.float64), (0, 3, 1, 2))
+        want = (x - CLIP_MEAN[None, :, None, None]) / CLIP_STD[None, :, None, None]
+        self.assertEqual(got.shape, (2, 3, 10, 10))
+        np.testing.assert_allclose(got, want, atol=1e-4)  # ×255 and /255 round trip in float32
+        # resizing changes the side to S
+        with tempfile.TemporaryDirectory() as d:
+            det = br.Detector(write_detector(d, TinyDetector(7)))
+        self.assertEqual(tuple(det.preprocess(rgb).shape), (2, 3, 7, 7))
+
+    def test_quantile_decide(self):
+        s = rand(2, 9, 11, 1, seed=11)
+        for q in [0.5, 0.99, 0.0]:
+            with self.subTest(q=q):
+                got = br.quantile_decide(s, q).numpy()
+                thr = np.quantile(s.numpy().reshape(2, -1).astype(np.float64), q, axis=1)
+                want = s.numpy() >= thr.astype(np.float32)[:, None, None, None]
+                np.testing.assert_array_equal(got, want)
+                self.assertEqual(got.shape, (2, 9, 11, 1))
+
+    def test_iou_loss(self):
+        pred = rand(2, 6, 6, 1, seed=12)
+        tgt = torch.rand(2, 6, 6, 1, generator=torch.Generator().manual_seed(13)) < 0.3
+        p = pred.numpy().astype(np.float64)
+        t = tgt.numpy().astype(np.float64)
+        p = (p - p.min()) / (p.max() - p.min() + 1e-6)
+        inter = (p * t).sum()
+        want = 1 - (inter + 1e-6) / (p.sum() + t.sum() - inter + 1e-6)
+        self.assertAlmostEqual(br.iou_loss_minmax(pred, tgt).item(), want, delta=1e-5)
+        flat = torch.full((1, 3, 3, 1), 0.7)
+        t2 = torch.zeros(1, 3, 3, 1, dtype=torch.bool)
+        t2[0, 0, 0, 0] = True
+        # constant prediction → p = 0.5: I = 0.5, U = 4.5 + 1 - 0.5
+        self.assertAlmostEqual(br.iou_loss_minmax(flat, t2).item(), 1 - (0.5 + 1e-6) / (5.0 + 1e-6), delta=1e-6)
+
+
+class TestBench(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.det_path = write_detector(cls.tmp.name, TinyDetector(16))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_pipeline_shapes_all_variants(self):
+        cube = br.make_cube(1, 32, 32, 8, seed=3)
+        det = br.Detector(self.det_path)
+        for v in br.VARIANTS:
+            with self.subTest(variant=v):
+                pipe = br.Pipeline(v, det, 8, cube)
+                with torch.no_grad():
+                    rgb = pipe.reduce(cube)
+                    scores, img, dec = pipe.forward(cube)
+                self.assertEqual(tuple(rgb.shape), (1, 32, 32, 3))
+                self.assertEqual(tuple(scores.shape), (1, 32, 32, 1))
+                self.assertEqual(tuple(img.shape), (1,))
+                self.assertEqual(dec.dtype, torch.bool)
+                self.assertEqual(tuple(dec.shape), (1, 32, 32, 1))
+                frac = dec.float().mean().item()
+                self.assertGreater(frac, 0.0)
+                self.assertLess(frac, 0.05)  # ≈1 % of pixels flagged at q=0.99 (ties may add a few)
+
+    def test_train_step_moves_parameters(self):
+        cube = br.make_cube(2, 32, 32, 8, seed=4)
+        target = br.make_target(2, 32, 32, seed=5, frac=0.05)
+        det = br.Detector(self.det_path)
+        for v in ["drcnn", "concrete"]:
+            with self.subTest(variant=v):
+                pipe = br.Pipeline(v, det, 8, cube)
+                before = [p.detach().clone() for p in pipe.trainable()]
+                opt = torch.optim.AdamW(pipe.trainable(), lr=1e-2)
+                loss = br.train_step(pipe, opt, cube, target, 0)
+                self.assertTrue(0.0 < loss.item() <= 1.0)
+                moved = max((p.detach() - b).abs().max().item() for p, b in zip(pipe.trainable(), before))
+                self.assertGreater(moved, 1e-6)  # gradients reached the reducer through the detector
+                self.assertFalse(pipe.reducer.training)
+        self.assertTrue(all(not p.requires_grad for p in det.module.parameters()))
+        self.assertEqual(br.Pipeline("pca", det, 8, cube).trainable(), [])
+
+    def test_run_bench_report(self):
+        rep = br.run_bench(self.det_path, batch=1, size=(32, 32), bands=8, threads=1, iters=1, warmup=0,
+                           train_iters=1)
+        json.dumps(rep)
+        for k in ["variants", "threads", "device", "torch", "batch", "size"]:
+            self.assertIn(k, rep)
+        self.assertEqual(rep["threads"], 1)
+        self.assertEqual(rep["size"], "32x32")
+        self.assertEqual(rep["torch"], torch.__version__)
+        self.assertEqual([v["variant"] for v in rep["variants"]], list(br.VARIANTS))
+        for v in rep["variants"]:
+            with self.subTest(variant=v["variant"]):
+                self.assertGreater(v["fps"], 0)
+                self.assertGreater(v["detector_fps"], 0)
+                self.assertEqual(set(v["stages"]), set(br.STAGES))
+                self.assertTrue(all(t >= 0 and math.isfinite(t) for t in v["stages"].values()))
+                if v["variant"] == "pca":
+                    self.assertIsNone(v["train_steps_per_s"])
+                else:
+                    self.assertGreater(v["train_steps_per_s"], 0)
+        self.assertIn("concrete", br.format_table(rep))
+
+    def test_main_json_and_table(self):
+        base = ["--detector", self.det_path, "--batch", "1", "--size", "24x20", "--bands", "8", "--threads", "1",
+                "--iters", "1", "--warmup", "0", "--train-iters", "1"]
+        rc, out, err = run_main(base + ["--variant", "drcnn", "--json"])
+        self.assertEqual(rc, 0, err)
+        rep = json.loads(out)
+        self.assertEqual(rep["size"], "24x20")
+        self.assertEqual(len(rep["variants"]), 1)
+        v = rep["variants"][0]
+        for k in ["variant", "fps", "detector_fps", "train_steps_per_s", "stages"]:
+            self.assertIn(k, v)
+        rc, out, err = run_main(base + ["--variant", "pca"])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("pca", out)
+        self.assertIn("train st/s", out)
+
+    def test_main_errors(self):
+        with tempfile.TemporaryDirectory() as d:
+            nosize = write_detector(d, NoSizeDetector(), "nosize.pt")
+            tiny = ["--bands", "8", "--iters", "1", "--warmup", "0", "--train-iters", "0"]
+            cases = [
+                (["--detector", nosize, "--size", "16x16"], "image_size"),
+                (["--detector", os.path.join(d, "missing.pt"), "--size", "16x16"], "missing.pt"),
+                (["--detector", self.det_path, "--size", "32"], "--size"),
+                (["--detector", self.det_path, "--size", "16x16", "--quantile", "1.5"], "--quantile"),
+                (["--detector", self.det_path, "--size", "16x16", "--batch", "0"], "batch"),
+            ]
+            for argv, msg in cases:
+                with self.subTest(argv=argv):
+                    rc, out, err = run_main(argv + tiny)
+                    self.assertEqual(rc, 1)
+                    self.assertIn(msg, err)
+            rc, _, _ = run_main(["--detector", self.det_path, "--variant", "nope"])
+            self.assertEqual(rc, 2)  # argparse usage error
+
+    def test_cli_subprocess(self):
+        # the script runs as a program too (shebang interpreter, no import side effects)
+        r = subprocess.run([sys.executable, os.path.join(HERE, "bench_reference.py"), "--detector", self.det_path,
+                            "--variant", "concrete", "--batch", "1", "--size", "16x16", "--bands", "8",
+                            "--iters", "1", "--warmup", "0", "--train-iters", "0", "--json"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rep = json.loads(r.stdout)
+        self.assertIsNone(rep["variants"][0]["train_steps_per_s"])
+
+
+if __name__ == "__main__":
+    unittest.main()
