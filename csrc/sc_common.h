@@ -34,6 +34,8 @@ inline char *err(const char *msg) {
   auto pos = s.find("\nException raised from");
   if (pos != std::string::npos) s = s.substr(0, pos);
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  size_t first = s.find_first_not_of("\n ");
+  s = first == std::string::npos ? std::string() : s.substr(first);
   if (s.empty()) s = "unknown error";
   return dup(s);
 }

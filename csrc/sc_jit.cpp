@@ -60,6 +60,30 @@ void to_c_arrays(const std::vector<std::string> &names, const std::vector<at::Te
   }
 }
 
+// restore_options sets every parameter group's options from an archive written by
+// sc_optim_save: LibTorch 1.13's Optimizer::load restores the per-parameter state but
+// keeps the options (learning rate, betas, weight decay, ...) the optimizer was built with.
+template <typename Opts>
+void restore_options(torch::optim::Optimizer &o, torch::serialize::InputArchive &a) {
+  torch::serialize::InputArchive groups;
+  a.read("param_groups", groups);
+  torch::Tensor n;
+  groups.read("param_groups/size", n);
+  auto &pg = o.param_groups();
+  int64_t k = n.item<int64_t>();
+  if (k != static_cast<int64_t>(pg.size()))
+    throw std::runtime_error("optimizer state has " + std::to_string(k) +
+                             " parameter groups, the optimizer " + std::to_string(pg.size()));
+  for (int64_t i = 0; i < k; i++) {
+    torch::serialize::InputArchive g, oa;
+    groups.read("param_groups/" + std::to_string(i), g);
+    g.read("options", oa);
+    Opts opts(0);
+    opts.serialize(oa);
+    static_cast<Opts &>(pg[i].options()) = opts;
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -140,7 +164,11 @@ sc_err sc_jit_load(const char *path, int dev_type, int dev_index, sc_module *out
 
 sc_err sc_jit_new(const char *name, sc_module *out) {
   SC_BEGIN
-  *out = new sc_module_s{torch::jit::Module(name)};
+  torch::jit::Module mod(name);
+  // nn.Module's flag, so that TorchScript source can read self.training and Train works
+  // on modules built from Go.
+  mod.register_attribute("training", c10::BoolType::get(), true);
+  *out = new sc_module_s{mod};
   SC_END
 }
 
@@ -348,7 +376,15 @@ sc_err sc_optim_load(sc_optim o, const char *path) {
   SC_BEGIN
   torch::serialize::InputArchive a;
   a.load_from(path);
-  o->o->load(a);
+  torch::optim::Optimizer *opt = o->o.get();
+  if (dynamic_cast<torch::optim::SGD *>(opt) != nullptr) {
+    restore_options<torch::optim::SGDOptions>(*opt, a);
+  } else if (dynamic_cast<torch::optim::AdamW *>(opt) != nullptr) {
+    restore_options<torch::optim::AdamWOptions>(*opt, a);
+  } else if (dynamic_cast<torch::optim::Adam *>(opt) != nullptr) {
+    restore_options<torch::optim::AdamOptions>(*opt, a);
+  }
+  opt->load(a);
   SC_END
 }
 

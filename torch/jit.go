@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"unsafe"
 )
 
@@ -73,6 +74,11 @@ func (m *Module) Free() {
 func (m *Module) Define(src string) error {
 	if err := m.check("define"); err != nil {
 		return err
+	}
+	// TorchScript's parser wants the last statement ended by a newline; a Go string
+	// literal rarely has one.
+	if !strings.HasSuffix(src, "\n") {
+		src += "\n"
 	}
 	cs := cstr(src)
 	defer freeC(cs)

@@ -260,8 +260,23 @@ func (s *Scope) unary(op int, a *Tensor, s1, s2 float64) *Tensor {
 	return s.result(name, e, out, a)
 }
 
+// opNames appends suffix to every name once, so the per-op fast paths never build strings.
+func opNames(names []string, suffix string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = n + suffix
+	}
+	return out
+}
+
+var (
+	unaryInPlaceNames  = opNames(unaryNames[:], "_")
+	binaryInPlaceNames = opNames(binaryNames[:], "_")
+	binaryOutNames     = opNames(binaryNames[:], "_out")
+)
+
 func (s *Scope) unaryInPlace(op int, a *Tensor, s1, s2 float64) *Tensor {
-	name := unaryNames[op] + "_"
+	name := unaryInPlaceNames[op]
 	if !s.ready(name, a) {
 		return nil
 	}
@@ -380,7 +395,7 @@ func (s *Scope) binary(op int, a, b *Tensor) *Tensor {
 }
 
 func (s *Scope) binaryInPlace(op int, a, b *Tensor) *Tensor {
-	name := binaryNames[op] + "_"
+	name := binaryInPlaceNames[op]
 	if !s.ready(name, a, b) {
 		return nil
 	}
@@ -392,7 +407,7 @@ func (s *Scope) binaryInPlace(op int, a, b *Tensor) *Tensor {
 }
 
 func (s *Scope) binaryOut(op int, out, a, b *Tensor) *Tensor {
-	name := binaryNames[op] + "_out"
+	name := binaryOutNames[op]
 	if !s.ready(name, out, a, b) {
 		return nil
 	}

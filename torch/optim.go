@@ -144,7 +144,8 @@ func (o *Optimizer) Save(path string) error {
 	return os.Rename(tmp, path)
 }
 
-// Load restores state written by Save for an optimizer over the same parameters.
+// Load restores state written by Save (moments, step counts and each group's options,
+// the learning rate included) for an optimizer over the same parameters.
 func (o *Optimizer) Load(path string) error {
 	if err := o.check("optimizer load"); err != nil {
 		return err

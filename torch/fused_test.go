@@ -1,0 +1,346 @@
+package torch
+
+import (
+	"math"
+	"slices"
+	"testing"
+)
+
+// gumbelRef is softmax((logits + g)/tau) per row with g = -log(-log(u+eps)+eps).
+func gumbelRef(l, u []float64, rows, k int, tau, eps float64) []float64 {
+	out := make([]float64, len(l))
+	for r := 0; r < rows; r++ {
+		z := make([]float64, k)
+		for j := range z {
+			g := -math.Log(-math.Log(u[r*k+j]+eps) + eps)
+			z[j] = (l[r*k+j] + g) / tau
+		}
+		m := slices.Max(z)
+		sum := 0.0
+		for j := range z {
+			z[j] = math.Exp(z[j] - m)
+			sum += z[j]
+		}
+		for j := range z {
+			out[r*k+j] = z[j] / sum
+		}
+	}
+	return out
+}
+
+func TestGumbelSoftmax(t *testing.T) {
+	r := newRNG(70)
+	const R, K = 5, 7
+	const tau, eps = 0.7, 1e-6
+	l := randF64(r, R*K, -2, 2)
+	c := randF64(r, R*K, -1, 1)
+	s := newScope(t)
+	gen := func(seed uint64) *Generator {
+		g, err := NewGenerator(seed, CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(g.Free)
+		return g
+	}
+	// fused runs the op on fresh leaves and returns output and gradient of Σ c·y.
+	fused := func(hard bool, seed uint64) ([]float64, []float64) {
+		tl := s.FromFloat64(l, R, K)
+		_ = tl.SetRequiresGrad(true)
+		y := s.GumbelSoftmax(tl, tau, eps, hard, gen(seed))
+		s.Backward(s.Sum(s.Mul(y, s.FromFloat64(c, R, K)), false), nil, false)
+		return vals(t, s, y), vals(t, s, s.Grad(tl))
+	}
+	// composed builds the same function from separate ops with the same uniform noise.
+	tu := s.Rand([]int64{R, K}, Float64, CPU, gen(5))
+	u := vals(t, s, tu)
+	tl := s.FromFloat64(l, R, K)
+	_ = tl.SetRequiresGrad(true)
+	g := s.Neg(s.Log(s.AddScalar(s.Neg(s.Log(s.AddScalar(tu, eps))), eps)))
+	yc := s.Softmax(s.DivScalar(s.Add(tl, g), tau), -1)
+	s.Backward(s.Sum(s.Mul(yc, s.FromFloat64(c, R, K)), false), nil, false)
+	gradComposed := vals(t, s, s.Grad(tl))
+
+	y, grad := fused(false, 5)
+	want := gumbelRef(l, u, R, K, tau, eps)
+	closeAll(t, "soft forward vs Go", y, want, 1e-12, 1e-12)
+	closeAll(t, "soft forward vs composed", y, vals(t, s, yc), 1e-12, 1e-12)
+	closeAll(t, "soft backward vs composed", grad, gradComposed, 1e-10, 1e-10)
+	for i := 0; i < R; i++ {
+		sum := 0.0
+		for j := 0; j < K; j++ {
+			sum += y[i*K+j]
+		}
+		if math.Abs(sum-1) > 1e-12 {
+			t.Errorf("row %d sums to %v", i, sum)
+		}
+	}
+	y2, _ := fused(false, 5)
+	if !slices.Equal(y, y2) {
+		t.Error("same seed gave different samples")
+	}
+	if y3, _ := fused(false, 6); slices.Equal(y, y3) {
+		t.Error("different seeds gave the same sample")
+	}
+	// hard: one-hot at the soft argmax, soft gradient (straight-through)
+	yh, gh := fused(true, 5)
+	for i := 0; i < R; i++ {
+		row := want[i*K : (i+1)*K]
+		am := slices.Index(row, slices.Max(row))
+		for j := 0; j < K; j++ {
+			if yh[i*K+j] != b2f(j == am) {
+				t.Fatalf("hard row %d = %v, want one-hot at %d", i, yh[i*K:(i+1)*K], am)
+			}
+		}
+	}
+	closeAll(t, "hard gradient = soft gradient", gh, grad, 1e-12, 1e-12)
+}
+
+func TestGumbelSoftmaxFrequencies(t *testing.T) {
+	s := newScope(t)
+	const N = 20000
+	logits := []float32{0.5, -1, 1.2, 0}
+	big := s.Expand(s.FromFloat32(logits, 1, 4), N, 4)
+	g, _ := NewGenerator(71, CPU)
+	defer g.Free()
+	var idx []int64
+	s.NoGrad(func() {
+		idx, _ = s.Argmax(s.GumbelSoftmax(big, 1, 1e-10, false, g), false, 1).Int64s()
+	})
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	counts := make([]float64, 4)
+	for _, i := range idx {
+		counts[i]++
+	}
+	z := 0.0
+	for _, v := range logits {
+		z += math.Exp(float64(v))
+	}
+	for j, v := range logits {
+		p := math.Exp(float64(v)) / z
+		if f := counts[j] / N; math.Abs(f-p) > 0.015 {
+			t.Errorf("class %d: frequency %.4f, softmax %.4f (bound 0.015)", j, f, p)
+		}
+	}
+}
+
+// minmaxRef normalises [B,H,W,C] data per image and channel, or globally, or with given
+// statistics, in float64.
+func minmaxRef(x []float64, b, h, w, c int, o MinMaxOptions) []float64 {
+	out := make([]float64, len(x))
+	norm := func(idx []int, lo, hi float64) {
+		d := math.Max(hi-lo, o.Eps)
+		for _, i := range idx {
+			v := (x[i] - lo) / d
+			if o.Clamp {
+				v = math.Min(math.Max(v, 0), 1)
+			}
+			out[i] = v
+		}
+	}
+	stats := func(idx []int) (float64, float64) {
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, i := range idx {
+			lo, hi = math.Min(lo, x[i]), math.Max(hi, x[i])
+		}
+		return lo, hi
+	}
+	if o.PerImage {
+		for bi := 0; bi < b; bi++ {
+			for ci := 0; ci < c; ci++ {
+				var idx []int
+				for p := 0; p < h*w; p++ {
+					idx = append(idx, (bi*h*w+p)*c+ci)
+				}
+				lo, hi := stats(idx)
+				norm(idx, lo, hi)
+			}
+		}
+		return out
+	}
+	idx := make([]int, len(x))
+	for i := range idx {
+		idx[i] = i
+	}
+	lo, hi := o.Lo, o.Hi
+	if !o.UseGiven {
+		lo, hi = stats(idx)
+	}
+	norm(idx, lo, hi)
+	return out
+}
+
+func TestMinMaxNormalize(t *testing.T) {
+	const B, H, W, C = 2, 4, 5, 3
+	cases := []struct {
+		name string
+		o    MinMaxOptions
+		ties bool
+	}{
+		{"global", MinMaxOptions{Eps: 1e-6}, false},
+		{"global ties", MinMaxOptions{Eps: 1e-6}, true},
+		{"per image", MinMaxOptions{PerImage: true, Eps: 1e-6}, false},
+		{"per image ties", MinMaxOptions{PerImage: true, Eps: 1e-6}, true},
+		{"per image clamp", MinMaxOptions{PerImage: true, Eps: 1e-6, Clamp: true}, false},
+		{"given", MinMaxOptions{UseGiven: true, Lo: -0.5, Hi: 0.6, Eps: 1e-6}, false},
+		{"given clamp", MinMaxOptions{UseGiven: true, Lo: -0.5, Hi: 0.6, Eps: 1e-6, Clamp: true}, false},
+		{"given eps", MinMaxOptions{UseGiven: true, Lo: 0.2, Hi: 0.2, Eps: 0.25}, false},
+		{"per image eps", MinMaxOptions{PerImage: true, Eps: 3}, false},
+	}
+	for k, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRNG(uint64(80 + k))
+			x := randF64(r, B*H*W*C, -1, 1)
+			if c.ties {
+				// three copies of each image-channel's minimum and two of its maximum
+				for i := 0; i < len(x); i += 7 {
+					x[i] = -1.5
+				}
+				for i := 3; i < len(x); i += 11 {
+					x[i] = 1.5
+				}
+			}
+			cw := randF64(r, len(x), -1, 1)
+			want := minmaxRef(x, B, H, W, C, c.o)
+			s := newScope(t)
+			tx := s.FromFloat64(x, B, H, W, C)
+			_ = tx.SetRequiresGrad(true)
+			y := s.MinMaxNormalize(tx, c.o)
+			closeAll(t, "forward", vals(t, s, y), want, 1e-12, 1e-12)
+			s.Backward(s.Sum(s.Mul(y, s.FromFloat64(cw, B, H, W, C)), false), nil, false)
+			got := vals(t, s, s.Grad(tx))
+
+			tx2 := s.FromFloat64(x, B, H, W, C)
+			_ = tx2.SetRequiresGrad(true)
+			var lo, hi *Tensor
+			switch {
+			case c.o.UseGiven:
+				lo, hi = s.Scalar(c.o.Lo, Float64, CPU), s.Scalar(c.o.Hi, Float64, CPU)
+			case c.o.PerImage:
+				lo, hi = s.Amin(tx2, true, 1, 2), s.Amax(tx2, true, 1, 2)
+			default:
+				lo, hi = s.Amin(tx2, false), s.Amax(tx2, false)
+			}
+			yc := s.Div(s.Sub(tx2, lo), s.ClampMin(s.Sub(hi, lo), c.o.Eps))
+			if c.o.Clamp {
+				yc = s.Clamp(yc, 0, 1)
+			}
+			s.Backward(s.Sum(s.Mul(yc, s.FromFloat64(cw, B, H, W, C)), false), nil, false)
+			closeAll(t, "forward vs composed", vals(t, s, y), vals(t, s, yc), 1e-12, 1e-12)
+			closeAll(t, "backward vs composed", got, vals(t, s, s.Grad(tx2)), 1e-10, 1e-10)
+		})
+	}
+}
+
+// blurRef convolves each [h,w] plane with a normalised Gaussian of radius rad, reading
+// outside pixels as zero (reflect=false) or by scipy's half-sample symmetric reflection.
+func blurRef(x []float64, n, h, w int, sigma float64, rad int, reflect bool) []float64 {
+	k := make([]float64, 2*rad+1)
+	sum := 0.0
+	for i := -rad; i <= rad; i++ {
+		k[i+rad] = math.Exp(-float64(i*i) / (2 * sigma * sigma))
+		sum += k[i+rad]
+	}
+	for i := range k {
+		k[i] /= sum
+	}
+	at := func(p []float64, i, j int) float64 {
+		if reflect {
+			for i < 0 || i >= h {
+				if i < 0 {
+					i = -i - 1
+				} else {
+					i = 2*h - 1 - i
+				}
+			}
+			for j < 0 || j >= w {
+				if j < 0 {
+					j = -j - 1
+				} else {
+					j = 2*w - 1 - j
+				}
+			}
+		} else if i < 0 || i >= h || j < 0 || j >= w {
+			return 0
+		}
+		return p[i*w+j]
+	}
+	out := make([]float64, len(x))
+	for b := 0; b < n; b++ {
+		p := x[b*h*w : (b+1)*h*w]
+		for i := 0; i < h; i++ {
+			for j := 0; j < w; j++ {
+				acc := 0.0
+				for di := -rad; di <= rad; di++ {
+					for dj := -rad; dj <= rad; dj++ {
+						acc += k[di+rad] * k[dj+rad] * at(p, i+di, j+dj)
+					}
+				}
+				out[(b*h+i)*w+j] = acc
+			}
+		}
+	}
+	return out
+}
+
+func TestGaussianBlur(t *testing.T) {
+	cases := []struct {
+		name    string
+		sigma   float64
+		radius  int64
+		pad     BlurPad
+		h, w    int
+		fourDim bool
+	}{
+		{"zero sigma1", 1, 0, BlurZero, 9, 11, false},
+		{"zero sigma4", 4, 0, BlurZero, 30, 28, true},
+		{"zero sigma0.6", 0.6, 0, BlurZero, 5, 6, false},
+		{"reflect sigma1.5", 1.5, 6, BlurReflect, 10, 9, true},    // radius int(4·1.5+0.5)
+		{"reflect radius > size", 2, 8, BlurReflect, 5, 4, false}, // radius int(4·2+0.5)
+	}
+	for k, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRNG(uint64(90 + k))
+			x := randF64(r, 2*c.h*c.w, 0, 1)
+			rad := int(c.radius)
+			if rad <= 0 {
+				rad = int(math.Floor(3*c.sigma)) + 1
+			}
+			want := blurRef(x, 2, c.h, c.w, c.sigma, rad, c.pad == BlurReflect)
+			s := newScope(t)
+			shape := []int64{2, int64(c.h), int64(c.w)}
+			if c.fourDim {
+				shape = []int64{2, 1, int64(c.h), int64(c.w)}
+			}
+			tx := s.FromFloat64(x, shape...)
+			_ = tx.SetRequiresGrad(true)
+			y := s.GaussianBlur(tx, c.sigma, c.radius, c.pad)
+			if !shapeEq(y.Shape(), shape) {
+				t.Fatalf("shape %v, want %v", y.Shape(), shape)
+			}
+			closeAll(t, "blur", vals(t, s, y), want, 1e-12, 0)
+			// the blur is linear: the gradient of Σ c·blur(x) is the Go reference's
+			// response to unit inputs, weighted by c
+			cw := randF64(r, len(x), -1, 1)
+			s.Backward(s.Sum(s.Mul(y, s.FromFloat64(cw, shape...)), false), nil, false)
+			got := vals(t, s, s.Grad(tx))
+			if len(x) > 200 {
+				// the 2-D reference is slow on big maps; the forward check suffices there
+				return
+			}
+			wantG := make([]float64, len(x))
+			unit := make([]float64, len(x))
+			for i := range x {
+				unit[i] = 1
+				resp := blurRef(unit, 2, c.h, c.w, c.sigma, rad, c.pad == BlurReflect)
+				unit[i] = 0
+				for j, v := range resp {
+					wantG[i] += cw[j] * v
+				}
+			}
+			closeAll(t, "blur gradient", got, wantG, 1e-12, 0)
+		})
+	}
+}
