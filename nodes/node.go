@@ -189,3 +189,17 @@ func (b *Base) SetName(n string) { b.NodeName = n }
 
 // Type returns the registered type name.
 func (b *Base) Type() string { return b.TypeName }
+
+// TensorInput returns the tensor fed to a node's input port, or an error naming the node
+// and the port when it is missing or not a live tensor.
+func TensorInput(node string, in map[string]any, port string) (*torch.Tensor, error) {
+	v, ok := in[port]
+	if !ok || v == nil {
+		return nil, fmt.Errorf("node %q: input %q is missing", node, port)
+	}
+	t, ok := v.(*torch.Tensor)
+	if !ok || !t.Valid() {
+		return nil, fmt.Errorf("node %q: input %q: want a tensor, got %T", node, port, v)
+	}
+	return t, nil
+}

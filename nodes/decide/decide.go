@@ -19,18 +19,6 @@ func init() {
 		Factory: NewTwoStageBinaryDecider, Doc: "image-level top-k gate, then a per-image quantile (or absolute) pixel threshold"})
 }
 
-func input(node string, in map[string]any, port string) (*torch.Tensor, error) {
-	v, ok := in[port]
-	if !ok || v == nil {
-		return nil, fmt.Errorf("node %q: input %q is missing", node, port)
-	}
-	t, ok := v.(*torch.Tensor)
-	if !ok || !t.Valid() {
-		return nil, fmt.Errorf("node %q: input %q: want a tensor, got %T", node, port, v)
-	}
-	return t, nil
-}
-
 // Quantile returns the q-quantile of x along its last dim with linear interpolation
 // (torch.quantile's definition), keeping that dim as size 1. It selects the two order
 // statistics around q·(n−1) with kthvalue, which avoids the full sort of torch.quantile.
@@ -108,7 +96,7 @@ func (n *QuantileBinaryDecider) Params() map[string]any { return n.params }
 
 // Forward thresholds the map.
 func (n *QuantileBinaryDecider) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
-	x, err := input(n.Name(), in, "logits")
+	x, err := nodes.TensorInput(n.Name(), in, "logits")
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +222,7 @@ func (n *TwoStageBinaryDecider) ImageScores(s *torch.Scope, x *torch.Tensor) *to
 
 // Forward thresholds the map.
 func (n *TwoStageBinaryDecider) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
-	x, err := input(n.Name(), in, "logits")
+	x, err := nodes.TensorInput(n.Name(), in, "logits")
 	if err != nil {
 		return nil, err
 	}

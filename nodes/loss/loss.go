@@ -38,18 +38,6 @@ func (b *base) Outputs() []nodes.PortSpec { return lossOut }
 func (b *base) wrap(err error) error      { return fmt.Errorf("node %q: %w", b.Name(), err) }
 func newBase(name, typ string) base       { return base{Base: nodes.Base{NodeName: name, TypeName: typ}} }
 
-func input(node string, in map[string]any, port string) (*torch.Tensor, error) {
-	v, ok := in[port]
-	if !ok || v == nil {
-		return nil, fmt.Errorf("node %q: input %q is missing", node, port)
-	}
-	t, ok := v.(*torch.Tensor)
-	if !ok || !t.Valid() {
-		return nil, fmt.Errorf("node %q: input %q: want a tensor, got %T", node, port, v)
-	}
-	return t, nil
-}
-
 // ---- IoU ----
 
 // IoULoss is weight·(1 − soft IoU) computed once over the whole batch (not a per-image
@@ -86,11 +74,11 @@ func (n *IoULoss) Inputs() []nodes.PortSpec {
 
 // Forward computes the loss.
 func (n *IoULoss) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
-	x, err := input(n.Name(), in, "predictions")
+	x, err := nodes.TensorInput(n.Name(), in, "predictions")
 	if err != nil {
 		return nil, err
 	}
-	t, err := input(n.Name(), in, "targets")
+	t, err := nodes.TensorInput(n.Name(), in, "targets")
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +152,7 @@ func (n *DistinctnessLoss) Inputs() []nodes.PortSpec {
 
 // Forward computes the loss.
 func (n *DistinctnessLoss) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
-	w, err := input(n.Name(), in, "selection_weights")
+	w, err := nodes.TensorInput(n.Name(), in, "selection_weights")
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +209,7 @@ func (n *SelectorEntropyRegularizer) Inputs() []nodes.PortSpec {
 
 // Forward computes the loss.
 func (n *SelectorEntropyRegularizer) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
-	w, err := input(n.Name(), in, "weights")
+	w, err := nodes.TensorInput(n.Name(), in, "weights")
 	if err != nil {
 		return nil, err
 	}
@@ -267,7 +255,7 @@ func (n *SelectorDiversityRegularizer) Inputs() []nodes.PortSpec {
 
 // Forward computes the loss.
 func (n *SelectorDiversityRegularizer) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
-	w, err := input(n.Name(), in, "weights")
+	w, err := nodes.TensorInput(n.Name(), in, "weights")
 	if err != nil {
 		return nil, err
 	}
@@ -318,11 +306,11 @@ func (n *AnomalyBCEWithLogits) Inputs() []nodes.PortSpec {
 
 // Forward computes the loss.
 func (n *AnomalyBCEWithLogits) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
-	x, err := input(n.Name(), in, "predictions")
+	x, err := nodes.TensorInput(n.Name(), in, "predictions")
 	if err != nil {
 		return nil, err
 	}
-	t, err := input(n.Name(), in, "targets")
+	t, err := nodes.TensorInput(n.Name(), in, "targets")
 	if err != nil {
 		return nil, err
 	}

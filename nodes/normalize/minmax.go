@@ -97,7 +97,7 @@ func (n *MinMaxNormalizer) FitReset() error {
 
 // FitBatch folds one training batch's global min and max into the running statistics.
 func (n *MinMaxNormalizer) FitBatch(ctx *nodes.Context, in map[string]any) error {
-	x, err := input(n.Name(), in, "data")
+	x, err := nodes.TensorInput(n.Name(), in, "data")
 	if err != nil {
 		return err
 	}
@@ -188,7 +188,7 @@ func (n *MinMaxNormalizer) Close() {
 
 // Forward normalises data.
 func (n *MinMaxNormalizer) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
-	x, err := input(n.Name(), in, "data")
+	x, err := nodes.TensorInput(n.Name(), in, "data")
 	if err != nil {
 		return nil, err
 	}
@@ -212,16 +212,4 @@ func (n *MinMaxNormalizer) Forward(ctx *nodes.Context, in map[string]any) (map[s
 		return nil, fmt.Errorf("node %q: %w", n.Name(), err)
 	}
 	return map[string]any{"normalized": y}, nil
-}
-
-func input(node string, in map[string]any, port string) (*torch.Tensor, error) {
-	v, ok := in[port]
-	if !ok || v == nil {
-		return nil, fmt.Errorf("node %q: input %q is missing", node, port)
-	}
-	t, ok := v.(*torch.Tensor)
-	if !ok || !t.Valid() {
-		return nil, fmt.Errorf("node %q: input %q: want a tensor, got %T", node, port, v)
-	}
-	return t, nil
 }

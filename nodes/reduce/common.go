@@ -12,20 +12,8 @@ import (
 	"github.com/spectraclip/spectraclip/torch"
 )
 
-func input(node string, in map[string]any, port string) (*torch.Tensor, error) {
-	v, ok := in[port]
-	if !ok || v == nil {
-		return nil, fmt.Errorf("node %q: input %q is missing", node, port)
-	}
-	t, ok := v.(*torch.Tensor)
-	if !ok || !t.Valid() {
-		return nil, fmt.Errorf("node %q: input %q: want a tensor, got %T", node, port, v)
-	}
-	return t, nil
-}
-
 func input4(node string, in map[string]any, port string, channels int) (*torch.Tensor, error) {
-	x, err := input(node, in, port)
+	x, err := nodes.TensorInput(node, in, port)
 	if err != nil {
 		return nil, err
 	}
