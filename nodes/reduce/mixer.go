@@ -314,7 +314,11 @@ func (n *LearnableChannelMixer) Forward(ctx *nodes.Context, in map[string]any) (
 		}
 		y = s.Linear(y, s.View(w, sh[0], sh[1]), b)
 		if n.UseActivation && (i < last || !n.NormalizeOutput) {
-			y = s.LeakyRelu(y, n.Slope)
+			if s.GradEnabled() {
+				y = s.LeakyRelu(y, n.Slope)
+			} else {
+				y = s.LeakyRelu_(y, n.Slope) // no graph to keep: reuse the layer's output
+			}
 		}
 	}
 	if n.NormalizeOutput {
