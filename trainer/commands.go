@@ -178,10 +178,13 @@ func Infer(dir, input, out string, log *logrus.Logger) (int, error) {
 	type frameOut struct {
 		Name         string  `json:"name"`
 		Source       string  `json:"source"`
+		Height       int     `json:"height"`
+		Width        int     `json:"width"`
 		AnomalyScore float64 `json:"anomaly_score"`
 		Flagged      float64 `json:"flagged_fraction"`
 		Heatmap      string  `json:"heatmap_png"`
 		Decisions    string  `json:"decisions_png,omitempty"`
+		DecisionsNPY string  `json:"decisions_npy,omitempty"`
 		Scores       string  `json:"scores_npy"`
 	}
 	var results []frameOut
@@ -213,7 +216,7 @@ func Infer(dir, input, out string, log *logrus.Logger) (int, error) {
 		if err != nil {
 			return len(results), err
 		}
-		fo := frameOut{Name: ic.name, Source: ic.path}
+		fo := frameOut{Name: ic.name, Source: ic.path, Height: c.H, Width: c.W}
 		if dn, dp := portRef(r.Cfg.Evaluation.Decisions); dn != "" {
 			if dt, err := o.Tensor(dn, dp); err == nil {
 				dec, err := dt.Bools()
@@ -231,6 +234,16 @@ func Infer(dir, input, out string, log *logrus.Logger) (int, error) {
 						if err := report.SavePNG(filepath.Join(out, fo.Decisions), img); err != nil {
 							return len(results), err
 						}
+					}
+					u8 := make([]uint8, len(dec))
+					for i, v := range dec {
+						if v {
+							u8[i] = 1
+						}
+					}
+					fo.DecisionsNPY = ic.name + "_decisions.npy"
+					if err := writeNPY(filepath.Join(out, fo.DecisionsNPY), u8); err != nil {
+						return len(results), err
 					}
 				}
 			}
@@ -251,13 +264,7 @@ func Infer(dir, input, out string, log *logrus.Logger) (int, error) {
 			return len(results), err
 		}
 		fo.Scores = ic.name + "_scores.npy"
-		f, err := os.Create(filepath.Join(out, fo.Scores))
-		if err != nil {
-			return len(results), err
-		}
-		err = npyio.Write(f, scores)
-		f.Close()
-		if err != nil {
+		if err := writeNPY(filepath.Join(out, fo.Scores), scores); err != nil {
 			return len(results), err
 		}
 		results = append(results, fo)
@@ -315,4 +322,18 @@ func inferInputs(input string) ([]inferCube, error) {
 		out = append(out, inferCube{name: strings.TrimSuffix(filepath.Base(h), ".hdr"), path: h, load: func() (*dataset.Cube, error) { return dataset.ReadENVI(h) }})
 	}
 	return out, nil
+}
+
+// writeNPY writes a flat array as .npy (numpy.load reads it; reshape with the JSON's H, W).
+func writeNPY(path string, v any) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := npyio.Write(f, v); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Close()
 }

@@ -130,7 +130,7 @@ func TestTrainWritesRunDirectory(t *testing.T) {
 	if !strings.Contains(out, "wrote 8 frames") {
 		t.Errorf("infer: %q", out)
 	}
-	for _, f := range []string{"results.json", "frame_000_scores.png", "frame_000_scores.npy", "frame_000_decisions.png"} {
+	for _, f := range []string{"results.json", "frame_000_scores.png", "frame_000_scores.npy", "frame_000_decisions.png", "frame_000_decisions.npy"} {
 		if _, err := os.Stat(filepath.Join(inf, f)); err != nil {
 			t.Errorf("infer output lacks %s", f)
 		}

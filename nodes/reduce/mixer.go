@@ -304,15 +304,17 @@ func (n *LearnableChannelMixer) Forward(ctx *nodes.Context, in map[string]any) (
 	if x.DType() != n.DType {
 		x = s.ToDType(x, n.DType)
 	}
-	y := x
+	// The 1×1 convolutions run on a BCHW view of the channels-last cube (no copy): oneDNN
+	// takes the channels-last layout directly, about twice as fast as the same product as a
+	// [pixels × C] matrix multiply, and its output permutes back to contiguous BHWC.
+	y := s.Permute(x, 0, 3, 1, 2)
 	last := len(n.weights) - 1
 	for i, w := range n.weights {
-		sh := w.Shape()
 		var b *torch.Tensor
 		if i < len(n.biases) {
 			b = n.biases[i]
 		}
-		y = s.Linear(y, s.View(w, sh[0], sh[1]), b)
+		y = s.Conv2d(y, w, b, torch.ConvOptions{})
 		if n.UseActivation && (i < last || !n.NormalizeOutput) {
 			if s.GradEnabled() {
 				y = s.LeakyRelu(y, n.Slope)
@@ -321,6 +323,7 @@ func (n *LearnableChannelMixer) Forward(ctx *nodes.Context, in map[string]any) (
 			}
 		}
 	}
+	y = s.Permute(y, 0, 2, 3, 1)
 	if n.NormalizeOutput {
 		y = s.MinMaxNormalize(y, torch.MinMaxOptions{PerImage: true, Clamp: true, Eps: n.Eps})
 	}
