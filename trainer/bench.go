@@ -90,10 +90,8 @@ func Bench(o BenchOptions) (*BenchReport, error) {
 	if len(o.Variants) == 0 {
 		o.Variants = VariantNames
 	}
-	if o.Threads > 0 {
-		if err := torch.SetNumThreads(o.Threads); err != nil {
-			return nil, err
-		}
+	if err := SetThreads(o.Threads); err != nil {
+		return nil, err
 	}
 	if err := torch.SetCachingAllocator(true); err != nil {
 		return nil, err

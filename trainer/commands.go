@@ -34,10 +34,8 @@ func OpenRun(dir string, log *logrus.Logger) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run %s: %w", dir, err)
 	}
-	if cfg.Training.Threads > 0 {
-		if err := torch.SetNumThreads(cfg.Training.Threads); err != nil {
-			return nil, err
-		}
+	if err := SetThreads(cfg.Training.Threads); err != nil {
+		return nil, err
 	}
 	if err := torch.SetCachingAllocator(true); err != nil {
 		return nil, err

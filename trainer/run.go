@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -68,10 +69,8 @@ func Prepare(cfg *Config, o Options) (*Run, error) {
 		log = logrus.New()
 		log.SetOutput(io.Discard)
 	}
-	if cfg.Training.Threads > 0 {
-		if err := torch.SetNumThreads(cfg.Training.Threads); err != nil {
-			return nil, err
-		}
+	if err := SetThreads(cfg.Training.Threads); err != nil {
+		return nil, err
 	}
 	if err := torch.SetCachingAllocator(true); err != nil {
 		return nil, err
@@ -629,4 +628,16 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// SetThreads sets LibTorch's intra-op thread count; 0 means one per CPU core (LibTorch's own
+// default on these machines is 1, which leaves cores idle).
+func SetThreads(n int) error {
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	if err := torch.SetNumThreads(n); err != nil {
+		return fmt.Errorf("training.threads: %w", err)
+	}
+	return nil
 }

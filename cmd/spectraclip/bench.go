@@ -39,7 +39,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&o.Device, "device", "auto", "cpu, cuda, cuda:N or auto")
 	cmd.Flags().IntVar(&o.Batch, "batch", 4, "batch size")
 	cmd.Flags().StringVar(&size, "size", "256x256", "frame size HxW")
-	cmd.Flags().IntVar(&o.Threads, "threads", 0, "LibTorch threads (0: keep LibTorch's default)")
+	cmd.Flags().IntVar(&o.Threads, "threads", 0, "LibTorch threads (0: one per CPU core)")
 	cmd.Flags().IntVar(&o.Iters, "iters", 5, "timed iterations")
 	cmd.Flags().IntVar(&o.Warmup, "warmup", 1, "untimed iterations first")
 	cmd.Flags().IntVar(&o.TrainIters, "train-iters", 3, "timed training steps (0: skip)")
