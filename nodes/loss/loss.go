@@ -66,24 +66,14 @@ func NewIoULoss(name string, params map[string]any) (nodes.Node, error) {
 
 // Inputs declares predictions and targets.
 func (n *IoULoss) Inputs() []nodes.PortSpec {
-	return []nodes.PortSpec{
-		{Name: "predictions", DType: torch.Float32, AnyDType: true, Shape: nodes.Shape("B", "H", "W", "1")},
-		{Name: "targets", DType: torch.Bool, AnyDType: true, Shape: nodes.Shape("B", "H", "W", "1")},
-	}
+	return predictionTargetPorts()
 }
 
 // Forward computes the loss.
 func (n *IoULoss) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
-	x, err := nodes.TensorInput(n.Name(), in, "predictions")
+	x, t, err := predictionsAndTargets(n.Name(), in)
 	if err != nil {
 		return nil, err
-	}
-	t, err := nodes.TensorInput(n.Name(), in, "targets")
-	if err != nil {
-		return nil, err
-	}
-	if x.Numel() != t.Numel() {
-		return nil, fmt.Errorf("node %q: predictions %v and targets %v differ in size", n.Name(), x.Shape(), t.Shape())
 	}
 	s := ctx.Scope
 	var p *torch.Tensor
@@ -298,24 +288,14 @@ func NewAnomalyBCEWithLogits(name string, params map[string]any) (nodes.Node, er
 
 // Inputs declares predictions (logits) and targets.
 func (n *AnomalyBCEWithLogits) Inputs() []nodes.PortSpec {
-	return []nodes.PortSpec{
-		{Name: "predictions", DType: torch.Float32, AnyDType: true, Shape: nodes.Shape("B", "H", "W", "1")},
-		{Name: "targets", DType: torch.Bool, AnyDType: true, Shape: nodes.Shape("B", "H", "W", "1")},
-	}
+	return predictionTargetPorts()
 }
 
 // Forward computes the loss.
 func (n *AnomalyBCEWithLogits) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
-	x, err := nodes.TensorInput(n.Name(), in, "predictions")
+	x, t, err := predictionsAndTargets(n.Name(), in)
 	if err != nil {
 		return nil, err
-	}
-	t, err := nodes.TensorInput(n.Name(), in, "targets")
-	if err != nil {
-		return nil, err
-	}
-	if x.Numel() != t.Numel() {
-		return nil, fmt.Errorf("node %q: predictions %v and targets %v differ in size", n.Name(), x.Shape(), t.Shape())
 	}
 	s := ctx.Scope
 	tf := s.ToDType(s.Reshape(t, x.Shape()...), x.DType())
@@ -333,4 +313,26 @@ func (n *AnomalyBCEWithLogits) Forward(ctx *nodes.Context, in map[string]any) (m
 		return nil, n.wrap(err)
 	}
 	return map[string]any{"loss": loss}, nil
+}
+
+// predictionTargetPorts are the inputs of the pixel losses: scores and the binary mask.
+func predictionTargetPorts() []nodes.PortSpec {
+	return []nodes.PortSpec{
+		{Name: "predictions", DType: torch.Float32, AnyDType: true, Shape: nodes.Shape("B", "H", "W", "1")},
+		{Name: "targets", DType: torch.Bool, AnyDType: true, Shape: nodes.Shape("B", "H", "W", "1")},
+	}
+}
+
+// predictionsAndTargets reads the two inputs of a pixel loss and checks they match in size.
+func predictionsAndTargets(node string, in map[string]any) (x, t *torch.Tensor, err error) {
+	if x, err = nodes.TensorInput(node, in, "predictions"); err != nil {
+		return nil, nil, err
+	}
+	if t, err = nodes.TensorInput(node, in, "targets"); err != nil {
+		return nil, nil, err
+	}
+	if x.Numel() != t.Numel() {
+		return nil, nil, fmt.Errorf("node %q: predictions %v and targets %v differ in size", node, x.Shape(), t.Shape())
+	}
+	return x, t, nil
 }

@@ -275,9 +275,12 @@ func (n *TrainablePCA) Forward(ctx *nodes.Context, in map[string]any) (map[strin
 	if x.DType() != torch.Float32 {
 		x = s.ToDType(x, torch.Float32)
 	}
-	// (x − mean)·Vᵀ = x·Vᵀ − mean·Vᵀ: no centred copy of the whole cube.
-	vt := s.T(n.components)
-	y := s.Sub(s.Matmul(x, vt), s.Matmul(n.mean, vt))
+	// (x − mean)·Vᵀ = x·Vᵀ − mean·Vᵀ: a 1×1 convolution with bias −mean·Vᵀ on a BCHW view
+	// of the channels-last cube, so no centred copy of the cube is made and oneDNN reads the
+	// channels-last layout directly (as in the mixer).
+	bias := s.Neg(s.Matmul(n.mean, s.T(n.components)))
+	w := s.Reshape(n.components, int64(n.K), int64(n.c), 1, 1)
+	y := s.Permute(s.Conv2d(s.Permute(x, 0, 3, 1, 2), w, bias, torch.ConvOptions{}), 0, 2, 3, 1)
 	if n.Whiten {
 		y = s.Mul(y, n.scale)
 	}
