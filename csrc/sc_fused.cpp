@@ -207,6 +207,61 @@ at::Tensor pad_index(int64_t n, int64_t r, int padmode, const at::TensorOptions 
   return at::tensor(idx, o.dtype(at::kLong));
 }
 
+// blur_zero_cpu applies the separable kernel k (odd length, symmetric) with zero padding to
+// each [H,W] plane of a contiguous float32 [N,1,H,W] tensor, in two direct passes. For the
+// small 1-channel maps of the detector this is several times faster than conv2d, which
+// takes its generic im2col path for one channel.
+at::Tensor blur_zero_cpu(const at::Tensor &x, const std::vector<float> &k) {
+  const int64_t N = x.size(0), H = x.size(2), W = x.size(3), r = (int64_t(k.size()) - 1) / 2;
+  at::Tensor tmp = at::empty_like(x), y = at::empty_like(x);
+  const float *in = x.data_ptr<float>();
+  float *t = tmp.data_ptr<float>(), *out = y.data_ptr<float>();
+  const float *kk = k.data();
+  // vertical pass: rows are independent
+  at::parallel_for(0, N * H, 16, [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; row++) {
+      const int64_t n = row / H, i = row % H;
+      float *dst = t + row * W;
+      std::fill(dst, dst + W, 0.f);
+      for (int64_t j = -r; j <= r; j++) {
+        const int64_t src = i + j;
+        if (src < 0 || src >= H) continue;
+        const float w = kk[j + r];
+        const float *srow = in + (n * H + src) * W;
+        for (int64_t c = 0; c < W; c++) dst[c] += w * srow[c];
+      }
+    }
+  });
+  // horizontal pass
+  at::parallel_for(0, N * H, 16, [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; row++) {
+      const float *srow = t + row * W;
+      float *dst = out + row * W;
+      for (int64_t c = 0; c < W; c++) {
+        const int64_t lo = std::max<int64_t>(0, c - r), hi = std::min<int64_t>(W - 1, c + r);
+        float acc = 0.f;
+        for (int64_t s = lo; s <= hi; s++) acc += kk[s - c + r] * srow[s];
+        dst[c] = acc;
+      }
+    }
+  });
+  return y;
+}
+
+// BlurZeroCPU makes blur_zero_cpu differentiable: a zero-padded convolution with a symmetric
+// kernel is its own adjoint, so the backward pass is the same blur of the gradient.
+struct BlurZeroCPU : public torch::autograd::Function<BlurZeroCPU> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, std::vector<float> k) {
+    ctx->saved_data["k"] = std::vector<double>(k.begin(), k.end());
+    return blur_zero_cpu(x, k);
+  }
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    auto kd = ctx->saved_data["k"].toDoubleVector();
+    std::vector<float> k(kd.begin(), kd.end());
+    return {blur_zero_cpu(grads[0].contiguous(), k), at::Tensor()};
+  }
+};
+
 at::Tensor gaussian_blur(const at::Tensor &in, double sigma, int64_t radius, int padmode) {
   if (!(sigma > 0)) throw std::invalid_argument("gaussian_blur: sigma must be > 0");
   at::Tensor x;
@@ -227,6 +282,11 @@ at::Tensor gaussian_blur(const at::Tensor &in, double sigma, int64_t radius, int
   at::Tensor kt = at::tensor(k, at::TensorOptions().dtype(at::kDouble)).to(x.options());
   at::Tensor kv = kt.view({1, 1, 2 * r + 1, 1}), kh = kt.view({1, 1, 1, 2 * r + 1});
   int64_t H = x.size(2), W = x.size(3);
+  if (padmode == 0 && x.is_cpu() && x.scalar_type() == at::kFloat) {
+    std::vector<float> kf(k.begin(), k.end());
+    at::Tensor y = BlurZeroCPU::apply(x.contiguous(), kf);
+    return three ? y.squeeze(1) : y;
+  }
   if (padmode == 0) {
     at::Tensor y = at::conv2d(x, kv, c10::optional<at::Tensor>(), at::IntArrayRef{1, 1}, at::IntArrayRef{r, 0});
     y = at::conv2d(y, kh, c10::optional<at::Tensor>(), at::IntArrayRef{1, 1}, at::IntArrayRef{0, r});

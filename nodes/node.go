@@ -203,3 +203,18 @@ func TensorInput(node string, in map[string]any, port string) (*torch.Tensor, er
 	}
 	return t, nil
 }
+
+// AffineSource is a node whose output is, in the current state, an affine map of its
+// "data" input: out = scale·data + shift with scalar scale and shift (a fitted global
+// min-max normaliser). ok is false when the node is not in such a state.
+type AffineSource interface {
+	InputAffine() (scale, shift float64, ok bool)
+}
+
+// AffineSink is a node that can absorb an affine map of its "data" input into its own
+// first linear operation: ForwardAffine(ctx, in, a, b) must equal Forward(ctx, in') where
+// in'["data"] = a·in["data"] + b. The pipeline then skips the source node, which saves a
+// full pass over (and a copy of) the cube.
+type AffineSink interface {
+	ForwardAffine(ctx *Context, in map[string]any, scale, shift float64) (map[string]any, error)
+}

@@ -376,8 +376,40 @@ func (o Outputs) Tensor(node, port string) (*torch.Tensor, error) {
 	return t, nil
 }
 
+// affineValue stands for the output of an AffineSource that its only consumer absorbs.
+type affineValue struct {
+	x            *torch.Tensor
+	scale, shift float64
+}
+
+// affineFusable reports whether node name's output can be folded into its consumer: the node
+// is an AffineSource, it has exactly one outgoing connection, into the "data" port of an
+// AffineSink that runs in this stage (and in this run). It returns the output port.
+func (p *Pipeline) affineFusable(ctx *Context, name string, include map[string]bool) (string, bool) {
+	if _, ok := UnwrapNode(p.nodes[name]).(AffineSource); !ok {
+		return "", false
+	}
+	var out []Edge
+	for _, e := range p.edges {
+		if e.FromNode == name {
+			out = append(out, e)
+		}
+	}
+	if len(out) != 1 || out[0].ToPort != "data" {
+		return "", false
+	}
+	dst := p.nodes[out[0].ToNode]
+	if _, ok := UnwrapNode(dst).(AffineSink); !ok || !RunsIn(dst, ctx.Stage) || (include != nil && !include[out[0].ToNode]) {
+		return "", false
+	}
+	return out[0].FromPort, true
+}
+
 // RunOptions restrict a run.
 type RunOptions struct {
+	// NoFusion runs every node on its own even where an affine normaliser could be folded
+	// into the reducer that consumes it (see AffineSink).
+	NoFusion bool
 	// UpTo runs only the ancestors of this node (not the node itself); FitInputs returns
 	// what it would have received.
 	UpTo string
@@ -464,10 +496,28 @@ func (p *Pipeline) run(ctx *Context, batch map[string]any, opts RunOptions, want
 		if skip {
 			continue
 		}
+		var av *affineValue
+		if v, ok := in["data"].(*affineValue); ok {
+			av = v
+			in["data"] = v.x
+		}
 		if err := validatePorts(n, n.Inputs(), in, "input"); err != nil {
 			return nil, nil, err
 		}
-		res, err := n.Forward(ctx, in)
+		if !wantInputs && !opts.NoFusion && av == nil {
+			if port, ok := p.affineFusable(ctx, name, include); ok {
+				if a, b, ok := UnwrapNode(n).(AffineSource).InputAffine(); ok {
+					outs[name] = map[string]any{port: &affineValue{x: in["data"].(*torch.Tensor), scale: a, shift: b}}
+					continue
+				}
+			}
+		}
+		var res map[string]any
+		if av != nil {
+			res, err = UnwrapNode(n).(AffineSink).ForwardAffine(ctx, in, av.scale, av.shift)
+		} else {
+			res, err = n.Forward(ctx, in)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("node %q (%s): %w", name, n.Type(), err)
 		}
@@ -486,6 +536,13 @@ func (p *Pipeline) run(ctx *Context, batch map[string]any, opts RunOptions, want
 			res = map[string]any{}
 		}
 		outs[name] = res
+	}
+	for name, ports := range outs {
+		for k, v := range ports {
+			if _, ok := v.(*affineValue); ok {
+				delete(outs[name], k) // absorbed by its consumer: there is no tensor to show
+			}
+		}
 	}
 	if !wantInputs {
 		return outs, nil, nil

@@ -36,6 +36,7 @@ type BenchVariant struct {
 	TrainStepsPerSec float64            `json:"train_steps_per_s"`
 	Stages           map[string]float64 `json:"stages"`
 	AroundDetector   float64            `json:"around_detector_s"`
+	FusedNormalizer  bool               `json:"fused_normalizer"`
 	CopyBytesPerSec  float64            `json:"cube_copy_bytes_per_s"`
 	RSSStartMB       float64            `json:"rss_start_mb"`
 	RSSEndMB         float64            `json:"rss_end_mb"`
@@ -236,18 +237,33 @@ func benchVariant(variant string, o BenchOptions, dev torch.Device) (*BenchVaria
 			stage[name] += time.Since(mark)
 			mark = time.Now()
 		}
-		out, err := norm.Forward(ctx, map[string]any{"data": cubeT})
-		if err != nil {
-			return nil, err
+		// as Pipeline.Run does: a fitted global normaliser is folded into the reducer
+		var x any = cubeT
+		scale, shift, fused := 0.0, 0.0, false
+		if src, ok := nodes.UnwrapNode(norm).(nodes.AffineSource); ok {
+			scale, shift, fused = src.InputAffine()
 		}
+		if !fused {
+			out, err := norm.Forward(ctx, map[string]any{"data": cubeT})
+			if err != nil {
+				return nil, err
+			}
+			x = out["normalized"]
+		}
+		bv.FusedNormalizer = fused
 		lap("normalize")
-		x := out["normalized"]
-		for _, rn := range reducerNodes[variant] {
+		for i, rn := range reducerNodes[variant] {
 			n, ok := p.Node(rn)
 			if !ok {
 				return nil, fmt.Errorf("variant %s: node %s missing", variant, rn)
 			}
-			o, err := n.Forward(ctx, map[string]any{"data": x})
+			var o map[string]any
+			var err error
+			if sink, ok := nodes.UnwrapNode(n).(nodes.AffineSink); ok && fused && i == 0 {
+				o, err = sink.ForwardAffine(ctx, map[string]any{"data": x}, scale, shift)
+			} else {
+				o, err = n.Forward(ctx, map[string]any{"data": x})
+			}
 			if err != nil {
 				return nil, err
 			}

@@ -213,3 +213,18 @@ func (n *MinMaxNormalizer) Forward(ctx *nodes.Context, in map[string]any) (map[s
 	}
 	return map[string]any{"normalized": y}, nil
 }
+
+// InputAffine reports the fitted running-stats map (x − lo)/max(hi − lo, eps) as
+// scale·x + shift, so that the pipeline can fold it into the reducer that follows (the
+// reducer then reads the raw cube once instead of the normaliser writing a copy of it).
+func (n *MinMaxNormalizer) InputAffine() (scale, shift float64, ok bool) {
+	if !n.UseRunningStats || !n.fitted || n.Clamp {
+		return 0, 0, false
+	}
+	// the kernel computes in float32 from float32 statistics; use the same values
+	lo, hi := float64(float32(n.lo)), float64(float32(n.hi))
+	d := float64(float32(math.Max(hi-lo, n.Eps)))
+	return 1 / d, -lo / d, true
+}
+
+var _ nodes.AffineSource = (*MinMaxNormalizer)(nil)

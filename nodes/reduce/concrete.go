@@ -295,6 +295,17 @@ func (n *ConcreteBandSelector) Weights(ctx *nodes.Context) *torch.Tensor {
 
 // Forward computes rgb[b,h,w,k] = Σ_c w[k,c]·x[b,h,w,c].
 func (n *ConcreteBandSelector) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
+	return n.forward(ctx, in, 1, 0)
+}
+
+// ForwardAffine is Forward of scale·data + shift: w·(a·x + b) = (a·w)·x + b·Σw.
+func (n *ConcreteBandSelector) ForwardAffine(ctx *nodes.Context, in map[string]any, scale, shift float64) (map[string]any, error) {
+	return n.forward(ctx, in, scale, shift)
+}
+
+var _ nodes.AffineSink = (*ConcreteBandSelector)(nil)
+
+func (n *ConcreteBandSelector) forward(ctx *nodes.Context, in map[string]any, scale, shift float64) (map[string]any, error) {
 	x, err := input4(n.Name(), in, "data", n.In)
 	if err != nil {
 		return nil, err
@@ -304,7 +315,14 @@ func (n *ConcreteBandSelector) Forward(ctx *nodes.Context, in map[string]any) (m
 	if x.DType() != torch.Float32 {
 		x = s.ToDType(x, torch.Float32)
 	}
-	rgb := s.Matmul(x, s.T(w))
+	// a 1×1 convolution on the channels-last view, as in the mixer (oneDNN, no copy)
+	wk := s.Reshape(w, int64(n.Out), int64(n.In), 1, 1)
+	var bias *torch.Tensor
+	if scale != 1 || shift != 0 {
+		bias = s.MulScalar(s.Sum(w, false, 1), shift)
+		wk = s.MulScalar(wk, scale)
+	}
+	rgb := s.Permute(s.Conv2d(s.Permute(x, 0, 3, 1, 2), wk, bias, torch.ConvOptions{}), 0, 2, 3, 1)
 	if err := s.Err(); err != nil {
 		return nil, fmt.Errorf("node %q: %w", n.Name(), err)
 	}

@@ -293,6 +293,18 @@ func (n *LearnableChannelMixer) Close() {
 
 // Forward mixes the bands of data into rgb.
 func (n *LearnableChannelMixer) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
+	return n.forward(ctx, in, 1, 0)
+}
+
+// ForwardAffine is Forward of scale·data + shift, with the map folded into the first layer:
+// W·(a·x + b) + c = (a·W)·x + (c + b·ΣW).
+func (n *LearnableChannelMixer) ForwardAffine(ctx *nodes.Context, in map[string]any, scale, shift float64) (map[string]any, error) {
+	return n.forward(ctx, in, scale, shift)
+}
+
+var _ nodes.AffineSink = (*LearnableChannelMixer)(nil)
+
+func (n *LearnableChannelMixer) forward(ctx *nodes.Context, in map[string]any, scale, shift float64) (map[string]any, error) {
 	if !n.fitted {
 		return nil, fmt.Errorf("node %q: init_method pca needs the statistical fit first", n.Name())
 	}
@@ -313,6 +325,13 @@ func (n *LearnableChannelMixer) Forward(ctx *nodes.Context, in map[string]any) (
 		var b *torch.Tensor
 		if i < len(n.biases) {
 			b = n.biases[i]
+		}
+		if i == 0 && (scale != 1 || shift != 0) {
+			bs := s.MulScalar(s.Sum(w, false, 1, 2, 3), shift)
+			if b != nil {
+				bs = s.Add(b, bs)
+			}
+			w, b = s.MulScalar(w, scale), bs
 		}
 		y = s.Conv2d(y, w, b, torch.ConvOptions{})
 		if n.UseActivation && (i < last || !n.NormalizeOutput) {

@@ -264,6 +264,17 @@ func (n *TrainablePCA) Close() { n.freeBuffers() }
 
 // Forward projects the cube; it fails when the node is not fitted.
 func (n *TrainablePCA) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
+	return n.forward(ctx, in, 1, 0)
+}
+
+// ForwardAffine is Forward of scale·data + shift: (a·x + b − mean)·Vᵀ = (a·V)·x + (b·1 − mean)·Vᵀ.
+func (n *TrainablePCA) ForwardAffine(ctx *nodes.Context, in map[string]any, scale, shift float64) (map[string]any, error) {
+	return n.forward(ctx, in, scale, shift)
+}
+
+var _ nodes.AffineSink = (*TrainablePCA)(nil)
+
+func (n *TrainablePCA) forward(ctx *nodes.Context, in map[string]any, scale, shift float64) (map[string]any, error) {
 	if !n.fitted {
 		return nil, fmt.Errorf("node %q: PCA is not fitted (run the statistical fit or load a state first)", n.Name())
 	}
@@ -280,6 +291,10 @@ func (n *TrainablePCA) Forward(ctx *nodes.Context, in map[string]any) (map[strin
 	// channels-last layout directly (as in the mixer).
 	bias := s.Neg(s.Matmul(n.mean, s.T(n.components)))
 	w := s.Reshape(n.components, int64(n.K), int64(n.c), 1, 1)
+	if scale != 1 || shift != 0 {
+		bias = s.Add(bias, s.MulScalar(s.Sum(n.components, false, 1), shift))
+		w = s.MulScalar(w, scale)
+	}
 	y := s.Permute(s.Conv2d(s.Permute(x, 0, 3, 1, 2), w, bias, torch.ConvOptions{}), 0, 2, 3, 1)
 	if n.Whiten {
 		y = s.Mul(y, n.scale)
