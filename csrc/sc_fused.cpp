@@ -372,25 +372,20 @@ void *cached_alloc(size_t n) {
 
 void cached_deleter(void *p) { cached_free(p); }
 
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
-#define SC_ALLOC_CONST
-#define SC_NEEDS_COPY_DATA 1
-#else
-#define SC_ALLOC_CONST const
-#define SC_NEEDS_COPY_DATA 0
-#endif
-
+// c10::Allocator changed across LibTorch versions (allocate() lost its const and copy_data()
+// became pure virtual in 2.x). Declaring both allocate() variants and copy_data() without
+// `override` lets whichever the base class declares be overridden, so this compiles against
+// 1.13 and 2.x alike.
 struct CachingCPUAllocator final : public c10::Allocator {
-  c10::DataPtr allocate(size_t n) SC_ALLOC_CONST override {
+  c10::DataPtr allocate(size_t n) const {
     void *p = cached_alloc(n);
     return {p, p, &cached_deleter, c10::Device(c10::DeviceType::CPU)};
   }
+  c10::DataPtr allocate(size_t n) { return static_cast<const CachingCPUAllocator *>(this)->allocate(n); }
   c10::DeleterFnPtr raw_deleter() const override { return &cached_deleter; }
-#if SC_NEEDS_COPY_DATA
-  void copy_data(void *dest, const void *src, std::size_t count) const override {
+  void copy_data(void *dest, const void *src, std::size_t count) const {
     std::memcpy(dest, src, count);
   }
-#endif
 };
 
 CachingCPUAllocator g_caching;

@@ -88,7 +88,23 @@ void restore_options(torch::optim::Optimizer &o, torch::serialize::InputArchive 
 
 extern "C" {
 
-// ---- CUDA ----
+// ---- CUDA (through torch/cuda.h, which every LibTorch build has) ----
+
+int sc_cuda_device_count(void) {
+  try {
+    return static_cast<int>(torch::cuda::device_count());
+  } catch (...) {
+    return 0;
+  }
+}
+
+int sc_cuda_is_available(void) { return sc_cuda_device_count() > 0 ? 1 : 0; }
+
+sc_err sc_manual_seed_cuda(uint64_t seed) {
+  SC_BEGIN
+  if (torch::cuda::is_available()) torch::cuda::manual_seed_all(seed);
+  SC_END
+}
 
 sc_err sc_cuda_synchronize(int device) {
   SC_BEGIN

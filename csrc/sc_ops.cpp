@@ -28,31 +28,11 @@ sc_err sc_version(char **out) {
   SC_END
 }
 
-int sc_cuda_device_count(void) {
-  try {
-    return at::hasCUDA() ? static_cast<int>(at::detail::getCUDAHooks().getNumGPUs()) : 0;
-  } catch (...) {
-    return 0;
-  }
-}
-
-int sc_cuda_is_available(void) { return sc_cuda_device_count() > 0 ? 1 : 0; }
-
 sc_err sc_manual_seed(uint64_t seed) {
   SC_BEGIN
-  {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_current_seed(seed);
-  }
-  if (at::hasCUDA()) {
-    int n = static_cast<int>(at::detail::getCUDAHooks().getNumGPUs());
-    for (int i = 0; i < n; i++) {
-      auto gen = at::detail::getCUDAHooks().getDefaultCUDAGenerator(i);
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_current_seed(seed);
-    }
-  }
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_current_seed(seed);
   SC_END
 }
 

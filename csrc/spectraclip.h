@@ -54,7 +54,8 @@ void sc_free_string(char *s);
 sc_err sc_version(char **out);
 int sc_cuda_device_count(void);
 int sc_cuda_is_available(void);
-sc_err sc_manual_seed(uint64_t seed);
+sc_err sc_manual_seed(uint64_t seed);      /* the CPU generator */
+sc_err sc_manual_seed_cuda(uint64_t seed); /* every CUDA generator (no-op without CUDA) */
 sc_err sc_set_num_threads(int n);
 int sc_get_num_threads(void);
 sc_err sc_set_caching_allocator(int enable);

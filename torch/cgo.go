@@ -89,7 +89,12 @@ func CUDADeviceCount() int { return int(C.sc_cuda_device_count()) }
 func CUDAAvailable() bool { return C.sc_cuda_is_available() != 0 }
 
 // ManualSeed seeds LibTorch's default generators (CPU and every CUDA device).
-func ManualSeed(seed uint64) error { return takeErr("manual_seed", C.sc_manual_seed(C.uint64_t(seed))) }
+func ManualSeed(seed uint64) error {
+	if err := takeErr("manual_seed", C.sc_manual_seed(C.uint64_t(seed))); err != nil {
+		return err
+	}
+	return takeErr("manual_seed", C.sc_manual_seed_cuda(C.uint64_t(seed)))
+}
 
 // SetNumThreads sets LibTorch's intra-op thread count (process-wide).
 func SetNumThreads(n int) error { return takeErr("set_num_threads", C.sc_set_num_threads(C.int(n))) }
