@@ -120,7 +120,23 @@ func Bench(o BenchOptions) (*BenchReport, error) {
 	return rep, nil
 }
 
-func benchVariant(variant string, o BenchOptions, dev torch.Device) (*BenchVariant, error) {
+// benchEnv is one variant's pipeline with a random batch, ready to time: what both
+// `spectraclip bench` and the Go benchmarks run.
+type benchEnv struct {
+	cfg     *Config
+	p       *nodes.Pipeline
+	dev     torch.Device
+	batch   map[string]any
+	cube    []float32
+	cubeT   *torch.Tensor
+	keep, s *torch.Scope
+	opt     *torch.Optimizer
+	B, H, W int
+	C       int
+	variant string
+}
+
+func newBenchEnv(variant string, o BenchOptions, dev torch.Device) (*benchEnv, error) {
 	ov := []string{"training.device=" + dev.String(), "data.batch_size=" + strconv.Itoa(o.Batch)}
 	if o.Detector != "" {
 		ov = append(ov, "pipeline.detector.detector_path="+o.Detector)
@@ -136,15 +152,16 @@ func benchVariant(variant string, o BenchOptions, dev torch.Device) (*BenchVaria
 	if err != nil {
 		return nil, err
 	}
-	defer p.Close()
+	e := &benchEnv{cfg: cfg, p: p, dev: dev, B: o.Batch, H: o.H, W: o.W, C: 61, variant: variant, keep: torch.NewScope(), s: torch.NewScope()}
 	if err := p.To(dev); err != nil {
+		e.close()
 		return nil, err
 	}
-	B, H, W, C := o.Batch, o.H, o.W, 61
+	B, H, W, C := e.B, e.H, e.W, e.C
 	rng := rand.New(rand.NewPCG(1, 2))
-	cube := make([]float32, B*H*W*C)
-	for i := range cube {
-		cube[i] = rng.Float32()
+	e.cube = make([]float32, B*H*W*C)
+	for i := range e.cube {
+		e.cube[i] = rng.Float32()
 	}
 	ids := make([]int32, B*H*W)
 	for i := range ids {
@@ -154,50 +171,118 @@ func benchVariant(variant string, o BenchOptions, dev torch.Device) (*BenchVaria
 			ids[i] = 1
 		}
 	}
-	keep := torch.NewScope()
-	defer keep.Close()
-	cubeT := torch.FromSlice(keep, dev, cube, int64(B), int64(H), int64(W), int64(C))
-	if err := keep.Err(); err != nil {
+	e.cubeT = torch.FromSlice(e.keep, dev, e.cube, int64(B), int64(H), int64(W), int64(C))
+	if err := e.keep.Err(); err != nil {
+		e.close()
 		return nil, err
 	}
-	batch := map[string]any{datanode.KeyCube: cubeT, datanode.KeyClassIDs: ids, datanode.KeyWavelengths: []float32(nil),
+	e.batch = map[string]any{datanode.KeyCube: e.cubeT, datanode.KeyClassIDs: ids, datanode.KeyWavelengths: []float32(nil),
 		datanode.KeyFrameIDs: make([]int, B), datanode.KeyShape: [4]int{B, H, W, C}}
-	s := torch.NewScope()
-	defer s.Close()
-	// statistical fit on the random cube
-	for _, n := range p.Nodes() {
+	if err := e.fit(); err != nil {
+		e.close()
+		return nil, err
+	}
+	e.p.SetTraining(false)
+	return e, nil
+}
+
+func (e *benchEnv) close() {
+	e.opt.Free()
+	e.s.Close()
+	e.keep.Close()
+	e.p.Close()
+}
+
+// fit runs the statistical fit of every node that needs one on the random batch.
+func (e *benchEnv) fit() error {
+	s := e.s
+	for _, n := range e.p.Nodes() {
 		f, ok := n.(nodes.Fitter)
 		if !ok || !f.RequiresFit() {
 			continue
 		}
 		s.Reset()
-		ctx := &nodes.Context{Stage: nodes.StageInference, Scope: s, Device: dev}
+		ctx := &nodes.Context{Stage: nodes.StageInference, Scope: s, Device: e.dev}
 		s.SetGradEnabled(false)
 		if err := f.FitReset(); err != nil {
-			return nil, err
+			return err
 		}
-		in, err := p.FitInputs(ctx, batch, n.Name())
+		in, err := e.p.FitInputs(ctx, e.batch, n.Name())
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if err := f.FitBatch(ctx, in); err != nil {
-			return nil, err
+			return err
 		}
 		if err := f.FitFinish(); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	p.SetTraining(false)
-	bv := &BenchVariant{Variant: variant, Stages: map[string]float64{}}
-	sync := func() { _ = torch.Synchronize(dev) }
-	// whole pipeline
-	run := func() error {
-		s.Reset()
-		s.SetGradEnabled(false)
-		ctx := &nodes.Context{Stage: nodes.StageInference, Scope: s, Device: dev}
-		_, err := p.Run(ctx, batch, nodes.RunOptions{})
+	return nil
+}
+
+// infer runs the whole pipeline once in the inference stage.
+func (e *benchEnv) infer() error {
+	e.s.Reset()
+	e.s.SetGradEnabled(false)
+	ctx := &nodes.Context{Stage: nodes.StageInference, Scope: e.s, Device: e.dev}
+	_, err := e.p.Run(ctx, e.batch, nodes.RunOptions{})
+	return err
+}
+
+// trainStep runs one optimisation step (forward, losses, backward, AdamW).
+func (e *benchEnv) trainStep() error {
+	if len(e.cfg.LossNodes) == 0 {
+		return fmt.Errorf("variant %s has no loss nodes", e.variant)
+	}
+	if e.opt == nil {
+		params := e.p.Parameters()
+		ts := make([]*torch.Tensor, len(params))
+		for i, pr := range params {
+			ts[i] = pr.Tensor
+		}
+		opt, err := torch.NewOptimizer(torch.AdamW, ts, torch.OptimConfig{LR: 1e-3})
+		if err != nil {
+			return err
+		}
+		e.opt = opt
+	}
+	e.p.SetTraining(true)
+	defer e.p.SetTraining(false)
+	s := e.s
+	s.Reset()
+	s.SetGradEnabled(true)
+	ctx := &nodes.Context{Stage: nodes.StageTrain, Scope: s, Device: e.dev, MaxEpochs: 8}
+	out, err := e.p.Run(ctx, e.batch, nodes.RunOptions{})
+	if err != nil {
 		return err
 	}
+	r := &Run{Cfg: e.cfg, Pipeline: e.p}
+	loss, ok := r.sumLosses(s, out)
+	if !ok {
+		return fmt.Errorf("variant %s: no loss in the train stage", e.variant)
+	}
+	if err := e.opt.ZeroGrad(); err != nil {
+		return err
+	}
+	s.Backward(loss, nil, false)
+	if err := s.Err(); err != nil {
+		return err
+	}
+	return e.opt.Step()
+}
+
+func benchVariant(variant string, o BenchOptions, dev torch.Device) (*BenchVariant, error) {
+	e, err := newBenchEnv(variant, o, dev)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	p, s, cfg, cubeT, cube := e.p, e.s, e.cfg, e.cubeT, e.cube
+	B, H, W := e.B, e.H, e.W
+	bv := &BenchVariant{Variant: variant, Stages: map[string]float64{}}
+	sync := func() { _ = torch.Synchronize(dev) }
+	run := e.infer
 	for i := 0; i < o.Warmup; i++ {
 		if err := run(); err != nil {
 			return nil, err
@@ -315,52 +400,18 @@ func benchVariant(variant string, o BenchOptions, dev torch.Device) (*BenchVaria
 	bv.CopyBytesPerSec = float64(3*len(cube)*4) / time.Since(t1).Seconds()
 	// training steps
 	if o.TrainIters > 0 && len(cfg.LossNodes) > 0 {
-		params := p.Parameters()
-		ts := make([]*torch.Tensor, len(params))
-		for i, pr := range params {
-			ts[i] = pr.Tensor
-		}
-		opt, err := torch.NewOptimizer(torch.AdamW, ts, torch.OptimConfig{LR: 1e-3})
-		if err != nil {
-			return nil, err
-		}
-		defer opt.Free()
-		p.SetTraining(true)
-		r := &Run{Cfg: cfg, Pipeline: p}
-		step := func() error {
-			s.Reset()
-			s.SetGradEnabled(true)
-			ctx := &nodes.Context{Stage: nodes.StageTrain, Scope: s, Device: dev, MaxEpochs: 8}
-			out, err := p.Run(ctx, batch, nodes.RunOptions{})
-			if err != nil {
-				return err
-			}
-			loss, ok := r.sumLosses(s, out)
-			if !ok {
-				return fmt.Errorf("no loss")
-			}
-			if err := opt.ZeroGrad(); err != nil {
-				return err
-			}
-			s.Backward(loss, nil, false)
-			if err := s.Err(); err != nil {
-				return err
-			}
-			return opt.Step()
-		}
-		if err := step(); err != nil {
+		if err := e.trainStep(); err != nil {
 			return nil, err
 		}
 		sync()
 		t2 := time.Now()
 		for i := 0; i < o.TrainIters; i++ {
-			if err := step(); err != nil {
+			if err := e.trainStep(); err != nil {
 				return nil, err
 			}
 		}
 		sync()
 		bv.TrainStepsPerSec = float64(o.TrainIters) / time.Since(t2).Seconds()
-		p.SetTraining(false)
 	}
 	return bv, nil
 }
