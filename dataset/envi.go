@@ -9,8 +9,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"unsafe"
 )
 
 // ENVIDataType is the numeric `data type` code of an ENVI header.
@@ -376,9 +379,14 @@ func DecodeENVI(h *ENVIHeader, r io.ReaderAt, size int64, name string) (*Cube, e
 	rowBytes := W * C * es
 	rows := min(H, max(1, decodeBlockBytes/rowBytes))
 	buf := make([]byte, rows*rowBytes)
-	var tmp []float32
+	// BSQ and BIL are reordered to channels-last by up to decodeWorkers goroutines, each with
+	// its own scratch: the reordering, not the reading, is what costs.
+	var tmps [][]float32
 	if h.Interleave != "bip" {
-		tmp = make([]float32, 4*max(W, scatterTile))
+		tmps = make([][]float32, decodeWorkers())
+		for i := range tmps {
+			tmps[i] = make([]float32, 4*max(W, scatterTile))
+		}
 	}
 	for r0 := 0; r0 < H; r0 += rows {
 		nr := min(rows, H-r0)
@@ -390,20 +398,22 @@ func DecodeENVI(h *ENVIHeader, r io.ReaderAt, size int64, name string) (*Cube, e
 				return nil, fmt.Errorf("envi data %s: reading rows %d..%d: %w", name, r0, r0+nr-1, err)
 			}
 			if h.Interleave == "bip" {
-				decodeSamples(dst, blk, h.DataType, bo)
+				decodeParallel(dst, blk, h.DataType, bo)
 				continue
 			}
 			// BIL: row r holds band 0 for every column, then band 1, ...
-			for rr := 0; rr < nr; rr++ {
-				band := func(b int) []byte { return blk[(rr*C+b)*W*es : (rr*C+b+1)*W*es] }
-				b := 0
-				for ; b+4 <= C; b += 4 {
-					scatterDecode4(dst[rr*W*C+b:], C, W, [4][]byte{band(b), band(b + 1), band(b + 2), band(b + 3)}, tmp, h.DataType, bo)
+			parallelChunks(nr, tmps, func(lo, hi int, tmp []float32) {
+				for rr := lo; rr < hi; rr++ {
+					band := func(b int) []byte { return blk[(rr*C+b)*W*es : (rr*C+b+1)*W*es] }
+					b := 0
+					for ; b+4 <= C; b += 4 {
+						scatterDecode4(dst[rr*W*C+b:], C, W, [4][]byte{band(b), band(b + 1), band(b + 2), band(b + 3)}, tmp, h.DataType, bo)
+					}
+					for ; b < C; b++ {
+						scatterDecode(dst[rr*W*C+b:], C, W, band(b), tmp, h.DataType, bo)
+					}
 				}
-				for ; b < C; b++ {
-					scatterDecode(dst[rr*W*C+b:], C, W, band(b), tmp, h.DataType, bo)
-				}
-			}
+			})
 		case "bsq":
 			plane := nr * W * es
 			for b := 0; b < C; b++ {
@@ -413,20 +423,65 @@ func DecodeENVI(h *ENVIHeader, r io.ReaderAt, size int64, name string) (*Cube, e
 				}
 			}
 			np := nr * W
-			for p0 := 0; p0 < np; p0 += scatterTile {
-				m := min(scatterTile, np-p0)
-				band := func(b int) []byte { return blk[(b*np+p0)*es : (b*np+p0+m)*es] }
-				b := 0
-				for ; b+4 <= C; b += 4 {
-					scatterDecode4(dst[p0*C+b:], C, m, [4][]byte{band(b), band(b + 1), band(b + 2), band(b + 3)}, tmp, h.DataType, bo)
+			tiles := (np + scatterTile - 1) / scatterTile
+			parallelChunks(tiles, tmps, func(lo, hi int, tmp []float32) {
+				for ti := lo; ti < hi; ti++ {
+					p0 := ti * scatterTile
+					m := min(scatterTile, np-p0)
+					band := func(b int) []byte { return blk[(b*np+p0)*es : (b*np+p0+m)*es] }
+					b := 0
+					for ; b+4 <= C; b += 4 {
+						scatterDecode4(dst[p0*C+b:], C, m, [4][]byte{band(b), band(b + 1), band(b + 2), band(b + 3)}, tmp, h.DataType, bo)
+					}
+					for ; b < C; b++ {
+						scatterDecode(dst[p0*C+b:], C, m, band(b), tmp, h.DataType, bo)
+					}
 				}
-				for ; b < C; b++ {
-					scatterDecode(dst[p0*C+b:], C, m, band(b), tmp, h.DataType, bo)
-				}
-			}
+			})
 		}
 	}
 	return &Cube{H: H, W: W, C: C, Data: out, Wavelengths: h.Wavelengths, Source: name}, nil
+}
+
+// decodeParallel is decodeSamples split over up to decodeWorkers goroutines.
+func decodeParallel(dst []float32, src []byte, t ENVIDataType, bo binary.ByteOrder) {
+	k, es := decodeWorkers(), t.Size()
+	if k <= 1 || len(dst) < 1<<16 {
+		decodeSamples(dst, src, t, bo)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < k; i++ {
+		lo, hi := i*len(dst)/k, (i+1)*len(dst)/k
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			decodeSamples(dst[lo:hi], src[lo*es:hi*es], t, bo)
+		}()
+	}
+	wg.Wait()
+}
+
+func decodeWorkers() int { return max(1, min(runtime.GOMAXPROCS(0), 4)) }
+
+// parallelChunks splits [0, n) into len(tmps) contiguous chunks and runs fn on each in its
+// own goroutine (inline when there is one chunk), handing each its own scratch slice.
+func parallelChunks(n int, tmps [][]float32, fn func(lo, hi int, tmp []float32)) {
+	k := min(len(tmps), n)
+	if k <= 1 {
+		fn(0, n, tmps[0])
+		return
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < k; i++ {
+		lo, hi := i*n/k, (i+1)*n/k
+		wg.Add(1)
+		go func(tmp []float32) {
+			defer wg.Done()
+			fn(lo, hi, tmp)
+		}(tmps[i])
+	}
+	wg.Wait()
 }
 
 // scatterDecode4 interleaves four bands: element k of src[j] goes to dst[k*stride+j]. Writing
@@ -496,6 +551,10 @@ func readAtFull(r io.ReaderAt, p []byte, off int64) error {
 
 // decodeSamples converts len(dst) elements of type t from src; src must hold exactly that
 // many elements.
+// hostLittle reports whether this machine stores numbers little-endian (then little-endian
+// float32 data needs no conversion at all).
+var hostLittle = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
 func decodeSamples(dst []float32, src []byte, t ENVIDataType, bo binary.ByteOrder) {
 	little := bo == binary.LittleEndian
 	switch t {
@@ -532,6 +591,11 @@ func decodeSamples(dst []float32, src []byte, t ENVIDataType, bo binary.ByteOrde
 		}
 	case ENVIFloat32:
 		src = src[:4*len(dst)]
+		if little && hostLittle && len(dst) > 0 {
+			// same layout as the host's float32: a plain copy into dst's bytes
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*len(dst)), src)
+			return
+		}
 		if little {
 			for i := range dst {
 				dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
