@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -32,6 +33,12 @@ type Comparison struct {
 func Compare(o CompareOptions) (*Comparison, error) {
 	if len(o.Variants) == 0 {
 		o.Variants = VariantNames
+	}
+	if o.Out == "" {
+		o.Out = filepath.Join("outputs", "compare", time.Now().Format("2006-01-02_15-04-05"))
+	}
+	if _, err := os.Stat(filepath.Join(o.Out, "comparison.json")); err == nil {
+		return nil, fmt.Errorf("%s already holds a comparison; choose another --out", o.Out)
 	}
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, err

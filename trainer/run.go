@@ -82,6 +82,13 @@ func Prepare(cfg *Config, o Options) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("training.device: %w", err)
 	}
+	dir := o.OutDir
+	if dir == "" {
+		dir = filepath.Join(cfg.OutputDir, cfg.Name, time.Now().Format("2006-01-02_15-04-05"))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "config.yaml")); err == nil && o.Resume == "" {
+		return nil, fmt.Errorf("run directory %s already holds a run: resume it with --resume %s, or choose another --out", dir, filepath.Join(dir, "checkpoints", "last"))
+	}
 	ds, err := openData(cfg, log)
 	if err != nil {
 		return nil, err
@@ -100,10 +107,6 @@ func Prepare(cfg *Config, o Options) (*Run, error) {
 	if err := p.To(dev); err != nil {
 		p.Close()
 		return nil, err
-	}
-	dir := o.OutDir
-	if dir == "" {
-		dir = filepath.Join(cfg.OutputDir, cfg.Name, time.Now().Format("2006-01-02_15-04-05"))
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "checkpoints"), 0o755); err != nil {
 		p.Close()

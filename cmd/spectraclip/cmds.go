@@ -137,7 +137,7 @@ func newCompareCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&out, "out", "outputs/compare", "output directory")
+	cmd.Flags().StringVar(&out, "out", "", "output directory (default outputs/compare/<timestamp>)")
 	cmd.Flags().StringSliceVar(&variants, "variants", trainer.VariantNames, "variants to compare")
 	return cmd
 }

@@ -244,6 +244,14 @@ func TestDetectRXOnABU(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	dir := t.TempDir()
+	// a finished run must not be overwritten by a new one
+	existing := filepath.Join(dir, "run")
+	if err := os.MkdirAll(existing, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(existing, "config.yaml"), []byte("name: keep\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		args []string
 		want string
@@ -256,12 +264,21 @@ func TestBadInput(t *testing.T) {
 		{[]string{"detect", "--input", filepath.Join(dir, "x.cu3s")}, "x.cu3s"},
 		{[]string{"bench", "--size", "12"}, "HxW"},
 		{[]string{"--log-format", "xml", "version"}, "log-format"},
+		{[]string{"train", "--variant", "pca", "--out", existing}, "already holds a run"},
 	}
 	for _, c := range cases {
-		_, err := run(t, append(c.args, tiny(dir, "1")[:0]...)...)
+		args := c.args
+		if args[0] == "train" {
+			// never generate data inside the source tree
+			args = append(args, "data.root="+filepath.Join(dir, "data"), "data.synth.height=32", "data.synth.width=32", "data.synth.frames=8")
+		}
+		_, err := run(t, args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("spectraclip %v: error %v, want mention of %q", c.args, err, c.want)
 		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(existing, "config.yaml")); string(b) != "name: keep\n" {
+		t.Errorf("the existing run's config.yaml was changed: %q", b)
 	}
 }
 
