@@ -76,14 +76,26 @@ PYEOF
     done
   done
 done
-# TensorBoard: check that the real TensorBoard reads our event files, when installed.
-if [ -d testdata/tb ] && $PY -c 'import tensorboard' 2>/dev/null; then
-  $PY - >>"$OUT/gpu_check.md" <<'PYEOF'
+# A short DRCNN training run on CUDA (data generated on the spot), then the real
+# TensorBoard reads its event files, when the machine has it.
+if ./bin/spectraclip --log-level warn train --variant drcnn --out "$OUT/run" training.device=cuda \
+    training.trainer.max_epochs=3 data.root="$OUT/data" >"$OUT/train.log" 2>&1; then
+  log "CUDA training: $(grep '^test:' "$OUT/train.log")"
+  echo -e "\nCUDA training (3 epochs, built-in detector): $(grep '^test:' "$OUT/train.log")" >>"$OUT/gpu_check.md"
+else
+  log "CUDA training failed (see train.log)"; tail -5 "$OUT/train.log"
+fi
+if $PY -c 'import tensorboard' 2>/dev/null && [ -d "$OUT/run/tb" ]; then
+  $PY - "$OUT/run/tb" >>"$OUT/gpu_check.md" 2>>"$OUT/gpu_check.log" <<'PYEOF'
+import glob, sys
 from tensorboard.backend.event_processing import event_accumulator as ea
-import glob
-for f in glob.glob("testdata/tb/*tfevents*"):
-    acc = ea.EventAccumulator(f); acc.Reload()
-    print(f"\nTensorBoard read {f}: scalars {acc.Tags()['scalars'][:5]} images {acc.Tags()['images'][:3]}")
+for f in glob.glob(sys.argv[1] + "/*tfevents*"):
+    acc = ea.EventAccumulator(f, size_guidance={ea.IMAGES: 0, ea.SCALARS: 0})
+    acc.Reload()
+    tags = acc.Tags()
+    print(f"\nTensorBoard {__import__('tensorboard').__version__} read {f}: {len(tags['scalars'])} scalar tags "
+          f"(e.g. {tags['scalars'][:4]}), {len(tags['images'])} image tags, text: {'config' in str(tags)}")
 PYEOF
 fi
+rm -rf "$OUT/data" "$OUT/run/checkpoints"
 cat "$OUT/gpu_check.md"
