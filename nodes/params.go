@@ -115,33 +115,16 @@ func (p *ParamReader) String(key, def string, allowed ...string) string {
 
 // Ints reads a list of integers.
 func (p *ParamReader) Ints(key string, def []int) []int {
-	v, ok := p.get(key)
-	if !ok {
-		if def != nil {
-			p.out[key] = def
-		}
-		return def
-	}
-	list, good := toList(v)
-	if !good {
-		p.fail(key, "want a list of integers, got %T (%v)", v, v)
-		return def
-	}
-	out := make([]int, len(list))
-	for i, e := range list {
-		f, good := toFloat(e)
-		if !good || f != math.Trunc(f) {
-			p.fail(key, "element %d: want an integer, got %T (%v)", i, e, e)
-			return def
-		}
-		out[i] = int(f)
-	}
-	p.out[key] = out
-	return out
+	return readList(p, key, def, "integer", func(f float64) (int, bool) { return int(f), f == math.Trunc(f) })
 }
 
 // Floats reads a list of numbers.
 func (p *ParamReader) Floats(key string, def []float64) []float64 {
+	return readList(p, key, def, "number", func(f float64) (float64, bool) { return f, true })
+}
+
+// readList reads a list parameter whose elements conv accepts (a = "integer", "number").
+func readList[T any](p *ParamReader, key string, def []T, a string, conv func(float64) (T, bool)) []T {
 	v, ok := p.get(key)
 	if !ok {
 		if def != nil {
@@ -151,17 +134,25 @@ func (p *ParamReader) Floats(key string, def []float64) []float64 {
 	}
 	list, good := toList(v)
 	if !good {
-		p.fail(key, "want a list of numbers, got %T (%v)", v, v)
+		p.fail(key, "want a list of %ss, got %T (%v)", a, v, v)
 		return def
 	}
-	out := make([]float64, len(list))
+	out := make([]T, len(list))
 	for i, e := range list {
 		f, good := toFloat(e)
+		var x T
+		if good {
+			x, good = conv(f)
+		}
 		if !good {
-			p.fail(key, "element %d: want a number, got %T (%v)", i, e, e)
+			article := "a"
+			if strings.ContainsRune("aeiou", rune(a[0])) {
+				article = "an"
+			}
+			p.fail(key, "element %d: want %s %s, got %T (%v)", i, article, a, e, e)
 			return def
 		}
-		out[i] = f
+		out[i] = x
 	}
 	p.out[key] = out
 	return out
