@@ -72,6 +72,10 @@ sc_err sc_bench_add_loop(sc_tensor a, sc_tensor b, int64_t n, int use_out, int64
 
 void sc_tensor_free(sc_tensor t) { delete reinterpret_cast<at::Tensor *>(t); }
 
+void sc_tensor_free_many(const sc_tensor *ts, int64_t n) {
+  for (int64_t i = 0; i < n; i++) delete reinterpret_cast<at::Tensor *>(ts[i]);
+}
+
 sc_err sc_tensor_dim(sc_tensor t, int64_t *ndim) {
   SC_BEGIN
   *ndim = T(t).dim();

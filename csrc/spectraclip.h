@@ -68,6 +68,8 @@ sc_err sc_bench_add_loop(sc_tensor a, sc_tensor b, int64_t n, int use_out, int64
 
 /* ---- tensor lifetime and metadata ---- */
 void sc_tensor_free(sc_tensor t);
+/* Frees n handles (NULL entries are skipped) in one call: a scope's Close. */
+void sc_tensor_free_many(const sc_tensor *ts, int64_t n);
 sc_err sc_tensor_dim(sc_tensor t, int64_t *ndim);
 sc_err sc_tensor_shape(sc_tensor t, int64_t *shape /* at least ndim */);
 sc_err sc_tensor_info(sc_tensor t, int *dtype, int *device_type, int *device_index,

@@ -17,6 +17,8 @@ package torch
 #cgo nocallback sc_shape_op
 #cgo noescape sc_tensor_free
 #cgo nocallback sc_tensor_free
+#cgo noescape sc_tensor_free_many
+#cgo nocallback sc_tensor_free_many
 #include <stdlib.h>
 #include "spectraclip.h"
 */

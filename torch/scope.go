@@ -104,13 +104,19 @@ func (s *Scope) Len() int {
 
 // Close frees every tensor the scope still owns. It is idempotent.
 func (s *Scope) Close() {
+	freed := int64(0)
 	for i, t := range s.handles {
 		if t != nil && t.h != nil {
-			freeHandle(t.h)
 			t.h = nil
 			t.owner = nil
+			freed++
 		}
 		s.handles[i] = nil
+	}
+	// raw mirrors handles (nil where a tensor was freed or kept): one C call frees them all
+	if len(s.raw.h) > 0 {
+		C.sc_tensor_free_many(&s.raw.h[0], C.int64_t(len(s.raw.h)))
+		live.Add(-freed)
 	}
 	s.handles = s.handles[:0]
 	clear(s.raw.h)
