@@ -972,7 +972,7 @@ func WritePluginManifest(dir string, m PluginManifest) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, PluginManifestFile), b)
+	return WriteFileAtomic(filepath.Join(dir, PluginManifestFile), b)
 }
 
 // FileSHA256 returns the hex sha256 of a file, as a plugin manifest records it.

@@ -158,18 +158,9 @@ func WeightsPath(yamlPath string) string {
 // node's State under "node/param". The weights are written first and each file is
 // renamed into place, so a crash never leaves a YAML that points at missing weights.
 func (p *Pipeline) Save(yamlPath string) error {
-	state := map[string]*torch.Tensor{}
-	for _, name := range p.topo() {
-		st, ok := p.nodes[name].(Stateful)
-		if !ok {
-			continue
-		}
-		for _, nt := range st.State() {
-			if nt.Tensor == nil || !nt.Tensor.Valid() {
-				return fmt.Errorf("save %s: node %q: state %q is nil or freed", yamlPath, name, nt.Name)
-			}
-			state[name+"/"+nt.Name] = nt.Tensor
-		}
+	state, err := p.State()
+	if err != nil {
+		return fmt.Errorf("save %s: %w", yamlPath, err)
 	}
 	b, err := yaml.Marshal(p.Config())
 	if err != nil {
@@ -178,13 +169,34 @@ func (p *Pipeline) Save(yamlPath string) error {
 	if err := torch.SaveTensors(WeightsPath(yamlPath), state); err != nil {
 		return fmt.Errorf("save %s: %w", yamlPath, err)
 	}
-	if err := writeFileAtomic(yamlPath, b); err != nil {
+	if err := WriteFileAtomic(yamlPath, b); err != nil {
 		return fmt.Errorf("save %s: %w", yamlPath, err)
 	}
 	return nil
 }
 
-func writeFileAtomic(path string, data []byte) error {
+// State collects every Stateful node's parameters and buffers under "node/param"; the
+// tensors stay owned by the nodes.
+func (p *Pipeline) State() (map[string]*torch.Tensor, error) {
+	state := map[string]*torch.Tensor{}
+	for _, name := range p.topo() {
+		st, ok := p.nodes[name].(Stateful)
+		if !ok {
+			continue
+		}
+		for _, nt := range st.State() {
+			if nt.Tensor == nil || !nt.Tensor.Valid() {
+				return nil, fmt.Errorf("node %q: state %q is nil or freed", name, nt.Name)
+			}
+			state[name+"/"+nt.Name] = nt.Tensor
+		}
+	}
+	return state, nil
+}
+
+// WriteFileAtomic writes data to a temporary file beside path, syncs it and renames it into
+// place, so that a crash never leaves a truncated file where a good one was.
+func WriteFileAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
@@ -245,6 +257,20 @@ func Load(yamlPath string, reg *Registry, dev torch.Device) (*Pipeline, error) {
 // LoadWeights reads a weights file written by Save into the Stateful nodes; every node's
 // state must be present and nothing else.
 func (p *Pipeline) LoadWeights(path string, dev torch.Device) error {
+	loaded, err := torch.LoadTensors(path, dev)
+	if err != nil {
+		return fmt.Errorf("weights: %w", err)
+	}
+	defer torch.FreeAll(loaded)
+	if err := p.LoadState(loaded); err != nil {
+		return fmt.Errorf("weights %s: %w", path, err)
+	}
+	return nil
+}
+
+// LoadState copies "node/param" tensors (as State returns them) into the Stateful nodes;
+// every node's state must be present and nothing else.
+func (p *Pipeline) LoadState(loaded map[string]*torch.Tensor) error {
 	type slot struct{ node, param string }
 	expected := map[string]slot{}
 	for _, name := range p.order {
@@ -254,11 +280,6 @@ func (p *Pipeline) LoadWeights(path string, dev torch.Device) error {
 			}
 		}
 	}
-	loaded, err := torch.LoadTensors(path, dev)
-	if err != nil {
-		return fmt.Errorf("weights: %w", err)
-	}
-	defer torch.FreeAll(loaded)
 	var missing, unexpected []string
 	for k := range expected {
 		if _, ok := loaded[k]; !ok {
@@ -273,7 +294,7 @@ func (p *Pipeline) LoadWeights(path string, dev torch.Device) error {
 	if len(missing) > 0 || len(unexpected) > 0 {
 		sort.Strings(missing)
 		sort.Strings(unexpected)
-		return fmt.Errorf("weights %s: missing keys [%s], unexpected keys [%s]", path, strings.Join(missing, ", "), strings.Join(unexpected, ", "))
+		return fmt.Errorf("missing keys [%s], unexpected keys [%s]", strings.Join(missing, ", "), strings.Join(unexpected, ", "))
 	}
 	per := map[string]map[string]*torch.Tensor{}
 	for k, s := range expected {
@@ -292,7 +313,7 @@ func (p *Pipeline) LoadWeights(path string, dev torch.Device) error {
 			m = map[string]*torch.Tensor{}
 		}
 		if err := st.LoadState(m); err != nil {
-			return fmt.Errorf("weights %s: node %q: %w", path, name, err)
+			return fmt.Errorf("node %q: %w", name, err)
 		}
 	}
 	return nil

@@ -115,7 +115,7 @@ func Calibrate(dir string, log *logrus.Logger) (*Calibration, error) {
 	thr, f1 := ev.Acc.BestF1Threshold()
 	c := &Calibration{PixelThreshold: thr, F1: f1, Current: ev.Metrics, File: filepath.Join(dir, "calibration.json")}
 	b, _ := json.MarshalIndent(c, "", "  ")
-	return c, writeFileAtomic(c.File, b)
+	return c, nodes.WriteFileAtomic(c.File, b)
 }
 
 // SceneResult is what `spectraclip detect` reports.
@@ -267,12 +267,8 @@ func Infer(dir, input, out string, log *logrus.Logger) (int, error) {
 		}
 		results = append(results, fo)
 	}
-	b, _ := json.MarshalIndent(map[string]any{"run": dir, "detector": detectorOf(r), "frames": results}, "", "  ")
-	return len(results), writeFileAtomic(filepath.Join(out, "results.json"), b)
-}
-
-func detectorOf(r *Run) string {
-	return r.detectorName()
+	b, _ := json.MarshalIndent(map[string]any{"run": dir, "detector": r.detectorName(), "frames": results}, "", "  ")
+	return len(results), nodes.WriteFileAtomic(filepath.Join(out, "results.json"), b)
 }
 
 type inferCube struct {

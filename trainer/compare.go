@@ -10,6 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/spectraclip/spectraclip/nodes"
 	"github.com/spectraclip/spectraclip/trainer/report"
 )
 
@@ -97,10 +98,10 @@ func Compare(o CompareOptions) (*Comparison, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(o.Out, "comparison.json"), js); err != nil {
+	if err := nodes.WriteFileAtomic(filepath.Join(o.Out, "comparison.json"), js); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(o.Out, "comparison.md"), []byte(md)); err != nil {
+	if err := nodes.WriteFileAtomic(filepath.Join(o.Out, "comparison.md"), []byte(md)); err != nil {
 		return nil, err
 	}
 	return c, nil

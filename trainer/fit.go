@@ -35,7 +35,7 @@ type CheckpointInfo struct {
 	Epoch  int     `json:"epoch"`
 }
 
-const rngKey = "__trainer__/rng_default_cpu"
+const rngKey = trainerKeys + "rng_default_cpu"
 
 // TrainGradient runs the epochs: optimisation over the training split with the loss nodes,
 // validation each epoch, the LR schedule, checkpoints and early stopping. It resumes from
@@ -364,50 +364,26 @@ func removeCheckpoint(prefix string) {
 	}
 }
 
-// PipelineState collects every Stateful node's tensors as "node/name".
-func PipelineState(p *nodes.Pipeline) map[string]*torch.Tensor {
-	m := map[string]*torch.Tensor{}
-	for _, n := range p.Nodes() {
-		if sf, ok := n.(nodes.Stateful); ok {
-			for _, nt := range sf.State() {
-				m[n.Name()+"/"+nt.Name] = nt.Tensor
-			}
-		}
-	}
-	return m
-}
+// trainerKeys is the prefix of the checkpoint entries that belong to the trainer (RNG
+// states), not to a node.
+const trainerKeys = "__trainer__/"
 
-// LoadPipelineState copies saved "node/name" tensors into the nodes.
-func LoadPipelineState(p *nodes.Pipeline, m map[string]*torch.Tensor) error {
-	per := map[string]map[string]*torch.Tensor{}
+// loadNodeState copies a checkpoint's node entries into the pipeline.
+func loadNodeState(p *nodes.Pipeline, m map[string]*torch.Tensor) error {
+	own := make(map[string]*torch.Tensor, len(m))
 	for k, t := range m {
-		n, name, ok := strings.Cut(k, "/")
-		if !ok || n == "__trainer__" {
-			continue
-		}
-		if per[n] == nil {
-			per[n] = map[string]*torch.Tensor{}
-		}
-		per[n][name] = t
-	}
-	for name, st := range per {
-		n, ok := p.Node(name)
-		if !ok {
-			return fmt.Errorf("checkpoint holds state for node %q, which the pipeline does not have", name)
-		}
-		sf, ok := n.(nodes.Stateful)
-		if !ok {
-			return fmt.Errorf("checkpoint holds state for node %q, which has none", name)
-		}
-		if err := sf.LoadState(st); err != nil {
-			return fmt.Errorf("node %q: %w", name, err)
+		if !strings.HasPrefix(k, trainerKeys) {
+			own[k] = t
 		}
 	}
-	return nil
+	return p.LoadState(own)
 }
 
 func (r *Run) saveCheckpoint(prefix string, st *TrainerState, opt *torch.Optimizer) error {
-	m := PipelineState(r.Pipeline)
+	m, err := r.Pipeline.State()
+	if err != nil {
+		return err
+	}
 	rng, err := torch.DefaultGeneratorState()
 	if err != nil {
 		return err
@@ -421,7 +397,7 @@ func (r *Run) saveCheckpoint(prefix string, st *TrainerState, opt *torch.Optimiz
 				return err
 			}
 			defer t.Free()
-			m["__trainer__/gen_"+n.Name()] = t
+			m[trainerKeys+"gen_"+n.Name()] = t
 		}
 	}
 	if err := torch.SaveTensors(prefix+".weights.pt", m); err != nil {
@@ -436,7 +412,7 @@ func (r *Run) saveCheckpoint(prefix string, st *TrainerState, opt *torch.Optimiz
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(prefix+".json", b)
+	return nodes.WriteFileAtomic(prefix+".json", b)
 }
 
 func (r *Run) loadCheckpoint(prefix string, opt *torch.Optimizer) (TrainerState, error) {
@@ -454,8 +430,8 @@ func (r *Run) loadCheckpoint(prefix string, opt *torch.Optimizer) (TrainerState,
 		return st, err
 	}
 	defer torch.FreeAll(m)
-	if err := LoadPipelineState(r.Pipeline, m); err != nil {
-		return st, err
+	if err := loadNodeState(r.Pipeline, m); err != nil {
+		return st, fmt.Errorf("%s.weights.pt: %w", prefix, err)
 	}
 	if rng, ok := m[rngKey]; ok {
 		if err := torch.SetDefaultGeneratorState(rng); err != nil {
@@ -464,7 +440,7 @@ func (r *Run) loadCheckpoint(prefix string, opt *torch.Optimizer) (TrainerState,
 	}
 	for _, n := range r.Pipeline.Nodes() {
 		if g, ok := nodes.UnwrapNode(n).(interface{ SetGeneratorState(*torch.Tensor) error }); ok {
-			if t, ok := m["__trainer__/gen_"+n.Name()]; ok {
+			if t, ok := m[trainerKeys+"gen_"+n.Name()]; ok {
 				if err := g.SetGeneratorState(t); err != nil {
 					return st, err
 				}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"math"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -75,7 +76,7 @@ func (r *Run) Finish(trainSec float64) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		err = LoadPipelineState(r.Pipeline, m)
+		err = loadNodeState(r.Pipeline, m)
 		torch.FreeAll(m)
 		if err != nil {
 			return nil, err
@@ -104,7 +105,7 @@ func (r *Run) Finish(trainSec float64) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(r.Dir, "metrics.json"), b); err != nil {
+	if err := nodes.WriteFileAtomic(filepath.Join(r.Dir, "metrics.json"), b); err != nil {
 		return nil, err
 	}
 	if err := r.Pipeline.Save(filepath.Join(r.Dir, "pipeline.yaml")); err != nil {
@@ -126,11 +127,11 @@ func (r *Run) bestCheckpoint() string {
 		return ""
 	}
 	var st TrainerState
-	b, err := readFile(filepath.Join(r.Dir, "checkpoints", "last.json"))
+	b, err := os.ReadFile(filepath.Join(r.Dir, "checkpoints", "last.json"))
 	if err != nil || json.Unmarshal(b, &st) != nil || len(st.Best) == 0 {
 		return ""
 	}
-	if _, err := statFile(st.Best[0].Prefix + ".weights.pt"); err != nil {
+	if _, err := os.Stat(st.Best[0].Prefix + ".weights.pt"); err != nil {
 		return ""
 	}
 	return st.Best[0].Prefix

@@ -117,7 +117,7 @@ func Prepare(cfg *Config, o Options) (*Run, error) {
 		p.Close()
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "config.yaml"), y); err != nil {
+	if err := nodes.WriteFileAtomic(filepath.Join(dir, "config.yaml"), y); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -614,23 +614,6 @@ func sortedFloatKeys(m map[string]float64) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // SetThreads sets LibTorch's intra-op thread count; 0 means one per CPU core (LibTorch's own

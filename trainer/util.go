@@ -2,13 +2,9 @@ package trainer
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spectraclip/spectraclip/dataset"
 )
-
-func readFile(p string) ([]byte, error)      { return os.ReadFile(p) }
-func statFile(p string) (os.FileInfo, error) { return os.Stat(p) }
 
 // ClassMeans returns the mean spectrum of each class over up to maxFrames training frames.
 func ClassMeans(ds *dataset.Dataset, maxFrames int) (map[string][]float64, error) {
