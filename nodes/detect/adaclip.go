@@ -71,7 +71,7 @@ func NewAdaCLIP(name string, params map[string]any) (*AdaCLIP, error) {
 	d.path = p.String("detector_path", "")
 	d.imageSize = p.Int("image_size", 0)
 	d.sigma = p.Float("gaussian_sigma", 4.0)
-	d.padding = p.String("blur_padding", "zero", "zero", "reflect")
+	d.padding = p.String("blur_padding", "reflect", "reflect", "zero")
 	d.half = p.Bool("use_half_precision", false)
 	d.warmup = p.Bool("enable_warmup", false)
 	d.gradients = p.Bool("enable_gradients", false)
@@ -424,7 +424,8 @@ func BlurRadius(sigma float64, padding string) int64 {
 }
 
 // Postprocess smooths the pixel scores [B,S,S] with the Gaussian blur (σ = gaussian_sigma;
-// zero padding as the cuvis plugin, or reflect padding as upstream AdaCLIP's scipy filter)
+// by default reflect padding and radius int(4σ+0.5), upstream AdaCLIP's scipy
+// gaussian_filter; blur_padding "zero" is the cuvis plugin's 2·(⌊3σ⌋+1)+1-tap conv2d)
 // and resizes them bilinearly (align_corners false) to h×w, returning [B,h,w,1].
 func (d *AdaCLIP) Postprocess(s *torch.Scope, pix *torch.Tensor, h, w int64) (*torch.Tensor, error) {
 	if err := s.Err(); err != nil {

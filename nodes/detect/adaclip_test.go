@@ -2,6 +2,7 @@ package detect
 
 import (
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -416,5 +417,90 @@ func TestDetectorNoLeak(t *testing.T) {
 	}
 	if got := torch.LiveTensors(); got != base {
 		t.Errorf("live tensors %d after 3 steps, want %d", got, base)
+	}
+}
+
+// scipyGaussianReflect is an independent float64 reference of
+// scipy.ndimage.gaussian_filter(m, sigma, mode="reflect", truncate=4.0) on one [h,w] map:
+// the separable kernel exp(-x²/2σ²) of radius int(4σ+0.5), normalised, with half-sample
+// symmetric borders (d c b a | a b c d | d c b a).
+func scipyGaussianReflect(m []float64, h, w int, sigma float64) []float64 {
+	r := int(4*sigma + 0.5)
+	k := make([]float64, 2*r+1)
+	sum := 0.0
+	for i := -r; i <= r; i++ {
+		k[i+r] = math.Exp(-0.5 * float64(i*i) / (sigma * sigma))
+		sum += k[i+r]
+	}
+	for i := range k {
+		k[i] /= sum
+	}
+	reflect := func(i, n int) int {
+		for i < 0 || i >= n {
+			if i < 0 {
+				i = -i - 1
+			}
+			if i >= n {
+				i = 2*n - i - 1
+			}
+		}
+		return i
+	}
+	tmp := make([]float64, h*w)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			acc := 0.0
+			for j := -r; j <= r; j++ {
+				acc += k[j+r] * m[y*w+reflect(x+j, w)]
+			}
+			tmp[y*w+x] = acc
+		}
+	}
+	out := make([]float64, h*w)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			acc := 0.0
+			for j := -r; j <= r; j++ {
+				acc += k[j+r] * tmp[reflect(y+j, h)*w+x]
+			}
+			out[y*w+x] = acc
+		}
+	}
+	return out
+}
+
+// TestDefaultPostprocessIsUpstreams checks that the detector node's defaults (no
+// gaussian_sigma or blur_padding set) smooth like upstream AdaCLIP, scipy's
+// gaussian_filter with σ = 4 and reflect borders, to float32 rounding (1e-5 absolute on maps
+// in [0,1]).
+func TestDefaultPostprocessIsUpstreams(t *testing.T) {
+	const b, size = 2, 48
+	d := newDetector(t, map[string]any{"image_size": size})
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 11))
+	data := make([]float32, b*size*size)
+	for i := range data {
+		data[i] = rng.Float32()
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	out, err := d.Postprocess(s, s.FromFloat32(data, b, size, size), size, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := out.Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < b; i++ {
+		m := make([]float64, size*size)
+		for j := range m {
+			m[j] = float64(data[i*size*size+j])
+		}
+		want := scipyGaussianReflect(m, size, size, 4)
+		for j := range want {
+			if diff := math.Abs(float64(got[i*size*size+j]) - want[j]); diff > 1e-5 {
+				t.Fatalf("image %d pixel (%d,%d): %g, scipy reflect σ=4 gives %g (diff %g)", i, j/size, j%size, got[i*size*size+j], want[j], diff)
+			}
+		}
 	}
 }
