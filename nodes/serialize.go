@@ -273,9 +273,19 @@ func (p *Pipeline) LoadWeights(path string, dev torch.Device) error {
 func (p *Pipeline) LoadState(loaded map[string]*torch.Tensor) error {
 	type slot struct{ node, param string }
 	expected := map[string]slot{}
+	// A node that gains its state in a statistical fit (a PCA's components, a plugin
+	// node's fitted buffers) may report no state before the fit, so its key set cannot
+	// be known from a freshly built node: every "node/…" entry is handed to it and the
+	// node's own LoadState checks them.
+	open := map[string]bool{}
 	for _, name := range p.order {
 		if st, ok := p.nodes[name].(Stateful); ok {
-			for _, nt := range st.State() {
+			names := st.State()
+			if f, ok := p.nodes[name].(Fitter); ok && len(names) == 0 && f.RequiresFit() && !f.Fitted() {
+				open[name] = true
+				continue
+			}
+			for _, nt := range names {
 				expected[name+"/"+nt.Name] = slot{name, nt.Name}
 			}
 		}
@@ -287,9 +297,14 @@ func (p *Pipeline) LoadState(loaded map[string]*torch.Tensor) error {
 		}
 	}
 	for k := range loaded {
-		if _, ok := expected[k]; !ok {
-			unexpected = append(unexpected, k)
+		if _, ok := expected[k]; ok {
+			continue
 		}
+		if node, param, ok := strings.Cut(k, "/"); ok && open[node] && param != "" {
+			expected[k] = slot{node, param}
+			continue
+		}
+		unexpected = append(unexpected, k)
 	}
 	if len(missing) > 0 || len(unexpected) > 0 {
 		sort.Strings(missing)
@@ -310,6 +325,9 @@ func (p *Pipeline) LoadState(loaded map[string]*torch.Tensor) error {
 		}
 		m := per[name]
 		if m == nil {
+			if open[name] {
+				continue // saved before its fit: it stays unfitted
+			}
 			m = map[string]*torch.Tensor{}
 		}
 		if err := st.LoadState(m); err != nil {
