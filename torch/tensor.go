@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"fmt"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -276,27 +277,28 @@ type Element interface {
 	~float32 | ~float64 | ~int64 | ~int32 | ~uint8 | ~bool | ~int8 | ~int16
 }
 
-// DTypeOf returns the dtype matching a Go element type.
+// DTypeOf returns the dtype matching a Go element type. It goes by the type's kind, so a
+// named element type (type Score float32) maps to the dtype of its underlying type.
 func DTypeOf[E Element]() DType {
-	var z E
-	switch any(z).(type) {
-	case float32:
+	switch reflect.TypeFor[E]().Kind() {
+	case reflect.Float32:
 		return Float32
-	case float64:
+	case reflect.Float64:
 		return Float64
-	case int64:
+	case reflect.Int64:
 		return Int64
-	case int32:
+	case reflect.Int32:
 		return Int32
-	case uint8:
+	case reflect.Uint8:
 		return Uint8
-	case bool:
+	case reflect.Bool:
 		return Bool
-	case int8:
+	case reflect.Int8:
 		return Int8
-	default:
+	case reflect.Int16:
 		return Int16
 	}
+	panic("torch: DTypeOf: unreachable element kind") // Element admits only the kinds above
 }
 
 // CopyTo copies the tensor's elements, converted to E, into dst, whose length must equal
