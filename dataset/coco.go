@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"sort"
 )
@@ -73,11 +72,14 @@ type rleJSON struct {
 	Counts json.RawMessage `json:"counts"`
 }
 
+// maxCOCOBytes bounds an annotation file (decoded JSON takes several times its size).
+const maxCOCOBytes = 1 << 30
+
 // ReadCOCO reads and validates a COCO annotation file.
 func ReadCOCO(path string) (*COCO, error) {
-	b, err := os.ReadFile(path)
+	b, err := readRegularFile(path, "coco", maxCOCOBytes)
 	if err != nil {
-		return nil, fmt.Errorf("coco: %w", err)
+		return nil, err
 	}
 	return ParseCOCO(b, path)
 }

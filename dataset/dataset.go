@@ -136,12 +136,12 @@ func Open(root string) (*Dataset, error) { return OpenWith(root, Options{}) }
 // ReadManifest reads and strictly decodes root/dataset.yaml (unknown keys are errors).
 func ReadManifest(root string) (*Manifest, error) {
 	path := filepath.Join(root, ManifestName)
-	b, err := os.ReadFile(path)
+	b, err := readRegularFile(path, "dataset", maxHeaderBytes)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("dataset %s: no %s (make one with `spectraclip synth` or point at a directory that has it): %w", root, ManifestName, err)
+			return nil, fmt.Errorf("dataset %s: no %s (make one with `spectraclip synth` or point at a directory that has it): %w", root, ManifestName, errors.Unwrap(err))
 		}
-		return nil, fmt.Errorf("dataset: %w", err)
+		return nil, err
 	}
 	var m Manifest
 	dec := yaml.NewDecoder(bytes.NewReader(b))
@@ -206,7 +206,13 @@ func OpenWith(root string, opts Options) (*Dataset, error) {
 			return nil, fmt.Errorf("dataset %s: frame %d: %w", mpath, f.ID, err)
 		}
 		st, err := os.Stat(dataPath)
+		if err == nil {
+			err = regular(st, dataPath, "envi data")
+		}
 		if err != nil {
+			return nil, fmt.Errorf("dataset %s: frame %d: %w", mpath, f.ID, err)
+		}
+		if err := checkCubeSize("envi data "+dataPath, fmt.Sprintf("a %d×%d×%d cube", h.Lines, h.Samples, h.Bands), int64(h.Lines)*int64(h.Samples)*int64(h.Bands)); err != nil {
 			return nil, fmt.Errorf("dataset %s: frame %d: %w", mpath, f.ID, err)
 		}
 		if want := h.HeaderOffset + int64(h.Lines)*int64(h.Samples)*int64(h.Bands)*int64(h.DataType.Size()); st.Size() != want {

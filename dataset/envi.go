@@ -104,9 +104,9 @@ const maxElements = 1 << 40
 
 // ReadENVIHeader reads and parses an ENVI header file.
 func ReadENVIHeader(path string) (*ENVIHeader, error) {
-	f, err := os.Open(path)
+	f, _, err := openRegular(path, "envi header")
 	if err != nil {
-		return nil, fmt.Errorf("envi header: %w", err)
+		return nil, err
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxHeaderBytes+1))
@@ -330,16 +330,12 @@ func ReadENVI(path string) (*Cube, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(dataPath)
+	f, size, err := openRegular(dataPath, "envi data")
 	if err != nil {
-		return nil, fmt.Errorf("envi data: %w", err)
+		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("envi data %s: %w", dataPath, err)
-	}
-	return DecodeENVI(h, f, st.Size(), dataPath)
+	return DecodeENVI(h, f, size, dataPath)
 }
 
 // decodeBlockBytes is the size of the chunk read at a time: large enough to make per-read
@@ -370,6 +366,9 @@ func DecodeENVI(h *ENVIHeader, r io.ReaderAt, size int64, name string) (*Cube, e
 		}
 		return nil, fmt.Errorf("envi data %s: file %s: it has %d bytes but the header (%d lines × %d samples × %d bands of %s, header offset %d) implies %d",
 			name, what, size, H, W, C, h.DataType, h.HeaderOffset, want)
+	}
+	if err := checkCubeSize("envi data "+name, fmt.Sprintf("a %d×%d×%d cube", H, W, C), n); err != nil {
+		return nil, err
 	}
 	var bo binary.ByteOrder = binary.LittleEndian
 	if h.ByteOrder == 1 {

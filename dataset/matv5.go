@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 )
 
@@ -51,9 +50,15 @@ type MATFile struct {
 
 // ReadMAT reads a MATLAB v5 .mat file (plain or compressed elements, either byte order).
 func ReadMAT(path string) (*MATFile, error) {
-	b, err := os.ReadFile(path)
+	limit, err := cubeLimit()
 	if err != nil {
-		return nil, fmt.Errorf("mat: %w", err)
+		return nil, fmt.Errorf("mat %s: %w", path, err)
+	}
+	// A variable's stored bytes are at most twice its float32 size (float64, int64), and a
+	// file may hold a cube and its ground truth.
+	b, err := readRegularFile(path, "mat", 4*limit+1<<20)
+	if err != nil {
+		return nil, err
 	}
 	return ParseMAT(b, path)
 }
@@ -149,7 +154,15 @@ func matTag(b []byte, bo binary.ByteOrder) (typ int, n uint64, small bool) {
 	return int(w), uint64(bo.Uint32(b[4:])), false
 }
 
+// maxMATNameBytes bounds the name sub-element of a compressed matrix (MATLAB allows 63
+// characters).
+const maxMATNameBytes = 4096
+
 // inflateElement decompresses a miCOMPRESSED payload, which holds exactly one more element.
+// For a numeric matrix the dimensions are read first and checked against MaxCubeBytes, and the
+// element's declared length must not exceed what those dimensions can need; the stream is then
+// read through a limit of that length, so a decompression bomb fails before it is inflated.
+// Elements of other kinds (cells, structs, chars) are bounded by MaxCubeBytes.
 func inflateElement(payload []byte, bo binary.ByteOrder) ([]byte, error) {
 	zr, err := zlib.NewReader(bytes.NewReader(payload))
 	if err != nil {
@@ -160,21 +173,75 @@ func inflateElement(payload []byte, bo binary.ByteOrder) ([]byte, error) {
 	if _, err := io.ReadFull(zr, tag[:]); err != nil {
 		return nil, fmt.Errorf("zlib: %w", err)
 	}
-	_, n, small := matTag(tag[:], bo)
-	total := uint64(8)
-	if !small {
-		total += n
+	typ, n, small := matTag(tag[:], bo)
+	if small || typ != miMATRIX {
+		return tag[:], nil // ignored by topElement: not inflated
+	}
+	limit, err := cubeLimit()
+	if err != nil {
+		return nil, err
+	}
+	// Array flags (16 bytes) and the dimensions tag (8).
+	head := make([]byte, 24)
+	if n < 24 {
+		head = head[:n]
+	}
+	if _, err := io.ReadFull(zr, head); err != nil {
+		return nil, fmt.Errorf("zlib: reading the matrix header: %w", err)
+	}
+	bound := limit // non-numeric classes and malformed headers (matrix reports those)
+	if len(head) == 24 {
+		class := int(bo.Uint32(head[8:]) & 0xff)
+		dt, dn, dsmall := matTag(head[16:], bo)
+		var dims []byte
+		if dsmall {
+			dims = head[20 : 20+min(int(dn), 4)]
+		} else if dt == miINT32 && dn%4 == 0 && dn <= 4*64 && dn <= n-24 {
+			dims = make([]byte, pad8(dn))
+			if _, err := io.ReadFull(zr, dims); err != nil {
+				return nil, fmt.Errorf("zlib: reading the dimensions: %w", err)
+			}
+			head = append(head, dims...)
+			dims = dims[:dn]
+		}
+		if class >= 6 && class <= 15 && len(dims) >= 4 {
+			count, desc := int64(1), make([]string, 0, len(dims)/4)
+			for i := 0; i+4 <= len(dims); i += 4 {
+				d := int64(int32(bo.Uint32(dims[i:])))
+				desc = append(desc, fmt.Sprint(d))
+				if d < 0 || (d > 0 && count > maxElements/d) {
+					count = -1
+					break
+				}
+				count *= d
+			}
+			className := matClassNames[class]
+			if count >= 0 {
+				if err := checkCubeSize("", fmt.Sprintf("a %s %s array", strings.Join(desc, "×"), className), count); err != nil {
+					return nil, err
+				}
+				// Header, name, and real and imaginary parts of at most 8 bytes per element.
+				need := uint64(len(head)) + 8 + maxMATNameBytes + 2*(8+pad8(uint64(count)*8))
+				if n > need {
+					return nil, fmt.Errorf("compressed %s %s matrix declares %d bytes, more than its dimensions can need (%d)", strings.Join(desc, "×"), className, n, need)
+				}
+			}
+		}
+	}
+	if n > uint64(bound)+uint64(len(head))+maxMATNameBytes+64 {
+		return nil, fmt.Errorf("compressed matrix declares %s, over the cube memory limit of %s (set %s to raise it)", FormatBytes(int64(min(n, 1<<62))), FormatBytes(limit), EnvMaxCubeBytes)
 	}
 	// Read through the end of the stream so that zlib verifies its checksum, but never more
-	// than the declared element plus padding.
-	rest, err := io.ReadAll(io.LimitReader(zr, int64(total-8)+64))
+	// than the declared element plus padding; the buffer grows with the data that arrives.
+	rest, err := io.ReadAll(io.LimitReader(zr, int64(n)-int64(len(head))+64))
 	if err != nil {
 		return nil, fmt.Errorf("zlib: %w", err)
 	}
-	if uint64(len(rest)) < total-8 {
-		return nil, fmt.Errorf("decompressed element holds %d bytes but declares %d", len(rest), total-8)
+	if uint64(len(head)+len(rest)) < n {
+		return nil, fmt.Errorf("decompressed element holds %d bytes but declares %d", len(head)+len(rest), n)
 	}
-	return append(tag[:], rest...), nil
+	out := make([]byte, 0, 8+len(head)+len(rest))
+	return append(append(append(out, tag[:]...), head...), rest...), nil
 }
 
 // topElement handles the element found inside a miCOMPRESSED block.
@@ -265,6 +332,9 @@ func (m *MATFile) matrix(b []byte, bo binary.ByteOrder, name string, at int) err
 	count, ok := checkedMul(maxElements, dims64...)
 	if !ok {
 		return fmt.Errorf("mat %s: variable %q: dimensions %v are too large", name, varName, dims)
+	}
+	if err := checkCubeSize("mat "+name, fmt.Sprintf("variable %q (%s %v)", varName, className, dims), count); err != nil {
+		return err
 	}
 	if len(types) < 4 {
 		return fmt.Errorf("mat %s: variable %q (%s %v) has no data sub-element", name, varName, className, dims)

@@ -1,33 +1,27 @@
 package dataset
 
 import (
+	"archive/zip"
 	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
 
 	"codeberg.org/sbinet/npyio"
-	"codeberg.org/sbinet/npyio/npz"
 )
 
 // ReadNPY reads a NumPy .npy file (C or Fortran order) into a row-major Array. The data is
 // read and converted in blocks, so the file's bytes are never held twice.
 func ReadNPY(path string) (*Array, error) {
-	f, err := os.Open(path)
+	f, size, err := openRegular(path, "npy")
 	if err != nil {
-		return nil, fmt.Errorf("npy: %w", err)
+		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("npy %s: %w", path, err)
-	}
-	size := st.Size()
 	// The fixed prefix says how long the header is.
 	pre := make([]byte, min(size, 12))
 	if err := readAtFull(f, pre, 0); err != nil {
@@ -50,12 +44,20 @@ func ReadNPY(path string) (*Array, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := readNPYData(a, f, dataOff, n, es, kind, bo, fortran, path); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// readNPYData reads and converts the n elements at offset dataOff of r into a.Data.
+func readNPYData(a *Array, r io.ReaderAt, dataOff int, n int64, es int, kind byte, bo binary.ByteOrder, fortran bool, path string) error {
 	buf := make([]byte, min(int64(decodeBlockBytes)/int64(es)*int64(es), n*int64(es)))
 	for i := int64(0); i < n; {
 		m := min(n-i, int64(len(buf)/es))
 		blk := buf[:m*int64(es)]
-		if err := readAtFull(f, blk, int64(dataOff)+i*int64(es)); err != nil {
-			return nil, fmt.Errorf("npy %s: reading data: %w", path, err)
+		if err := readAtFull(r, blk, int64(dataOff)+i*int64(es)); err != nil {
+			return fmt.Errorf("npy %s: reading data: %w", path, err)
 		}
 		decodeNumeric(a.Data[i:i+m], blk, kind, es, bo)
 		i += m
@@ -63,7 +65,7 @@ func ReadNPY(path string) (*Array, error) {
 	if fortran {
 		a.Data = colMajorToRowMajor(a.Data, a.Shape)
 	}
-	return a, nil
+	return nil
 }
 
 // DecodeNPY decodes the bytes of a .npy file; name is used in error messages.
@@ -108,12 +110,17 @@ func npyLayout(head []byte, size int64, name string) (a *Array, dataOff int, n i
 	if !ok {
 		return nil, 0, 0, 0, 0, nil, false, fmt.Errorf("npy %s: shape %v is too large", name, shape)
 	}
-	if have, want := size-int64(dataOff), n*int64(es); have != want {
-		what := "is truncated"
-		if have > want {
-			what = "has trailing bytes"
+	if size >= 0 {
+		if have, want := size-int64(dataOff), n*int64(es); have != want {
+			what := "is truncated"
+			if have > want {
+				what = "has trailing bytes"
+			}
+			return nil, 0, 0, 0, 0, nil, false, fmt.Errorf("npy %s: data %s: %d bytes after the header but shape %v of %s needs %d", name, what, have, shape, typ, want)
 		}
-		return nil, 0, 0, 0, 0, nil, false, fmt.Errorf("npy %s: data %s: %d bytes after the header but shape %v of %s needs %d", name, what, have, shape, typ, want)
+	}
+	if err := checkCubeSize("npy "+name, fmt.Sprintf("shape %v of %s", shape, typ), n); err != nil {
+		return nil, 0, 0, 0, 0, nil, false, err
 	}
 	a = &Array{Shape: append([]int(nil), shape...), DType: dtypeName(kind, es), Data: make([]float32, n)}
 	return a, dataOff, n, es, kind, bo, hdr.Descr.Fortran, nil
@@ -270,45 +277,102 @@ func decodeNumeric(dst []float32, src []byte, kind byte, size int, bo binary.Byt
 	}
 }
 
-// maxNPZEntryBytes bounds one decompressed .npz member so a corrupt archive cannot exhaust
-// memory.
-const maxNPZEntryBytes = 16 << 30
-
 // ReadNPZ reads every array of a .npz archive (as written by numpy.savez or savez_compressed),
-// keyed by the name given to numpy (without the ".npy" suffix).
+// keyed by the name given to numpy (without the ".npy" suffix). Each member's .npy header is
+// read first and its declared size checked against MaxCubeBytes; the data is then read through
+// a limit of exactly that size, so a decompression bomb fails before it is inflated.
 func ReadNPZ(path string) (map[string]*Array, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("npz: %w", err)
-	}
-	zr, err := npz.Open(path)
+	f, size, err := openRegular(path, "npz")
 	if err != nil {
-		return nil, fmt.Errorf("npz %s: %w", path, err)
+		return nil, err
 	}
-	defer zr.Close()
-	keys := append([]string(nil), zr.Keys()...)
-	sort.Strings(keys)
-	out := make(map[string]*Array, len(keys))
-	for _, k := range keys {
-		rc, err := zr.Open(k)
-		if err != nil {
-			return nil, fmt.Errorf("npz %s: member %q: %w", path, k, err)
+	defer f.Close()
+	zr, err := zip.NewReader(f, size)
+	if err != nil {
+		return nil, fmt.Errorf("npz %s: not a zip archive as numpy.savez writes: %w", path, err)
+	}
+	members := append([]*zip.File(nil), zr.File...)
+	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
+	out := make(map[string]*Array, len(members))
+	for _, zf := range members {
+		if strings.HasSuffix(zf.Name, "/") {
+			continue
 		}
-		b, err := io.ReadAll(io.LimitReader(rc, maxNPZEntryBytes+1))
+		name := strings.TrimSuffix(zf.Name, ".npy")
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("npz %s: member %q appears twice", path, zf.Name)
+		}
+		rc, err := zf.Open()
+		if err != nil {
+			return nil, fmt.Errorf("npz %s: member %q: %w", path, zf.Name, err)
+		}
+		a, err := decodeNPYStream(rc, path+":"+zf.Name)
 		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("npz %s: member %q: %w", path, k, err)
-		}
-		if len(b) > maxNPZEntryBytes {
-			return nil, fmt.Errorf("npz %s: member %q is larger than %d bytes", path, k, int64(maxNPZEntryBytes))
-		}
-		a, err := DecodeNPY(b, path+":"+k)
 		if err != nil {
 			return nil, err
 		}
-		a.Name = strings.TrimSuffix(k, ".npy")
-		out[a.Name] = a
+		a.Name = name
+		out[name] = a
 	}
 	return out, nil
+}
+
+// maxNPYHeaderBytes bounds a .npy header (numpy writes a few hundred bytes).
+const maxNPYHeaderBytes = 1 << 20
+
+// decodeNPYStream reads one .npy from a stream (a zip member): the header, a size check, then
+// exactly the declared data in blocks, and a check that nothing follows it.
+func decodeNPYStream(r io.Reader, name string) (*Array, error) {
+	pre := make([]byte, 12)
+	k, err := io.ReadFull(r, pre)
+	if err != nil && err != io.ErrUnexpectedEOF {
+		return nil, fmt.Errorf("npy %s: %w", name, err)
+	}
+	pre = pre[:k]
+	hlen := int64(len(pre))
+	if len(pre) >= 10 && pre[6] == 1 {
+		hlen = 10 + int64(binary.LittleEndian.Uint16(pre[8:]))
+	} else if len(pre) == 12 && (pre[6] == 2 || pre[6] == 3) {
+		hlen = 12 + int64(binary.LittleEndian.Uint32(pre[8:]))
+	}
+	if hlen > maxNPYHeaderBytes {
+		return nil, fmt.Errorf("npy %s: header declares %d bytes, more than %d", name, hlen, maxNPYHeaderBytes)
+	}
+	head := append(pre, make([]byte, max(0, hlen-int64(len(pre))))...)
+	if k, err := io.ReadFull(r, head[len(pre):]); err != nil {
+		head = head[:len(pre)+k]
+	}
+	a, dataOff, n, es, kind, bo, fortran, err := npyLayout(head, -1, name)
+	if err != nil {
+		return nil, err
+	}
+	head = head[dataOff:] // data bytes read with the header (none for a well-formed file)
+	buf := make([]byte, min(int64(decodeBlockBytes)/int64(es)*int64(es), n*int64(es)))
+	for i := int64(0); i < n; {
+		m := min(n-i, int64(len(buf)/es))
+		blk := buf[:m*int64(es)]
+		c := copy(blk, head)
+		head = head[c:]
+		if got, err := io.ReadFull(r, blk[c:]); err != nil {
+			if err == io.ErrUnexpectedEOF || err == io.EOF {
+				return nil, fmt.Errorf("npy %s: data is truncated: %d bytes after the header but shape %v needs %d", name, i*int64(es)+int64(c+got), a.Shape, n*int64(es))
+			}
+			return nil, fmt.Errorf("npy %s: reading data: %w", name, err)
+		}
+		decodeNumeric(a.Data[i:i+m], blk, kind, es, bo)
+		i += m
+	}
+	var one [1]byte
+	if len(head) > 0 {
+		return nil, fmt.Errorf("npy %s: data has trailing bytes after the %d that shape %v needs", name, n*int64(es), a.Shape)
+	}
+	if k, _ := io.ReadFull(r, one[:]); k > 0 {
+		return nil, fmt.Errorf("npy %s: data has trailing bytes after the %d that shape %v needs", name, n*int64(es), a.Shape)
+	}
+	if fortran {
+		a.Data = colMajorToRowMajor(a.Data, a.Shape)
+	}
+	return a, nil
 }
 
 // isFinite32 reports whether v is neither NaN nor ±Inf.

@@ -4,17 +4,29 @@ import (
 	"fmt"
 	"image"
 	"image/png"
-	"os"
+	"io"
 )
 
 // ReadPNGMask reads a label mask stored as an 8- or 16-bit grayscale (or paletted) PNG, where
 // each pixel value (palette index for paletted images) is a class id.
 func ReadPNGMask(path string) (*LabelImage, error) {
-	f, err := os.Open(path)
+	f, _, err := openRegular(path, "png mask")
 	if err != nil {
-		return nil, fmt.Errorf("png mask: %w", err)
+		return nil, err
 	}
 	defer f.Close()
+	cfg, err := png.DecodeConfig(f)
+	if err != nil {
+		return nil, fmt.Errorf("png mask %s: %w", path, err)
+	}
+	// The decoded image and the label map take up to 6 bytes per pixel; check the declared size
+	// before decoding a possibly tiny, highly compressed file.
+	if err := checkCubeSize("png mask "+path, fmt.Sprintf("a %d×%d mask", cfg.Height, cfg.Width), int64(cfg.Width)*int64(cfg.Height)*3/2); err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("png mask %s: %w", path, err)
+	}
 	img, err := png.Decode(f)
 	if err != nil {
 		return nil, fmt.Errorf("png mask %s: %w", path, err)
