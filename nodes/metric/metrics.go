@@ -21,14 +21,18 @@ func init() {
 //
 // The reference computed torchmetrics values per batch and let Lightning average them
 // (batch-size weighted), and its exact average precision kept every prediction, leaking
-// memory until OOM. Here counts and two score histograms are pooled over the epoch in
-// fixed memory (metriccore), so the epoch value equals the value over one big batch; AUROC
-// is reported too when logits are connected.
+// memory until OOM. Here the thresholded metrics come from pooled integer counts, and AUROC
+// and AP from the raw scores (no squashing, so unbounded scores such as RX distances keep
+// their order): exact, sorted, while the epoch's pixels fit under exact_max_pixels (8 bytes
+// each), then from a histogram of `bins` bins whose range is found in the epoch's own scores,
+// with the approximation bound reported as auroc_max_error and average_precision_max_error.
+// The epoch value equals the value over one big batch.
 type AnomalyMetrics struct {
 	nodes.Base
 	params   map[string]any
 	Bins     int
 	Mapping  string
+	Exact    int
 	acc      *metriccore.Accumulator
 	scores   []float32
 	targets  []bool
@@ -39,29 +43,39 @@ type AnomalyMetrics struct {
 	started  bool
 }
 
-// NewAnomalyMetrics is the registry factory. score_mapping says how logits are mapped to
-// [0,1] for the ranking metrics: sigmoid (as the reference) or clamp (scores already in
-// [0,1], e.g. AdaCLIP maps; uses the histogram bins more finely).
+// NewAnomalyMetrics is the registry factory. exact_max_pixels bounds the pixels kept for the
+// exact ranking metrics (0 = histogram only). score_mapping chooses the fallback histogram's
+// binning: adaptive (the default: the range of the epoch's own scores), sigmoid (the
+// reference's, for logits) or clamp (scores known to lie in [0,1]).
 func NewAnomalyMetrics(name string, params map[string]any) (nodes.Node, error) {
 	p := nodes.NewParamReader(name, params)
 	n := &AnomalyMetrics{Base: nodes.Base{NodeName: name, TypeName: "AnomalyMetrics"}}
 	n.Bins = p.Int("bins", metriccore.DefaultBins)
-	n.Mapping = p.String("score_mapping", "sigmoid", "sigmoid", "clamp")
+	n.Mapping = p.String("score_mapping", "adaptive", "adaptive", "sigmoid", "clamp")
+	n.Exact = p.Int("exact_max_pixels", metriccore.DefaultExactLimit)
 	p.Check(n.Bins >= 1 && n.Bins <= metriccore.MaxBins, "bins", "must be in 1..%d, got %d", metriccore.MaxBins, n.Bins)
+	p.Check(n.Exact >= 0 && n.Exact <= 1<<30, "exact_max_pixels", "must be in 0..%d, got %d", 1<<30, n.Exact)
 	if err := p.Done(); err != nil {
 		return nil, err
 	}
 	n.params = p.Resolved()
-	m := metriccore.MapSigmoid
-	if n.Mapping == "clamp" {
-		m = metriccore.MapClamp
-	}
-	acc, err := metriccore.NewAccumulatorOptions(metriccore.Options{Bins: n.Bins, Mapping: m})
+	acc, err := metriccore.NewAccumulatorOptions(n.options())
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w", name, err)
 	}
 	n.acc = acc
 	return n, nil
+}
+
+func (n *AnomalyMetrics) options() metriccore.Options {
+	m := metriccore.MapAdaptive
+	switch n.Mapping {
+	case "sigmoid":
+		m = metriccore.MapSigmoid
+	case "clamp":
+		m = metriccore.MapClamp
+	}
+	return metriccore.Options{Bins: n.Bins, Mapping: m, ExactLimit: n.Exact}
 }
 
 // Inputs declares decisions, targets and the optional logits.
@@ -94,6 +108,20 @@ func (n *AnomalyMetrics) Reset() {
 	n.started = false
 }
 
+// Take returns the accumulator that holds what was pooled since the last reset (for curves
+// and threshold calibration) and gives the node a fresh one, so that a later epoch does not
+// change what the caller holds.
+func (n *AnomalyMetrics) Take() *metriccore.Accumulator {
+	acc := n.acc
+	n.acc, _ = metriccore.NewAccumulatorOptions(n.options())
+	n.hasScore = false
+	n.started = false
+	return acc
+}
+
+// HasScores reports whether logits were pooled (AUROC and AP are reported only then).
+func (n *AnomalyMetrics) HasScores() bool { return n.hasScore }
+
 // Count returns the number of pixels pooled.
 func (n *AnomalyMetrics) Count() int64 { return n.acc.Count() }
 
@@ -102,8 +130,9 @@ func (n *AnomalyMetrics) Count() int64 { return n.acc.Count() }
 func (n *AnomalyMetrics) Result() map[string]float64 {
 	m := n.acc.Result().Map()
 	if !n.hasScore {
-		delete(m, "average_precision")
-		delete(m, "auroc")
+		for _, k := range []string{"average_precision", "auroc", "average_precision_max_error", "auroc_max_error"} {
+			delete(m, k)
+		}
 	}
 	return m
 }

@@ -106,3 +106,111 @@ func TestResetOnNewEpochAndNoLogits(t *testing.T) {
 		t.Fatal("missing targets accepted")
 	}
 }
+
+// Unbounded scores (RX distances, raw logits far outside [0,1]) with many ties, pooled over
+// several batches: the node's AUROC and AP equal the exact values computed independently in
+// numpy (Mann–Whitney with average ranks; sklearn's AP), whatever the score mapping.
+func TestUnboundedScoresWithTiesExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const batches, b, h, w = 5, 2, 24, 20
+	n := batches * b * h * w
+	sc := make([]float32, n)
+	sc64 := make([]float64, n)
+	tg := make([]bool, n)
+	dec := make([]bool, n)
+	for i := range sc {
+		tg[i] = rng.Float64() < 0.04
+		mu := 0.0
+		if tg[i] {
+			mu = 60
+		}
+		// RX-like: heavy right tail, quantised to quarters so that many scores tie
+		v := math.Round((math.Abs(rng.NormFloat64())*40+mu+rng.ExpFloat64()*25)*4) / 4
+		if rng.Float64() < 0.05 {
+			v = -v // some negative logits too
+		}
+		sc[i], sc64[i] = float32(v), v
+		dec[i] = v > 80
+	}
+	wantAUC, wantAP := numpyRanking(t, sc64, tg)
+	for _, mapping := range []string{"", "sigmoid", "clamp"} {
+		params := map[string]any{}
+		if mapping != "" {
+			params["score_mapping"] = mapping
+		}
+		node, err := nodes.Builtins.New("AnomalyMetrics", "m", params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		per := n / batches
+		for k := 0; k < batches; k++ {
+			s := torch.NewScope()
+			in := map[string]any{
+				"decisions": s.FromBool(dec[k*per:(k+1)*per], b, h, w, 1),
+				"targets":   s.FromBool(tg[k*per:(k+1)*per], b, h, w, 1),
+				"logits":    s.FromFloat32(sc[k*per:(k+1)*per], b, h, w, 1),
+			}
+			if _, err := node.Forward(&nodes.Context{Stage: nodes.StageTest, Scope: s}, in); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+		}
+		m := node.(*AnomalyMetrics).Result()
+		if math.Abs(m["auroc"]-wantAUC) > 1e-12 || math.Abs(m["average_precision"]-wantAP) > 1e-12 {
+			t.Errorf("mapping %q: auroc %.15f ap %.15f, numpy %.15f %.15f", mapping, m["auroc"], m["average_precision"], wantAUC, wantAP)
+		}
+	}
+}
+
+// Past exact_max_pixels the node falls back to a histogram over the score range seen in
+// the split; the reported error bounds hold against the exact numpy values and are small.
+func TestHistogramFallbackWithinStatedBound(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	const batches, b, h, w = 8, 1, 40, 40
+	n := batches * b * h * w
+	sc := make([]float32, n)
+	sc64 := make([]float64, n)
+	tg := make([]bool, n)
+	dec := make([]bool, n)
+	for i := range sc {
+		tg[i] = rng.Float64() < 0.05
+		mu := 0.0
+		if tg[i] {
+			mu = 1.2
+		}
+		// the later batches reach far beyond the range of the first ones
+		v := (mu + rng.NormFloat64()) * float64(1+i/(n/4)) * 300
+		sc[i], sc64[i] = float32(v), float64(float32(v))
+		dec[i] = v > 500
+	}
+	wantAUC, wantAP := numpyRanking(t, sc64, tg)
+	node, err := nodes.Builtins.New("AnomalyMetrics", "m", map[string]any{"exact_max_pixels": 3000, "bins": 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := n / batches
+	for k := 0; k < batches; k++ {
+		s := torch.NewScope()
+		in := map[string]any{
+			"decisions": s.FromBool(dec[k*per:(k+1)*per], b, h, w, 1),
+			"targets":   s.FromBool(tg[k*per:(k+1)*per], b, h, w, 1),
+			"logits":    s.FromFloat32(sc[k*per:(k+1)*per], b, h, w, 1),
+		}
+		if _, err := node.Forward(&nodes.Context{Stage: nodes.StageVal, Scope: s}, in); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	m := node.(*AnomalyMetrics).Result()
+	ea, ep := m["auroc_max_error"], m["average_precision_max_error"]
+	if !(ea > 0 && ea < 5e-3) || !(ep > 0 && ep < 2e-2) {
+		t.Fatalf("stated bounds auroc %g ap %g (metrics %v)", ea, ep, m)
+	}
+	if d := math.Abs(m["auroc"] - wantAUC); d > ea {
+		t.Errorf("auroc %.6f differs from numpy %.6f by %g > stated %g", m["auroc"], wantAUC, d, ea)
+	}
+	if d := math.Abs(m["average_precision"] - wantAP); d > ep {
+		t.Errorf("AP %.6f differs from numpy %.6f by %g > stated %g", m["average_precision"], wantAP, d, ep)
+	}
+	t.Logf("fallback: auroc %.6f (numpy %.6f, bound %.2g), AP %.6f (numpy %.6f, bound %.2g)", m["auroc"], wantAUC, ea, m["average_precision"], wantAP, ep)
+}

@@ -320,6 +320,8 @@ func TestThresholdedCounts(t *testing.T) {
 				"auroc":             gonumAUROC(d.float64s(), d.labels),
 			}
 			got := m.Map()
+			// a histogram states its error bounds beside the values
+			want["auroc_max_error"], want["average_precision_max_error"] = m.AUROCMaxError, m.APMaxError
 			if len(got) != len(want) {
 				t.Errorf("Map has %d keys, want %d", len(got), len(want))
 			}
