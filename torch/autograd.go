@@ -6,7 +6,10 @@ package torch
 */
 import "C"
 
-import "unsafe"
+import (
+	"runtime"
+	"unsafe"
+)
 
 // Backward accumulates gradients of t (a scalar, or with grad given) into the leaves.
 func (s *Scope) Backward(t *Tensor, grad *Tensor, retainGraph bool) {
@@ -19,6 +22,8 @@ func (s *Scope) Backward(t *Tensor, grad *Tensor, retainGraph bool) {
 	if !s.ready("backward", ins...) {
 		return
 	}
+	defer runtime.KeepAlive(grad)
+	defer runtime.KeepAlive(t)
 	if e := C.sc_backward(t.h, gh, cbool(retainGraph)); e != nil {
 		s.fail("backward", e, ins...)
 	}
@@ -67,6 +72,7 @@ func ClipGradNorm(params []*Tensor, maxNorm, normType float64) (float64, error) 
 	}
 	defer free()
 	var total C.double
+	defer runtime.KeepAlive(params)
 	if err := takeErr("clip_grad_norm", C.sc_clip_grad_norm(p, C.int(len(params)), C.double(maxNorm), C.double(normType), &total)); err != nil {
 		return 0, err
 	}
@@ -87,6 +93,7 @@ func (s *Scope) GumbelSoftmax(logits *Tensor, tau, eps float64, hard bool, gen *
 		gh = gen.h
 	}
 	var out C.sc_tensor
+	defer runtime.KeepAlive(gen)
 	e := C.sc_gumbel_softmax(s.mode(), logits.h, C.double(tau), C.double(eps), cbool(hard), gh, &out)
 	return s.result("gumbel_softmax", e, out, logits)
 }

@@ -40,6 +40,7 @@ func (g *Generator) State() (*Tensor, error) {
 		return nil, &Error{Op: "generator_state", Msg: "freed generator"}
 	}
 	var out C.sc_tensor
+	defer runtime.KeepAlive(g)
 	if err := takeErr("generator_state", C.sc_gen_get_state(g.h, &out)); err != nil {
 		return nil, err
 	}
@@ -51,6 +52,8 @@ func (g *Generator) SetState(state *Tensor) error {
 	if g == nil || g.h == nil || state == nil || state.h == nil {
 		return &Error{Op: "generator_set_state", Msg: "freed generator or state"}
 	}
+	defer runtime.KeepAlive(g)
+	defer runtime.KeepAlive(state)
 	return takeErr("generator_set_state", C.sc_gen_set_state(g.h, state.h))
 }
 
@@ -69,5 +72,6 @@ func SetDefaultGeneratorState(state *Tensor) error {
 		return &Error{Op: "default_generator_set_state", Msg: "nil state"}
 	}
 	h := state.h
+	defer runtime.KeepAlive(state)
 	return takeErr("default_generator_set_state", C.sc_default_gen_state(0, &h))
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"unsafe"
 )
@@ -56,6 +57,7 @@ func SaveTensors(path string, tensors map[string]*Tensor) error {
 	tmp.Close()
 	ctmp := cstr(tmpName)
 	defer freeC(ctmp)
+	defer runtime.KeepAlive(ts)
 	if err := takeErr("save "+path, C.sc_save_tensors(ctmp, np, hp, C.int(len(names)))); err != nil {
 		os.Remove(tmpName)
 		return err

@@ -82,6 +82,7 @@ func (m *Module) Define(src string) error {
 	}
 	cs := cstr(src)
 	defer freeC(cs)
+	defer runtime.KeepAlive(m)
 	return takeErr("define", C.sc_jit_define(m.h, cs))
 }
 
@@ -95,6 +96,8 @@ func (m *Module) RegisterBuffer(name string, t *Tensor) error {
 	}
 	cn := cstr(name)
 	defer freeC(cn)
+	defer runtime.KeepAlive(m)
+	defer runtime.KeepAlive(t)
 	return takeErr("register_buffer "+name, C.sc_jit_register_buffer(m.h, cn, t.h))
 }
 
@@ -108,6 +111,8 @@ func (m *Module) RegisterParameter(name string, t *Tensor) error {
 	}
 	cn := cstr(name)
 	defer freeC(cn)
+	defer runtime.KeepAlive(m)
+	defer runtime.KeepAlive(t)
 	return takeErr("register_parameter "+name, C.sc_jit_register_parameter(m.h, cn, t.h))
 }
 
@@ -118,6 +123,7 @@ func (m *Module) registerAttr(name string, kind int, i int64, d float64, s strin
 	cn, cs := cstr(name), cstr(s)
 	defer freeC(cn)
 	defer freeC(cs)
+	defer runtime.KeepAlive(m)
 	return takeErr("register_attribute "+name, C.sc_jit_register_attr(m.h, cn, C.int(kind), C.int64_t(i), C.double(d), cs))
 }
 
@@ -147,6 +153,7 @@ func (m *Module) Save(path string) error {
 	tmp := path + ".tmp"
 	cp := cstr(tmp)
 	defer freeC(cp)
+	defer runtime.KeepAlive(m)
 	if err := takeErr("save module "+path, C.sc_jit_save(m.h, cp)); err != nil {
 		os.Remove(tmp)
 		return err
@@ -176,6 +183,7 @@ func (m *Module) Attr(name string) (AttrValue, error) {
 	var d C.double
 	var s *C.char
 	var t C.sc_tensor
+	defer runtime.KeepAlive(m)
 	if err := takeErr("attr "+name, C.sc_jit_attr(m.h, cn, &kind, &i, &d, &s, &t)); err != nil {
 		return AttrValue{}, err
 	}
@@ -202,6 +210,7 @@ func (m *Module) To(dev Device, dt DType) error {
 	if err := m.check("module to"); err != nil {
 		return err
 	}
+	defer runtime.KeepAlive(m)
 	return takeErr("module to", C.sc_jit_to(m.h, C.int(dt), C.int(dev.Type), C.int(dev.Index)))
 }
 
@@ -210,6 +219,7 @@ func (m *Module) Train(on bool) error {
 	if err := m.check("train"); err != nil {
 		return err
 	}
+	defer runtime.KeepAlive(m)
 	return takeErr("train", C.sc_jit_train(m.h, cbool(on)))
 }
 
@@ -218,6 +228,7 @@ func (m *Module) SetRequiresGrad(on bool) error {
 	if err := m.check("requires_grad"); err != nil {
 		return err
 	}
+	defer runtime.KeepAlive(m)
 	return takeErr("requires_grad", C.sc_jit_requires_grad(m.h, cbool(on)))
 }
 
@@ -229,6 +240,7 @@ func (m *Module) HasMethod(name string) bool {
 	cn := cstr(name)
 	defer freeC(cn)
 	var has C.int
+	defer runtime.KeepAlive(m)
 	if C.sc_jit_has_method(m.h, cn, &has) != nil {
 		return false
 	}
@@ -243,6 +255,7 @@ func (m *Module) Parameters() (map[string]*Tensor, error) {
 	var names **C.char
 	var ts *C.sc_tensor
 	var n C.int
+	defer runtime.KeepAlive(m)
 	if err := takeErr("parameters", C.sc_jit_parameters(m.h, &names, &ts, &n)); err != nil {
 		return nil, err
 	}
@@ -274,6 +287,7 @@ func (s *Scope) RunMethod(m *Module, method string, ins ...*Tensor) []*Tensor {
 	defer freeC(cm)
 	var outs *C.sc_tensor
 	var n C.int
+	defer runtime.KeepAlive(m)
 	if e := C.sc_jit_run(s.mode(), m.h, cm, hp, C.int(len(ins)), &outs, &n); e != nil {
 		s.fail(op, e, ins...)
 		return nil

@@ -26,6 +26,7 @@ import "C"
 
 import (
 	"fmt"
+	"runtime"
 	"unsafe"
 )
 
@@ -145,6 +146,7 @@ func (s *Scope) random(op string, kind int, shape []int64, lo, hi float64, dt DT
 	}
 	sp, nd := int64s(shape)
 	var out C.sc_tensor
+	defer runtime.KeepAlive(g)
 	e := C.sc_random(C.int(kind), sp, nd, C.double(lo), C.double(hi), C.int(dt), C.int(dev.Type), C.int(dev.Index), gh, &out)
 	return s.result(op, e, out)
 }
@@ -774,6 +776,9 @@ func (s *Scope) Linear(x, w, b *Tensor) *Tensor {
 		return nil
 	}
 	var out C.sc_tensor
+	defer runtime.KeepAlive(b)
+	defer runtime.KeepAlive(w)
+	defer runtime.KeepAlive(x)
 	return s.result("linear", C.sc_linear(s.mode(), x.h, w.h, bh, &out), out, ins...)
 }
 
@@ -805,6 +810,9 @@ func (s *Scope) Conv2d(x, w, b *Tensor, o ConvOptions) *Tensor {
 		o.Groups = 1
 	}
 	var out C.sc_tensor
+	defer runtime.KeepAlive(b)
+	defer runtime.KeepAlive(w)
+	defer runtime.KeepAlive(x)
 	e := C.sc_conv2d(s.mode(), x.h, w.h, bh, (*C.int64_t)(&o.Stride[0]), (*C.int64_t)(&o.Padding[0]),
 		(*C.int64_t)(&o.Dilation[0]), C.int64_t(o.Groups), &out)
 	return s.result("conv2d", e, out, ins...)

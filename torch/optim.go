@@ -68,6 +68,7 @@ func NewOptimizer(kind OptimKind, params []*Tensor, cfg OptimConfig) (*Optimizer
 	}
 	defer free()
 	var h C.sc_optim
+	defer runtime.KeepAlive(params)
 	if err := takeErr("optimizer", C.sc_optim_new(C.int(kind), p, C.int(len(params)), C.double(cfg.LR),
 		C.double(cfg.Betas[0]), C.double(cfg.Betas[1]), C.double(cfg.Eps), C.double(cfg.WeightDecay),
 		C.double(cfg.Momentum), cbool(cfg.Nesterov), &h)); err != nil {
@@ -100,6 +101,7 @@ func (o *Optimizer) Step() error {
 	if err := o.check("optimizer step"); err != nil {
 		return err
 	}
+	defer runtime.KeepAlive(o)
 	return takeErr("optimizer step", C.sc_optim_step(o.h))
 }
 
@@ -108,6 +110,7 @@ func (o *Optimizer) ZeroGrad() error {
 	if err := o.check("optimizer zero_grad"); err != nil {
 		return err
 	}
+	defer runtime.KeepAlive(o)
 	return takeErr("optimizer zero_grad", C.sc_optim_zero_grad(o.h))
 }
 
@@ -117,6 +120,7 @@ func (o *Optimizer) LR() (float64, error) {
 		return 0, err
 	}
 	var v C.double
+	defer runtime.KeepAlive(o)
 	err := takeErr("optimizer lr", C.sc_optim_get_lr(o.h, &v))
 	return float64(v), err
 }
@@ -126,6 +130,7 @@ func (o *Optimizer) SetLR(lr float64) error {
 	if err := o.check("optimizer set_lr"); err != nil {
 		return err
 	}
+	defer runtime.KeepAlive(o)
 	return takeErr("optimizer set_lr", C.sc_optim_set_lr(o.h, C.double(lr)))
 }
 
@@ -137,6 +142,7 @@ func (o *Optimizer) Save(path string) error {
 	tmp := path + ".tmp"
 	cp := cstr(tmp)
 	defer freeC(cp)
+	defer runtime.KeepAlive(o)
 	if err := takeErr("optimizer save "+path, C.sc_optim_save(o.h, cp)); err != nil {
 		os.Remove(tmp)
 		return err
@@ -155,5 +161,6 @@ func (o *Optimizer) Load(path string) error {
 	}
 	cp := cstr(path)
 	defer freeC(cp)
+	defer runtime.KeepAlive(o)
 	return takeErr("optimizer load "+path, C.sc_optim_load(o.h, cp))
 }

@@ -185,6 +185,7 @@ func (t *Tensor) Dim() int {
 		return 0
 	}
 	var n C.int64_t
+	defer runtime.KeepAlive(t)
 	if C.sc_tensor_dim(t.h, &n) != nil {
 		return 0
 	}
@@ -196,6 +197,7 @@ func (t *Tensor) Shape() []int64 {
 	n := t.Dim()
 	s := make([]int64, n)
 	if n > 0 {
+		defer runtime.KeepAlive(t)
 		if e := C.sc_tensor_shape(t.h, (*C.int64_t)(unsafe.Pointer(&s[0]))); e != nil {
 			C.sc_free_string(e)
 			return nil
@@ -217,6 +219,7 @@ func (t *Tensor) info() (info, error) {
 	}
 	var dt, devt, devi, rg C.int
 	var n C.int64_t
+	defer runtime.KeepAlive(t)
 	if err := takeErr("info", C.sc_tensor_info(t.h, &dt, &devt, &devi, &rg, &n)); err != nil {
 		return info{}, err
 	}
@@ -261,6 +264,7 @@ func (t *Tensor) SetRequiresGrad(on bool) error {
 	if t == nil || t.h == nil {
 		return &Error{Op: "requires_grad", Msg: "nil or freed tensor"}
 	}
+	defer runtime.KeepAlive(t)
 	return takeErr("requires_grad", C.sc_set_requires_grad(t.h, cbool(on)))
 }
 
@@ -269,6 +273,7 @@ func (t *Tensor) ZeroGrad(setToNone bool) error {
 	if t == nil || t.h == nil {
 		return &Error{Op: "zero_grad", Msg: "nil or freed tensor"}
 	}
+	defer runtime.KeepAlive(t)
 	return takeErr("zero_grad", C.sc_zero_grad(t.h, cbool(setToNone)))
 }
 
@@ -312,6 +317,7 @@ func CopyTo[E Element](t *Tensor, dst []E) error {
 	if len(dst) > 0 {
 		p = unsafe.Pointer(&dst[0])
 	}
+	defer runtime.KeepAlive(t)
 	return takeErr("copy_out", C.sc_copy_out(t.h, p, C.int64_t(len(dst)*dt.Size()), C.int(dt)))
 }
 
@@ -326,6 +332,7 @@ func CopyFrom[E Element](t *Tensor, src []E) error {
 	if len(src) > 0 {
 		p = unsafe.Pointer(&src[0])
 	}
+	defer runtime.KeepAlive(t)
 	return takeErr("copy_in", C.sc_copy_in(t.h, p, C.int64_t(len(src)*dt.Size()), C.int(dt)))
 }
 
@@ -359,6 +366,7 @@ func (t *Tensor) Item() (float64, error) {
 		return 0, &Error{Op: "item", Msg: "nil or freed tensor"}
 	}
 	var v C.double
+	defer runtime.KeepAlive(t)
 	if err := takeErr("item", C.sc_item(t.h, &v)); err != nil {
 		return 0, err
 	}
@@ -372,6 +380,7 @@ func (t *Tensor) Share() (*Tensor, error) {
 		return nil, &Error{Op: "share", Msg: "nil or freed tensor"}
 	}
 	var out C.sc_tensor
+	defer runtime.KeepAlive(t)
 	if err := takeErr("share", C.sc_tensor_shallow_clone(t.h, &out)); err != nil {
 		return nil, err
 	}
