@@ -8,6 +8,8 @@ import (
 	"math"
 	"slices"
 	"sort"
+
+	"github.com/sirupsen/logrus"
 )
 
 // COCO is a parsed COCO annotation file reduced to what segmentation masks need.
@@ -137,7 +139,57 @@ func ParseCOCO(b []byte, name string) (*COCO, error) {
 		}
 		c.Annotations = append(c.Annotations, ann)
 	}
+	warnDegeneratePolygons(c)
 	return c, nil
+}
+
+// maxPolygonWarnings bounds the warnings one file prints; the rest are counted.
+const maxPolygonWarnings = 10
+
+// warnDegeneratePolygons warns about polygons that can mark no pixel: fewer than 3 distinct
+// points, or zero area (all points on one line). The reference skips them silently; they are
+// usually an annotation-tool slip, so the user hears about each (up to maxPolygonWarnings).
+func warnDegeneratePolygons(c *COCO) {
+	n := 0
+	for _, a := range c.Annotations {
+		for k, p := range a.Polygons {
+			why := degeneratePolygon(p)
+			if why == "" {
+				continue
+			}
+			if n < maxPolygonWarnings {
+				logrus.Warnf("coco %s: annotation %d (image %d): polygon %d %s; it marks no pixel and is ignored", c.Source, a.ID, a.ImageID, k, why)
+			}
+			n++
+		}
+	}
+	if n > maxPolygonWarnings {
+		logrus.Warnf("coco %s: %d more degenerate polygons not listed", c.Source, n-maxPolygonWarnings)
+	}
+}
+
+// degeneratePolygon says why the polygon xy is degenerate, or "" when it is not.
+func degeneratePolygon(xy []float64) string {
+	type pt struct{ x, y float64 }
+	distinct := map[pt]bool{}
+	for i := 0; i+1 < len(xy); i += 2 {
+		distinct[pt{xy[i], xy[i+1]}] = true
+	}
+	if len(distinct) < 3 {
+		return fmt.Sprintf("has %d distinct points (at least 3 are needed)", len(distinct))
+	}
+	// Shoelace area relative to the extent, so that collinear points with rounding are caught.
+	n := len(xy) / 2
+	var area, ext float64
+	for i := 0; i < n; i++ {
+		j := (i + 1) % n
+		area += xy[2*i]*xy[2*j+1] - xy[2*j]*xy[2*i+1]
+		ext = math.Max(ext, math.Max(math.Abs(xy[2*i]), math.Abs(xy[2*i+1])))
+	}
+	if math.Abs(area)/2 <= 1e-12*math.Max(1, ext*ext) {
+		return "has zero area (its points lie on one line)"
+	}
+	return ""
 }
 
 // jsonErr adds the line number to a JSON syntax error.

@@ -9,9 +9,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 
+	"github.com/sirupsen/logrus"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -297,7 +299,44 @@ func OpenWith(root string, opts Options) (*Dataset, error) {
 			}
 		}
 	}
+	warnSplitOverlaps(mpath, d.Splits)
 	return d, nil
+}
+
+// warnSplitOverlaps warns about frames that the training split shares with val or test (the
+// scores on those frames then measure memory, not generalisation) and about frames listed twice
+// in one split (weighted double). Identical val and test lists are the reference's own
+// configuration and are not reported.
+func warnSplitOverlaps(where string, s Splits) {
+	train := map[int]bool{}
+	for _, sp := range []struct {
+		name string
+		ids  []int
+	}{{"train", s.Train}, {"val", s.Val}, {"test", s.Test}} {
+		seen := map[int]bool{}
+		for _, id := range sp.ids {
+			if seen[id] {
+				logrus.Warnf("dataset %s: split %s lists frame %d twice", where, sp.name, id)
+			}
+			seen[id] = true
+		}
+		for _, id := range sortedKeys(seen) {
+			if sp.name == "train" {
+				train[id] = true
+			} else if train[id] {
+				logrus.Warnf("dataset %s: frame %d is in both train and %s; its %s scores do not measure generalisation", where, id, sp.name, sp.name)
+			}
+		}
+	}
+}
+
+func sortedKeys(m map[int]bool) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Ints(out)
+	return out
 }
 
 func (d *Dataset) setWavelengths(wl []float32) {
