@@ -1,6 +1,9 @@
 package torch
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -135,4 +138,23 @@ func TestDTypeOfNamedTypes(t *testing.T) {
 	roundTrip(t, s, "float32", Float32, []float32{1.5, -2})
 	roundTrip(t, s, "int16", Int16, []int16{-3, 7})
 	roundTrip(t, s, "bool", Bool, []bool{true, false})
+}
+
+// TestSaveTensorsNilEntryFreesCStrings: a nil map entry after valid ones is reported by
+// name and leaves no C string behind (issue 11.12).
+func TestSaveTensorsNilEntryFreesCStrings(t *testing.T) {
+	s := newScope(t)
+	a := s.Ones([]int64{2}, Float32, CPU)
+	path := filepath.Join(t.TempDir(), "t.pt")
+	base := liveCStrings.Load()
+	err := SaveTensors(path, map[string]*Tensor{"a": a, "b": a, "c": nil})
+	if err == nil || !strings.Contains(err.Error(), `"c"`) {
+		t.Fatalf("want an error naming key \"c\", got %v", err)
+	}
+	if d := liveCStrings.Load() - base; d != 0 {
+		t.Errorf("%d C strings leaked by a failed save", d)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("failed save left %s behind (%v)", path, err)
+	}
 }

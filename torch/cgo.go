@@ -25,6 +25,7 @@ import "C"
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -62,8 +63,17 @@ func describe(ins []*Tensor) string {
 	return " (inputs " + strings.Join(parts, ", ") + ")"
 }
 
-func cstr(s string) *C.char { return C.CString(s) }
-func freeC(p *C.char)       { C.free(unsafe.Pointer(p)) }
+// liveCStrings counts the C strings made by cstr and not yet released by freeC, so tests
+// can show that no path leaks them.
+var liveCStrings atomic.Int64
+
+func cstr(s string) *C.char { liveCStrings.Add(1); return C.CString(s) }
+func freeC(p *C.char) {
+	if p != nil {
+		liveCStrings.Add(-1)
+		C.free(unsafe.Pointer(p))
+	}
+}
 
 func int64s(v []int64) (*C.int64_t, C.int) {
 	if len(v) == 0 {

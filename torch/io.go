@@ -24,20 +24,23 @@ func SaveTensors(path string, tensors map[string]*Tensor) error {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	cn := make([]*C.char, len(names))
 	ts := make([]*Tensor, len(names))
 	for i, k := range names {
 		if tensors[k] == nil || tensors[k].h == nil {
 			return fmt.Errorf("torch: save %s: tensor %q is nil or freed", path, k)
 		}
-		cn[i] = cstr(k)
 		ts[i] = tensors[k]
 	}
+	// C strings only once every entry is known good, each freed on every path
+	cn := make([]*C.char, len(names))
 	defer func() {
 		for _, p := range cn {
 			freeC(p)
 		}
 	}()
+	for i, k := range names {
+		cn[i] = cstr(k)
+	}
 	hp, free, err := handles(ts)
 	if err != nil {
 		return err
