@@ -1,0 +1,128 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BinPath is the spectraclip binary TestMain builds for every test of this package.
+var BinPath string
+
+// repoRoot is the module root (the parent of this package's directory).
+var repoRoot string
+
+// ASLimit is the address-space limit (prlimit --as) the CLI runs under: enough for LibTorch
+// and a small training run, far below what a reader that believes a bomb's header would take.
+const ASLimit = 4 << 30
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	wd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	repoRoot = filepath.Dir(wd)
+	tmp, err := os.MkdirTemp("", "chaos-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	defer os.RemoveAll(tmp)
+	BinPath = filepath.Join(tmp, "spectraclip")
+	build := exec.Command("go", "build", "-o", BinPath, "./cmd/spectraclip")
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "chaos: building the CLI: %v\n%s", err, out)
+		return 2
+	}
+	return m.Run()
+}
+
+// Result is what one CLI run did.
+type Result struct {
+	Args           []string
+	Stdout, Stderr string
+	Exit           int    // exit status; -1 when killed by a signal
+	Signal         string // the signal that ended it, if any
+	TimedOut       bool
+	Elapsed        time.Duration
+	MaxRSSKiB      int64
+}
+
+// RunOptions control one CLI run.
+type RunOptions struct {
+	Dir     string        // working directory (default: a fresh temporary directory)
+	Env     []string      // extra environment (KEY=VALUE), added to a minimal base
+	Timeout time.Duration // default 120 s
+	ASBytes int64         // address-space limit; default ASLimit, < 0: none
+	Stdin   string
+}
+
+// baseEnv is the environment every run starts from: no SPECTRACLIP_* of the caller, one
+// LibTorch thread, a private plugin cache.
+func baseEnv(dir string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "SPECTRACLIP_") || strings.HasPrefix(kv, "OMP_NUM_THREADS=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "OMP_NUM_THREADS=1", "SPECTRACLIP_PLUGIN_CACHE="+filepath.Join(dir, ".plugin-cache"))
+}
+
+// RunCLI runs the built CLI with args under prlimit --as and a timeout.
+func RunCLI(t testing.TB, o RunOptions, args ...string) Result {
+	t.Helper()
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 120 * time.Second
+	}
+	if o.ASBytes == 0 {
+		o.ASBytes = ASLimit
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
+	defer cancel()
+	name, argv := BinPath, args
+	if o.ASBytes > 0 {
+		name, argv = "prlimit", append([]string{fmt.Sprintf("--as=%d", o.ASBytes), "--", BinPath}, args...)
+	}
+	cmd := exec.CommandContext(ctx, name, argv...)
+	cmd.Dir = o.Dir
+	cmd.Env = append(baseEnv(o.Dir), o.Env...)
+	cmd.Stdin = strings.NewReader(o.Stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
+	err := cmd.Run()
+	r := Result{Args: args, Stdout: stdout.String(), Stderr: stderr.String(), Elapsed: time.Since(start)}
+	r.TimedOut = ctx.Err() != nil
+	if ps := cmd.ProcessState; ps != nil {
+		r.Exit = ps.ExitCode()
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			r.Signal = ws.Signal().String()
+		}
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			r.MaxRSSKiB = ru.Maxrss
+		}
+	} else if err != nil {
+		r.Exit = -1
+		r.Stderr += "\n(could not start: " + err.Error() + ")"
+	}
+	return r
+}
