@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/spectraclip/spectraclip/nodes"
+	"github.com/spectraclip/spectraclip/rundir"
 	"github.com/spectraclip/spectraclip/torch"
 )
 
@@ -26,9 +27,13 @@ type TrainerState struct {
 	History    []EpochRecord    `json:"history"`
 	EarlyBest  Float            `json:"early_best"`
 	EarlyBad   int              `json:"early_bad"`
+	Monitor    string           `json:"monitor,omitempty"` // the checkpoint monitor and its mode
+	Mode       string           `json:"mode,omitempty"`
+	Self       *CheckpointInfo  `json:"self,omitempty"` // set in a top-k checkpoint: its own record
 }
 
-// CheckpointInfo names a kept checkpoint and its monitored value.
+// CheckpointInfo names a kept checkpoint (Prefix: its directory relative to the run
+// directory) and its monitored value.
 type CheckpointInfo struct {
 	Prefix string  `json:"prefix"`
 	Value  float64 `json:"value"`
@@ -75,10 +80,17 @@ func (r *Run) TrainGradient() error {
 		return err
 	}
 	st := TrainerState{Epoch: -1, LR: tc.Optimizer.LR, EarlyBest: Float(math.NaN())}
-	if r.resume != "" {
-		if st, err = r.loadCheckpoint(r.resume, opt); err != nil {
+	if r.resumeState != nil {
+		st = *r.resumeState
+		st.Self = nil
+		_, of, _ := ckptFiles(r.resume)
+		if err := opt.Load(of); err != nil {
 			return fmt.Errorf("resume %s: %w", r.resume, err)
 		}
+		if err := opt.SetLR(st.LR); err != nil {
+			return fmt.Errorf("resume %s: %w", r.resume, err)
+		}
+		r.removeOrphanCheckpoints(st)
 		if sched != nil && st.Scheduler != nil {
 			sched.SetState(*st.Scheduler)
 		}
@@ -315,53 +327,85 @@ func (r *Run) earlyStop(st *TrainerState, rec EpochRecord) bool {
 	return st.EarlyBad >= es.Patience
 }
 
-// checkpoint writes last (when save_last) and keeps the top-k by the monitored metric.
-// Each checkpoint is three files written atomically: <prefix>.weights.pt (every node's
-// parameters and buffers plus the RNG state), <prefix>.optim.pt and <prefix>.json.
+// checkpoint writes the top-k checkpoints by the monitored metric and last (when
+// save_last). Each checkpoint is one directory, checkpoints/<name>/, holding weights.pt
+// (every node's parameters and buffers plus the RNG states), optim.pt, state.json and a
+// manifest of their sha256 sums written last; it is renamed into place as a whole (see
+// package rundir), so a kill never pairs new weights with an old optimizer state. Pruned
+// checkpoints are removed only after the new state is saved.
 func (r *Run) checkpoint(st *TrainerState, rec EpochRecord, opt *torch.Optimizer) error {
 	cc := r.Cfg.Training.Callbacks.Checkpoint
 	if !cc.Enabled {
 		return nil
 	}
-	dir := filepath.Join(r.Dir, "checkpoints")
+	st.Monitor, st.Mode = cc.Monitor, cc.Mode
+	var drop []CheckpointInfo
 	if cc.SaveTopK != 0 {
 		v := monitored(rec, cc.Monitor)
 		if !math.IsNaN(v) {
-			prefix := filepath.Join(dir, fmt.Sprintf("epoch=%02d", rec.Epoch))
-			st.Best = append(st.Best, CheckpointInfo{Prefix: prefix, Value: v, Epoch: rec.Epoch})
-			sort.SliceStable(st.Best, func(i, j int) bool {
-				if cc.Mode == "min" {
-					return st.Best[i].Value < st.Best[j].Value
-				}
-				return st.Best[i].Value > st.Best[j].Value
-			})
+			name := fmt.Sprintf("epoch=%02d", rec.Epoch)
+			self := CheckpointInfo{Prefix: filepath.ToSlash(filepath.Join("checkpoints", name)), Value: v, Epoch: rec.Epoch}
+			st.Best = append(st.Best, self)
+			sortBest(st.Best, cc.Mode)
 			keep := true
 			if cc.SaveTopK > 0 && len(st.Best) > cc.SaveTopK {
 				for _, d := range st.Best[cc.SaveTopK:] {
-					if d.Prefix == prefix {
+					if d.Prefix == self.Prefix {
 						keep = false
+					} else {
+						drop = append(drop, d)
 					}
-					removeCheckpoint(d.Prefix)
 				}
 				st.Best = st.Best[:cc.SaveTopK]
 			}
 			if keep {
-				if err := r.saveCheckpoint(prefix, st, opt); err != nil {
+				st.Self = &self
+				err := r.saveCheckpoint(name, st, opt)
+				st.Self = nil
+				if err != nil {
 					return err
 				}
 			}
 		}
 	}
 	if cc.SaveLast {
-		return r.saveCheckpoint(filepath.Join(dir, "last"), st, opt)
+		if err := r.saveCheckpoint("last", st, opt); err != nil {
+			return err
+		}
+	}
+	for _, d := range drop {
+		if err := removeCheckpoint(r.Dir, d.Prefix); err != nil {
+			r.Log.WithError(err).Warn("removing a pruned checkpoint")
+		}
 	}
 	return nil
 }
 
-func removeCheckpoint(prefix string) {
-	for _, ext := range []string{".weights.pt", ".optim.pt", ".json"} {
-		os.Remove(prefix + ext)
+func sortBest(b []CheckpointInfo, mode string) {
+	sort.SliceStable(b, func(i, j int) bool {
+		if mode == "min" {
+			return b[i].Value < b[j].Value
+		}
+		return b[i].Value > b[j].Value
+	})
+}
+
+// checkpointDir is where a recorded checkpoint lives. Records hold paths relative to the run
+// directory ("checkpoints/epoch=02"); older runs recorded them relative to the working
+// directory of the time, or absolute: only the name is used, under this run's checkpoints/.
+func checkpointDir(runDir, recorded string) string {
+	return filepath.Join(runDir, "checkpoints", filepath.Base(filepath.FromSlash(recorded)))
+}
+
+func removeCheckpoint(runDir, recorded string) error {
+	d := checkpointDir(runDir, recorded)
+	if err := rundir.Remove(filepath.Dir(d), filepath.Base(d)); err != nil {
+		return err
 	}
+	for _, ext := range []string{".weights.pt", ".optim.pt", ".json"} { // the old three-file layout
+		os.Remove(d + ext)
+	}
+	return nil
 }
 
 // trainerKeys is the prefix of the checkpoint entries that belong to the trainer (RNG
@@ -379,7 +423,7 @@ func loadNodeState(p *nodes.Pipeline, m map[string]*torch.Tensor) error {
 	return p.LoadState(own)
 }
 
-func (r *Run) saveCheckpoint(prefix string, st *TrainerState, opt *torch.Optimizer) error {
+func (r *Run) saveCheckpoint(name string, st *TrainerState, opt *torch.Optimizer) error {
 	m, err := r.Pipeline.State()
 	if err != nil {
 		return err
@@ -400,38 +444,70 @@ func (r *Run) saveCheckpoint(prefix string, st *TrainerState, opt *torch.Optimiz
 			m[trainerKeys+"gen_"+n.Name()] = t
 		}
 	}
-	if err := torch.SaveTensors(prefix+".weights.pt", m); err != nil {
-		return err
-	}
-	if opt != nil {
-		if err := opt.Save(prefix + ".optim.pt"); err != nil {
-			return err
-		}
-	}
 	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: state: %w", name, err)
+	}
+	s, err := rundir.Stage(filepath.Join(r.Dir, "checkpoints"), name)
 	if err != nil {
 		return err
 	}
-	return nodes.WriteFileAtomic(prefix+".json", b)
+	rundir.KillPoint("write weights " + name)
+	if err := torch.SaveTensors(s.Path(ckptWeights), m); err != nil {
+		s.Abort()
+		return err
+	}
+	if opt != nil {
+		rundir.KillPoint("write optimizer " + name)
+		if err := opt.Save(s.Path(ckptOptim)); err != nil {
+			s.Abort()
+			return err
+		}
+	}
+	rundir.KillPoint("write state " + name)
+	if err := nodes.WriteFileAtomic(s.Path(ckptState), b); err != nil {
+		s.Abort()
+		return err
+	}
+	return s.Commit(st.Epoch)
 }
 
-func (r *Run) loadCheckpoint(prefix string, opt *torch.Optimizer) (TrainerState, error) {
+// The files of a checkpoint directory.
+const (
+	ckptWeights = "weights.pt"
+	ckptOptim   = "optim.pt"
+	ckptState   = "state.json"
+)
+
+// ckptFiles names a checkpoint's weights, optimizer and state files: path is a checkpoint
+// directory, or the prefix of the older three-file layout (…/last → last.weights.pt, …).
+func ckptFiles(path string) (weights, optim, state string) {
+	path = strings.TrimSuffix(strings.TrimSuffix(path, ".json"), ".weights.pt")
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return filepath.Join(path, ckptWeights), filepath.Join(path, ckptOptim), filepath.Join(path, ckptState)
+	}
+	return path + ".weights.pt", path + ".optim.pt", path + ".json"
+}
+
+// loadCheckpoint restores a checkpoint's node state and RNG states and returns its trainer
+// state; the optimizer state is loaded by TrainGradient from the same checkpoint.
+func (r *Run) loadCheckpoint(path string) (TrainerState, error) {
 	var st TrainerState
-	prefix = strings.TrimSuffix(strings.TrimSuffix(prefix, ".json"), ".weights.pt")
-	b, err := os.ReadFile(prefix + ".json")
+	wf, _, sf := ckptFiles(path)
+	b, err := os.ReadFile(sf)
 	if err != nil {
 		return st, err
 	}
 	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("%s.json: %w", prefix, err)
+		return st, fmt.Errorf("%s: %w", sf, err)
 	}
-	m, err := torch.LoadTensors(prefix+".weights.pt", r.Device)
+	m, err := torch.LoadTensors(wf, r.Device)
 	if err != nil {
 		return st, err
 	}
 	defer torch.FreeAll(m)
 	if err := loadNodeState(r.Pipeline, m); err != nil {
-		return st, fmt.Errorf("%s.weights.pt: %w", prefix, err)
+		return st, fmt.Errorf("%s: %w", wf, err)
 	}
 	if rng, ok := m[rngKey]; ok {
 		if err := torch.SetDefaultGeneratorState(rng); err != nil {
@@ -447,13 +523,24 @@ func (r *Run) loadCheckpoint(prefix string, opt *torch.Optimizer) (TrainerState,
 			}
 		}
 	}
-	if opt != nil {
-		if err := opt.Load(prefix + ".optim.pt"); err != nil {
-			return st, err
-		}
-		if err := opt.SetLR(st.LR); err != nil {
-			return st, err
+	return st, nil
+}
+
+// removeOrphanCheckpoints removes, on resume, the epoch checkpoints that the resumed state
+// does not know: those a killed process wrote after the checkpoint resumed from (they are
+// written again when their epochs are) and pruned ones whose removal a kill interrupted.
+func (r *Run) removeOrphanCheckpoints(st TrainerState) {
+	known := map[string]bool{}
+	for _, b := range st.Best {
+		known[filepath.Base(filepath.FromSlash(b.Prefix))] = true
+	}
+	dir := filepath.Join(r.Dir, "checkpoints")
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if n := e.Name(); e.IsDir() && strings.HasPrefix(n, "epoch=") && !known[n] && filepath.Join(dir, n) != filepath.Clean(r.resume) {
+			if err := rundir.Remove(dir, n); err == nil {
+				r.Log.WithField("checkpoint", filepath.Join(dir, n)).Info("removed a checkpoint the resumed state does not keep")
+			}
 		}
 	}
-	return st, nil
 }

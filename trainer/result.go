@@ -7,12 +7,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/spectraclip/spectraclip/nodes"
 	"github.com/spectraclip/spectraclip/nodes/detect"
+	"github.com/spectraclip/spectraclip/rundir"
 	"github.com/spectraclip/spectraclip/torch"
 	"github.com/spectraclip/spectraclip/trainer/report"
 )
@@ -71,18 +73,24 @@ func (r *Run) Finish(trainSec float64) (*Result, error) {
 	res := &Result{Name: r.Cfg.Name, Variant: r.Cfg.Variant, TrainSeconds: trainSec, Epochs: len(r.History),
 		Device: r.Device.String(), Threads: torch.NumThreads(), LibTorch: torch.Version(), Seed: r.Cfg.Training.Seed,
 		History: r.History, Dir: r.Dir}
-	if best := r.bestCheckpoint(); best != "" {
-		m, err := torch.LoadTensors(best+".weights.pt", r.Device)
+	if best, info := r.bestCheckpoint(); best != "" {
+		m, err := torch.LoadTensors(filepath.Join(best, ckptWeights), r.Device)
 		if err != nil {
 			return nil, err
 		}
 		err = loadNodeState(r.Pipeline, m)
 		torch.FreeAll(m)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", best, err)
 		}
-		res.Checkpoint = best
-		r.Log.WithField("checkpoint", best).Info("evaluating the best checkpoint")
+		if rel, err := filepath.Rel(r.Dir, best); err == nil {
+			res.Checkpoint = filepath.ToSlash(rel)
+		} else {
+			res.Checkpoint = best
+		}
+		r.Log.WithFields(logrus.Fields{"checkpoint": best, "epoch": info.Epoch + 1, "monitor": r.Cfg.Training.Callbacks.Checkpoint.Monitor, "value": info.Value}).Info("evaluating the best checkpoint")
+	} else {
+		r.Log.WithField("run", r.Dir).Info(info.Why)
 	}
 	res.Detector = r.detectorName()
 	val, err := r.Evaluate("val", nodes.StageVal, 4)
@@ -122,19 +130,56 @@ func (r *Run) Finish(trainSec float64) (*Result, error) {
 	return res, nil
 }
 
-func (r *Run) bestCheckpoint() string {
-	if len(r.History) == 0 {
-		return ""
+// bestInfo describes the checkpoint Finish evaluates, or why there is none.
+type bestInfo struct {
+	Epoch int
+	Value float64
+	Why   string
+}
+
+// bestCheckpoint finds the best complete top-k checkpoint of this run from the records the
+// top-k checkpoints carry themselves (state.json "self"), by the checkpoint monitor's mode;
+// ties go to the earlier epoch, as in the ranking kept while training. Checkpoints of epochs
+// after the last one trained are ignored. With none, Why says which weights are evaluated.
+func (r *Run) bestCheckpoint() (string, bestInfo) {
+	lastEpoch := -1
+	if n := len(r.History); n > 0 {
+		lastEpoch = r.History[n-1].Epoch
 	}
-	var st TrainerState
-	b, err := os.ReadFile(filepath.Join(r.Dir, "checkpoints", "last.json"))
-	if err != nil || json.Unmarshal(b, &st) != nil || len(st.Best) == 0 {
-		return ""
+	current := "the weights after the statistical fit (no gradient epochs)"
+	if lastEpoch >= 0 {
+		current = fmt.Sprintf("the weights of the last trained epoch (%d)", lastEpoch+1)
 	}
-	if _, err := os.Stat(st.Best[0].Prefix + ".weights.pt"); err != nil {
-		return ""
+	cc := r.Cfg.Training.Callbacks.Checkpoint
+	if lastEpoch < 0 {
+		return "", bestInfo{Why: "no best checkpoint: evaluating " + current}
 	}
-	return st.Best[0].Prefix
+	if !cc.Enabled || cc.SaveTopK == 0 {
+		return "", bestInfo{Why: "no top-k checkpoints (callbacks.checkpoint disabled or save_top_k: 0): evaluating " + current}
+	}
+	var cands []CheckpointInfo
+	dirs := map[string]string{}
+	for _, c := range rundir.Complete(filepath.Join(r.Dir, "checkpoints")) {
+		if c.Manifest.Epoch > lastEpoch || filepath.Base(c.Dir) == "last" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(c.Dir, ckptState))
+		if err != nil {
+			continue
+		}
+		var st TrainerState
+		if json.Unmarshal(b, &st) != nil || st.Self == nil || math.IsNaN(st.Self.Value) {
+			continue
+		}
+		cands = append(cands, *st.Self)
+		dirs[st.Self.Prefix] = c.Dir
+	}
+	if len(cands) == 0 {
+		return "", bestInfo{Why: "no complete top-k checkpoint found in " + filepath.Join(r.Dir, "checkpoints") + ": evaluating " + current}
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].Epoch < cands[j].Epoch })
+	sortBest(cands, cc.Mode)
+	return dirs[cands[0].Prefix], bestInfo{Epoch: cands[0].Epoch, Value: cands[0].Value}
 }
 
 func (r *Run) detectorName() string {

@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,18 +10,21 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/sirupsen/logrus"
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/term"
 
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
 	metriccore "github.com/spectraclip/spectraclip/nodes/metric/core"
+	"github.com/spectraclip/spectraclip/rundir"
 	"github.com/spectraclip/spectraclip/torch"
 	"github.com/spectraclip/spectraclip/trainer/tboard"
 )
@@ -30,8 +34,11 @@ type Options struct {
 	OutDir   string // run directory; "" = <output_dir>/<name>/<timestamp>
 	Log      *logrus.Logger
 	Progress io.Writer // where progress bars go (os.Stderr in the CLI); nil = none
-	Resume   string    // a checkpoint prefix (…/checkpoints/last) to resume from
+	Resume   string    // a checkpoint (…/checkpoints/last) of the run in OutDir to resume from
 	Registry *nodes.Registry
+	// ResumeChanges are the config changes made on resume (see ResumeConfig); they are
+	// recorded in the run's resume.json.
+	ResumeChanges []ConfigChange
 }
 
 // Run is one training run: its config, data, pipeline and outputs.
@@ -46,8 +53,11 @@ type Run struct {
 	TB       *tboard.Writer
 	History  []EpochRecord
 	progress io.Writer
-	resume   string
+	resume   string // the checkpoint resumed from (after any fallback)
 	started  time.Time
+
+	lock        *rundir.Lock  // held from Prepare to Close
+	resumeState *TrainerState // the state of the checkpoint resumed from
 }
 
 // EpochRecord is one epoch of training history.
@@ -62,8 +72,12 @@ type EpochRecord struct {
 }
 
 // Prepare sets up threads, seeds, device, data and pipeline, and creates the run
-// directory with the resolved config.
-func Prepare(cfg *Config, o Options) (*Run, error) {
+// directory with the resolved config. The run directory is locked for this process until
+// Close. A fresh run refuses a directory that holds a complete checkpoint or a finished run,
+// and starts again in one that does not (a run killed early). A resume loads its checkpoint
+// (or, when that one is incomplete, the most recent complete one, saying so) before it
+// writes anything, so a failed resume leaves the directory as it was.
+func Prepare(cfg *Config, o Options) (r *Run, err error) {
 	log := o.Log
 	if log == nil {
 		log = logrus.New()
@@ -83,11 +97,48 @@ func Prepare(cfg *Config, o Options) (*Run, error) {
 		return nil, fmt.Errorf("training.device: %w", err)
 	}
 	dir := o.OutDir
-	if dir == "" {
-		dir = filepath.Join(cfg.OutputDir, cfg.Name, time.Now().Format("2006-01-02_15-04-05"))
+	if o.Resume != "" {
+		if dir, err = resumeRunDir(o.Resume, dir); err != nil {
+			return nil, err
+		}
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("--resume %s: run directory %s does not exist", o.Resume, dir)
+		}
+	} else {
+		if dir == "" {
+			dir = filepath.Join(cfg.OutputDir, cfg.Name, time.Now().Format("2006-01-02_15-04-05"))
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("run directory: %w", err)
+		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "config.yaml")); err == nil && o.Resume == "" {
-		return nil, fmt.Errorf("run directory %s already holds a run: resume it with --resume %s, or choose another --out", dir, filepath.Join(dir, "checkpoints", "last"))
+	lock, err := rundir.Acquire(dir)
+	if err != nil {
+		return nil, err
+	}
+	var p *nodes.Pipeline
+	defer func() {
+		if err != nil {
+			if p != nil {
+				p.Close()
+			}
+			lock.Release()
+		}
+	}()
+	did, err := rundir.CleanTemp(dir)
+	if err != nil {
+		return nil, fmt.Errorf("run directory %s: cleaning up after an interrupted run: %w", dir, err)
+	}
+	for _, d := range did {
+		log.WithField("run", dir).Info(d)
+	}
+	resume, note := "", ""
+	if o.Resume != "" {
+		if resume, note, err = resolveResume(dir, o.Resume); err != nil {
+			return nil, err
+		}
+	} else if err := restartable(dir, log); err != nil {
+		return nil, err
 	}
 	ds, err := openData(cfg, log)
 	if err != nil {
@@ -100,38 +151,240 @@ func Prepare(cfg *Config, o Options) (*Run, error) {
 	if err := loadPlugins(reg, cfg); err != nil {
 		return nil, err
 	}
-	p, err := BuildPipeline(cfg, reg, ds)
-	if err != nil {
+	if p, err = BuildPipeline(cfg, reg, ds); err != nil {
 		return nil, err
 	}
 	if err := p.To(dev); err != nil {
-		p.Close()
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "checkpoints"), 0o755); err != nil {
-		p.Close()
-		return nil, fmt.Errorf("run directory: %w", err)
-	}
+	r = &Run{Cfg: cfg, Dir: dir, Device: dev, Data: ds, Pipeline: p, Registry: reg, Log: log, progress: o.Progress, resume: resume, started: time.Now(), lock: lock}
 	y, err := cfg.YAML()
 	if err != nil {
-		p.Close()
 		return nil, err
 	}
-	if err := nodes.WriteFileAtomic(filepath.Join(dir, "config.yaml"), y); err != nil {
-		p.Close()
+	if resume != "" {
+		st, err := r.loadCheckpoint(resume)
+		if err != nil {
+			return nil, fmt.Errorf("resume %s: %w", resume, err)
+		}
+		r.resumeState = &st
+		r.History = st.History
+		if note != "" {
+			log.WithField("checkpoint", resume).Warn(note)
+		}
+		if len(o.ResumeChanges) > 0 {
+			if err := nodes.WriteFileAtomic(filepath.Join(dir, "config.yaml"), y); err != nil {
+				return nil, err
+			}
+		}
+		if err := recordResume(dir, resume, note, st.Epoch, o.ResumeChanges); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := os.MkdirAll(filepath.Join(dir, "checkpoints"), 0o755); err != nil {
+			return nil, fmt.Errorf("run directory: %w", err)
+		}
+		if err := nodes.WriteFileAtomic(filepath.Join(dir, "config.yaml"), y); err != nil {
+			return nil, err
+		}
+	}
+	if r.TB, err = tboard.NewWriter(filepath.Join(dir, "tb")); err != nil {
 		return nil, err
 	}
-	tb, err := tboard.NewWriter(filepath.Join(dir, "tb"))
-	if err != nil {
-		p.Close()
-		return nil, err
-	}
-	_ = tb.AddText("config", "```\n"+string(y)+"\n```", 0)
+	_ = r.TB.AddText("config", "```\n"+string(y)+"\n```", 0)
 	log.WithFields(logrus.Fields{"run": dir, "device": dev.String(), "threads": torch.NumThreads(), "libtorch": torch.Version()}).Info("run prepared")
-	return &Run{Cfg: cfg, Dir: dir, Device: dev, Data: ds, Pipeline: p, Registry: reg, Log: log, TB: tb, progress: o.Progress, resume: o.Resume, started: time.Now()}, nil
+	return r, nil
 }
 
-// Close releases the pipeline and flushes TensorBoard.
+// resumeRunDir is the run directory of a checkpoint (RUN/checkpoints/NAME → RUN); out, when
+// given, must be that directory.
+func resumeRunDir(ckpt, out string) (string, error) {
+	c := strings.TrimSuffix(strings.TrimSuffix(filepath.Clean(ckpt), ".json"), ".weights.pt")
+	dir := filepath.Dir(filepath.Dir(c))
+	if filepath.Base(filepath.Dir(c)) != "checkpoints" {
+		return "", fmt.Errorf("--resume %s: want a checkpoint of a run, RUN/checkpoints/NAME (e.g. RUN/checkpoints/last)", ckpt)
+	}
+	if out != "" {
+		a, err1 := filepath.Abs(out)
+		b, err2 := filepath.Abs(dir)
+		if err1 != nil || err2 != nil || a != b {
+			return "", fmt.Errorf("--resume %s is a checkpoint of run %s, not of --out %s", ckpt, dir, out)
+		}
+	}
+	return dir, nil
+}
+
+// resolveResume finds the checkpoint to resume from: the one asked for when it is complete,
+// else the most recent complete one (with a note saying so). A checkpoint of the older
+// three-file layout (…/last.json, …) is used as it is: it carries no checksums.
+func resolveResume(dir, ckpt string) (string, string, error) {
+	c := strings.TrimSuffix(strings.TrimSuffix(filepath.Clean(ckpt), ".json"), ".weights.pt")
+	if fi, err := os.Stat(c); (err != nil || !fi.IsDir()) && fileExists(c+".json") && fileExists(c+".weights.pt") {
+		return c, "checkpoint " + c + " has the older three-file layout without checksums: it cannot be verified", nil
+	}
+	got, _, note, err := rundir.Resolve(c)
+	if err != nil {
+		return "", "", fmt.Errorf("--resume: %w; nothing to resume in %s: start it again without --resume (a run directory without a complete checkpoint is reused)", err, dir)
+	}
+	return got, note, nil
+}
+
+// restartable checks that a fresh run may use dir. A directory that holds a complete
+// checkpoint or a finished run is refused; one left by a run killed before its first
+// complete checkpoint is emptied of that run's files and reused.
+func restartable(dir string, log *logrus.Logger) error {
+	ck := filepath.Join(dir, "checkpoints")
+	if cks := rundir.Complete(ck); len(cks) > 0 || fileExists(filepath.Join(ck, "last.json")) {
+		name := filepath.Join(ck, "last")
+		if len(cks) > 0 && !fileExists(name) {
+			name = cks[len(cks)-1].Dir
+		}
+		return fmt.Errorf("run directory %s already holds a run with a complete checkpoint: resume it with --resume %s, or choose another --out", dir, name)
+	}
+	if fileExists(filepath.Join(dir, "metrics.json")) {
+		return fmt.Errorf("run directory %s holds a finished run: choose another --out", dir)
+	}
+	if !fileExists(filepath.Join(dir, "config.yaml")) {
+		return nil
+	}
+	log.WithField("run", dir).Warn("the run directory holds a run that was stopped before its first complete checkpoint: starting it again")
+	for _, f := range []string{"config.yaml", "resume.json", "tb", "checkpoints"} {
+		if err := os.RemoveAll(filepath.Join(dir, f)); err != nil {
+			return fmt.Errorf("run directory %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// ResumeRecord is one entry of a run's resume.json.
+type ResumeRecord struct {
+	Time       string         `json:"time"`
+	Checkpoint string         `json:"checkpoint"` // relative to the run directory
+	Epoch      int            `json:"epoch"`      // the last completed epoch of that checkpoint
+	Note       string         `json:"note,omitempty"`
+	Changes    []ConfigChange `json:"changes,omitempty"`
+}
+
+func recordResume(dir, ckpt, note string, epoch int, changes []ConfigChange) error {
+	p := filepath.Join(dir, "resume.json")
+	var recs []ResumeRecord
+	if b, err := os.ReadFile(p); err == nil {
+		if err := json.Unmarshal(b, &recs); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	rel, err := filepath.Rel(dir, ckpt)
+	if err != nil {
+		rel = ckpt
+	}
+	recs = append(recs, ResumeRecord{Time: time.Now().UTC().Format(time.RFC3339), Checkpoint: filepath.ToSlash(rel), Epoch: epoch, Note: note, Changes: changes})
+	b, err := json.MarshalIndent(recs, "", "  ")
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	return nodes.WriteFileAtomic(p, b)
+}
+
+// ConfigChange is one config value changed on resume.
+type ConfigChange struct {
+	Key  string `json:"key"`
+	From any    `json:"from"`
+	To   any    `json:"to"`
+}
+
+// ResumeSafeKeys may be changed when a run is resumed.
+var ResumeSafeKeys = []string{"training.trainer.max_epochs", "training.trainer.enable_progress_bar"}
+
+// ResumeConfig loads the config of the run a checkpoint belongs to (its config.yaml) with
+// the overrides and environment of the resuming command (lo) applied. When lo also names a
+// variant or a config file, that config is composed instead and must match the run's. Any
+// difference but ResumeSafeKeys is refused; the changes are returned to be recorded.
+func ResumeConfig(ckpt, out string, lo LoadOptions) (*Config, []ConfigChange, error) {
+	dir, err := resumeRunDir(ckpt, out)
+	if err != nil {
+		return nil, nil, err
+	}
+	file := filepath.Join(dir, "config.yaml")
+	if !fileExists(file) {
+		return nil, nil, fmt.Errorf("--resume %s: %s not found: not a run directory", ckpt, file)
+	}
+	base, _, err := LoadConfig(LoadOptions{File: file})
+	if err != nil {
+		return nil, nil, fmt.Errorf("run %s: %w", dir, err)
+	}
+	if lo.Variant == "" && lo.File == "" {
+		lo.File = file
+	}
+	cfg, _, err := LoadConfig(lo)
+	if err != nil {
+		return nil, nil, fmt.Errorf("resume %s: %w", dir, err)
+	}
+	changes, err := configDiff(base, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	var bad []string
+	for _, c := range changes {
+		if !slices.Contains(ResumeSafeKeys, c.Key) {
+			bad = append(bad, fmt.Sprintf("%s from %v to %v", c.Key, c.From, c.To))
+		}
+	}
+	if len(bad) > 0 {
+		return nil, nil, fmt.Errorf("resume %s: a resumed run keeps its own config (%s), but this command changes %s (allowed on resume: %s); start a new run to change them", dir, file, strings.Join(bad, ", "), strings.Join(ResumeSafeKeys, ", "))
+	}
+	return cfg, changes, nil
+}
+
+func configDiff(a, b *Config) ([]ConfigChange, error) {
+	fa, err := flatConfig(a)
+	if err != nil {
+		return nil, err
+	}
+	fb, err := flatConfig(b)
+	if err != nil {
+		return nil, err
+	}
+	keys := map[string]bool{}
+	for k := range fa {
+		keys[k] = true
+	}
+	for k := range fb {
+		keys[k] = true
+	}
+	var out []ConfigChange
+	for _, k := range sortedKeys(keys) {
+		if fmt.Sprint(fa[k]) != fmt.Sprint(fb[k]) {
+			out = append(out, ConfigChange{Key: k, From: fa[k], To: fb[k]})
+		}
+	}
+	return out, nil
+}
+
+func flatConfig(c *Config) (map[string]any, error) {
+	y, err := c.YAML()
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(y, &m); err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if mm, ok := v.(map[string]any); ok && len(mm) > 0 {
+			for k, x := range mm {
+				walk(strings.TrimPrefix(prefix+"."+k, "."), x)
+			}
+			return
+		}
+		out[prefix] = v
+	}
+	walk("", m)
+	return out, nil
+}
+
+// Close releases the pipeline, flushes TensorBoard and releases the run directory.
 func (r *Run) Close() {
 	if r.TB != nil {
 		r.TB.Close()
@@ -139,6 +392,8 @@ func (r *Run) Close() {
 	if r.Pipeline != nil {
 		r.Pipeline.Close()
 	}
+	r.lock.Release()
+	r.lock = nil
 }
 
 func openData(cfg *Config, log *logrus.Logger) (*dataset.Dataset, error) {
@@ -415,8 +670,30 @@ func portRef(s string) (string, string) {
 	return a, b
 }
 
-// Evaluate runs the pipeline over a split in the given stage without gradients and pools
-// the metrics over every pixel of the split (not a mean of batch means).
+// metricsSource is what Evaluate needs of a metrics node (nodes/metric.AnomalyMetrics).
+type metricsSource interface {
+	Reset()
+	Count() int64
+	Result() map[string]float64
+	Take() *metriccore.Accumulator
+}
+
+// metricsNode returns the first node of metric_nodes that pools metrics, or "" and nil.
+func (r *Run) metricsNode() (string, metricsSource) {
+	for _, name := range r.Cfg.MetricNodes {
+		if n, ok := r.Pipeline.Node(name); ok {
+			if m, ok := nodes.UnwrapNode(n).(metricsSource); ok {
+				return name, m
+			}
+		}
+	}
+	return "", nil
+}
+
+// Evaluate runs the pipeline over a split in the given stage without gradients. The metrics
+// are those of the configured metrics node (the first of metric_nodes), pooled over every
+// pixel of the split (not a mean of batch means); without one, the evaluation ports are
+// pooled with the same defaults (exact AUROC/AP on the raw scores).
 func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, error) {
 	r.Pipeline.SetTraining(false)
 	for _, name := range r.Cfg.MetricNodes {
@@ -426,7 +703,16 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 			}
 		}
 	}
-	ev := &Evaluation{Acc: metriccore.NewAccumulator(metriccore.DefaultBins), Loss: math.NaN()}
+	mname, mnode := r.metricsNode()
+	ev := &Evaluation{Loss: math.NaN()}
+	var own *metriccore.Accumulator
+	if mnode == nil {
+		var err error
+		own, err = metriccore.NewAccumulatorOptions(metriccore.Options{Mapping: metriccore.MapAdaptive, ExactLimit: metriccore.DefaultExactLimit})
+		if err != nil {
+			return nil, err
+		}
+	}
 	var lossSum float64
 	var lossN int
 	var scores, reduced []float32
@@ -453,6 +739,9 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 			}
 			lossSum += v
 			lossN++
+		}
+		if own == nil && len(ev.Samples) >= keep {
+			return nil // the metrics node pooled this batch; no maps to keep
 		}
 		sn, sp := portRef(r.Cfg.Evaluation.Scores)
 		st, err := out.Tensor(sn, sp)
@@ -485,8 +774,10 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 			}
 			dec = decisions
 		}
-		if err := ev.Acc.Add(scores, targets, dec); err != nil {
-			return err
+		if own != nil {
+			if err := own.Add(scores, targets, dec); err != nil {
+				return err
+			}
 		}
 		if len(ev.Samples) < keep {
 			var red []float32
@@ -527,7 +818,20 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 	if lossN > 0 {
 		ev.Loss = lossSum / float64(lossN)
 	}
-	ev.Metrics = ev.Acc.Result().Map()
+	if mnode != nil {
+		if mnode.Count() == 0 && ev.Frames > 0 {
+			return nil, fmt.Errorf("metrics node %q pooled no pixels in the %s stage (is it connected and does it run in %s?)", mname, stage, stage)
+		}
+		ev.Metrics = mnode.Result()
+		ev.Acc = mnode.Take()
+	} else {
+		ev.Acc = own
+		ev.Metrics = own.Result().Map()
+	}
+	if res := ev.Acc.Result(); !res.Exact {
+		r.Log.WithFields(logrus.Fields{"split": split, "auroc_max_error": res.AUROCMaxError, "average_precision_max_error": res.APMaxError}).
+			Warn("AUROC and AP come from the histogram fallback (more pixels than exact_max_pixels): approximate within the stated bounds")
+	}
 	return ev, nil
 }
 

@@ -56,19 +56,27 @@ func newTrainCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&o.variant, "variant", "", "pca, drcnn or concrete")
 	cmd.Flags().StringVarP(&o.file, "config", "c", "", "a trainrun YAML file")
 	cmd.Flags().StringVar(&o.out, "out", "", "run directory (default outputs/<name>/<timestamp>)")
-	cmd.Flags().StringVar(&o.resume, "resume", "", "resume from a checkpoint prefix, e.g. RUN/checkpoints/last (with --out RUN)")
+	cmd.Flags().StringVar(&o.resume, "resume", "", "resume a run from its checkpoint, e.g. RUN/checkpoints/last (the run's own config.yaml is used; overrides may only add epochs)")
 	return cmd
 }
 
 func runTrain(g *globals, o *trainOptions) error {
-	if o.variant == "" && o.file == "" {
-		o.variant = "drcnn"
+	var cfg *trainer.Config
+	var changes []trainer.ConfigChange
+	var err error
+	if o.resume != "" {
+		// a resumed run keeps its own config.yaml; only safe changes are accepted
+		cfg, changes, err = trainer.ResumeConfig(o.resume, o.out, trainer.LoadOptions{Variant: o.variant, File: o.file, Overrides: o.overrides, Environ: configEnviron()})
+	} else {
+		if o.variant == "" && o.file == "" {
+			o.variant = "drcnn"
+		}
+		cfg, _, err = trainer.LoadConfig(trainer.LoadOptions{Variant: o.variant, File: o.file, Overrides: o.overrides, Environ: configEnviron()})
 	}
-	cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{Variant: o.variant, File: o.file, Overrides: o.overrides, Environ: os.Environ()})
 	if err != nil {
 		return err
 	}
-	res, err := trainer.Train(cfg, trainer.Options{OutDir: o.out, Log: g.log, Progress: os.Stderr, Resume: o.resume})
+	res, err := trainer.Train(cfg, trainer.Options{OutDir: o.out, Log: g.log, Progress: os.Stderr, Resume: o.resume, ResumeChanges: changes})
 	if err != nil {
 		return err
 	}
@@ -129,7 +137,7 @@ func newCompareCmd(g *globals) *cobra.Command {
 		Use:   "compare [key=value ...]",
 		Short: "train the three variants on the same data and seed and write comparison.json/.md",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := trainer.Compare(trainer.CompareOptions{Out: out, Variants: variants, Overrides: args, Log: g.log, Environ: os.Environ()})
+			c, err := trainer.Compare(trainer.CompareOptions{Out: out, Variants: variants, Overrides: args, Log: g.log, Environ: configEnviron()})
 			if err != nil {
 				return err
 			}
@@ -338,6 +346,18 @@ func newPluginsCmd(g *globals) *cobra.Command {
 	clear.Flags().StringVar(&name, "name", "", "only this plugin")
 	cmd.AddCommand(load, list, clear)
 	return cmd
+}
+
+// configEnviron is the environment that config loading sees: the test hooks
+// (SPECTRACLIP_TEST_*) are not config keys.
+func configEnviron() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SPECTRACLIP_TEST_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func printJSON(g *globals, v any) error {

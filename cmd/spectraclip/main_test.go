@@ -72,7 +72,7 @@ func TestTrainWritesRunDirectory(t *testing.T) {
 		t.Errorf("train output: %q", out)
 	}
 	for _, f := range []string{"config.yaml", "metrics.json", "report.md", "pipeline.yaml", "pipeline.weights.pt",
-		"checkpoints/last.weights.pt", "checkpoints/last.optim.pt", "checkpoints/last.json", "loss.png", "roc.png", "pr.png", "maps.png"} {
+		"checkpoints/last/weights.pt", "checkpoints/last/optim.pt", "checkpoints/last/state.json", "checkpoints/last/manifest.json", "loss.png", "roc.png", "pr.png", "maps.png"} {
 		if _, err := os.Stat(filepath.Join(runDir, f)); err != nil {
 			t.Errorf("run directory lacks %s: %v", f, err)
 		}

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/rundir"
+)
+
+// chdir runs the test from dir (so that nothing lands in the source tree) and goes back.
+func chdir(t *testing.T, dir string) {
+	t.Helper()
+	old, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chdir(old) })
+}
+
+func history(t *testing.T, dir string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, h := range readMetrics(t, dir)["history"].([]any) {
+		m := h.(map[string]any)
+		delete(m, "seconds")
+		out = append(out, m)
+	}
+	return out
+}
+
+// With save_last: false the best top-k checkpoint is still found and evaluated: the
+// epoch with the lowest validation loss (the monitor), read from the run's own history.
+func TestBestCheckpointWithoutSaveLast(t *testing.T) {
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run")
+	mustRun(t, append([]string{"train", "--variant", "drcnn", "--out", run}, append(tiny(dir, "4"),
+		"training.callbacks.checkpoint.save_last=false", "training.callbacks.checkpoint.monitor=val/loss",
+		"training.callbacks.checkpoint.mode=min", "training.callbacks.checkpoint.save_top_k=2", "training.optimizer.lr=0.05")...)...)
+	best, bestV := -1, math.Inf(1)
+	for _, h := range history(t, run) {
+		if v := h["val_loss"].(float64); v < bestV {
+			best, bestV = int(h["epoch"].(float64)), v
+		}
+	}
+	got, _ := readMetrics(t, run)["checkpoint"].(string)
+	want := "epoch=" + leftPad(best)
+	if !strings.HasSuffix(filepath.ToSlash(got), want) {
+		t.Fatalf("metrics.json checkpoint %q, want the best epoch %s (val_loss %v)", got, want, bestV)
+	}
+}
+
+func leftPad(n int) string {
+	s := strconv.Itoa(n)
+	if len(s) < 2 {
+		s = "0" + s
+	}
+	return s
+}
+
+// A run started from one working directory and resumed from another keeps pruning its
+// top-k checkpoints and restoring the best one.
+func TestResumeFromAnotherDirectory(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	for _, d := range []string{a, b} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := func(epochs string) []string {
+		return append([]string{"train", "--variant", "drcnn"}, append(tiny(dir, epochs),
+			"training.callbacks.checkpoint.monitor=val/loss", "training.callbacks.checkpoint.mode=min",
+			"training.callbacks.checkpoint.save_top_k=1", "training.optimizer.lr=0.05")...)
+	}
+	chdir(t, a)
+	mustRun(t, append(args("2"), "--out", "run")...)
+	chdir(t, b)
+	run := filepath.Join(a, "run")
+	mustRun(t, append(args("4"), "--out", run, "--resume", filepath.Join(run, "checkpoints", "last"))...)
+	ents, err := os.ReadDir(filepath.Join(run, "checkpoints"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	epochs := map[string]bool{}
+	for _, e := range ents {
+		if n := e.Name(); strings.HasPrefix(n, "epoch=") {
+			epochs[n[:len("epoch=00")]] = true
+		}
+	}
+	if len(epochs) != 1 {
+		t.Errorf("save_top_k=1 but %d epoch checkpoints are left: %v", len(epochs), epochs)
+	}
+	if got, _ := readMetrics(t, run)["checkpoint"].(string); got == "" {
+		t.Error("the best checkpoint was not restored after resuming from another directory")
+	}
+}
+
+// lastFiles returns the last checkpoint's weights and optimizer files in either layout.
+func lastFiles(run, name string) (weights, optim string) {
+	d := filepath.Join(run, "checkpoints", name)
+	if st, err := os.Stat(d); err == nil && st.IsDir() {
+		return filepath.Join(d, "weights.pt"), filepath.Join(d, "optim.pt")
+	}
+	return d + ".weights.pt", d + ".optim.pt"
+}
+
+// A checkpoint torn by a kill between two renames (new weights, the previous epoch's
+// optimizer state) is never resumed silently: the resume falls back to a complete
+// checkpoint and ends exactly where an uninterrupted run ends.
+func TestTornCheckpointIsNotResumed(t *testing.T) {
+	dir := t.TempDir()
+	ref, c := filepath.Join(dir, "ref"), filepath.Join(dir, "c")
+	args := func(out, epochs string) []string {
+		return append([]string{"train", "--variant", "drcnn", "--out", out}, append(tiny(dir, epochs), "training.optimizer.lr=0.05")...)
+	}
+	mustRun(t, args(ref, "3")...)
+	mustRun(t, args(c, "2")...)
+	_, lastOptim := lastFiles(c, "last")
+	_, oldOptim := lastFiles(c, "epoch=00")
+	b, err := os.ReadFile(oldOptim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lastOptim, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = run(t, append(args(c, "3"), "--resume", filepath.Join(c, "checkpoints", "last"))...)
+	if err != nil {
+		return // refusing is allowed
+	}
+	hr, hc := history(t, ref), history(t, c)
+	if len(hc) != 3 || !sameJSON(hr[2], hc[2]) {
+		t.Fatalf("resumed from a torn checkpoint, diverged:\n%v\n%v", hr[len(hr)-1], hc[len(hc)-1])
+	}
+}
+
+// A run directory killed before its first complete checkpoint can be started again (the
+// leftover temporary files are removed), and a failed --resume writes nothing.
+func TestEarlyKilledRunRestarts(t *testing.T) {
+	dir := t.TempDir()
+	rd := filepath.Join(dir, "run")
+	if err := os.MkdirAll(filepath.Join(rd, "checkpoints"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"config.yaml", "checkpoints/.last.weights.pt.tmp123", "checkpoints/last.optim.pt.tmp"} {
+		if err := os.WriteFile(filepath.Join(rd, f), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRun(t, append([]string{"train", "--variant", "drcnn", "--out", rd}, tiny(dir, "1")...)...)
+	for _, f := range []string{"checkpoints/.last.weights.pt.tmp123", "checkpoints/last.optim.pt.tmp"} {
+		if _, err := os.Stat(filepath.Join(rd, f)); err == nil {
+			t.Errorf("leftover %s was not removed", f)
+		}
+	}
+	// a finished run is not restarted over
+	if _, err := run(t, append([]string{"train", "--variant", "drcnn", "--out", rd}, tiny(dir, "1")...)...); err == nil {
+		t.Error("a second fresh start into a finished run directory succeeded")
+	}
+	// a failed resume leaves no trace
+	other := filepath.Join(dir, "other")
+	if _, err := run(t, append([]string{"train", "--variant", "drcnn", "--out", other, "--resume", filepath.Join(other, "checkpoints", "last")}, tiny(dir, "1")...)...); err == nil {
+		t.Fatal("resuming a run that does not exist succeeded")
+	}
+	if _, err := os.Stat(other); err == nil {
+		t.Errorf("a failed --resume created %s", other)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.MkdirAll(filepath.Join(empty, "checkpoints"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, append([]string{"train", "--variant", "drcnn", "--out", empty, "--resume", filepath.Join(empty, "checkpoints", "last")}, tiny(dir, "1")...)...); err == nil {
+		t.Fatal("resuming a run without a checkpoint succeeded")
+	}
+	if ents, _ := os.ReadDir(empty); len(ents) != 1 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		if len(names) != 2 || names[0] != rundir.LockName { // the lock file may stay
+			t.Errorf("a failed --resume wrote into %s: %v", empty, names)
+		}
+	}
+}
+
+// Resume reads the run's own config.yaml: without the original overrides it trains on the
+// run's data and ends where an uninterrupted run ends; an unsafe override is refused and a
+// safe one (more epochs) is recorded.
+func TestResumeUsesTheRunsConfig(t *testing.T) {
+	dir := t.TempDir()
+	chdir(t, dir)
+	ref, c := filepath.Join(dir, "ref"), filepath.Join(dir, "c")
+	mustRun(t, append([]string{"train", "--variant", "drcnn", "--out", ref}, tiny(dir, "3")...)...)
+	mustRun(t, append([]string{"train", "--variant", "drcnn", "--out", c}, tiny(dir, "2")...)...)
+	last := filepath.Join(c, "checkpoints", "last")
+	if _, err := run(t, "train", "--out", c, "--resume", last, "training.trainer.max_epochs=3", "training.optimizer.lr=0.5"); err == nil || !strings.Contains(err.Error(), "training.optimizer.lr") {
+		t.Fatalf("unsafe override on resume: %v", err)
+	}
+	mustRun(t, "train", "--out", c, "--resume", last, "training.trainer.max_epochs=3")
+	if _, err := os.Stat(filepath.Join(dir, "data", dataset.ManifestName)); err != nil {
+		t.Fatalf("the run's data root is gone? %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "lentils_synth")); err == nil {
+		t.Fatal("resume generated the default data root instead of using the run's")
+	}
+	hr, hc := history(t, ref), history(t, c)
+	if len(hc) != 3 || !sameJSON(hr[2], hc[2]) {
+		t.Fatalf("resumed run differs:\n%v\n%v", hr[len(hr)-1], hc[len(hc)-1])
+	}
+	b, err := os.ReadFile(filepath.Join(c, "resume.json"))
+	if err != nil || !strings.Contains(string(b), "training.trainer.max_epochs") {
+		t.Fatalf("the resume and its override are not recorded: %v %s", err, b)
+	}
+	var recs []map[string]any
+	if err := json.Unmarshal(b, &recs); err != nil || len(recs) != 1 {
+		t.Fatalf("resume.json: %v %s", err, b)
+	}
+}
+
+// A second writer on a run directory fails at once, naming the holder's pid.
+func TestSecondWriterIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	rd := filepath.Join(dir, "run")
+	if err := os.MkdirAll(rd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l, err := rundir.Acquire(rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = run(t, append([]string{"train", "--variant", "drcnn", "--out", rd}, tiny(dir, "1")...)...)
+	l.Release()
+	if err == nil || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
+		t.Fatalf("second writer: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(rd, "config.yaml")); err == nil {
+		t.Error("the refused writer wrote config.yaml")
+	}
+}
