@@ -166,6 +166,8 @@ sc_err sc_copy_in(sc_tensor t, const void *data, int64_t nbytes, int dtype) {
                                 c10::str(x.sizes()) + " needs " + std::to_string(want));
   if (x.is_cpu() && x.is_contiguous() && x.scalar_type() == st) {
     if (nbytes > 0) std::memcpy(x.data_ptr(), data, nbytes);
+    // what copy_ does: autograd checks the version of tensors it saved for backward
+    x.unsafeGetTensorImpl()->bump_version();
   } else {
     at::Tensor src = at::from_blob(const_cast<void *>(data), x.sizes(),
                                    at::TensorOptions().dtype(st));

@@ -158,3 +158,28 @@ func TestSaveTensorsNilEntryFreesCStrings(t *testing.T) {
 		t.Errorf("failed save left %s behind (%v)", path, err)
 	}
 }
+
+// TestCopyFromBumpsVersion: overwriting a tensor that autograd saved for backward through
+// CopyFrom (the CPU memcpy fast path) makes backward fail as PyTorch does, instead of
+// silently using the new values (issue 11.12).
+func TestCopyFromBumpsVersion(t *testing.T) {
+	r := newRNG(12)
+	s := newScope(t)
+	p := FromSlice(s, CPU, randF32(r, 6, -1, 1), 6)
+	if err := p.SetRequiresGrad(true); err != nil {
+		t.Fatal(err)
+	}
+	b := FromSlice(s, CPU, randF32(r, 6, -1, 1), 6) // saved by mul for p's gradient
+	loss := s.Sum(s.Mul(p, b), false)
+	if err := CopyFrom(b, randF32(r, 6, -1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	s.Backward(loss, nil, false)
+	err := s.Err()
+	if err == nil {
+		t.Fatal("backward after overwriting a saved tensor succeeded; autograd did not see the write")
+	}
+	if !strings.Contains(err.Error(), "modified by an inplace operation") {
+		t.Errorf("error %q does not say the tensor was modified in place", err)
+	}
+}
