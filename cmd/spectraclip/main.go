@@ -81,6 +81,7 @@ func NewRootCmd(out, errOut io.Writer) *cobra.Command {
 		newGraphCmd(g),
 		newPluginsCmd(g),
 		newBenchCmd(g),
+		newSweepCmd(g),
 	)
 	return root
 }
