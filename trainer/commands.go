@@ -1,6 +1,8 @@
 package trainer
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"codeberg.org/sbinet/npyio"
 	"github.com/sirupsen/logrus"
 
 	"github.com/spectraclip/spectraclip/dataset"
@@ -114,7 +115,10 @@ func Calibrate(dir string, log *logrus.Logger) (*Calibration, error) {
 	}
 	thr, f1 := ev.Acc.BestF1Threshold()
 	c := &Calibration{PixelThreshold: thr, F1: f1, Current: ev.Metrics, File: filepath.Join(dir, "calibration.json")}
-	b, _ := json.MarshalIndent(c, "", "  ")
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.File, err)
+	}
 	return c, nodes.WriteFileAtomic(c.File, b)
 }
 
@@ -157,16 +161,35 @@ func DetectScene(path, cubeVar, gtVar string) (*SceneResult, error) {
 	return res, nil
 }
 
+// InferOptions adjust Infer.
+type InferOptions struct {
+	// NaNPolicy says what a NaN or ±Inf input value does: "error" (the default) fails naming
+	// the file and the value's position, "zero" replaces it with 0. For a dataset directory
+	// its own nan_policy applies unless this is set.
+	NaNPolicy string
+}
+
 // Infer runs a finished run's pipeline (inference stage) over ENVI cubes (a header, a folder
 // of headers) or a dataset directory, writing per frame a score heatmap PNG, a decision
-// mask PNG, the scores as .npy, and one results.json.
+// mask PNG, the scores and decisions as (H, W) .npy arrays, and one results.json.
 func Infer(dir, input, out string, log *logrus.Logger) (int, error) {
+	return InferWith(dir, input, out, InferOptions{}, log)
+}
+
+// InferWith is Infer with options. Inputs are checked for NaN/Inf as in training, and a
+// frame whose scores are not all finite is an error, never a written result.
+func InferWith(dir, input, out string, o InferOptions, log *logrus.Logger) (int, error) {
+	switch o.NaNPolicy {
+	case "", string(dataset.NaNError), string(dataset.NaNZero):
+	default:
+		return 0, fmt.Errorf("--nan-policy %q (allowed: error, zero)", o.NaNPolicy)
+	}
 	r, err := OpenRun(dir, log)
 	if err != nil {
 		return 0, err
 	}
 	defer r.Pipeline.Close()
-	cubes, err := inferInputs(input)
+	cubes, err := inferInputs(input, dataset.NaNPolicy(o.NaNPolicy))
 	if err != nil {
 		return 0, err
 	}
@@ -214,6 +237,9 @@ func Infer(dir, input, out string, log *logrus.Logger) (int, error) {
 		if err != nil {
 			return len(results), err
 		}
+		if bad := countNonFinite(scores); bad > 0 {
+			return len(results), fmt.Errorf("%s: %d of %d anomaly scores are NaN or infinite (the inputs were finite): nothing written for this frame", ic.path, bad, len(scores))
+		}
 		fo := frameOut{Name: ic.name, Source: ic.path, Height: c.H, Width: c.W}
 		if dn, dp := portRef(r.Cfg.Evaluation.Decisions); dn != "" {
 			if dt, err := o.Tensor(dn, dp); err == nil {
@@ -240,7 +266,7 @@ func Infer(dir, input, out string, log *logrus.Logger) (int, error) {
 						}
 					}
 					fo.DecisionsNPY = ic.name + "_decisions.npy"
-					if err := writeNPY(filepath.Join(out, fo.DecisionsNPY), u8); err != nil {
+					if err := writeNPY(filepath.Join(out, fo.DecisionsNPY), u8, c.H, c.W); err != nil {
 						return len(results), err
 					}
 				}
@@ -262,12 +288,15 @@ func Infer(dir, input, out string, log *logrus.Logger) (int, error) {
 			return len(results), err
 		}
 		fo.Scores = ic.name + "_scores.npy"
-		if err := writeNPY(filepath.Join(out, fo.Scores), scores); err != nil {
+		if err := writeNPY(filepath.Join(out, fo.Scores), scores, c.H, c.W); err != nil {
 			return len(results), err
 		}
 		results = append(results, fo)
 	}
-	b, _ := json.MarshalIndent(map[string]any{"run": dir, "detector": r.detectorName(), "frames": results}, "", "  ")
+	b, err := json.MarshalIndent(map[string]any{"run": dir, "detector": r.detectorName(), "frames": results}, "", "  ")
+	if err != nil {
+		return len(results), fmt.Errorf("%s: %w", filepath.Join(out, "results.json"), err)
+	}
 	return len(results), nodes.WriteFileAtomic(filepath.Join(out, "results.json"), b)
 }
 
@@ -276,31 +305,43 @@ type inferCube struct {
 	load       func() (*dataset.Cube, error)
 }
 
-func inferInputs(input string) ([]inferCube, error) {
+// inferInputs lists the cubes of --input. Each loader applies the NaN policy: policy, or
+// for a dataset directory its own nan_policy when policy is empty, else "error".
+func inferInputs(input string, policy dataset.NaNPolicy) ([]inferCube, error) {
 	st, err := os.Stat(input)
 	if err != nil {
 		return nil, fmt.Errorf("--input: %w", err)
 	}
+	checked := func(path string, load func() (*dataset.Cube, error)) func() (*dataset.Cube, error) {
+		return func() (*dataset.Cube, error) {
+			c, err := load()
+			if err != nil {
+				return nil, err
+			}
+			return c, checkFinite(c, path, policy)
+		}
+	}
 	if !st.IsDir() {
-		return []inferCube{{name: strings.TrimSuffix(filepath.Base(input), filepath.Ext(input)), path: input, load: func() (*dataset.Cube, error) {
+		return []inferCube{{name: strings.TrimSuffix(filepath.Base(input), filepath.Ext(input)), path: input, load: checked(input, func() (*dataset.Cube, error) {
 			c, _, err := dataset.LoadScene(input, dataset.SceneOptions{})
 			return c, err
-		}}}, nil
+		})}}, nil
 	}
 	if _, err := os.Stat(filepath.Join(input, dataset.ManifestName)); err == nil {
-		ds, err := dataset.Open(input)
+		ds, err := dataset.OpenWith(input, dataset.Options{NaNPolicy: policy})
 		if err != nil {
 			return nil, err
 		}
 		var out []inferCube
 		for _, f := range ds.Frames {
-			id := f.ID
-			out = append(out, inferCube{name: fmt.Sprintf("frame_%03d", id), path: f.Path, load: func() (*dataset.Cube, error) {
+			id, path := f.ID, f.Path
+			out = append(out, inferCube{name: fmt.Sprintf("frame_%03d", id), path: path, load: func() (*dataset.Cube, error) {
 				smp, err := ds.Load(id)
 				if err != nil {
 					return nil, err
 				}
-				return &dataset.Cube{H: smp.H, W: smp.W, C: smp.C, Data: smp.Cube, Wavelengths: ds.Wavelengths}, nil
+				c := &dataset.Cube{H: smp.H, W: smp.W, C: smp.C, Data: smp.Cube, Wavelengths: ds.Wavelengths, Source: path}
+				return c, checkFinite(c, path, ds.NaNPolicy)
 			}})
 		}
 		return out, nil
@@ -313,21 +354,76 @@ func inferInputs(input string) ([]inferCube, error) {
 	var out []inferCube
 	for _, h := range hdrs {
 		h := h
-		out = append(out, inferCube{name: strings.TrimSuffix(filepath.Base(h), ".hdr"), path: h, load: func() (*dataset.Cube, error) { return dataset.ReadENVI(h) }})
+		out = append(out, inferCube{name: strings.TrimSuffix(filepath.Base(h), ".hdr"), path: h, load: checked(h, func() (*dataset.Cube, error) { return dataset.ReadENVI(h) })})
 	}
 	return out, nil
 }
 
-// writeNPY writes a flat array as .npy (numpy.load reads it; reshape with the JSON's H, W).
-func writeNPY(path string, v any) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
+// checkFinite applies a NaN policy to a cube: "zero" replaces NaN and ±Inf with 0, anything
+// else fails at the first such value, naming the file and its position.
+func checkFinite(c *dataset.Cube, path string, policy dataset.NaNPolicy) error {
+	for i, v := range c.Data {
+		f := float64(v)
+		if !math.IsNaN(f) && !math.IsInf(f, 0) {
+			continue
+		}
+		if policy == dataset.NaNZero {
+			c.Data[i] = 0
+			continue
+		}
+		px, b := i/c.C, i%c.C
+		return fmt.Errorf("%s: value %v (NaN/Inf) at row %d, column %d, band %d; use --nan-policy zero (or nan_policy: zero in a dataset.yaml) to replace NaN/Inf with 0", path, v, px/c.W, px%c.W, b)
 	}
-	if err := npyio.Write(f, v); err != nil {
-		f.Close()
-		os.Remove(path)
+	return nil
+}
+
+func countNonFinite(v []float32) int {
+	n := 0
+	for _, x := range v {
+		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+			n++
+		}
+	}
+	return n
+}
+
+// writeNPY writes a float32 or uint8 map as an (h, w) .npy array (format 1.0, little
+// endian, C order), atomically.
+func writeNPY(path string, v any, h, w int) error {
+	var descr string
+	var data []byte
+	switch x := v.(type) {
+	case []float32:
+		descr = "<f4"
+		data = make([]byte, 4*len(x))
+		for i, f := range x {
+			binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(f))
+		}
+	case []uint8:
+		descr, data = "|u1", x
+	default:
+		return fmt.Errorf("%s: cannot write %T as .npy", path, v)
+	}
+	n := len(data)
+	if descr == "<f4" {
+		n /= 4
+	}
+	if h*w != n {
+		return fmt.Errorf("%s: %d values do not fill a %d×%d map", path, n, h, w)
+	}
+	hdr := fmt.Sprintf("{'descr': '%s', 'fortran_order': False, 'shape': (%d, %d), }", descr, h, w)
+	pad := 64 - (10+len(hdr)+1)%64
+	if pad == 64 {
+		pad = 0
+	}
+	hdr += strings.Repeat(" ", pad) + "\n"
+	var b bytes.Buffer
+	b.WriteString("\x93NUMPY\x01\x00")
+	_ = binary.Write(&b, binary.LittleEndian, uint16(len(hdr)))
+	b.WriteString(hdr)
+	b.Write(data)
+	if err := nodes.WriteFileAtomic(path, b.Bytes()); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return f.Close()
+	return nil
 }

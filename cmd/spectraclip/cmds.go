@@ -107,13 +107,13 @@ func newEvalCmd(g *globals) *cobra.Command {
 }
 
 func newInferCmd(g *globals) *cobra.Command {
-	var run, input, out string
+	var run, input, out, nanPolicy string
 	cmd := &cobra.Command{
 		Use:   "infer --run DIR --input FILE|DIR --out DIR",
 		Short: "write anomaly maps and decisions (PNG, .npy, JSON) for ENVI cubes or a dataset",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			files, err := trainer.Infer(run, input, out, g.log)
+			files, err := trainer.InferWith(run, input, out, trainer.InferOptions{NaNPolicy: nanPolicy}, g.log)
 			if err != nil {
 				return err
 			}
@@ -124,6 +124,7 @@ func newInferCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&run, "run", "", "run directory")
 	cmd.Flags().StringVar(&input, "input", "", "an ENVI header, a dataset directory or a folder of ENVI headers")
 	cmd.Flags().StringVar(&out, "out", "", "output directory")
+	cmd.Flags().StringVar(&nanPolicy, "nan-policy", "", "NaN/Inf in an input: error (default; a dataset directory's own nan_policy applies) or zero")
 	for _, f := range []string{"run", "input", "out"} {
 		_ = cmd.MarkFlagRequired(f)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -244,5 +245,51 @@ func TestSecondWriterIsRefused(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(rd, "config.yaml")); err == nil {
 		t.Error("the refused writer wrote config.yaml")
+	}
+}
+
+// infer checks its inputs for NaN/Inf as training does (an error naming the file, or
+// --nan-policy zero), and writes the maps as (H, W) arrays that numpy reads.
+func TestInferChecksInputsAndWritesMaps(t *testing.T) {
+	dir := t.TempDir()
+	rd := filepath.Join(dir, "run")
+	mustRun(t, append([]string{"train", "--variant", "drcnn", "--out", rd}, tiny(dir, "1")...)...)
+	ds, err := dataset.Open(filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dataset.ReadENVI(ds.Frames[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Data[(5*c.W+7)*c.C+3] = float32(math.NaN())
+	in := filepath.Join(dir, "in")
+	if err := os.MkdirAll(in, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := dataset.WriteENVI(filepath.Join(in, "cube"), c, dataset.ENVIWriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	_, err = run(t, "infer", "--run", rd, "--input", in, "--out", out)
+	if err == nil || !strings.Contains(err.Error(), "cube") || !strings.Contains(err.Error(), "NaN") {
+		t.Fatalf("infer on a cube with a NaN pixel: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "results.json")); err == nil {
+		t.Error("results.json written for a failed infer")
+	}
+	mustRun(t, "infer", "--run", rd, "--input", in, "--out", out, "--nan-policy", "zero")
+	py := `import json,sys,numpy as np
+s=np.load(sys.argv[1]+"/cube_scores.npy"); d=np.load(sys.argv[1]+"/cube_decisions.npy")
+r=json.load(open(sys.argv[1]+"/results.json"))["frames"][0]
+assert np.isfinite(s).all()
+print(s.shape, d.shape, s.dtype, d.dtype, (r["height"], r["width"]))`
+	o, err := exec.Command("/usr/bin/python3", "-c", py, out).CombinedOutput()
+	if err != nil {
+		t.Fatalf("numpy: %v\n%s", err, o)
+	}
+	want := "(32, 32) (32, 32) float32 uint8 (32, 32)"
+	if strings.TrimSpace(string(o)) != want {
+		t.Fatalf("numpy reads %s, want %s", o, want)
 	}
 }
