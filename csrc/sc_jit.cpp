@@ -47,17 +47,41 @@ void flatten(const c10::IValue &v, std::vector<at::Tensor> &out) {
   }
 }
 
-template <typename Arr>
+// to_c_arrays hands tensors (and names) to the caller as malloc'd arrays. On any failure
+// it frees what it made and throws, leaving the out-parameters untouched.
 void to_c_arrays(const std::vector<std::string> &names, const std::vector<at::Tensor> &ts,
                  char ***cnames, sc_tensor **cts, int *n) {
   size_t k = ts.size();
-  *n = static_cast<int>(k);
-  *cts = static_cast<sc_tensor *>(std::malloc(sizeof(sc_tensor) * (k ? k : 1)));
-  if (cnames != nullptr) *cnames = static_cast<char **>(std::malloc(sizeof(char *) * (k ? k : 1)));
-  for (size_t i = 0; i < k; i++) {
-    (*cts)[i] = ts[i].defined() ? wrap(ts[i]) : nullptr;
-    if (cnames != nullptr) (*cnames)[i] = sc::dup(names[i]);
+  auto *arr = static_cast<sc_tensor *>(std::calloc(k ? k : 1, sizeof(sc_tensor)));
+  if (arr == nullptr) throw std::runtime_error("out of memory for a result array of " + std::to_string(k));
+  char **nm = nullptr;
+  if (cnames != nullptr) {
+    nm = static_cast<char **>(std::calloc(k ? k : 1, sizeof(char *)));
+    if (nm == nullptr) {
+      std::free(arr);
+      throw std::runtime_error("out of memory for a name array of " + std::to_string(k));
+    }
   }
+  try {
+    for (size_t i = 0; i < k; i++) {
+      arr[i] = ts[i].defined() ? wrap(ts[i]) : nullptr;
+      if (nm != nullptr) {
+        nm[i] = sc::dup(names[i]);
+        if (nm[i] == nullptr) throw std::runtime_error("out of memory for name " + names[i]);
+      }
+    }
+  } catch (...) {
+    for (size_t i = 0; i < k; i++) {
+      delete reinterpret_cast<at::Tensor *>(arr[i]);
+      if (nm != nullptr) std::free(nm[i]);
+    }
+    std::free(arr);
+    std::free(nm);
+    throw;
+  }
+  *cts = arr;
+  if (cnames != nullptr) *cnames = nm;
+  *n = static_cast<int>(k);
 }
 
 // restore_options sets every parameter group's options from an archive written by
@@ -115,8 +139,11 @@ sc_err sc_cuda_synchronize(int device) {
 sc_err sc_cuda_memory(int device, int64_t *allocated, int64_t *reserved, int64_t *peak) {
   SC_BEGIN
 #ifdef SC_WITH_CUDA
-  auto st = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
-  size_t agg = static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE);
+  // StatType moved from c10::cuda::CUDACachingAllocator (1.13 .. 2.3) to
+  // c10::CachingDeviceAllocator (2.4+); AGGREGATE is index 0 of every StatArray in all of
+  // them, so the index is spelled out instead of the enum.
+  auto st = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+  constexpr size_t agg = 0;  // StatType::AGGREGATE
   *allocated = st.allocated_bytes[agg].current;
   *reserved = st.reserved_bytes[agg].current;
   *peak = st.allocated_bytes[agg].peak;
@@ -164,7 +191,7 @@ sc_err sc_load_tensors(const char *path, int dev_type, int dev_index, char ***na
     ks.push_back(kv.key().toStringRef());
     vs.push_back(kv.value().toTensor().to(dev));
   }
-  to_c_arrays<int>(ks, vs, names, ts, n);
+  to_c_arrays(ks, vs, names, ts, n);
   SC_END
 }
 
@@ -242,7 +269,7 @@ sc_err sc_jit_run(int mode, sc_module m, const char *method, const sc_tensor *in
   }
   std::vector<at::Tensor> flat;
   flatten(r, flat);
-  to_c_arrays<int>({}, flat, nullptr, outs, nout);
+  to_c_arrays({}, flat, nullptr, outs, nout);
   SC_END
 }
 
@@ -311,7 +338,7 @@ sc_err sc_jit_parameters(sc_module m, char ***names, sc_tensor **ts, int *n) {
     ks.push_back(p.name);
     vs.push_back(p.value);
   }
-  to_c_arrays<int>(ks, vs, names, ts, n);
+  to_c_arrays(ks, vs, names, ts, n);
   SC_END
 }
 
@@ -361,7 +388,15 @@ sc_err sc_optim_step(sc_optim o) {
 
 sc_err sc_optim_zero_grad(sc_optim o) {
   SC_BEGIN
-  o->o->zero_grad();
+  // set_to_none on every LibTorch: 1.13's zero_grad() zero-fills, 2.x's defaults to
+  // set_to_none=true. With gradients dropped, a parameter that gets no gradient in a step
+  // is skipped by step() (no weight decay, no momentum), and Grad() returns nil.
+  for (auto &group : o->o->param_groups()) {
+    for (auto &p : group.params()) {
+      at::Tensor &g = p.mutable_grad();
+      if (g.defined()) g.reset();
+    }
+  }
   SC_END
 }
 

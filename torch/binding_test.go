@@ -1,8 +1,10 @@
 package torch
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -181,5 +183,79 @@ func TestCopyFromBumpsVersion(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "modified by an inplace operation") {
 		t.Errorf("error %q does not say the tensor was modified in place", err)
+	}
+}
+
+// TestZeroGradSetsToNone: Optimizer.ZeroGrad drops gradients (Grad returns nil), as
+// PyTorch 2.x's zero_grad(set_to_none=True) does, on every LibTorch; a parameter that gets
+// no gradient in a step is then left alone by the step (no weight decay, no momentum) and
+// its step count does not advance. Checked against a float64 closed form (issue 11.11).
+func TestZeroGradSetsToNone(t *testing.T) {
+	for k, c := range []struct {
+		name string
+		kind OptimKind
+		cfg  OptimConfig
+	}{
+		{"adamw", AdamW, OptimConfig{LR: 0.05, WeightDecay: 0.1}},
+		{"sgd momentum wd", SGD, OptimConfig{LR: 0.05, Momentum: 0.9, WeightDecay: 0.01}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRNG(uint64(110 + k))
+			p0, q0 := randF64(r, 4, -1, 1), randF64(r, 3, -1, 1)
+			cp, cq := randF64(r, 4, -1, 1), randF64(r, 3, -1, 1)
+			s := newScope(t)
+			p, q := s.FromFloat64(p0, 4), s.FromFloat64(q0, 3)
+			s.Keep(p, q)
+			defer p.Free()
+			defer q.Free()
+			for _, x := range []*Tensor{p, q} {
+				if err := x.SetRequiresGrad(true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			o, err := NewOptimizer(c.kind, []*Tensor{p, q}, c.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer o.Free()
+			mk := func() *optRef {
+				return &optRef{kind: c.kind, lr: c.cfg.LR, b1: 0.9, b2: 0.999, eps: 1e-8, wd: c.cfg.WeightDecay, m: c.cfg.Momentum}
+			}
+			rp, rq := mk(), mk()
+			pr, qr := slices.Clone(p0), slices.Clone(q0)
+			// q takes part in steps 1 and 3 only
+			for step, withQ := range []bool{true, false, true, true} {
+				ss := NewScope()
+				if err := o.ZeroGrad(); err != nil {
+					t.Fatal(err)
+				}
+				if ss.Grad(p) != nil || ss.Grad(q) != nil {
+					t.Fatalf("step %d: gradients not dropped by ZeroGrad", step+1)
+				}
+				loss := ss.Add(ss.Sum(ss.Mul(ss.FromFloat64(cp, 4), p), false), ss.DivScalar(ss.Sum(ss.PowScalar(p, 4), false), 4))
+				if withQ {
+					loss = ss.Add(loss, ss.Add(ss.Sum(ss.Mul(ss.FromFloat64(cq, 3), q), false), ss.DivScalar(ss.Sum(ss.PowScalar(q, 4), false), 4)))
+				}
+				ss.Backward(loss, nil, false)
+				if err := ss.Err(); err != nil {
+					t.Fatal(err)
+				}
+				if !withQ && ss.Grad(q) != nil {
+					t.Fatalf("step %d: q has a gradient though the loss does not use it", step+1)
+				}
+				ss.Close()
+				if err := o.Step(); err != nil {
+					t.Fatal(err)
+				}
+				rp.update(pr, lossGrad(pr, cp))
+				if withQ {
+					rq.update(qr, lossGrad(qr, cq))
+				}
+				gp, _ := p.Float64s()
+				gq, _ := q.Float64s()
+				closeAll(t, fmt.Sprintf("step %d p", step+1), gp, pr, 1e-12, 1e-12)
+				closeAll(t, fmt.Sprintf("step %d q", step+1), gq, qr, 1e-12, 1e-12)
+			}
+		})
 	}
 }
