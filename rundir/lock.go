@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // LockName is the lock file inside a run directory. It stays after the run ends (removing
@@ -40,11 +41,16 @@ func Acquire(dir string) (*Lock, error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
+			// the holder writes its pid right after taking the lock: give it a moment
 			holder := "unknown pid"
-			if b, rerr := os.ReadFile(p); rerr == nil {
-				if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
-					holder = "pid " + strconv.Itoa(pid)
+			for i := 0; i < 40 && holder == "unknown pid"; i++ {
+				if b, rerr := os.ReadFile(p); rerr == nil {
+					if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+						holder = "pid " + strconv.Itoa(pid)
+						break
+					}
 				}
+				time.Sleep(5 * time.Millisecond)
 			}
 			return nil, fmt.Errorf("run directory %s is in use by another spectraclip process (%s holds %s): %w", dir, holder, p, ErrLocked)
 		}
