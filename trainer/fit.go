@@ -313,11 +313,9 @@ func (r *Run) earlyStop(st *TrainerState, rec EpochRecord) bool {
 		return false
 	}
 	v := monitored(rec, es.Monitor)
-	if math.IsNaN(v) {
-		return false
-	}
 	eb := float64(st.EarlyBest)
-	improved := math.IsNaN(eb) || (es.Mode == "max" && v > eb+es.MinDelta) || (es.Mode != "max" && v < eb-es.MinDelta)
+	// a NaN value is never an improvement
+	improved := !math.IsNaN(v) && (math.IsNaN(eb) || (es.Mode == "max" && v > eb+es.MinDelta) || (es.Mode != "max" && v < eb-es.MinDelta))
 	if improved {
 		st.EarlyBest = Float(v)
 		st.EarlyBad = 0

@@ -90,10 +90,8 @@ func (p *Plateau) better(a, best float64) bool {
 // Step implements Scheduler.
 func (p *Plateau) Step(epoch int, lr, v float64) float64 {
 	p.st.LastEpoch = epoch
-	if math.IsNaN(v) {
-		return lr
-	}
-	if p.better(v, float64(p.st.Best)) {
+	// NaN is never an improvement (PyTorch's comparisons with NaN are false)
+	if !math.IsNaN(v) && p.better(v, float64(p.st.Best)) {
 		p.st.Best = Float(v)
 		p.st.NumBad = 0
 	} else {
@@ -117,7 +115,8 @@ func (p *Plateau) Step(epoch int, lr, v float64) float64 {
 func (p *Plateau) State() SchedulerState     { return p.st }
 func (p *Plateau) SetState(s SchedulerState) { p.st = s }
 
-// Cosine anneals from the base rate to EtaMin over TMax epochs.
+// Cosine anneals from the base rate to EtaMin over TMax epochs and, as PyTorch's
+// CosineAnnealingLR, keeps following the cosine beyond TMax (back up towards the base rate).
 type Cosine struct {
 	TMax   int
 	EtaMin float64
@@ -127,7 +126,7 @@ type Cosine struct {
 // Step implements Scheduler.
 func (c *Cosine) Step(epoch int, lr, _ float64) float64 {
 	c.st.LastEpoch = epoch + 1
-	t := math.Min(float64(c.st.LastEpoch), float64(c.TMax))
+	t := float64(c.st.LastEpoch)
 	return c.EtaMin + (c.st.BaseLR-c.EtaMin)*(1+math.Cos(math.Pi*t/float64(c.TMax)))/2
 }
 
