@@ -185,7 +185,7 @@ train() {
   local variant=$1 dev=$2 dir=$OUT/run_${1}_$2
   rm -rf "$dir"
   if timeout 300 ./bin/spectraclip --log-level warn train --variant "$variant" --out "$dir" \
-      training.device="$dev" training.trainer.max_epochs=2 data.root="$OUT/data" >"$OUT/train_${variant}_$dev.log" 2>&1; then
+      training.device="$dev" training.trainer.max_epochs=2 data.root="$OUT/data" data.generate_if_missing=true >"$OUT/train_${variant}_$dev.log" 2>&1; then
     result train ok "$variant on $dev: $(grep -m1 '^test:' "$OUT/train_${variant}_$dev.log")"
     ck=$(find "$dir" -name '*.weights.pt' | head -1)
     if [ -n "$ck" ]; then

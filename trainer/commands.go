@@ -124,14 +124,16 @@ func Calibrate(dir string, log *logrus.Logger) (*Calibration, error) {
 
 // SceneResult is what `spectraclip detect` reports.
 type SceneResult struct {
-	Input     string  `json:"input"`
-	Detector  string  `json:"detector"`
-	H         int     `json:"height"`
-	W         int     `json:"width"`
-	C         int     `json:"bands"`
-	HasTruth  bool    `json:"has_ground_truth"`
-	Anomalies int     `json:"anomaly_pixels"`
-	AUROC     float64 `json:"pixel_roc_auc"`
+	Input     string `json:"input"`
+	Detector  string `json:"detector"`
+	H         int    `json:"height"`
+	W         int    `json:"width"`
+	C         int    `json:"bands"`
+	HasTruth  bool   `json:"has_ground_truth"`
+	Anomalies int    `json:"anomaly_pixels"`
+	AUROC     Float  `json:"pixel_roc_auc"` // NaN (null) when undefined
+	// AUROCNote says why AUROC is undefined ("undefined (no anomaly pixels)"); empty otherwise.
+	AUROCNote string  `json:"pixel_roc_auc_note,omitempty"`
 	Seconds   float64 `json:"seconds"`
 }
 
@@ -146,7 +148,7 @@ func DetectScene(path, cubeVar, gtVar string) (*SceneResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	res := &SceneResult{Input: path, Detector: "rx", H: cube.H, W: cube.W, C: cube.C, Seconds: time.Since(t0).Seconds(), AUROC: math.NaN()}
+	res := &SceneResult{Input: path, Detector: "rx", H: cube.H, W: cube.W, C: cube.C, Seconds: time.Since(t0).Seconds(), AUROC: Float(math.NaN())}
 	if gt != nil {
 		labels := make([]bool, len(gt.IDs))
 		for i, v := range gt.IDs {
@@ -156,7 +158,14 @@ func DetectScene(path, cubeVar, gtVar string) (*SceneResult, error) {
 			}
 		}
 		res.HasTruth = true
-		res.AUROC = metriccore.ExactAUROC(scores, labels)
+		switch res.Anomalies {
+		case 0:
+			res.AUROCNote = "undefined (no anomaly pixels)"
+		case len(labels):
+			res.AUROCNote = "undefined (no normal pixels)"
+		default:
+			res.AUROC = Float(metriccore.ExactAUROC(scores, labels))
+		}
 	}
 	return res, nil
 }

@@ -2,10 +2,16 @@ package trainer
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
+	"runtime"
+	"slices"
 	"sort"
 	"strings"
 
@@ -14,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/spectraclip/spectraclip/configs"
+	"github.com/spectraclip/spectraclip/dataset"
 )
 
 // Config is a resolved trainrun, keyed as the reference's trainrun files are.
@@ -199,6 +206,14 @@ func LoadConfig(o LoadOptions) (*Config, *viper.Viper, error) {
 		}
 		delete(top, "defaults")
 	}
+	// The synthetic set is generated only at the root the shipped defaults name, or where
+	// data.generate_if_missing is set by the trainrun, the environment or an override: a
+	// mistyped data.root must fail, not train on freshly generated data.
+	defaultRoot := v.GetString("data.root")
+	explicitGen := false
+	if d, ok := top["data"].(map[string]any); ok {
+		_, explicitGen = d["generate_if_missing"]
+	}
 	if err := v.MergeConfigMap(top); err != nil {
 		return nil, nil, fmt.Errorf("config %s: %w", name, err)
 	}
@@ -207,6 +222,16 @@ func LoadConfig(o LoadOptions) (*Config, *viper.Viper, error) {
 	}
 	if err := ApplyOverrides(v, o.Overrides); err != nil {
 		return nil, nil, err
+	}
+	for _, kv := range envConfigKeys(o.Environ) {
+		explicitGen = explicitGen || kv == "data.generate_if_missing"
+	}
+	for _, ov := range o.Overrides {
+		k, _, _ := strings.Cut(strings.TrimPrefix(ov, "+"), "=")
+		explicitGen = explicitGen || strings.TrimSpace(k) == "data.generate_if_missing"
+	}
+	if !explicitGen && (defaultRoot == "" || filepath.Clean(v.GetString("data.root")) != filepath.Clean(defaultRoot)) {
+		v.Set("data.generate_if_missing", false)
 	}
 	cfg, err := Decode(v)
 	if err != nil {
@@ -287,15 +312,33 @@ func childKeys(v *viper.Viper, parent string) []string {
 	return out
 }
 
+// NonConfigEnv lists the SPECTRACLIP_ environment variables that are not config keys; any
+// other SPECTRACLIP_ variable must name an existing key (SPECTRACLIP_TEST_* are test hooks).
+var NonConfigEnv = []string{"SPECTRACLIP_PLUGIN_CACHE", dataset.EnvMaxCubeBytes}
+
+// envConfigKeys returns the config keys that SPECTRACLIP_ variables of environ name.
+func envConfigKeys(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, EnvPrefix) || slices.Contains(NonConfigEnv, k) || strings.HasPrefix(k, EnvPrefix+"TEST_") {
+			continue
+		}
+		out = append(out, strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, EnvPrefix), "__", ".")))
+	}
+	return out
+}
+
 func applyEnv(v *viper.Viper, environ []string) error {
 	for _, kv := range environ {
 		k, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(k, EnvPrefix) {
+		if !ok || !strings.HasPrefix(k, EnvPrefix) || slices.Contains(NonConfigEnv, k) || strings.HasPrefix(k, EnvPrefix+"TEST_") {
 			continue
 		}
 		key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, EnvPrefix), "__", "."))
 		if !v.IsSet(key) {
-			continue // other SPECTRACLIP_ variables (e.g. the plugin cache) are not config keys
+			return fmt.Errorf("environment %s: %q is not a config key (known keys under %q: %s); config variables are written %sSECTION__KEY, e.g. %sTRAINING__OPTIMIZER__LR; the other variables are %s",
+				k, key, parentKey(key), strings.Join(childKeys(v, parentKey(key)), ", "), EnvPrefix, EnvPrefix, strings.Join(NonConfigEnv, ", "))
 		}
 		if err := ApplyOverrides(v, []string{key + "=" + val}); err != nil {
 			return fmt.Errorf("environment %s: %w", k, err)
@@ -311,6 +354,7 @@ func Decode(v *viper.Viper) (*Config, error) {
 		c.ErrorUnused = true
 		c.WeaklyTypedInput = false
 		c.ZeroFields = true
+		c.DecodeHook = mapstructure.ComposeDecodeHookFunc(wholeNumbers, c.DecodeHook)
 	}
 	if err := v.UnmarshalExact(&cfg, dc); err != nil {
 		return nil, explainDecode(err)
@@ -321,12 +365,86 @@ func Decode(v *viper.Viper) (*Config, error) {
 	return &cfg, nil
 }
 
-func explainDecode(err error) error {
-	msg := err.Error()
-	if strings.Contains(msg, "has invalid keys") {
-		return fmt.Errorf("%s (allowed top-level keys: name, variant, output_dir, data, training, pipeline, connections, loss_nodes, metric_nodes, unfreeze_nodes, freeze_nodes, evaluation, plugins; see configs/training/default.yaml and configs/data/lentils_synth.yaml for the nested ones)", msg)
+// wholeNumbers refuses a fractional number for an integer setting (mapstructure would
+// truncate max_epochs=2.5 to 2 without a word).
+func wholeNumbers(from, to reflect.Type, data any) (any, error) {
+	switch to.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	default:
+		return data, nil
 	}
-	return err
+	if from.Kind() != reflect.Float32 && from.Kind() != reflect.Float64 {
+		return data, nil
+	}
+	f := reflect.ValueOf(data).Float()
+	if f != math.Trunc(f) || math.IsInf(f, 0) || math.Abs(f) > 1<<53 {
+		return nil, fmt.Errorf("want a whole number, got %v", f)
+	}
+	return data, nil
+}
+
+var (
+	invalidKeysRe = regexp.MustCompile(`^'([^']*)' has invalid keys: (.*)$`)
+	decodingRe    = regexp.MustCompile(`^(?:error decoding )?'([^']*)'[: ]\s*(.*)$`)
+)
+
+// explainDecode rewrites mapstructure's errors reason first ("key: what is wrong"), and an
+// unknown key with the keys allowed at its own level.
+func explainDecode(err error) error {
+	msg := strings.TrimSpace(err.Error())
+	msg = strings.TrimSpace(strings.TrimPrefix(msg, "decoding failed due to the following error(s):"))
+	var parts []string
+	for _, line := range strings.Split(msg, "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "* "))
+		if line == "" {
+			continue
+		}
+		if m := invalidKeysRe.FindStringSubmatch(line); m != nil {
+			section, where := m[1], m[1]
+			if where == "" {
+				where = "top level"
+			}
+			parts = append(parts, fmt.Sprintf("unknown key(s) %s in %s (allowed there: %s)", m[2], where, strings.Join(sectionKeys(section), ", ")))
+			continue
+		}
+		if m := decodingRe.FindStringSubmatch(line); m != nil {
+			parts = append(parts, m[1]+": "+m[2])
+			continue
+		}
+		parts = append(parts, line)
+	}
+	if len(parts) == 0 {
+		return err
+	}
+	return errors.New(strings.Join(parts, "; "))
+}
+
+// sectionKeys lists the keys of a section of Config ("" = top level, "training.trainer", …)
+// from the struct's mapstructure tags.
+func sectionKeys(section string) []string {
+	t := reflect.TypeOf(Config{})
+	if section != "" {
+		for _, part := range strings.Split(section, ".") {
+			found := false
+			for i := 0; i < t.NumField(); i++ {
+				if strings.Split(t.Field(i).Tag.Get("mapstructure"), ",")[0] == part {
+					t, found = t.Field(i).Type, true
+					break
+				}
+			}
+			if !found || t.Kind() != reflect.Struct {
+				return nil
+			}
+		}
+	}
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		if k := strings.Split(t.Field(i).Tag.Get("mapstructure"), ",")[0]; k != "" && k != "-" {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // Validate checks values that the types alone do not.
@@ -339,6 +457,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Training.Trainer.MaxEpochs < 0 {
 		return fmt.Errorf("training.trainer.max_epochs: %d must be >= 0", c.Training.Trainer.MaxEpochs)
+	}
+	if maxT := MaxThreads(); c.Training.Threads < 0 || c.Training.Threads > maxT {
+		return fmt.Errorf("training.threads: %d is out of range 0..%d (0 = one per CPU core; at most 4 per core of this machine's %d, and never fewer than 64 allowed)", c.Training.Threads, maxT, runtime.NumCPU())
+	}
+	if g := c.Training.Trainer.GradientClipVal; !(g >= 0) || math.IsInf(g, 0) {
+		return fmt.Errorf("training.trainer.gradient_clip_val: %g must be a finite number >= 0 (0 = no clipping)", g)
 	}
 	switch c.Training.Optimizer.Name {
 	case "adam", "adamw", "sgd":
@@ -378,8 +502,39 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("node %q is listed in loss_nodes/metric_nodes/unfreeze_nodes/freeze_nodes but not in pipeline (nodes: %s)", l, strings.Join(sortedKeys(c.Pipeline), ", "))
 		}
 	}
+	tc := c.Training
+	for _, m := range []struct {
+		key, name string
+		used      bool
+	}{
+		{"training.callbacks.checkpoint.monitor", tc.Callbacks.Checkpoint.Monitor, tc.Callbacks.Checkpoint.Enabled && tc.Callbacks.Checkpoint.SaveTopK != 0},
+		{"training.callbacks.early_stopping.monitor", tc.Callbacks.EarlyStopping.Monitor, tc.Callbacks.EarlyStopping.Enabled},
+		{"training.scheduler.monitor", tc.Scheduler.Monitor, tc.Scheduler.Name == "reduce_on_plateau" || tc.Scheduler.Name == "plateau"},
+	} {
+		if m.used && !slices.Contains(c.MonitorNames(), m.name) {
+			return fmt.Errorf("%s: %q is not a logged value (allowed: %s)", m.key, m.name, strings.Join(c.MonitorNames(), ", "))
+		}
+	}
 	return nil
 }
+
+// metricKeys are the values a metrics node logs each validation epoch (as node/key).
+var metricKeys = []string{"precision", "recall", "f1_score", "iou", "average_precision", "auroc"}
+
+// MonitorNames lists the names a checkpoint, early stopping or reduce-on-plateau may
+// monitor: the losses and the metrics of the first node in metric_nodes, as logged.
+func (c *Config) MonitorNames() []string {
+	out := []string{"val/loss", "val_loss", "train/loss", "train_loss"}
+	if len(c.MetricNodes) > 0 { // the evaluation's metrics are the first metrics node's
+		for _, k := range metricKeys {
+			out = append(out, c.MetricNodes[0]+"/"+k)
+		}
+	}
+	return out
+}
+
+// MaxThreads is the largest training.threads accepted: 4 per CPU core, at least 64.
+func MaxThreads() int { return max(64, 4*runtime.NumCPU()) }
 
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))

@@ -1,8 +1,10 @@
 package trainer
 
 import (
+	"encoding/json"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,6 +79,21 @@ func TestConfigErrors(t *testing.T) {
 		{"loss node missing", LoadOptions{File: bad}, "name: x\ndefaults: [data/lentils_synth, training/default]\npipeline: {a: {type: MinMaxNormalizer}}\nloss_nodes: [iou]\n", []string{"iou", "not in pipeline"}},
 		{"missing file", LoadOptions{File: filepath.Join(dir, "nope.yaml")}, "", []string{"nope.yaml"}},
 		{"bad env", LoadOptions{Variant: "drcnn", Environ: []string{"SPECTRACLIP_DATA__BATCH_SIZE=[1"}}, "", []string{"SPECTRACLIP_DATA__BATCH_SIZE"}},
+		// issue 16.7: unbounded or silently accepted values
+		{"threads unbounded", LoadOptions{Variant: "drcnn", Overrides: []string{"training.threads=100000"}}, "", []string{"training.threads", "100000"}},
+		{"threads negative", LoadOptions{Variant: "drcnn", Overrides: []string{"training.threads=-4"}}, "", []string{"training.threads", "-4"}},
+		{"fractional epochs", LoadOptions{Variant: "drcnn", Overrides: []string{"training.trainer.max_epochs=2.5"}}, "", []string{"max_epochs", "2.5"}},
+		{"fractional batch size", LoadOptions{Variant: "drcnn", Overrides: []string{"data.batch_size=1.5"}}, "", []string{"batch_size", "1.5"}},
+		{"negative clip", LoadOptions{Variant: "drcnn", Overrides: []string{"training.trainer.gradient_clip_val=-1"}}, "", []string{"training.trainer.gradient_clip_val", "-1"}},
+		{"unknown env key", LoadOptions{Variant: "drcnn", Environ: []string{"SPECTRACLIP_TRAINING__OPTIMIZER__LRR=1"}}, "", []string{"SPECTRACLIP_TRAINING__OPTIMIZER__LRR", "training.optimizer.lrr"}},
+		{"unknown env variable", LoadOptions{Variant: "drcnn", Environ: []string{"SPECTRACLIP_THREADS=4"}}, "", []string{"SPECTRACLIP_THREADS", "SPECTRACLIP_PLUGIN_CACHE"}},
+		// issue 11.4: a monitor must name something that is logged
+		{"checkpoint monitor typo", LoadOptions{Variant: "drcnn", Overrides: []string{"training.callbacks.checkpoint.monitor=metrics_anomaly/f1"}}, "", []string{"training.callbacks.checkpoint.monitor", "metrics_anomaly/f1", "metrics_anomaly/f1_score", "val/loss"}},
+		{"early stopping monitor typo", LoadOptions{Variant: "drcnn", Overrides: []string{"training.callbacks.early_stopping.enabled=true", "training.callbacks.early_stopping.monitor=val/los"}}, "", []string{"training.callbacks.early_stopping.monitor", "val/los", "val/loss"}},
+		{"scheduler monitor typo", LoadOptions{Variant: "drcnn", Overrides: []string{"training.scheduler.name=reduce_on_plateau", "training.scheduler.monitor=metrics_anomaly/iuo"}}, "", []string{"training.scheduler.monitor", "metrics_anomaly/iuo", "metrics_anomaly/iou"}},
+		// issue 16.9: an unknown nested key lists the keys of its own section
+		{"unknown nested key", LoadOptions{Variant: "drcnn", Overrides: []string{"+training.trainer.foo=1"}}, "", []string{"training.trainer", "foo", "max_epochs", "gradient_clip_val"}},
+		{"unknown data key", LoadOptions{Variant: "drcnn", Overrides: []string{"+data.rooot=x"}}, "", []string{"data", "rooot", "root", "generate_if_missing"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -93,6 +110,10 @@ func TestConfigErrors(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not mention %q", err, w)
 				}
+			}
+			// the reason comes first, not mapstructure's preamble; nested errors list nested keys
+			if strings.Contains(err.Error(), "decoding failed") || (strings.Contains(c.name, "nested") && strings.Contains(err.Error(), "top-level")) {
+				t.Errorf("error %q: reason not first, or the wrong level's keys", err)
 			}
 		})
 	}
@@ -191,4 +212,127 @@ func TestSchedulers(t *testing.T) {
 			t.Error("unknown scheduler accepted")
 		}
 	})
+}
+
+// A mistyped data.root must not generate synthetic data there: generation happens for the
+// shipped synthetic root, or where data.generate_if_missing is set explicitly.
+func TestDataRootTypoDoesNotGenerate(t *testing.T) {
+	dir := t.TempDir()
+	typo := filepath.Join(dir, "lentils_synht")
+	cfg, _, err := LoadConfig(LoadOptions{Variant: "drcnn", Overrides: []string{"data.root=" + typo}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = openData(cfg, nil)
+	if err == nil || !strings.Contains(err.Error(), typo) || !strings.Contains(err.Error(), "generate_if_missing") {
+		t.Fatalf("typo root: error %v, want one naming %s and generate_if_missing", err, typo)
+	}
+	if _, err := os.Stat(typo); !os.IsNotExist(err) {
+		t.Fatalf("something was created at the mistyped root: %v", err)
+	}
+	// the shipped default root keeps generating on first use
+	def, _, err := LoadConfig(LoadOptions{Variant: "drcnn"})
+	if err != nil || !def.Data.GenerateIfMissing {
+		t.Fatalf("default root: generate_if_missing %v, err %v", def != nil && def.Data.GenerateIfMissing, err)
+	}
+	// explicitly asked for, from an override or the environment
+	for _, o := range []LoadOptions{
+		{Variant: "drcnn", Overrides: []string{"data.root=" + typo, "data.generate_if_missing=true"}},
+		{Variant: "drcnn", Overrides: []string{"data.root=" + typo}, Environ: []string{"SPECTRACLIP_DATA__GENERATE_IF_MISSING=true"}},
+	} {
+		c, _, err := LoadConfig(o)
+		if err != nil || !c.Data.GenerateIfMissing {
+			t.Errorf("%v: generate_if_missing not kept (err %v)", o, err)
+		}
+	}
+	// and a run's resolved config.yaml keeps the decision
+	y, _ := cfg.YAML()
+	p := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(p, y, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	back, _, err := LoadConfig(LoadOptions{File: p})
+	if err != nil || back.Data.GenerateIfMissing {
+		t.Fatalf("resolved config: generate_if_missing %v, err %v", back != nil && back.Data.GenerateIfMissing, err)
+	}
+}
+
+// A NaN monitored value counts as "not improved" for early stopping and reduce-on-plateau
+// (as PyTorch's comparisons with NaN are false).
+func TestNaNMonitorIsNotImproved(t *testing.T) {
+	cfg, _, err := LoadConfig(LoadOptions{Variant: "drcnn", Overrides: []string{
+		"training.callbacks.early_stopping.enabled=true", "training.callbacks.early_stopping.monitor=val/loss",
+		"training.callbacks.early_stopping.patience=2", "training.callbacks.early_stopping.mode=min"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Run{Cfg: cfg}
+	st := TrainerState{EarlyBest: Float(math.NaN())}
+	stops := []bool{}
+	for _, v := range []float64{1, math.NaN(), math.NaN()} {
+		stops = append(stops, r.earlyStop(&st, EpochRecord{ValLoss: Float(v)}))
+	}
+	if stops[0] || stops[1] || !stops[2] {
+		t.Errorf("early stopping over 1, NaN, NaN with patience 2: %v, want [false false true]", stops)
+	}
+	s, err := NewScheduler(SchedulerConfig{Name: "reduce_on_plateau", Mode: "min", Factor: 0.5, Patience: 1, ThresholdMode: "rel", Eps: 1e-8}, 1, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr := 1.0
+	for _, v := range []float64{1, math.NaN(), math.NaN()} {
+		lr = s.Step(0, lr, v)
+	}
+	if lr != 0.5 {
+		t.Errorf("plateau over 1, NaN, NaN with patience 1: lr %g, want 0.5", lr)
+	}
+	// NaN as the first value does not become the best either
+	s, _ = NewScheduler(SchedulerConfig{Name: "reduce_on_plateau", Mode: "min", Factor: 0.5, Patience: 0, ThresholdMode: "rel", Eps: 1e-8}, 1, 10)
+	if lr := s.Step(0, 1, math.NaN()); lr != 0.5 {
+		t.Errorf("plateau, first value NaN with patience 0: lr %g, want 0.5", lr)
+	}
+}
+
+// CosineAnnealingLR beyond T_max keeps following the cosine (PyTorch's closed form
+// eta_min + (base − eta_min)(1 + cos(π·t/T_max))/2 for every t), checked against the closed
+// form and against torch 1.13's scheduler itself.
+func TestCosineBeyondTMax(t *testing.T) {
+	const base, etaMin, tmax, epochs = 0.1, 1e-3, 4, 13
+	s, err := NewScheduler(SchedulerConfig{Name: "cosine", MinLR: etaMin, TMax: tmax}, base, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []float64
+	lr := base
+	for e := 0; e < epochs; e++ {
+		lr = s.Step(e, lr, math.NaN())
+		got = append(got, lr)
+		want := etaMin + (base-etaMin)*(1+math.Cos(math.Pi*float64(e+1)/tmax))/2
+		if math.Abs(lr-want) > 1e-12 {
+			t.Errorf("epoch %d: lr %.15g, closed form %.15g", e, lr, want)
+		}
+	}
+	script := `
+import json, torch
+p = torch.nn.Parameter(torch.zeros(1))
+o = torch.optim.SGD([p], lr=0.1)
+s = torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=4, eta_min=1e-3)
+out = []
+for _ in range(13):
+    o.step(); s.step(); out.append(o.param_groups[0]["lr"])
+print(json.dumps(out))
+`
+	b, err := exec.Command("/usr/bin/python3", "-c", script).Output()
+	if err != nil {
+		t.Skipf("torch not available: %v", err)
+	}
+	var torchLR []float64
+	if err := json.Unmarshal(b, &torchLR); err != nil {
+		t.Fatalf("torch output %q: %v", b, err)
+	}
+	for e := range got {
+		if math.Abs(got[e]-torchLR[e]) > 1e-9 {
+			t.Errorf("epoch %d: lr %.12g, torch %.12g", e, got[e], torchLR[e])
+		}
+	}
 }

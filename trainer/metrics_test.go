@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/spectraclip/spectraclip/dataset"
@@ -159,4 +160,31 @@ func TestEvaluateRXExactAgainstNumpy(t *testing.T) {
 	}
 	t.Logf("RX test split: auroc %.4f AP %.4f (numpy %.4f %.4f); 64 bins: auroc %.4f ±%.4f AP %.4f ±%.4f",
 		ev.Metrics["auroc"], ev.Metrics["average_precision"], auc, ap, ev2.Metrics["auroc"], ea, ev2.Metrics["average_precision"], ep)
+}
+
+// A scene whose ground truth has no anomaly pixel has no ROC AUC: DetectScene reports NaN
+// (null in JSON) and says why, instead of 0 (issue 16.9).
+func TestDetectSceneAllNormalAUCUndefined(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ name, gt, note string }{
+		{"normal", "np.zeros((16, 12), np.uint8)", "undefined (no anomaly pixels)"},
+		{"anomalous", "np.ones((16, 12), np.uint8)", "undefined (no normal pixels)"},
+	} {
+		p := filepath.Join(dir, c.name+".npz")
+		script := "import numpy as np; r = np.random.default_rng(3); np.savez(r'" + p + "', data=r.normal(size=(16, 12, 5)).astype(np.float32), map=" + c.gt + ")"
+		if out, err := exec.Command("/usr/bin/python3", "-c", script).CombinedOutput(); err != nil {
+			t.Fatalf("numpy: %v\n%s", err, out)
+		}
+		r, err := DetectScene(p, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.HasTruth || !math.IsNaN(float64(r.AUROC)) || r.AUROCNote != c.note {
+			t.Errorf("%s ground truth: AUROC %v, note %q; want NaN and %q", c.name, r.AUROC, r.AUROCNote, c.note)
+		}
+		b, err := json.Marshal(r)
+		if err != nil || !strings.Contains(string(b), `"pixel_roc_auc":null`) {
+			t.Errorf("%s: JSON %s, err %v", c.name, b, err)
+		}
+	}
 }

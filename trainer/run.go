@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -396,8 +397,19 @@ func (r *Run) Close() {
 	r.lock = nil
 }
 
+// openData opens data.root, generating the synthetic Lentils set there first only when
+// data.generate_if_missing is on (the shipped synthetic root, or set explicitly).
 func openData(cfg *Config, log *logrus.Logger) (*dataset.Dataset, error) {
+	if log == nil {
+		log = logrus.New()
+		log.SetOutput(io.Discard)
+	}
 	root := cfg.Data.Root
+	if !cfg.Data.GenerateIfMissing {
+		if _, err := os.Stat(filepath.Join(root, dataset.ManifestName)); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("data.root %s: no dataset there (%s is missing); check the path, or set data.generate_if_missing=true to generate the synthetic Lentils set there", root, dataset.ManifestName)
+		}
+	}
 	if cfg.Data.GenerateIfMissing {
 		sc := dataset.DefaultSynthConfig()
 		if err := decodeSynth(cfg.Data.Synth, &sc); err != nil {

@@ -215,7 +215,11 @@ func newDetectCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(g.out, "%s: %dx%dx%d, detector rx", r.Input, r.H, r.W, r.C)
 			if r.HasTruth {
-				fmt.Fprintf(g.out, ", %d anomaly pixels, pixel ROC AUC %.4f", r.Anomalies, r.AUROC)
+				if r.AUROCNote != "" {
+					fmt.Fprintf(g.out, ", %d anomaly pixels, pixel ROC AUC %s", r.Anomalies, r.AUROCNote)
+				} else {
+					fmt.Fprintf(g.out, ", %d anomaly pixels, pixel ROC AUC %.4f", r.Anomalies, r.AUROC)
+				}
 			}
 			fmt.Fprintln(g.out)
 			return nil

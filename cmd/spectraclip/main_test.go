@@ -37,7 +37,7 @@ func mustRun(t *testing.T, args ...string) string {
 // dir, a detector at 32 px, two epochs.
 func tiny(dir string, epochs string) []string {
 	return []string{
-		"data.root=" + filepath.Join(dir, "data"), "data.synth.frames=8", "data.synth.height=32", "data.synth.width=32",
+		"data.root=" + filepath.Join(dir, "data"), "data.generate_if_missing=true", "data.synth.frames=8", "data.synth.height=32", "data.synth.width=32",
 		"training.trainer.max_epochs=" + epochs, "+pipeline.detector.image_size=32", "training.threads=1",
 	}
 }
@@ -270,7 +270,7 @@ func TestBadInput(t *testing.T) {
 		args := c.args
 		if args[0] == "train" {
 			// never generate data inside the source tree
-			args = append(args, "data.root="+filepath.Join(dir, "data"), "data.synth.height=32", "data.synth.width=32", "data.synth.frames=8")
+			args = append(args, "data.root="+filepath.Join(dir, "data"), "data.generate_if_missing=true", "data.synth.height=32", "data.synth.width=32", "data.synth.frames=8")
 		}
 		_, err := run(t, args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
