@@ -91,9 +91,12 @@ func EvalRun(dir, split string, log *logrus.Logger) (map[string]float64, error) 
 }
 
 // Calibration is the F1-optimal absolute pixel threshold found on the validation split.
+// Without anomaly pixels in the validation split there is no such threshold: PixelThreshold
+// is NaN (null in JSON) and Note says why.
 type Calibration struct {
-	PixelThreshold float64            `json:"pixel_threshold"`
-	F1             float64            `json:"f1_at_threshold"`
+	PixelThreshold Float              `json:"pixel_threshold"`
+	F1             Float              `json:"f1_at_threshold"`
+	Note           string             `json:"note,omitempty"`
 	Current        map[string]float64 `json:"current_decider_metrics"`
 	File           string             `json:"file"`
 }
@@ -114,7 +117,10 @@ func Calibrate(dir string, log *logrus.Logger) (*Calibration, error) {
 		return nil, err
 	}
 	thr, f1 := ev.Acc.BestF1Threshold()
-	c := &Calibration{PixelThreshold: thr, F1: f1, Current: ev.Metrics, File: filepath.Join(dir, "calibration.json")}
+	c := &Calibration{PixelThreshold: Float(thr), F1: Float(f1), Current: ev.Metrics, File: filepath.Join(dir, "calibration.json")}
+	if math.IsNaN(thr) {
+		c.Note = "undefined (no anomaly pixels in the validation split)"
+	}
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.File, err)

@@ -46,7 +46,7 @@ func numpyRanking(t *testing.T, scores []float64, labels []bool) (auroc, ap floa
 
 // rxRun prepares a run whose detector is global RX (unbounded squared Mahalanobis distances)
 // on a small synthetic set, with the metrics node configured by metricParams.
-func rxRun(t *testing.T, metricParams map[string]any) *Run {
+func rxRun(t *testing.T, metricParams map[string]any, adjust ...func(*Config)) *Run {
 	t.Helper()
 	dir := t.TempDir()
 	cfg, _, err := LoadConfig(LoadOptions{Variant: "pca", Overrides: []string{"data.root=" + filepath.Join(dir, "data"), "training.threads=1"}})
@@ -76,6 +76,9 @@ func rxRun(t *testing.T, metricParams map[string]any) *Run {
 		"detector.scores -> metrics_anomaly.logits",
 	}
 	cfg.Evaluation = EvalConfig{Scores: "detector.scores", Decisions: "decider.decisions", Targets: "data_node.mask"}
+	for _, f := range adjust {
+		f(cfg)
+	}
 	r, err := Prepare(cfg, Options{OutDir: filepath.Join(dir, "run")})
 	if err != nil {
 		t.Fatal(err)
@@ -186,5 +189,57 @@ func TestDetectSceneAllNormalAUCUndefined(t *testing.T) {
 		if err != nil || !strings.Contains(string(b), `"pixel_roc_auc":null`) {
 			t.Errorf("%s: JSON %s, err %v", c.name, b, err)
 		}
+	}
+}
+
+// calibrate on a validation split without any anomaly pixel: there is no F1-optimal
+// threshold, and calibration.json says so (null) instead of being left empty by an ignored
+// JSON error.
+func TestCalibrateWithoutAnomalies(t *testing.T) {
+	r := rxRun(t, nil, func(cfg *Config) {
+		ds, err := dataset.Open(cfg.Data.Root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var clean, rest []int
+		for _, f := range ds.Frames {
+			smp, err := ds.Load(f.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stone := false
+			for _, c := range smp.ClassIDs {
+				stone = stone || c == 3
+			}
+			if stone {
+				rest = append(rest, f.ID)
+			} else {
+				clean = append(clean, f.ID)
+			}
+		}
+		if len(clean) == 0 || len(rest) < 2 {
+			t.Fatalf("synthetic set has %d stone-free and %d other frames", len(clean), len(rest))
+		}
+		cfg.Data.TrainIDs, cfg.Data.ValIDs, cfg.Data.TestIDs = rest[:len(rest)-1], clean, rest[len(rest)-1:]
+	})
+	if err := r.Pipeline.Save(filepath.Join(r.Dir, "pipeline.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	dir := r.Dir
+	r.Close()
+	c, err := Calibrate(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "calibration.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]any
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("calibration.json %q: %v", b, err)
+	}
+	if v, ok := back["pixel_threshold"]; !ok || v != nil || !math.IsNaN(float64(c.PixelThreshold)) {
+		t.Errorf("pixel_threshold %v (returned %v), want null/NaN without anomaly pixels", v, c.PixelThreshold)
 	}
 }
