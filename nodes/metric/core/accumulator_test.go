@@ -566,3 +566,124 @@ func TestFixedMemory(t *testing.T) {
 		t.Errorf("Count = %d, want %d", a.Count(), 6*n)
 	}
 }
+
+// With an exact buffer, every ranking result is the sorted computation's: AUROC and AP equal
+// ExactAUROC/ExactAP (and gonum's AUROC), the best-F1 threshold is the brute-force one over
+// every distinct score, and the curves run from (0,0) to (1,1) monotonically.
+func TestExactBuffer(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	d := overlapping(r, 20000, 0.07, 1.3)
+	for i := range d.scores { // unbounded and tied
+		d.scores[i] = float32(math.Round(float64(d.scores[i])*300) * 7)
+	}
+	a, err := NewAccumulatorOptions(Options{Mapping: MapAdaptive, ExactLimit: len(d.scores)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := 0; k < 4; k++ {
+		lo, hi := k*5000, (k+1)*5000
+		if err := a.Add(d.scores[lo:hi], d.labels[lo:hi], nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := a.Result()
+	sc := d.float64s()
+	if !m.Exact || !a.Exact() || m.AUROCMaxError != 0 || m.APMaxError != 0 {
+		t.Fatalf("not exact: %+v", m)
+	}
+	if math.Abs(m.AUROC-ExactAUROC(sc, d.labels)) > 1e-12 || math.Abs(m.AUROC-gonumAUROC(sc, d.labels)) > 1e-9 || math.Abs(m.AveragePrecision-ExactAP(sc, d.labels)) > 1e-12 {
+		t.Errorf("auroc %v (exact %v, gonum %v), ap %v (exact %v)", m.AUROC, ExactAUROC(sc, d.labels), gonumAUROC(sc, d.labels), m.AveragePrecision, ExactAP(sc, d.labels))
+	}
+	if _, ok := m.Map()["auroc_max_error"]; ok {
+		t.Error("exact metrics state an error bound")
+	}
+	// brute-force best F1 over "score >= thr" for every distinct score
+	var p float64
+	for _, l := range d.labels {
+		if l {
+			p++
+		}
+	}
+	bestF, bestT := -1.0, 0.0
+	distinct := slices.Clone(sc)
+	slices.Sort(distinct)
+	distinct = slices.Compact(distinct)
+	for i := len(distinct) - 1; i >= 0; i-- {
+		thr := distinct[i]
+		var tp, fp float64
+		for j, s := range sc {
+			if s >= thr {
+				if d.labels[j] {
+					tp++
+				} else {
+					fp++
+				}
+			}
+		}
+		if f := 2 * tp / (2*tp + fp + (p - tp)); f > bestF {
+			bestF, bestT = f, thr
+		}
+	}
+	thr, f1 := a.BestF1Threshold()
+	if thr != bestT || math.Abs(f1-bestF) > 1e-12 {
+		t.Errorf("best F1 threshold %v (F1 %v), brute force %v (%v)", thr, f1, bestT, bestF)
+	}
+	for _, c := range [][2][]float64{func() (o [2][]float64) { o[0], o[1] = a.ROCCurve(); return }(), func() (o [2][]float64) { o[0], o[1] = a.PRCurve(); return }()} {
+		x, y := c[0], c[1]
+		if len(x) < 10 || len(x) > 2100 || x[len(x)-1] != 1 || !slices.IsSorted(x) {
+			t.Errorf("curve with %d points, last x %v, sorted %v", len(x), x[len(x)-1], slices.IsSorted(x))
+		}
+		_ = y
+	}
+}
+
+// The adaptive histogram widens its range for later scores far outside the first ones and
+// for ±Inf, and stays within its stated bounds of the exact values (here wide: the first
+// quarter's scores end up in a few bins of the ×1000 final range); merging exact buffers
+// equals adding everything to one.
+func TestAdaptiveRangeAndMerge(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	d := overlapping(r, 30000, 0.05, 1.0)
+	for i := range d.scores {
+		d.scores[i] = float32(float64(d.scores[i]) * math.Pow(10, float64(i/7500))) // ×1 … ×1000
+	}
+	d.scores[5], d.scores[6], d.scores[7] = float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.Inf(1))
+	d.labels[5] = true
+	a, err := NewAccumulatorOptions(Options{Mapping: MapAdaptive, Bins: 2048, ExactLimit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := 0; k < 30; k++ {
+		if err := a.Add(d.scores[k*1000:(k+1)*1000], d.labels[k*1000:(k+1)*1000], d.decisions[k*1000:(k+1)*1000]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := a.Result()
+	sc := d.float64s()
+	ea, ep := ExactAUROC(sc, d.labels), ExactAP(sc, d.labels)
+	if m.Exact || math.Abs(m.AUROC-ea) > m.AUROCMaxError || math.Abs(m.AveragePrecision-ep) > m.APMaxError || m.AUROCMaxError > 0.05 {
+		t.Errorf("adaptive: auroc %v ±%v (exact %v), ap %v ±%v (exact %v)", m.AUROC, m.AUROCMaxError, ea, m.AveragePrecision, m.APMaxError, ep)
+	}
+	if m.TP+m.FP+m.FN+m.TN != 30000 {
+		t.Errorf("counts lost: %+v", m)
+	}
+	// exact buffers merge
+	x, _ := NewAccumulatorOptions(Options{Mapping: MapAdaptive, ExactLimit: 30000})
+	y, _ := NewAccumulatorOptions(Options{Mapping: MapAdaptive, ExactLimit: 30000})
+	if err := x.Add(d.scores[:12000], d.labels[:12000], nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := y.Add(d.scores[12000:], d.labels[12000:], nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Merge(y); err != nil {
+		t.Fatal(err)
+	}
+	if mx := x.Result(); !mx.Exact || math.Abs(mx.AUROC-ea) > 1e-12 || math.Abs(mx.AveragePrecision-ep) > 1e-12 {
+		t.Errorf("merged exact: %v %v, want %v %v", mx.AUROC, mx.AveragePrecision, ea, ep)
+	}
+	// adaptive histograms do not merge
+	if err := a.Merge(a); err == nil {
+		t.Error("adaptive histograms merged")
+	}
+}
