@@ -9,11 +9,11 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CSRC_LIB := $(BUILD_DIR)/libspectraclip_c.so
 CSRC_SRC := $(wildcard csrc/*.cpp csrc/*.h) CMakeLists.txt
 GOFILES := $(shell find . -name '*.go' -not -path './third_party/*' 2>/dev/null)
-APT_PKGS := libtorch-dev cmake ccache g++ python3-torch python3-numpy protobuf-compiler git
+APT_PKGS := libtorch-dev cmake ccache g++ python3-torch python3-numpy protobuf-compiler git slurm-wlm munge
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
-.PHONY: gpu-prep all deps build csrc test test-short bench bench-compare lint clean train compare synth version gpu-check
+.PHONY: sweep-slurm gpu-prep all deps build csrc test test-short bench bench-compare lint clean train compare synth version gpu-check
 
 all: build
 
@@ -75,6 +75,11 @@ synth: deps build
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# sweep-slurm runs the sweep's job array on a real single-node Slurm that the test starts
+# (as root; it skips, saying why, where Slurm or munge cannot start).
+sweep-slurm: deps csrc
+	$(GO) test -count=1 -v -run 'TestSlurmJobArray' ./sweep/
 
 gpu-check:
 	bash scripts/gpu_check.sh
