@@ -2,9 +2,11 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -92,6 +94,25 @@ inline at::TensorOptions opts(int dt, int devtype, int devidx) {
 
 inline at::IntArrayRef ints(const int64_t *p, int n) { return at::IntArrayRef(p, n); }
 
+// The intra-op thread count asked for with sc_set_num_threads (0: LibTorch's default).
+// LibTorch keeps the count per OS thread (OpenMP's nthreads ICV, MKL's local count), and
+// an OS thread that ran LibTorch code before the request keeps its old count; a goroutine
+// may run on any OS thread. So every C call applies the wanted count on its thread when
+// it differs, the same rule as grad mode.
+inline std::atomic<int> &wanted_threads() {
+  static std::atomic<int> w{0};
+  return w;
+}
+inline thread_local int applied_threads = 0;
+
+inline void apply_threads() {
+  int w = wanted_threads().load(std::memory_order_relaxed);
+  if (w > 0 && applied_threads != w) {
+    applied_threads = w;  // one attempt per thread and request, even if LibTorch refuses
+    if (at::get_num_threads() != w) at::set_num_threads(w);
+  }
+}
+
 // Mode sets the thread-local grad mode for the duration of one C call.
 struct Mode {
   c10::AutoGradMode grad;
@@ -102,7 +123,9 @@ struct Mode {
 
 // SC_BEGIN / SC_END wrap every extern "C" body: whatever is thrown becomes the
 // returned error string.
-#define SC_BEGIN try {
+#define SC_BEGIN \
+  try {          \
+    sc::apply_threads();
 #define SC_END                                               \
   return nullptr;                                            \
   }                                                          \

@@ -39,12 +39,23 @@ sc_err sc_manual_seed(uint64_t seed) {
 sc_err sc_set_num_threads(int n) {
   SC_BEGIN
   if (n < 1) throw std::invalid_argument("thread count must be >= 1, got " + std::to_string(n));
+  sc::wanted_threads().store(n);
+  sc::applied_threads = n;
   at::set_num_threads(n);
   SC_END
 }
 
+int sc_thread_num_threads(void) {
+  try {
+    return at::get_num_threads();
+  } catch (...) {
+    return -1;
+  }
+}
+
 int sc_get_num_threads(void) {
   try {
+    sc::apply_threads();
     return at::get_num_threads();
   } catch (...) {
     return -1;

@@ -58,6 +58,9 @@ sc_err sc_manual_seed(uint64_t seed);      /* the CPU generator */
 sc_err sc_manual_seed_cuda(uint64_t seed); /* every CUDA generator (no-op without CUDA) */
 sc_err sc_set_num_threads(int n);
 int sc_get_num_threads(void);
+/* The intra-op thread count LibTorch has on the calling OS thread right now, without
+ * applying the wanted count first (a diagnostic: tests show that ops apply it). */
+int sc_thread_num_threads(void);
 sc_err sc_set_caching_allocator(int enable);
 sc_err sc_cpu_allocator_stats(int64_t *cached_bytes, int64_t *hits, int64_t *misses);
 sc_err sc_cuda_synchronize(int device);

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -257,5 +258,46 @@ func TestZeroGradSetsToNone(t *testing.T) {
 				closeAll(t, fmt.Sprintf("step %d q", step+1), gq, qr, 1e-12, 1e-12)
 			}
 		})
+	}
+}
+
+// TestNumThreadsOnEveryOSThread: SetNumThreads on one OS thread applies to ops that run
+// on another OS thread whose LibTorch state was initialised before the call (LibTorch keeps
+// the count per OS thread; issue 11.10).
+func TestNumThreadsOnEveryOSThread(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	prev := NumThreads()
+	defer SetNumThreads(prev)
+
+	ready, goOn := make(chan int), make(chan struct{})
+	type report struct{ afterOp, query int }
+	done := make(chan report)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		s := NewScope()
+		defer s.Close()
+		s.Add(s.Ones([]int64{8}, Float32, CPU), s.Ones([]int64{8}, Float32, CPU)) // initialises this thread
+		ready <- threadNumThreads()
+		<-goOn
+		s.Add(s.Ones([]int64{8}, Float32, CPU), s.Ones([]int64{8}, Float32, CPU))
+		done <- report{threadNumThreads(), NumThreads()}
+	}()
+	before := <-ready
+	want := before + 1
+	if err := SetNumThreads(want); err != nil {
+		t.Fatal(err)
+	}
+	if got := threadNumThreads(); got != want {
+		t.Errorf("calling thread: %d threads after SetNumThreads(%d)", got, want)
+	}
+	close(goOn)
+	r := <-done
+	if r.afterOp != want {
+		t.Errorf("another OS thread runs ops with %d threads after SetNumThreads(%d) (had %d before)", r.afterOp, want, before)
+	}
+	if r.query != want {
+		t.Errorf("NumThreads on another OS thread = %d, want %d", r.query, want)
 	}
 }

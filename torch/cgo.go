@@ -112,6 +112,10 @@ func SetNumThreads(n int) error { return takeErr("set_num_threads", C.sc_set_num
 // NumThreads returns LibTorch's intra-op thread count.
 func NumThreads() int { return int(C.sc_get_num_threads()) }
 
+// threadNumThreads is LibTorch's intra-op thread count on the calling OS thread as it is,
+// without applying the wanted count first (for tests).
+func threadNumThreads() int { return int(C.sc_thread_num_threads()) }
+
 // SetCachingAllocator switches LibTorch's CPU allocator to one that keeps freed blocks of
 // 1 MiB and more for reuse (on or off). On machines where fresh large allocations cost page
 // faults, reusing blocks speeds a pipeline up by one to two orders of magnitude.
