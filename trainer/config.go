@@ -337,8 +337,12 @@ func applyEnv(v *viper.Viper, environ []string) error {
 		}
 		key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, EnvPrefix), "__", "."))
 		if !v.IsSet(key) {
-			return fmt.Errorf("environment %s: %q is not a config key (known keys under %q: %s); config variables are written %sSECTION__KEY, e.g. %sTRAINING__OPTIMIZER__LR; the other variables are %s",
-				k, key, parentKey(key), strings.Join(childKeys(v, parentKey(key)), ", "), EnvPrefix, EnvPrefix, strings.Join(NonConfigEnv, ", "))
+			where := "top-level keys"
+			if pk := parentKey(key); pk != "" {
+				where = fmt.Sprintf("keys under %q", pk)
+			}
+			return fmt.Errorf("environment %s: %q is not a config key (%s: %s); config variables are written %sSECTION__KEY, e.g. %sTRAINING__OPTIMIZER__LR; the other variables are %s",
+				k, key, where, strings.Join(childKeys(v, parentKey(key)), ", "), EnvPrefix, EnvPrefix, strings.Join(NonConfigEnv, ", "))
 		}
 		if err := ApplyOverrides(v, []string{key + "=" + val}); err != nil {
 			return fmt.Errorf("environment %s: %w", k, err)
@@ -459,7 +463,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("training.trainer.max_epochs: %d must be >= 0", c.Training.Trainer.MaxEpochs)
 	}
 	if maxT := MaxThreads(); c.Training.Threads < 0 || c.Training.Threads > maxT {
-		return fmt.Errorf("training.threads: %d is out of range 0..%d (0 = one per CPU core; at most 4 per core of this machine's %d, and never fewer than 64 allowed)", c.Training.Threads, maxT, runtime.NumCPU())
+		return fmt.Errorf("training.threads: %d is out of range 0..%d (0 = one per CPU core; the limit is 4 per CPU core, at least 64)", c.Training.Threads, maxT)
 	}
 	if g := c.Training.Trainer.GradientClipVal; !(g >= 0) || math.IsInf(g, 0) {
 		return fmt.Errorf("training.trainer.gradient_clip_val: %g must be a finite number >= 0 (0 = no clipping)", g)
