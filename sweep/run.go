@@ -319,7 +319,9 @@ func logPoint(log *logrus.Logger, p *Point, st *State, err error, k, n int) {
 	case err != nil:
 		log.WithFields(f).WithError(err).Error(msg + ": sweep error")
 	case st.Status == Failed:
-		f["exit_code"] = st.ExitCode
+		if st.ExitCode != nil {
+			f["exit_code"] = *st.ExitCode
+		}
 		if st.Signal != "" {
 			f["signal"] = st.Signal
 		}
@@ -488,6 +490,9 @@ func (r *runner) point(p *Point, worker int, gpu, task string, onStart func()) (
 	st.Started = time.Now().UTC().Format(time.RFC3339)
 	st.Host, _ = os.Hostname()
 	st.Worker, st.GPU, st.Threads, st.SlurmTask = worker, gpu, r.threads, task
+	if resume != "" {
+		st.Threads = 0 // the run's config.yaml has its own
+	}
 	st.Log = filepath.Join("logs", p.ID+".log")
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return st, false, err
@@ -581,12 +586,14 @@ func (r *runner) command(p *Point, runDir, resume, gpu string) (base, argv, env 
 	if !userThreads {
 		ov = append(ov, fmt.Sprintf("training.threads=%d", r.threads))
 	}
-	argv = append([]string{}, base...)
-	if resume != "" {
-		argv = append(argv, "--resume", resume)
-	}
-	argv = append(argv, ov...)
 	base = append(base, ov...)
+	if resume != "" {
+		// A resumed run keeps the config.yaml it started with (threads included, whatever
+		// this sweep's workers are now): name only the run and its checkpoint.
+		argv = []string{bin, "train", "--out", runDir, "--resume", resume}
+	} else {
+		argv = append([]string{}, base...)
+	}
 	if gpu != "" {
 		env = []string{"CUDA_VISIBLE_DEVICES=" + gpu}
 	}

@@ -363,8 +363,9 @@ func TestSigkillSweepThenRerun(t *testing.T) {
 			mtimes[p.ID] = fi.ModTime()
 		}
 	}
-	// rerun: `spectraclip sweep --out DIR` alone (the plan is in DIR)
-	out, err := exec.Command(bin, "--log-level", "warn", "sweep", "--out", dir, "--workers", "2", "--threads", "1").CombinedOutput()
+	// rerun: `spectraclip sweep --out DIR` alone (the plan is in DIR), with another number of
+	// workers and threads than before: a resumed run keeps its own config, threads included
+	out, err := exec.Command(bin, "--log-level", "warn", "sweep", "--out", dir, "--workers", "1", "--threads", "2").CombinedOutput()
 	if err != nil {
 		t.Fatalf("rerun: %v\n%s", err, out)
 	}
