@@ -5,6 +5,8 @@
 #include <torch/optim/sgd.h>
 #include <torch/script.h>
 #include <torch/serialize.h>
+#include <torch/csrc/jit/serialization/pickler.h>
+#include <caffe2/serialize/inline_container.h>
 
 #ifdef SC_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -159,16 +161,39 @@ sc_err sc_cuda_memory(int device, int64_t *allocated, int64_t *reserved, int64_t
 
 sc_err sc_save_tensors(const char *path, const char **names, const sc_tensor *ts, int n) {
   SC_BEGIN
+  // What torch::jit::pickle_save does, but with a Pickler that does not tag aggregates:
+  // pickle_save wraps every dict in torch.jit._pickle.restore_type_tag, which
+  // torch.load(weights_only=True) (the default since PyTorch 2.6) refuses. Untagged, the
+  // archive holds a plain dict of tensors rebuilt by torch._utils._rebuild_tensor_v2, which
+  // every torch.load and torch::jit::pickle_load read.
   c10::Dict<std::string, at::Tensor> d;
   for (int i = 0; i < n; i++) {
     at::Tensor t = T(ts[i]).detach();
     if (!t.is_cpu()) t = t.cpu();
     d.insert(names[i], t);
   }
-  std::vector<char> bytes = torch::jit::pickle_save(c10::IValue(d));
+  std::vector<char> pkl;
+  torch::jit::Pickler pickler(
+      [&](const char *buf, size_t size) { pkl.insert(pkl.end(), buf, buf + size); },
+      /*tensor_table=*/nullptr, /*type_renamer=*/nullptr, /*memoized_class_types=*/nullptr,
+      /*get_tensor_id=*/nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(c10::IValue(d));
+  pickler.stop();
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   if (!f) throw std::runtime_error(std::string("cannot create ") + path);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void *buf, size_t size) -> size_t {
+    f.write(static_cast<const char *>(buf), static_cast<std::streamsize>(size));
+    return f ? size : 0;
+  });
+  // records as torch::jit::writeArchiveAndTensors names them: data/<key>, then data.pkl
+  const std::vector<at::Tensor> &tensors = pickler.tensorData();
+  for (size_t i = 0; i < tensors.size(); i++) {
+    auto w = torch::jit::getWriteableTensorData(tensors[i]);
+    writer.writeRecord("data/" + std::to_string(i), w.data(), w.sizeInBytes());
+  }
+  writer.writeRecord("data.pkl", pkl.data(), pkl.size());
+  writer.writeEndOfFile();
   f.close();
   if (!f) throw std::runtime_error(std::string("cannot write ") + path);
   SC_END

@@ -1,6 +1,7 @@
 package torch
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -299,5 +300,76 @@ func TestNumThreadsOnEveryOSThread(t *testing.T) {
 	}
 	if r.query != want {
 		t.Errorf("NumThreads on another OS thread = %d, want %d", r.query, want)
+	}
+}
+
+// TestSaveTensorsWeightsOnly: files written by SaveTensors are read by torch.load with
+// weights_only=True (the default since PyTorch 2.6; 1.13 already has the flag) and the
+// values match exactly (issue 12).
+func TestSaveTensorsWeightsOnly(t *testing.T) {
+	r := newRNG(120)
+	s := newScope(t)
+	big := s.FromFloat32(randF32(r, 20, -3, 3), 4, 5)
+	in := map[string]*Tensor{
+		"f32":        s.FromFloat32(randF32(r, 12, -2, 2), 3, 4),
+		"f64":        s.FromFloat64(randF64(r, 5, -1e6, 1e6), 5),
+		"i64":        s.FromInt64([]int64{r.Int64(), -r.Int64(), 7}, 3),
+		"u8":         FromSlice(s, CPU, []uint8{0, 255, uint8(r.IntN(256))}, 3),
+		"mask":       s.FromBool([]bool{true, false, r.IntN(2) == 1}, 3),
+		"i16":        FromSlice(s, CPU, []int16{-32768, int16(r.IntN(1000)), 32767}, 3),
+		"scalar":     s.Scalar(r.Float64(), Float64, CPU),
+		"transposed": s.Transpose(big, 0, 1),
+		"narrowed":   s.Narrow(big, 1, 2, 3),
+		"nested/key": s.FromFloat32(randF32(r, 2, 0, 1), 2),
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "w.pt")
+	if err := SaveTensors(path, in); err != nil {
+		t.Fatal(err)
+	}
+	got := pythonTorch(t, `
+import json, sys, torch
+d = torch.load(sys.argv[1], weights_only=True)
+assert type(d) is dict, type(d)
+print(json.dumps({k: [str(v.dtype).replace("torch.", ""), list(v.shape), v.double().flatten().tolist()] for k, v in d.items()}))
+`, path)
+	var py map[string][]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(got)), &py); err != nil {
+		t.Fatalf("python output %q: %v", got, err)
+	}
+	if len(py) != len(in) {
+		t.Fatalf("python read %d tensors, want %d", len(py), len(in))
+	}
+	for k, v := range in {
+		e, ok := py[k]
+		if !ok {
+			t.Errorf("%s missing in python's dict", k)
+			continue
+		}
+		if e[0].(string) != v.DType().String() {
+			t.Errorf("%s: python dtype %v, want %s", k, e[0], v.DType())
+		}
+		var shape []int64
+		for _, d := range e[1].([]any) {
+			shape = append(shape, int64(d.(float64)))
+		}
+		if !shapeEq(shape, v.Shape()) && !(len(shape) == 0 && len(v.Shape()) == 0) {
+			t.Errorf("%s: python shape %v, want %v", k, shape, v.Shape())
+		}
+		want := vals(t, s, v)
+		pv := e[2].([]any)
+		if len(pv) != len(want) {
+			t.Errorf("%s: python has %d values, want %d", k, len(pv), len(want))
+			continue
+		}
+		for i := range want {
+			// int64 values beyond 2^53 go through float64 on both sides
+			if pv[i].(float64) != want[i] {
+				t.Errorf("%s[%d]: python %v, want %v", k, i, pv[i], want[i])
+				break
+			}
+		}
 	}
 }
