@@ -62,6 +62,23 @@ int sc_get_num_threads(void) {
   }
 }
 
+sc_err sc_set_allow_tf32(int matmul, int conv) {
+  SC_BEGIN
+  // at::Context holds these flags in every build, CUDA or not (they only act on CUDA).
+  auto &ctx = at::globalContext();
+  if (matmul >= 0) ctx.setAllowTF32CuBLAS(matmul != 0);
+  if (conv >= 0) ctx.setAllowTF32CuDNN(conv != 0);
+  SC_END
+}
+
+sc_err sc_get_allow_tf32(int *matmul, int *conv) {
+  SC_BEGIN
+  auto &ctx = at::globalContext();
+  *matmul = ctx.allowTF32CuBLAS() ? 1 : 0;
+  *conv = ctx.allowTF32CuDNN() ? 1 : 0;
+  SC_END
+}
+
 sc_err sc_bench_add_loop(sc_tensor a, sc_tensor b, int64_t n, int use_out, int64_t *ns) {
   SC_BEGIN
   at::Tensor &x = T(a), &y = T(b);

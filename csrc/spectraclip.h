@@ -61,6 +61,10 @@ int sc_get_num_threads(void);
 /* The intra-op thread count LibTorch has on the calling OS thread right now, without
  * applying the wanted count first (a diagnostic: tests show that ops apply it). */
 int sc_thread_num_threads(void);
+/* TF32 for CUDA float32 matmuls (cuBLAS) and convolutions (cuDNN), process-wide: 1 allow,
+ * 0 forbid, -1 leave as is. Compiles and runs without CUDA (the flags then act on nothing). */
+sc_err sc_set_allow_tf32(int matmul, int conv);
+sc_err sc_get_allow_tf32(int *matmul, int *conv);
 sc_err sc_set_caching_allocator(int enable);
 sc_err sc_cpu_allocator_stats(int64_t *cached_bytes, int64_t *hits, int64_t *misses);
 sc_err sc_cuda_synchronize(int device);

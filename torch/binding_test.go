@@ -373,3 +373,31 @@ print(json.dumps({k: [str(v.dtype).replace("torch.", ""), list(v.shape), v.doubl
 		}
 	}
 }
+
+// TestAllowTF32: the TF32 flags start at LibTorch's defaults (matmul off since 1.12,
+// convolutions on), can be set together or separately and read back, on a CPU-only build
+// too (issue 12).
+func TestAllowTF32(t *testing.T) {
+	m0, c0, err := AllowTF32()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer SetAllowTF32Each(m0, c0)
+	if m0 || !c0 {
+		t.Errorf("defaults: matmul %v, conv %v; LibTorch's are false, true", m0, c0)
+	}
+	for _, on := range []bool{true, false} {
+		if err := SetAllowTF32(on); err != nil {
+			t.Fatal(err)
+		}
+		if m, c, err := AllowTF32(); err != nil || m != on || c != on {
+			t.Errorf("after SetAllowTF32(%v): matmul %v, conv %v, %v", on, m, c, err)
+		}
+	}
+	if err := SetAllowTF32Each(true, false); err != nil {
+		t.Fatal(err)
+	}
+	if m, c, _ := AllowTF32(); !m || c {
+		t.Errorf("after SetAllowTF32Each(true, false): matmul %v, conv %v", m, c)
+	}
+}

@@ -106,10 +106,32 @@ func ManualSeed(seed uint64) error {
 	return takeErr("manual_seed", C.sc_manual_seed_cuda(C.uint64_t(seed)))
 }
 
-// SetNumThreads sets LibTorch's intra-op thread count (process-wide).
+// SetAllowTF32 lets CUDA float32 matrix products (cuBLAS) and convolutions (cuDNN) run in
+// TF32 (on) or forbids it (off), process-wide; it is PyTorch's
+// torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32 together.
+// Until it is called LibTorch's defaults hold (1.12 and later: matmul off, convolutions
+// on). TF32 keeps 10 mantissa bits, so results differ from float32 by about 1e-3 relative;
+// it has no effect on the CPU.
+func SetAllowTF32(on bool) error { return SetAllowTF32Each(on, on) }
+
+// SetAllowTF32Each sets the matmul (cuBLAS) and convolution (cuDNN) TF32 flags separately.
+func SetAllowTF32Each(matmul, conv bool) error {
+	return takeErr("set_allow_tf32", C.sc_set_allow_tf32(cbool(matmul), cbool(conv)))
+}
+
+// AllowTF32 reports whether CUDA float32 matmuls and convolutions may use TF32.
+func AllowTF32() (matmul, conv bool, err error) {
+	var m, c C.int
+	err = takeErr("allow_tf32", C.sc_get_allow_tf32(&m, &c))
+	return m != 0, c != 0, err
+}
+
+// SetNumThreads sets LibTorch's intra-op thread count for every OS thread: the shim
+// applies it inside each later call on threads where it differs, since LibTorch keeps the
+// count per OS thread.
 func SetNumThreads(n int) error { return takeErr("set_num_threads", C.sc_set_num_threads(C.int(n))) }
 
-// NumThreads returns LibTorch's intra-op thread count.
+// NumThreads returns the intra-op thread count LibTorch uses for calls from now on.
 func NumThreads() int { return int(C.sc_get_num_threads()) }
 
 // threadNumThreads is LibTorch's intra-op thread count on the calling OS thread as it is,
