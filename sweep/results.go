@@ -37,6 +37,7 @@ type Row struct {
 	TrainSeconds *float64           `json:"train_seconds,omitempty"`
 	InferenceFPS *float64           `json:"inference_fps,omitempty"`
 	Epochs       int                `json:"epochs,omitempty"`
+	Threads      int                `json:"threads,omitempty"`
 	RunDir       string             `json:"run_dir"`
 	Log          string             `json:"log,omitempty"`
 	Command      string             `json:"command,omitempty"`
@@ -111,7 +112,7 @@ func Collect(dir string, plan *Plan) (*Results, error) {
 			if err := json.Unmarshal(b, &m); err != nil {
 				return nil, fmt.Errorf("%s: %w", filepath.Join(dir, p.RunDir, "metrics.json"), err)
 			}
-			row.Test, row.Val, row.Epochs = m.Test, m.Val, m.Epochs
+			row.Test, row.Val, row.Epochs, row.Threads = m.Test, m.Val, m.Epochs, m.Threads
 			ts, fps := m.TrainSeconds, m.InferenceFPS
 			row.TrainSeconds, row.InferenceFPS = &ts, &fps
 			for k := range m.Test {
@@ -346,6 +347,15 @@ func (r *Results) Markdown() string {
 	fmt.Fprintf(&b, "%d points: %d done, %d failed, %d interrupted, %d pending. Best setting by mean test %s over seeds. ",
 		len(r.Points), counts[Done], counts[Failed], counts[Interrupted], counts[Pending], r.Metric)
 	fmt.Fprintf(&b, "Values are mean ± sample standard deviation over the seeds of a setting (n = finished points). Runs are in `runs/<id>/` (TensorBoard: `tensorboard --logdir %s`).\n\n", "runs")
+	threads := map[int]bool{}
+	for _, p := range r.Points {
+		if p.Status == Done {
+			threads[p.Threads] = true
+		}
+	}
+	if len(threads) > 1 {
+		b.WriteString("**Note:** the runs used different LibTorch thread counts (training.threads); the summation order, and so the results of a run, depend on it: compare like with like, or rerun with one --threads.\n\n")
+	}
 	if len(r.Best) > 0 {
 		b.WriteString("## Best setting per variant\n\n| variant | data | setting | test " + r.Metric + " | n |\n|---|---|---|---|---|\n")
 		for _, x := range r.Best {
