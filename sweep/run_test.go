@@ -409,3 +409,48 @@ func TestSigkillSweepThenRerun(t *testing.T) {
 		t.Errorf("sweep.json: %v %+v", err, res.Settings)
 	}
 }
+
+// --gpus runs one worker per listed device and hands each train process exactly one of
+// them as CUDA_VISIBLE_DEVICES, with the CPU cores divided between the workers. A wrapper
+// script in front of the real binary records what each process was given.
+func TestGPUsOneWorkerEach(t *testing.T) {
+	bin := spectraclipBinary(t)
+	work := t.TempDir()
+	data := filepath.Join(work, "data")
+	tinyData(t, data)
+	seen := filepath.Join(work, "seen.txt")
+	wrapper := filepath.Join(work, "spectraclip-wrapper")
+	script := "#!/bin/sh\necho \"$CUDA_VISIBLE_DEVICES $*\" >> " + seen + "\nexec " + bin + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := &Spec{Name: "gpus", Bases: []Base{{Variant: "pca"}}, Seeds: []uint64{0, 1, 2}, Overrides: tiny(data, 1)}
+	sum, err := Execute(Options{Dir: filepath.Join(work, "sweep"), Spec: spec, Binary: wrapper, GPUs: []string{"3", "5"}, Point: -1, Log: quietLog(), Workdir: work})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Done != 3 {
+		t.Fatalf("%+v", sum)
+	}
+	b, err := os.ReadFile(seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d train processes, want 3:\n%s", len(lines), b)
+	}
+	threads := fmt.Sprintf("training.threads=%d", max(1, runtime.NumCPU()/2))
+	for _, l := range lines {
+		dev, args, _ := strings.Cut(l, " ")
+		if (dev != "3" && dev != "5") || !strings.HasPrefix(args, "train --variant pca") || !strings.HasSuffix(args, threads) {
+			t.Errorf("a train process got CUDA_VISIBLE_DEVICES=%q and %q (want 3 or 5, and %s)", dev, args, threads)
+		}
+	}
+	for i := range sum.Results.Points {
+		st, _ := LoadState(sum.Dir, &Point{Index: i, ID: sum.Results.Points[i].ID})
+		if !strings.HasPrefix(st.Command, "cd "+work+" && CUDA_VISIBLE_DEVICES="+st.GPU+" ") {
+			t.Errorf("recorded command %q lacks its device %q", st.Command, st.GPU)
+		}
+	}
+}
