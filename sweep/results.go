@@ -100,8 +100,8 @@ func Collect(dir string, plan *Plan) (*Results, error) {
 		row := Row{Index: p.Index, ID: p.ID, Base: p.Base.Name(), Data: p.Data, Setting: p.Setting, Params: p.Params, Seed: p.Seed,
 			Status: st.Status, ExitCode: st.ExitCode, Signal: st.Signal, Error: st.Error, Attempts: st.Attempts, Resumed: st.Resumed != "",
 			RunDir: p.RunDir, Log: st.Log, Command: st.Command}
-		if row.Status == Running {
-			row.Status = Interrupted // its process is gone (or, under Slurm, still running)
+		if row.Status == Running && st.SlurmTask == "" {
+			row.Status = Interrupted // a local sweep holds the lock while it runs: its process is gone
 		}
 		if st.Status == Done {
 			b, err := os.ReadFile(filepath.Join(dir, p.RunDir, "metrics.json"))

@@ -148,6 +148,19 @@ func openPlan(o Options) (*Plan, *fileLock, error) {
 		return nil, nil, serr
 	}
 	var plan *Plan
+	if o.Spec != nil && serr == nil {
+		fresh, err := Expand(o.Spec, o.Workdir, o.Environ)
+		if err != nil {
+			lock.release()
+			return nil, nil, err
+		}
+		if !samePoints(fresh, stored) {
+			lock.release()
+			return nil, nil, fmt.Errorf("sweep directory %s holds a different sweep (%d points in %s, %d now): rerun it with `spectraclip sweep --out %s` alone, or choose another --out", o.Dir, len(stored.Points), PlanName, len(fresh.Points), o.Dir)
+		}
+		stored.Name, stored.Metric = fresh.Name, fresh.Metric
+		o.Spec = nil // the same sweep: go on with the stored plan (and its working directory)
+	}
 	if o.Spec == nil {
 		if serr != nil {
 			lock.release()
@@ -167,13 +180,6 @@ func openPlan(o Options) (*Plan, *fileLock, error) {
 		if err != nil {
 			lock.release()
 			return nil, nil, err
-		}
-		if serr == nil {
-			if !samePoints(plan, stored) {
-				lock.release()
-				return nil, nil, fmt.Errorf("sweep directory %s holds a different sweep (%d points in %s, %d now): rerun it with `spectraclip sweep --out %s` alone, or choose another --out", o.Dir, len(stored.Points), PlanName, len(plan.Points), o.Dir)
-			}
-			plan.Workdir = stored.Workdir
 		}
 	}
 	if err := plan.Save(o.Dir); err != nil {
