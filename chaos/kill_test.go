@@ -43,6 +43,28 @@ func killArgs(variant, data, out string) []string {
 		"training.callbacks.checkpoint.save_top_k=2"}
 }
 
+// pinnedLib is an environment entry that makes the trial processes load a private copy of
+// build/libspectraclip_c.so (the binary's RUNPATH yields to LD_LIBRARY_PATH), so that a
+// rebuild of the shim while the harness runs cannot make runs of one trial set differ.
+func pinnedLib(t *testing.T) []string {
+	t.Helper()
+	src := filepath.Join(repoRoot, "build", "libspectraclip_c.so")
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Logf("not pinning the shim library: %v", err)
+		return nil
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "libspectraclip_c.so"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	v := dir
+	if old := os.Getenv("LD_LIBRARY_PATH"); old != "" {
+		v += ":" + old
+	}
+	return []string{"LD_LIBRARY_PATH=" + v}
+}
+
 // killData generates the trials' small dataset once per test.
 func killData(t *testing.T, dir string) string {
 	t.Helper()
@@ -77,6 +99,7 @@ func TestKillAndResume(t *testing.T) {
 	t.Logf("CHAOS_SEED=%d", seed)
 	root := t.TempDir()
 	data := killData(t, root)
+	lib := pinnedLib(t)
 	var trials []killTrial
 	refs := map[string]string{}
 	for _, v := range []string{"drcnn", "concrete"} {
@@ -84,7 +107,7 @@ func TestKillAndResume(t *testing.T) {
 		ref := filepath.Join(root, "ref_"+v)
 		log := filepath.Join(root, "killpoints_"+v+".log")
 		t0 := time.Now()
-		r := RunCLI(t, RunOptions{Dir: root, Env: []string{rundir.EnvKillLog + "=" + log}}, killArgs(v, data, ref)...)
+		r := RunCLI(t, RunOptions{Dir: root, Env: append([]string{rundir.EnvKillLog + "=" + log}, lib...)}, killArgs(v, data, ref)...)
 		took := time.Since(t0)
 		if r.Exit != 0 {
 			t.Fatalf("%s reference run: exit %d\n%s", v, r.Exit, r.Stderr)
@@ -96,7 +119,7 @@ func TestKillAndResume(t *testing.T) {
 		refs[v] = ref
 		// the same command again must give the same run, or "identical" means nothing
 		again := filepath.Join(root, "again_"+v)
-		if r := RunCLI(t, RunOptions{Dir: root}, killArgs(v, data, again)...); r.Exit != 0 {
+		if r := RunCLI(t, RunOptions{Dir: root, Env: lib}, killArgs(v, data, again)...); r.Exit != 0 {
 			t.Fatalf("%s second reference run: exit %d\n%s", v, r.Exit, r.Stderr)
 		}
 		if why := sameRun(ref, again); why != "" {
@@ -126,7 +149,7 @@ func TestKillAndResume(t *testing.T) {
 	}
 	var nKilled, nResumed, nRestarted, nIdentical int
 	for i, tr := range trials {
-		o := runKillTrial(t, root, data, refs[tr.variant], i, tr)
+		o := runKillTrial(t, root, data, refs[tr.variant], i, tr, lib)
 		what := fmt.Sprintf("%s kill at point %d (%s)", tr.variant, tr.at, tr.label)
 		if tr.at == 0 {
 			what = fmt.Sprintf("%s kill after %v", tr.variant, tr.after.Round(time.Millisecond))
@@ -173,13 +196,13 @@ func readKillPoints(t *testing.T, log string) []string {
 	return out
 }
 
-func runKillTrial(t *testing.T, root, data, ref string, i int, tr killTrial) killOutcome {
+func runKillTrial(t *testing.T, root, data, ref string, i int, tr killTrial, lib []string) killOutcome {
 	t.Helper()
 	var o killOutcome
 	out := filepath.Join(root, fmt.Sprintf("trial_%03d_%s", i, tr.variant))
 	args := killArgs(tr.variant, data, out)
 	if tr.at > 0 {
-		r := RunCLI(t, RunOptions{Dir: root, Env: []string{rundir.EnvKillAt + "=" + strconv.Itoa(tr.at)}}, args...)
+		r := RunCLI(t, RunOptions{Dir: root, Env: append([]string{rundir.EnvKillAt + "=" + strconv.Itoa(tr.at)}, lib...)}, args...)
 		if r.Signal != "killed" {
 			o.why = fmt.Sprintf("the run was not killed at its kill point: exit %d signal %q\n%s", r.Exit, r.Signal, r.Stderr)
 			return o
@@ -188,7 +211,7 @@ func runKillTrial(t *testing.T, root, data, ref string, i int, tr killTrial) kil
 	} else {
 		cmd := exec.Command(BinPath, args...)
 		cmd.Dir = root
-		cmd.Env = baseEnv(root)
+		cmd.Env = append(baseEnv(root), lib...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
@@ -209,7 +232,7 @@ func runKillTrial(t *testing.T, root, data, ref string, i int, tr killTrial) kil
 		}
 	}
 	// recover as a user would: resume with nothing but the checkpoint, else start again
-	r := RunCLI(t, RunOptions{Dir: root}, "--log-level", "warn", "train", "--out", out, "--resume", filepath.Join(out, "checkpoints", "last"))
+	r := RunCLI(t, RunOptions{Dir: root, Env: lib}, "--log-level", "warn", "train", "--out", out, "--resume", filepath.Join(out, "checkpoints", "last"))
 	switch {
 	case r.Exit == 0:
 		o.resumed = true
@@ -218,7 +241,7 @@ func runKillTrial(t *testing.T, root, data, ref string, i int, tr killTrial) kil
 			o.why = "resume crashed:\n" + r.Stderr
 			return o
 		}
-		r2 := RunCLI(t, RunOptions{Dir: root}, args...)
+		r2 := RunCLI(t, RunOptions{Dir: root, Env: lib}, args...)
 		if r2.Exit != 0 {
 			o.why = fmt.Sprintf("no complete checkpoint (%s), and starting again failed: exit %d\n%s", strings.TrimSpace(r.Stderr), r2.Exit, r2.Stderr)
 			return o
