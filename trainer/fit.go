@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -46,7 +47,21 @@ const rngKey = trainerKeys + "rng_default_cpu"
 // validation each epoch, the LR schedule, checkpoints and early stopping. It resumes from
 // Options.Resume when set.
 func (r *Run) TrainGradient() error {
+	// Every step is recorded and differentiated on one OS thread. LibTorch numbers autograd
+	// functions from a thread-local counter and its backward engine runs the ready ones in
+	// that order; a goroutine changes OS threads between cgo calls, so a step recorded on
+	// two threads could run its backward branches in another order and sum the gradients
+	// that meet at a tensor with three or more consumers in another order (the Concrete
+	// selection weights: convolution, fused bias, distinctness loss). Same seed, different
+	// weights (issues 16.8 and 11.7; TestConcreteSameSeedSameWeights).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	tc := r.Cfg.Training
+	// and that thread uses the configured intra-op thread count (a fixed count keeps
+	// LibTorch's parallel reductions in one order)
+	if err := SetThreads(tc.Threads); err != nil {
+		return err
+	}
 	if tc.Trainer.MaxEpochs == 0 {
 		return nil
 	}
