@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -291,5 +292,42 @@ print(s.shape, d.shape, s.dtype, d.dtype, (r["height"], r["width"]))`
 	want := "(32, 32) (32, 32) float32 uint8 (32, 32)"
 	if strings.TrimSpace(string(o)) != want {
 		t.Fatalf("numpy reads %s, want %s", o, want)
+	}
+}
+
+// No JSON write in the repository's program code drops its error (a failed json.Marshal used to leave a
+// 0-byte results.json behind a "wrote N frames").
+func TestNoJSONWriteIgnoresItsError(t *testing.T) {
+	rules := []*regexp.Regexp{
+		regexp.MustCompile(`,\s*_\s*:?=\s*json\.(Marshal|MarshalIndent)\(`),
+		regexp.MustCompile(`_\s*=\s*json\.NewEncoder\(.*\)\.Encode\(`),
+		regexp.MustCompile(`^\s*json\.NewEncoder\(.*\)\.Encode\(`),
+	}
+	root := filepath.Join("..", "..")
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "third_party" || d.Name() == "build" || strings.HasPrefix(d.Name(), ".") && p != root) {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			for _, re := range rules {
+				if re.MatchString(line) {
+					t.Errorf("%s:%d ignores a JSON error: %s", p, i+1, strings.TrimSpace(line))
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
