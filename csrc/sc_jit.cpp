@@ -187,10 +187,11 @@ sc_err sc_save_tensors(const char *path, const char **names, const sc_tensor *ts
     return f ? size : 0;
   });
   // records as torch::jit::writeArchiveAndTensors names them: data/<key>, then data.pkl
+  // (each record is the tensor's whole CPU storage, as getWriteableTensorData gives it)
   const std::vector<at::Tensor> &tensors = pickler.tensorData();
   for (size_t i = 0; i < tensors.size(); i++) {
-    auto w = torch::jit::getWriteableTensorData(tensors[i]);
-    writer.writeRecord("data/" + std::to_string(i), w.data(), w.sizeInBytes());
+    const at::Storage &st = tensors[i].storage();
+    writer.writeRecord("data/" + std::to_string(i), st.data_ptr().get(), st.nbytes());
   }
   writer.writeRecord("data.pkl", pkl.data(), pkl.size());
   writer.writeEndOfFile();
