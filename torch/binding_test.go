@@ -321,6 +321,8 @@ func TestSaveTensorsWeightsOnly(t *testing.T) {
 		"transposed": s.Transpose(big, 0, 1),
 		"narrowed":   s.Narrow(big, 1, 2, 3),
 		"nested/key": s.FromFloat32(randF32(r, 2, 0, 1), 2),
+		"f16":        s.ToDType(s.FromFloat32(randF32(r, 4, -8, 8), 4), Float16),
+		"bf16":       s.ToDType(s.FromFloat32(randF32(r, 4, -8, 8), 2, 2), BFloat16),
 	}
 	if err := s.Err(); err != nil {
 		t.Fatal(err)
