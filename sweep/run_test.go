@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -452,5 +453,57 @@ func TestGPUsOneWorkerEach(t *testing.T) {
 		if !strings.HasPrefix(st.Command, "cd "+work+" && CUDA_VISIBLE_DEVICES="+st.GPU+" ") {
 			t.Errorf("recorded command %q lacks its device %q", st.Command, st.GPU)
 		}
+	}
+}
+
+// Cancelling a sweep (SIGINT/SIGTERM in the CLI) stops its train processes, records them
+// as interrupted, leaves the points not started pending, and a rerun finishes the sweep.
+func TestCancelledSweepIsInterruptedThenFinishes(t *testing.T) {
+	bin := spectraclipBinary(t)
+	work := t.TempDir()
+	data := filepath.Join(work, "data")
+	tinyData(t, data)
+	dir := filepath.Join(work, "sweep")
+	spec := &Spec{Name: "cancel", Bases: []Base{{Variant: "drcnn"}}, Seeds: []uint64{0, 1, 2}, Overrides: tiny(data, 12)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		sum *Summary
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		s, err := Execute(Options{Dir: dir, Spec: spec, Binary: bin, Workers: 1, Threads: 1, Point: -1, Log: quietLog(), Workdir: work, Ctx: ctx})
+		ch <- result{s, err}
+	}()
+	// cancel once the first point runs (by its state, not by time)
+	var pid int
+	for pid == 0 {
+		select {
+		case r := <-ch:
+			t.Fatalf("the sweep ended before it was cancelled: %+v %v", r.sum, r.err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if plan, err := LoadPlan(dir); err == nil {
+			if st, err := LoadState(dir, &plan.Points[0]); err == nil && st.Status == Running {
+				pid = st.PID
+			}
+		}
+	}
+	cancel()
+	r := <-ch
+	if r.err == nil || !strings.Contains(r.err.Error(), "interrupted") {
+		t.Fatalf("error %v", r.err)
+	}
+	if s := procState(pid); s != "gone" && s != "Z" {
+		t.Errorf("train process %d still runs (state %s)", pid, s)
+	}
+	rows := r.sum.Results.Points
+	if rows[0].Status != Interrupted || rows[1].Status != Pending || rows[2].Status != Pending || r.sum.Pending != 3 {
+		t.Fatalf("statuses %s %s %s, summary %+v", rows[0].Status, rows[1].Status, rows[2].Status, r.sum)
+	}
+	sum, err := Execute(Options{Dir: dir, Binary: bin, Workers: 1, Threads: 1, Point: -1, Log: quietLog(), Workdir: work})
+	if err != nil || sum.Done != 3 || sum.Ran != 3 {
+		t.Fatalf("rerun: %+v %v", sum, err)
 	}
 }
