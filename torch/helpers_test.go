@@ -114,10 +114,24 @@ func torchError(t testing.TB, err error, op string) *Error {
 
 const sysPython = "/usr/bin/python3"
 
-// pythonTorch runs a script with /usr/bin/python3 and skips the test when that Python
-// (or its torch) is absent.
+// testPython is the Python whose torch the tests compare against: $PYTHON when set (the
+// GPU check points it at the PyTorch 2.x install whose LibTorch the shim was built
+// against), else /usr/bin/python3 (Debian's torch 1.13).
+func testPython() string {
+	if p := os.Getenv("PYTHON"); p != "" {
+		if lp, err := exec.LookPath(p); err == nil {
+			return lp
+		}
+		return p
+	}
+	return sysPython
+}
+
+// pythonTorch runs a script with testPython and skips the test when that Python (or its
+// torch) is absent.
 func pythonTorch(t *testing.T, script string, args ...string) string {
 	t.Helper()
+	sysPython := testPython()
 	if _, err := os.Stat(sysPython); err != nil {
 		t.Skipf("%s absent: %v", sysPython, err)
 	}
