@@ -26,6 +26,9 @@ func TestHandlesKeptAlive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(files) == 0 {
+		t.Skip("the package's source is not beside the test binary")
+	}
 	fset := token.NewFileSet()
 	var bad []string
 	for _, f := range files {
