@@ -149,9 +149,19 @@ func ReadManifest(root string) (*Manifest, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&m); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("dataset %s: %w", path, err)
+		return nil, fmt.Errorf("dataset %s: %w", path, oneLineYAML(err))
 	}
 	return &m, nil
+}
+
+// oneLineYAML joins the per-line reports of a yaml.TypeError ("unmarshal errors:\n  line 8:
+// ...\n  line 9: ...") into one line, so that the CLI prints one error line.
+func oneLineYAML(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("%s", strings.Join(te.Errors, "; "))
+	}
+	return err
 }
 
 // OpenWith is Open with options.

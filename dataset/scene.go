@@ -50,6 +50,9 @@ func LoadScene(path string, opts SceneOptions) (*Cube, *LabelImage, error) {
 			if err != nil {
 				return nil, nil, err
 			}
+			if len(m.Variables) == 0 {
+				return nil, nil, fmt.Errorf("mat %s: no numeric variables; the file holds %s", path, m.describe())
+			}
 			vars = m.Variables
 		} else {
 			all, err := ReadNPZ(path)

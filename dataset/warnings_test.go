@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -102,3 +103,38 @@ func TestOverlappingSplitsWarn(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorsAreOneLine: YAML decode errors of dataset.yaml (several lines from the yaml
+// package) and a .mat scene without numeric variables give one line that names the file and
+// what it holds.
+func TestErrorsAreOneLine(t *testing.T) {
+	h := newHandDataset(t, 2, 4, 4, 3)
+	root := h.write(t)
+	p := filepath.Join(root, ManifestName)
+	b, _ := os.ReadFile(p)
+	os.WriteFile(p, append(b, "colour: blue\nsize: 3\n"...), 0o644)
+	_, err := Open(root)
+	mustContain(t, err, p, "colour", "size")
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("error spans lines: %q", err)
+	}
+	// A MAT file holding only a char array.
+	mat := filepath.Join(t.TempDir(), "note.mat")
+	var el bytes.Buffer
+	el.Write(matHeader())
+	body := concatBytes(tagged(miUINT32, []byte{4, 0, 0, 0, 0, 0, 0, 0}), tagged(miINT32, []byte{1, 0, 0, 0, 2, 0, 0, 0}), tagged(miINT8, []byte("note")), tagged(miUINT16, []byte("h\x00i\x00")))
+	el.Write(tagged(miMATRIX, body))
+	os.WriteFile(mat, el.Bytes(), 0o644)
+	_, _, err = LoadScene(mat, SceneOptions{})
+	mustContain(t, err, mat, "no numeric variables", "note (char")
+}
+
+func tagged(typ uint32, payload []byte) []byte {
+	b := make([]byte, 8, 8+len(payload)+8)
+	binary.LittleEndian.PutUint32(b, typ)
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(payload)))
+	b = append(b, payload...)
+	return append(b, make([]byte, (8-len(payload)%8)%8)...)
+}
+
+func concatBytes(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
