@@ -5,7 +5,7 @@
 // # Layout
 //
 //   - main_test.go: TestMain builds the CLI once (go build -o $tmp/spectraclip ./cmd/spectraclip)
-//     into BinPath, shared by every test of the package, and helpers to run it under a memory
+//     into BinPath (or uses $CHAOS_BIN), shared by every test of the package, and helpers to run it under a memory
 //     limit (prlimit --as) and a timeout.
 //   - corpus_test.go: the bad-input corpus. Cases are generated (no fixture files): malformed
 //     and hostile ENVI headers and data, .npy, .npz, MAT v5, COCO JSON, PNG masks, .cu3s,

@@ -16,6 +16,9 @@ import (
 // BinPath is the spectraclip binary TestMain builds for every test of this package.
 var BinPath string
 
+// libDir holds the copy of libspectraclip_c.so that runs load ("" with $CHAOS_BIN).
+var libDir string
+
 // repoRoot is the module root (the parent of this package's directory).
 var repoRoot string
 
@@ -40,6 +43,11 @@ func testMain(m *testing.M) int {
 		return 2
 	}
 	defer os.RemoveAll(tmp)
+	if b := os.Getenv("CHAOS_BIN"); b != "" {
+		// A binary built elsewhere (e.g. for a machine without Go).
+		BinPath = b
+		return m.Run()
+	}
 	BinPath = filepath.Join(tmp, "spectraclip")
 	build := exec.Command("go", "build", "-o", BinPath, "./cmd/spectraclip")
 	build.Dir = repoRoot
@@ -47,6 +55,18 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "chaos: building the CLI: %v\n%s", err, out)
 		return 2
 	}
+	// Keep a copy of the C shim the binary was linked against: a rebuild of build/ during a
+	// long run must not change (or truncate) the library under running cases. The binary's
+	// RUNPATH yields to LD_LIBRARY_PATH.
+	lib, err := os.ReadFile(filepath.Join(repoRoot, "build", "libspectraclip_c.so"))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(tmp, "libspectraclip_c.so"), lib, 0o755)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "chaos: copying the C shim: %v\n", err)
+		return 2
+	}
+	libDir = tmp
 	return m.Run()
 }
 
@@ -80,7 +100,11 @@ func baseEnv(dir string) []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, "OMP_NUM_THREADS=1", "SPECTRACLIP_PLUGIN_CACHE="+filepath.Join(dir, ".plugin-cache"))
+	env = append(env, "OMP_NUM_THREADS=1", "SPECTRACLIP_PLUGIN_CACHE="+filepath.Join(dir, ".plugin-cache"))
+	if libDir != "" {
+		env = append(env, "LD_LIBRARY_PATH="+libDir+string(os.PathListSeparator)+os.Getenv("LD_LIBRARY_PATH"))
+	}
+	return env
 }
 
 // RunCLI runs the built CLI with args under prlimit --as and a timeout.
