@@ -13,7 +13,7 @@ APT_PKGS := libtorch-dev cmake ccache g++ python3-torch python3-numpy protobuf-c
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
-.PHONY: sweep-slurm gpu-prep all deps build csrc test test-short bench bench-compare lint clean train compare synth version gpu-check
+.PHONY: chaos sweep-slurm gpu-prep all deps build csrc test test-short bench bench-compare lint clean train compare synth version gpu-check
 
 all: build
 
@@ -80,6 +80,11 @@ lint:
 # (as root; it skips, saying why, where Slurm or munge cannot start).
 sweep-slurm: deps csrc
 	$(GO) test -count=1 -v -run 'TestSlurmJobArray' ./sweep/
+
+# chaos runs the whole reliability harness (chaos/): every bad-input corpus case and every
+# kill/resume trial, printing one summary line per part; make test runs a short sample.
+chaos: csrc
+	CHAOS_FULL=1 $(GO) test -count=1 -v -timeout 60m ./chaos/
 
 gpu-check:
 	bash scripts/gpu_check.sh
