@@ -105,8 +105,14 @@ func Collect(dir string, plan *Plan) (*Results, error) {
 		}
 		if st.Status == Done {
 			b, err := os.ReadFile(filepath.Join(dir, p.RunDir, "metrics.json"))
+			if os.IsNotExist(err) {
+				// finished once, but its run directory is gone: the next sweep runs it again
+				row.Status, row.Error = Pending, "finished before, but its metrics.json is gone: it runs again"
+				res.Points = append(res.Points, row)
+				continue
+			}
 			if err != nil {
-				return nil, fmt.Errorf("point %d (%s) is done but: %w", p.Index, p.ID, err)
+				return nil, fmt.Errorf("point %d (%s): %w", p.Index, p.ID, err)
 			}
 			var m trainer.Result
 			if err := json.Unmarshal(b, &m); err != nil {

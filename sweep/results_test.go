@@ -22,3 +22,28 @@ func TestReportNotesMixedThreads(t *testing.T) {
 		t.Errorf("no note for threads 1 and 2:\n%s", r.Markdown())
 	}
 }
+
+// A point recorded as done whose run directory was deleted is pending again, not an error
+// that stops the results.
+func TestDonePointWithoutItsRunIsPending(t *testing.T) {
+	dir := t.TempDir()
+	s, err := QuickSpec([]string{"pca"}, nil, "2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := Expand(s, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &State{Index: 0, ID: plan.Points[0].ID, Status: Done, Attempts: 1, Completions: 1}
+	if err := st.save(dir); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Collect(dir, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Points[0].Status != Pending || !strings.Contains(res.Points[0].Error, "metrics.json is gone") || res.Points[1].Status != Pending {
+		t.Errorf("rows %+v", res.Points)
+	}
+}

@@ -224,7 +224,7 @@ func runAll(o Options) (*Summary, error) {
 			return nil, err
 		}
 		switch {
-		case st.Status == Done:
+		case st.Status == Done && fileExists(filepath.Join(o.Dir, p.RunDir, "metrics.json")):
 			sum.Skipped++
 			continue
 		case st.Status == Failed && !o.RetryFailed:
@@ -453,10 +453,10 @@ func (r *runner) point(p *Point, worker int, gpu, task string, onStart func()) (
 	if err != nil {
 		return nil, false, err
 	}
-	if st.Status == Done || (st.Status == Failed && !r.o.RetryFailed) {
+	runDir := filepath.Join(dir, p.RunDir)
+	if (st.Status == Done && fileExists(filepath.Join(runDir, "metrics.json"))) || (st.Status == Failed && !r.o.RetryFailed) {
 		return st, false, nil
 	}
-	runDir := filepath.Join(dir, p.RunDir)
 	// A run that finished while the sweep was being killed: its metrics are written last
 	// but for the report, and its train process exited; do not run it again.
 	if fileExists(filepath.Join(runDir, "metrics.json")) && st.Status != Failed {
