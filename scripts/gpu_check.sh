@@ -98,8 +98,13 @@ PYEOF
     result preflight FAIL "no g++"
   else
     gv=$(g++ -dumpfullversion 2>/dev/null || g++ -dumpversion)
-    if [ "${gv%%.*}" -lt 9 ]; then
-      result preflight FAIL "g++ $gv is older than 9 (LibTorch needs C++17)"
+    gneed=9 why="C++17"
+    tv=${TORCH_VER%%+*}
+    if [ -n "$tv" ] && [ "$(printf '%s\n%s\n' "2.14" "$tv" | sort -V | head -1)" = "2.14" ]; then
+      gneed=11 why="C++20, which LibTorch >= 2.14 requires"
+    fi
+    if [ "${gv%%.*}" -lt $gneed ]; then
+      result preflight FAIL "g++ $gv is older than $gneed (csrc/ builds as $why)"
     else
       result preflight ok "g++ $gv, cmake $(cmake --version 2>/dev/null | head -1 | awk '{print $3}')"
     fi
@@ -136,6 +141,9 @@ if want 2 && [ -n "$TORCH_CMAKE" ]; then
     done
   fi
 fi
+# the tests that run Python (saved tensors read by torch.load, TorchScript from Python) use
+# this machine's torch, not /usr/bin/python3
+export PYTHON="$(command -v "$PY" || echo "$PY")"
 export LD_LIBRARY_PATH="$ROOT/$BUILD:${TORCH_LIB}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 # --- 3 version --------------------------------------------------------------------------
@@ -239,6 +247,8 @@ if want 6; then
       result bench FAIL "AdaCLIP export: $(tail -1 "$OUT/export.log")"
     fi
     {
+      echo ""
+      echo "TF32 (LibTorch's defaults): $("$PY" -c 'import torch; print("matmul", torch.backends.cuda.matmul.allow_tf32, "conv", torch.backends.cudnn.allow_tf32)')"
       echo ""
       echo "| detector | precision | batch | variant | Go FPS | Go detector FPS | around-detector share | Python FPS | Go/Python |"
       echo "|---|---|---|---|---|---|---|---|---|"

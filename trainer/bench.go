@@ -26,6 +26,7 @@ type BenchOptions struct {
 	Warmup     int
 	TrainIters int
 	Half       bool
+	AllowTF32  *bool // nil: LibTorch's defaults
 }
 
 // BenchVariant holds one variant's figures; stage times are seconds per batch.
@@ -54,6 +55,10 @@ type BenchReport struct {
 	Detector  string         `json:"detector"`
 	PeakRSSMB float64        `json:"peak_rss_mb"`
 	CUDAPeak  int64          `json:"cuda_peak_bytes,omitempty"`
+	// TF32Matmul and TF32Conv say whether CUDA float32 matmuls and convolutions were
+	// allowed to use TF32 (LibTorch's defaults unless --allow-tf32 was given).
+	TF32Matmul bool `json:"tf32_matmul"`
+	TF32Conv   bool `json:"tf32_conv"`
 }
 
 // ParseSize reads "HxW".
@@ -94,6 +99,9 @@ func Bench(o BenchOptions) (*BenchReport, error) {
 	if err := SetThreads(o.Threads); err != nil {
 		return nil, err
 	}
+	if err := SetTF32(o.AllowTF32); err != nil {
+		return nil, err
+	}
 	if err := torch.SetCachingAllocator(true); err != nil {
 		return nil, err
 	}
@@ -105,6 +113,9 @@ func Bench(o BenchOptions) (*BenchReport, error) {
 		Size: fmt.Sprintf("%dx%d", o.H, o.W), Bands: 61, Detector: o.Detector}
 	if rep.Detector == "" {
 		rep.Detector = "builtin"
+	}
+	if rep.TF32Matmul, rep.TF32Conv, err = torch.AllowTF32(); err != nil {
+		return nil, err
 	}
 	for _, v := range o.Variants {
 		bv, err := benchVariant(v, o, dev)
@@ -435,7 +446,8 @@ func procStatusMB(key string) float64 {
 
 // WriteBenchTable prints a report as a table.
 func WriteBenchTable(w io.Writer, r *BenchReport) {
-	fmt.Fprintf(w, "device %s · %d threads · LibTorch %s · batch %d × %s × %d bands · detector %s\n\n", r.Device, r.Threads, r.LibTorch, r.Batch, r.Size, r.Bands, r.Detector)
+	fmt.Fprintf(w, "device %s · %d threads · LibTorch %s · batch %d × %s × %d bands · detector %s · TF32 matmul %s, conv %s\n\n",
+		r.Device, r.Threads, r.LibTorch, r.Batch, r.Size, r.Bands, r.Detector, onOff(r.TF32Matmul), onOff(r.TF32Conv))
 	fmt.Fprintf(w, "%-9s %9s %12s %10s %10s %10s %10s %10s %10s %10s %12s\n", "variant", "FPS", "detector FPS", "train st/s", "norm ms", "reduce ms", "pre ms", "det ms", "post ms", "decide ms", "RSS MB s→e")
 	for _, v := range r.Variants {
 		ms := func(k string) float64 { return v.Stages[k] * 1000 }
@@ -443,4 +455,11 @@ func WriteBenchTable(w io.Writer, r *BenchReport) {
 			ms("normalize"), ms("reduce"), ms("detector_pre"), ms("detector"), ms("post"), ms("decide"), v.RSSStartMB, v.RSSEndMB)
 	}
 	fmt.Fprintf(w, "\npeak RSS %.0f MB\n", r.PeakRSSMB)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }

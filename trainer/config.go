@@ -55,9 +55,12 @@ type DataConfig struct {
 
 // TrainingConfig holds the trainer, optimizer, scheduler and callbacks.
 type TrainingConfig struct {
-	Seed      uint64          `mapstructure:"seed" yaml:"seed"`
-	Device    string          `mapstructure:"device" yaml:"device"`
-	Threads   int             `mapstructure:"threads" yaml:"threads"`
+	Seed    uint64 `mapstructure:"seed" yaml:"seed"`
+	Device  string `mapstructure:"device" yaml:"device"`
+	Threads int    `mapstructure:"threads" yaml:"threads"`
+	// AllowTF32 lets CUDA float32 matmuls and convolutions use TF32 (Ampere and newer):
+	// nil keeps LibTorch's defaults (matmuls off, convolutions on).
+	AllowTF32 *bool           `mapstructure:"allow_tf32" yaml:"allow_tf32"`
 	Trainer   TrainerConfig   `mapstructure:"trainer" yaml:"trainer"`
 	Optimizer OptimizerConfig `mapstructure:"optimizer" yaml:"optimizer"`
 	Scheduler SchedulerConfig `mapstructure:"scheduler" yaml:"scheduler"`
@@ -277,7 +280,8 @@ func ApplyOverrides(v *viper.Viper, overrides []string) error {
 		if err := yaml.Unmarshal([]byte(val), &x); err != nil {
 			return fmt.Errorf("override %q: bad value: %w", o, err)
 		}
-		if !add && !v.IsSet(k) {
+		// a key whose default is null is known although viper does not count it as set
+		if !add && !v.IsSet(k) && !slices.Contains(childKeys(v, parentKey(k)), k[strings.LastIndex(k, ".")+1:]) {
 			return fmt.Errorf("override %q: unknown key %q (use +%s=... to add a key; known keys under %q: %s)", o, k, k, parentKey(k), strings.Join(childKeys(v, parentKey(k)), ", "))
 		}
 		v.Set(k, x)

@@ -2,12 +2,15 @@ package trainer
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spectraclip/spectraclip/torch"
 )
 
 func TestLoadConfigVariants(t *testing.T) {
@@ -334,5 +337,40 @@ print(json.dumps(out))
 		if math.Abs(got[e]-torchLR[e]) > 1e-9 {
 			t.Errorf("epoch %d: lr %.12g, torch %.12g", e, got[e], torchLR[e])
 		}
+	}
+}
+
+// TestAllowTF32Setting: training.allow_tf32 is unset (LibTorch's defaults) unless given,
+// takes true/false, refuses anything else, and SetTF32 applies it to LibTorch.
+func TestAllowTF32Setting(t *testing.T) {
+	cfg, _, err := LoadConfig(LoadOptions{Variant: "drcnn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Training.AllowTF32 != nil {
+		t.Errorf("default allow_tf32 = %v, want unset", *cfg.Training.AllowTF32)
+	}
+	m0, c0, err := torch.AllowTF32()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer torch.SetAllowTF32Each(m0, c0)
+	for _, want := range []bool{true, false} {
+		cfg, _, err := LoadConfig(LoadOptions{Variant: "drcnn", Overrides: []string{fmt.Sprintf("training.allow_tf32=%v", want)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Training.AllowTF32 == nil || *cfg.Training.AllowTF32 != want {
+			t.Fatalf("allow_tf32=%v decoded as %v", want, cfg.Training.AllowTF32)
+		}
+		if err := SetTF32(cfg.Training.AllowTF32); err != nil {
+			t.Fatal(err)
+		}
+		if m, c, _ := torch.AllowTF32(); m != want || c != want {
+			t.Errorf("after allow_tf32=%v: matmul %v, conv %v", want, m, c)
+		}
+	}
+	if _, _, err := LoadConfig(LoadOptions{Variant: "drcnn", Overrides: []string{"training.allow_tf32=maybe"}}); err == nil || !strings.Contains(err.Error(), "allow_tf32") {
+		t.Errorf("allow_tf32=maybe: %v, want an error naming the key", err)
 	}
 }

@@ -87,6 +87,9 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 	if err := SetThreads(cfg.Training.Threads); err != nil {
 		return nil, err
 	}
+	if err := SetTF32(cfg.Training.AllowTF32); err != nil {
+		return nil, err
+	}
 	if err := torch.SetCachingAllocator(true); err != nil {
 		return nil, err
 	}
@@ -934,6 +937,17 @@ func sortedFloatKeys(m map[string]float64) []string {
 
 // SetThreads sets LibTorch's intra-op thread count; 0 means one per CPU core (LibTorch's own
 // default on these machines is 1, which leaves cores idle).
+// SetTF32 applies training.allow_tf32: nil leaves LibTorch's defaults.
+func SetTF32(allow *bool) error {
+	if allow == nil {
+		return nil
+	}
+	if err := torch.SetAllowTF32(*allow); err != nil {
+		return fmt.Errorf("training.allow_tf32: %w", err)
+	}
+	return nil
+}
+
 func SetThreads(n int) error {
 	if n <= 0 {
 		n = runtime.NumCPU()

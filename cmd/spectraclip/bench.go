@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/spectraclip/spectraclip/trainer"
@@ -8,7 +10,7 @@ import (
 
 func newBenchCmd(g *globals) *cobra.Command {
 	o := trainer.BenchOptions{}
-	var variant, size string
+	var variant, size, tf32 string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "bench [--variant V] [--detector FILE] [--device D] [--batch B] [--size HxW] [--threads N] [--json]",
@@ -20,6 +22,14 @@ func newBenchCmd(g *globals) *cobra.Command {
 				return err
 			}
 			o.H, o.W = h, w
+			switch tf32 {
+			case "default":
+			case "true", "false":
+				on := tf32 == "true"
+				o.AllowTF32 = &on
+			default:
+				return fmt.Errorf("--allow-tf32: want default, true or false, got %q", tf32)
+			}
 			if variant != "" && variant != "all" {
 				o.Variants = []string{variant}
 			}
@@ -44,6 +54,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&o.Warmup, "warmup", 1, "untimed iterations first")
 	cmd.Flags().IntVar(&o.TrainIters, "train-iters", 3, "timed training steps (0: skip)")
 	cmd.Flags().BoolVar(&o.Half, "half", false, "fp16 detector on CUDA")
+	cmd.Flags().StringVar(&tf32, "allow-tf32", "default", "TF32 for CUDA float32 matmuls and convolutions: default (LibTorch's), true or false")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
