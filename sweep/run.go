@@ -358,11 +358,6 @@ func runOnePoint(o Options) (*Summary, error) {
 		}
 	}
 	p := &plan.Points[o.Point]
-	lock, err := lockFile(filepath.Join(o.Dir, "state", p.ID+".lock"), fmt.Sprintf("sweep point %d (%s)", p.Index, p.ID))
-	if err != nil {
-		return nil, err
-	}
-	defer lock.release()
 	task := os.Getenv("SLURM_ARRAY_JOB_ID")
 	if task != "" {
 		task += "_" + os.Getenv("SLURM_ARRAY_TASK_ID")
@@ -449,6 +444,12 @@ func checkpointPrefix(runDir string) string {
 // whether a train process was started.
 func (r *runner) point(p *Point, worker int, gpu, task string, onStart func()) (*State, bool, error) {
 	dir := r.o.Dir
+	// one process per point, whether a local sweep or a Slurm task runs it
+	lock, err := lockFile(filepath.Join(dir, "state", p.ID+".lock"), fmt.Sprintf("sweep point %d (%s)", p.Index, p.ID))
+	if err != nil {
+		return nil, false, err
+	}
+	defer lock.release()
 	st, err := LoadState(dir, p)
 	if err != nil {
 		return nil, false, err
