@@ -353,6 +353,16 @@ func (r *Results) Markdown() string {
 	fmt.Fprintf(&b, "%d points: %d done, %d failed, %d interrupted, %d pending. Best setting by mean test %s over seeds. ",
 		len(r.Points), counts[Done], counts[Failed], counts[Interrupted], counts[Pending], r.Metric)
 	fmt.Fprintf(&b, "Values are mean ± sample standard deviation over the seeds of a setting (n = finished points). Runs are in `runs/<id>/` (TensorBoard: `tensorboard --logdir %s`).\n\n", "runs")
+	// the data column only when the sweep has data sources
+	dataHead, dataSep := "", ""
+	dataCell := func(string) string { return "" }
+	for _, p := range r.Points {
+		if p.Data != "" {
+			dataHead, dataSep = " data |", "---|"
+			dataCell = func(d string) string { return " " + mdCell(d) + " |" }
+			break
+		}
+	}
 	threads := map[int]bool{}
 	for _, p := range r.Points {
 		if p.Status == Done {
@@ -363,20 +373,20 @@ func (r *Results) Markdown() string {
 		b.WriteString("**Note:** the runs used different LibTorch thread counts (training.threads); the summation order, and so the results of a run, depend on it: compare like with like, or rerun with one --threads.\n\n")
 	}
 	if len(r.Best) > 0 {
-		b.WriteString("## Best setting per variant\n\n| variant | data | setting | test " + r.Metric + " | n |\n|---|---|---|---|---|\n")
+		b.WriteString("## Best setting per variant\n\n| variant |" + dataHead + " setting | test " + r.Metric + " | n |\n|---|" + dataSep + "---|---|---|\n")
 		for _, x := range r.Best {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %d |\n", mdCell(x.Base), mdCell(x.Data), mdCell(x.Setting), x.Stat.text(4), x.Stat.N)
+			fmt.Fprintf(&b, "| %s |%s %s | %s | %d |\n", mdCell(x.Base), dataCell(x.Data), mdCell(x.Setting), x.Stat.text(4), x.Stat.N)
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("## Settings\n\n| variant | data | setting | done/points |")
+	b.WriteString("## Settings\n\n| variant |" + dataHead + " setting | done/points |")
 	for _, m := range r.Metrics {
 		b.WriteString(" " + m + " |")
 	}
-	b.WriteString(" train s | FPS |\n|---|---|---|---|")
+	b.WriteString(" train s | FPS |\n|---|" + dataSep + "---|---|")
 	b.WriteString(strings.Repeat("---|", len(r.Metrics)+2) + "\n")
 	for _, s := range r.Settings {
-		fmt.Fprintf(&b, "| %s | %s | %s | %d/%d |", mdCell(s.Base), mdCell(s.Data), mdCell(s.Setting), s.Done, s.Points)
+		fmt.Fprintf(&b, "| %s |%s %s | %d/%d |", mdCell(s.Base), dataCell(s.Data), mdCell(s.Setting), s.Done, s.Points)
 		for _, m := range r.Metrics {
 			b.WriteString(" " + s.Test[m].text(4) + " |")
 		}
@@ -393,11 +403,11 @@ func (r *Results) Markdown() string {
 	for _, p := range r.Plots {
 		fmt.Fprintf(&b, "![%s](%s)\n\n", p, p)
 	}
-	b.WriteString("## Points\n\n| # | id | variant | data | setting | seed | status |")
+	b.WriteString("## Points\n\n| # | id | variant |" + dataHead + " setting | seed | status |")
 	for _, m := range r.Metrics {
 		b.WriteString(" " + m + " |")
 	}
-	b.WriteString(" train s |\n|---|---|---|---|---|---|---|" + strings.Repeat("---|", len(r.Metrics)+1) + "\n")
+	b.WriteString(" train s |\n|---|---|---|" + dataSep + "---|---|---|" + strings.Repeat("---|", len(r.Metrics)+1) + "\n")
 	for _, p := range r.Points {
 		seed := "–"
 		if p.Seed != nil {
@@ -407,7 +417,7 @@ func (r *Results) Markdown() string {
 		if p.Status == Failed && p.ExitCode != nil {
 			status += fmt.Sprintf(" (exit %d)", *p.ExitCode)
 		}
-		fmt.Fprintf(&b, "| %d | [%s](%s) | %s | %s | %s | %s | %s |", p.Index, p.ID, p.RunDir, mdCell(p.Base), mdCell(p.Data), mdCell(p.Setting), seed, status)
+		fmt.Fprintf(&b, "| %d | [%s](%s) | %s |%s %s | %s | %s |", p.Index, p.ID, p.RunDir, mdCell(p.Base), dataCell(p.Data), mdCell(p.Setting), seed, status)
 		for _, m := range r.Metrics {
 			if v, ok := p.Test[m]; ok {
 				fmt.Fprintf(&b, " %.4f |", v)
