@@ -120,6 +120,9 @@ func Execute(o Options) (*Summary, error) {
 		if err := plan.PrepareData(); err != nil {
 			return nil, err
 		}
+		if o.RetryFailed {
+			o.Slurm.TaskArgs = append(o.Slurm.TaskArgs, "--retry-failed")
+		}
 		path, err := EmitSlurm(o.Dir, plan, o.Binary, o.Slurm)
 		if err != nil {
 			return nil, err

@@ -44,7 +44,10 @@ func TestSweepCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	fromFile := filepath.Join(dir, "file")
-	mustRun(t, "sweep", "--out", fromFile, "--emit", "slurm", "--bin", "/opt/spectraclip", "-c", file)
+	mustRun(t, "sweep", "--out", fromFile, "--emit", "slurm", "--bin", "/opt/spectraclip", "-c", file, "--retry-failed")
+	if script, _ := os.ReadFile(filepath.Join(fromFile, "sweep.sbatch")); !strings.Contains(string(script), `--point "$SLURM_ARRAY_TASK_ID" --retry-failed`) {
+		t.Errorf("--retry-failed does not reach the tasks:\n%s", script)
+	}
 	var a, b sweep.Plan
 	for _, x := range []struct {
 		dir string
