@@ -383,3 +383,23 @@ func TestParseByteSize(t *testing.T) {
 }
 
 var _ = io.EOF
+
+// TestSynthRefusesFramesOverCubeLimit: a synthetic frame larger than the cube limit (e.g.
+// synth --height 100000 --width 100000) is refused before anything is allocated or written.
+func TestSynthRefusesFramesOverCubeLimit(t *testing.T) {
+	withCubeLimit(t, 64<<20)
+	cfg := DefaultSynthConfig()
+	cfg.Height, cfg.Width = 100000, 100000
+	out := filepath.Join(t.TempDir(), "synth")
+	var err error
+	alloc := allocDuring(func() { err = GenerateSynthetic(out, cfg) })
+	mustContain(t, err, "100000×100000×61", "cube memory limit")
+	if alloc > 1<<20 {
+		t.Fatalf("refusing allocated %d bytes", alloc)
+	}
+	if _, serr := os.Stat(out); !os.IsNotExist(serr) {
+		t.Fatalf("output directory exists after the refusal: %v", serr)
+	}
+	cfg.Height, cfg.Width = 1<<40, 1<<40 // the product overflows int64
+	mustContain(t, GenerateSynthetic(out, cfg), "cube memory limit")
+}

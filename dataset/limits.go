@@ -70,6 +70,9 @@ func checkCubeSize(name, what string, elems int64) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	if elems < 0 || elems > limit/4 {
+		if elems < 0 {
+			return fmt.Errorf("%s: %s has more elements than can be counted, over the cube memory limit of %s", name, what, FormatBytes(limit))
+		}
 		if name == "" {
 			return fmt.Errorf("%s needs %s as float32, over the cube memory limit of %s (set %s to raise it)",
 				what, FormatBytes(elems*4), FormatBytes(limit), EnvMaxCubeBytes)

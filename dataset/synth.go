@@ -127,7 +127,11 @@ func (cfg SynthConfig) validate() error {
 	default:
 		return fmt.Errorf("synthetic config: interleave = %q; must be bip, bil or bsq", cfg.Interleave)
 	}
-	return nil
+	n, ok := checkedMul(maxElements, int64(cfg.Height), int64(cfg.Width), int64(cfg.Bands))
+	if !ok {
+		n = -1
+	}
+	return checkCubeSize("synthetic config", fmt.Sprintf("a %d×%d×%d frame", cfg.Height, cfg.Width, cfg.Bands), n)
 }
 
 // SynthWavelengths returns the band centres (nm) of a configuration.
