@@ -120,11 +120,12 @@ func trainrunCases() []Case {
 	return cs
 }
 
-// overrideCase trains the PCA variant on the fixture data with one extra override.
+// overrideCase trains the PCA variant on the fixture data with one extra override ("$" in it
+// stands for the case directory).
 func overrideCase(name, override string, mentions ...string) Case {
 	return Case{Name: "override/" + name, Mentions: mentions, Build: func(t *testing.T, e *Env) Invocation {
 		fx := e.Fixtures(t)
-		return trainOn(e, fx.data, override)
+		return trainOn(e, fx.data, strings.ReplaceAll(override, "$", e.Dir+string(filepath.Separator)))
 	}}
 }
 
@@ -147,7 +148,7 @@ func overrideCases() []Case {
 		overrideCase("n-components-zero", "pipeline.pca.n_components=0", "n_components"),
 		overrideCase("pca-components-over-bands", "pipeline.pca.n_components=500", "n_components"),
 		overrideCase("connections-garbage", "connections=[nonsense]", "nonsense"),
-		overrideCase("data-root-typo", "data.root=/nonexistent/lentils_synht", "/nonexistent/lentils_synht"),
+		overrideCase("data-root-typo", "data.root=$lentils_synht", "$lentils_synht"),
 		overrideCase("device-unknown", "training.device=tpu", "tpu"),
 		overrideCase("yaml-value-unclosed", "training.optimizer.betas=[0.9, 0.999", "betas"),
 		overrideCase("seed-string", "training.seed=lucky", "seed"),
@@ -158,8 +159,10 @@ func overrideCases() []Case {
 // envCase trains the PCA variant on the fixture data with extra environment variables.
 func envCase(name string, env []string, mentions ...string) Case {
 	return Case{Name: "env/" + name, Mentions: mentions, Build: func(t *testing.T, e *Env) Invocation {
+		// Only the data root and detector size on the command line: an override of the same
+		// key would win over the environment.
 		fx := e.Fixtures(t)
-		inv := trainOn(e, fx.data)
+		inv := Invocation{Args: []string{"train", "--variant", "pca", "--out", filepath.Join(e.Dir, "run"), "data.root=" + fx.data, "+pipeline.detector.image_size=32"}}
 		inv.Env = env
 		return inv
 	}}
@@ -218,7 +221,7 @@ func cliCases() []Case {
 			write(t, e.Dir, "afile", []byte("x"))
 			return append([]string{"train", "--variant", "pca", "--out", filepath.Join(e.Dir, "afile", "run")}, tinyOverrides(fx.data)...)
 		}, "$afile"),
-		cli("eval-no-run-flag", fixed("eval"), "--run"),
+		cli("eval-no-run-flag", fixed("eval"), `"run"`),
 		cli("eval-run-missing", func(t *testing.T, e *Env) []string { return []string{"eval", "--run", filepath.Join(e.Dir, "nothing")} }, "$nothing"),
 		cli("eval-run-is-file", func(t *testing.T, e *Env) []string {
 			return []string{"eval", "--run", write(t, e.Dir, "afile", []byte("x"))}
@@ -322,11 +325,11 @@ func cliCases() []Case {
 			return []string{"synth", "--out", filepath.Join(e.Dir, "d"), "--seed", "lucky"}
 		}, "--seed"),
 		cli("synth-out-is-file", func(t *testing.T, e *Env) []string {
-			return []string{"synth", "--out", write(t, e.Dir, "d", []byte("x")), "--frames", "2", "--height", "16", "--width", "16"}
+			return []string{"synth", "--out", write(t, e.Dir, "d", []byte("x")), "--frames", "2", "--height", "24", "--width", "24"}
 		}, "$d"),
 		cli("synth-out-nonempty", func(t *testing.T, e *Env) []string {
 			write(t, e.Dir, "d/keep.txt", []byte("mine"))
-			return []string{"synth", "--out", filepath.Join(e.Dir, "d"), "--frames", "2", "--height", "16", "--width", "16"}
+			return []string{"synth", "--out", filepath.Join(e.Dir, "d"), "--frames", "2", "--height", "24", "--width", "24"}
 		}, "$d"),
 		cli("export-detector-not-builtin", func(t *testing.T, e *Env) []string {
 			return []string{"export-detector", "--out", filepath.Join(e.Dir, "det.pt")}

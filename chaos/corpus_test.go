@@ -216,13 +216,13 @@ func check(t *testing.T, c Case) (outcome, string, Result) {
 	inv := c.Build(t, e)
 	before := snapshot(e.Dir)
 	var r Result
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = 90 * time.Second
+	}
 	if inv.Lib != nil {
 		r = runLib(inv.Lib)
 	} else {
-		timeout := c.Timeout
-		if timeout == 0 {
-			timeout = 90 * time.Second
-		}
 		r = RunCLI(t, RunOptions{Dir: e.Dir, Env: inv.Env, Timeout: timeout}, inv.Args...)
 	}
 	after := snapshot(e.Dir)
@@ -230,7 +230,7 @@ func check(t *testing.T, c Case) (outcome, string, Result) {
 	if r.Signal != "" || r.TimedOut || crashRE.MatchString(r.Stderr) {
 		what := "crashed"
 		if r.TimedOut {
-			what = fmt.Sprintf("ran past %v", c.Timeout)
+			what = fmt.Sprintf("ran past %v", timeout)
 		} else if r.Signal != "" {
 			what = "killed by " + r.Signal
 		}
@@ -401,4 +401,36 @@ func TestCorpus(t *testing.T) {
 	}
 	fmt.Println(summary)
 	_ = nFixed
+}
+
+// TestCorpusCoverage checks the corpus itself: at least 150 cases, names unique, every
+// reader, config layer and command group present, and control cases in each reader group.
+func TestCorpusCoverage(t *testing.T) {
+	cs := allCases()
+	if len(cs) < 150 {
+		t.Errorf("the corpus has %d cases; want at least 150", len(cs))
+	}
+	groups := map[string]int{}
+	controls := map[string]bool{}
+	for _, c := range cs {
+		g := strings.SplitN(c.Name, "/", 2)[0]
+		groups[g]++
+		if c.Succeed {
+			controls[g] = true
+		}
+	}
+	for _, g := range []string{"envi", "npy", "npz", "mat", "coco", "manifest", "png", "cu3s", "trainrun", "override", "env", "cli"} {
+		if groups[g] == 0 {
+			t.Errorf("no cases for %s", g)
+		}
+	}
+	for _, g := range []string{"envi", "npy", "npz", "mat", "png", "trainrun"} {
+		if !controls[g] {
+			t.Errorf("group %s has no control case that must succeed", g)
+		}
+	}
+	if n := len(shortSample(cs)); n < 15 || n > 30 {
+		t.Errorf("the short sample has %d cases; want about 20", n)
+	}
+	t.Logf("%d cases: %v", len(cs), groups)
 }
