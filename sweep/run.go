@@ -431,7 +431,9 @@ func (r *runner) writeStateSummary() {
 		}
 		all = append(all, st)
 	}
-	_ = writeJSON(filepath.Join(r.o.Dir, "state.json"), map[string]any{"points": all})
+	if err := writeJSON(filepath.Join(r.o.Dir, "state.json"), map[string]any{"points": all}); err != nil {
+		r.o.Log.WithError(err).Warn("sweep: state.json not rewritten (the per-point state files are the record)")
+	}
 }
 
 // checkpointPrefix returns the run's last checkpoint to resume from, or "".
