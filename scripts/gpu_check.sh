@@ -195,14 +195,14 @@ train() {
   if timeout 300 ./bin/spectraclip --log-level warn train --variant "$variant" --out "$dir" \
       training.device="$dev" training.trainer.max_epochs=2 data.root="$OUT/data" data.generate_if_missing=true >"$OUT/train_${variant}_$dev.log" 2>&1; then
     result train ok "$variant on $dev: $(grep -m1 '^test:' "$OUT/train_${variant}_$dev.log")"
-    ck=$(find "$dir" -name '*.weights.pt' | head -1)
-    if [ -n "$ck" ]; then
-      if msg=$("$PY" -c 'import sys, torch; d = torch.load(sys.argv[1]); print(len(d), "tensors")' "$ck" 2>&1); then
-        result train ok "torch.load (defaults) reads $(basename "$ck"): $msg"
+    for ck in "$dir/pipeline.weights.pt" "$dir/checkpoints/last/weights.pt" "$dir/checkpoints/last/optim.pt"; do
+      [ -f "$ck" ] || { result train FAIL "$variant on $dev: no ${ck#$dir/}"; continue; }
+      if msg=$("$PY" -c 'import sys, torch; d = torch.load(sys.argv[1]); print(len(d), "entries")' "$ck" 2>&1); then
+        result train ok "torch.load (its defaults) reads ${ck#$dir/}: $msg"
       else
-        result train FAIL "torch.load (defaults) refuses $(basename "$ck"): $(echo "$msg" | tail -1)"
+        result train FAIL "torch.load (its defaults) refuses ${ck#$dir/}: $(echo "$msg" | tail -1)"
       fi
-    fi
+    done
   else
     result train FAIL "$variant on $dev: $(tail -1 "$OUT/train_${variant}_$dev.log")"
   fi
