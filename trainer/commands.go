@@ -67,7 +67,7 @@ func (r *Run) openData() error {
 }
 
 // EvalRun evaluates a finished run's pipeline on a split.
-func EvalRun(dir, split string, log *logrus.Logger) (map[string]float64, error) {
+func EvalRun(dir, split string, log *logrus.Logger) (Metrics, error) {
 	if split != "val" && split != "test" {
 		return nil, fmt.Errorf("--split %q (allowed: val, test)", split)
 	}
@@ -94,11 +94,11 @@ func EvalRun(dir, split string, log *logrus.Logger) (map[string]float64, error) 
 // Without anomaly pixels in the validation split there is no such threshold: PixelThreshold
 // is NaN (null in JSON) and Note says why.
 type Calibration struct {
-	PixelThreshold Float              `json:"pixel_threshold"`
-	F1             Float              `json:"f1_at_threshold"`
-	Note           string             `json:"note,omitempty"`
-	Current        map[string]float64 `json:"current_decider_metrics"`
-	File           string             `json:"file"`
+	PixelThreshold Float   `json:"pixel_threshold"`
+	F1             Float   `json:"f1_at_threshold"`
+	Note           string  `json:"note,omitempty"`
+	Current        Metrics `json:"current_decider_metrics"`
+	File           string  `json:"file"`
 }
 
 // Calibrate finds the F1-optimal score threshold on the validation split and writes it to

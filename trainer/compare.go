@@ -75,8 +75,9 @@ func Compare(o CompareOptions) (*Comparison, error) {
 			}
 			bands += fmt.Sprintf("%.0f nm", sb.Wavelength)
 		}
-		fmt.Fprintf(&b, "| %s | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.1f | %.2f | %s |\n", r.Variant,
-			r.Val["iou"], r.Test["iou"], r.Test["precision"], r.Test["recall"], r.Test["f1_score"], r.Test["average_precision"], r.Test["auroc"], r.TrainSeconds, r.InferenceFPS, bands)
+		f := FormatMetric
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %.2f | %s |\n", r.Variant,
+			f(r.Val["iou"]), f(r.Test["iou"]), f(r.Test["precision"]), f(r.Test["recall"]), f(r.Test["f1_score"]), f(r.Test["average_precision"]), f(r.Test["auroc"]), r.TrainSeconds, r.InferenceFPS, bands)
 	}
 	c.Markdown = b.String()
 	series := map[string][]report.XY{}

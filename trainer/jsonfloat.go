@@ -3,6 +3,7 @@ package trainer
 import (
 	"encoding/json"
 	"math"
+	"strconv"
 )
 
 // Float is a float64 that JSON-encodes NaN and ±Inf as null (and reads null back as NaN),
@@ -30,4 +31,50 @@ func (f *Float) UnmarshalJSON(b []byte) error {
 	}
 	*f = Float(v)
 	return nil
+}
+
+// Metrics maps metric names to values. JSON writes an undefined (NaN) or infinite value as
+// null and reads null back as NaN, so that "AUROC undefined: no anomaly pixels" survives a
+// round trip through metrics.json instead of failing the write or turning into 0.
+type Metrics map[string]float64
+
+// MarshalJSON implements json.Marshaler.
+func (m Metrics) MarshalJSON() ([]byte, error) {
+	if m == nil {
+		return []byte("null"), nil
+	}
+	t := make(map[string]Float, len(m))
+	for k, v := range m {
+		t[k] = Float(v)
+	}
+	return json.Marshal(t)
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (m *Metrics) UnmarshalJSON(b []byte) error {
+	var t map[string]*float64
+	if err := json.Unmarshal(b, &t); err != nil {
+		return err
+	}
+	if t == nil {
+		*m = nil
+		return nil
+	}
+	*m = make(Metrics, len(t))
+	for k, v := range t {
+		if v == nil {
+			(*m)[k] = math.NaN()
+		} else {
+			(*m)[k] = *v
+		}
+	}
+	return nil
+}
+
+// FormatMetric prints a metric value with four decimals, or "undefined" for NaN.
+func FormatMetric(v float64) string {
+	if math.IsNaN(v) {
+		return "undefined"
+	}
+	return strconv.FormatFloat(v, 'f', 4, 64)
 }

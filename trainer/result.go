@@ -21,22 +21,22 @@ import (
 
 // Result is what metrics.json holds.
 type Result struct {
-	Name          string             `json:"name"`
-	Variant       string             `json:"variant"`
-	Detector      string             `json:"detector"`
-	Val           map[string]float64 `json:"val"`
-	Test          map[string]float64 `json:"test"`
-	SelectedBands []BandInfo         `json:"selected_bands,omitempty"`
-	TrainSeconds  float64            `json:"train_seconds"`
-	InferenceFPS  float64            `json:"inference_fps"`
-	Epochs        int                `json:"epochs"`
-	Checkpoint    string             `json:"checkpoint,omitempty"`
-	Device        string             `json:"device"`
-	Threads       int                `json:"threads"`
-	LibTorch      string             `json:"libtorch"`
-	Seed          uint64             `json:"seed"`
-	History       []EpochRecord      `json:"history,omitempty"`
-	Dir           string             `json:"run_dir"`
+	Name          string        `json:"name"`
+	Variant       string        `json:"variant"`
+	Detector      string        `json:"detector"`
+	Val           Metrics       `json:"val"`
+	Test          Metrics       `json:"test"`
+	SelectedBands []BandInfo    `json:"selected_bands,omitempty"`
+	TrainSeconds  float64       `json:"train_seconds"`
+	InferenceFPS  float64       `json:"inference_fps"`
+	Epochs        int           `json:"epochs"`
+	Checkpoint    string        `json:"checkpoint,omitempty"`
+	Device        string        `json:"device"`
+	Threads       int           `json:"threads"`
+	LibTorch      string        `json:"libtorch"`
+	Seed          uint64        `json:"seed"`
+	History       []EpochRecord `json:"history,omitempty"`
+	Dir           string        `json:"run_dir"`
 }
 
 // BandInfo is one band chosen by a band selector.

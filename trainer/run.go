@@ -63,13 +63,13 @@ type Run struct {
 
 // EpochRecord is one epoch of training history.
 type EpochRecord struct {
-	Epoch       int                `json:"epoch"`
-	TrainLoss   float64            `json:"train_loss"`
-	ValLoss     Float              `json:"val_loss"`
-	LR          float64            `json:"lr"`
-	Temperature float64            `json:"temperature,omitempty"`
-	Val         map[string]float64 `json:"val"`
-	Seconds     float64            `json:"seconds"`
+	Epoch       int     `json:"epoch"`
+	TrainLoss   float64 `json:"train_loss"`
+	ValLoss     Float   `json:"val_loss"`
+	LR          float64 `json:"lr"`
+	Temperature float64 `json:"temperature,omitempty"`
+	Val         Metrics `json:"val"`
+	Seconds     float64 `json:"seconds"`
 }
 
 // Prepare sets up threads, seeds, device, data and pipeline, and creates the run
@@ -661,8 +661,8 @@ func (r *Run) FitStatistics() error {
 
 // Evaluation is the pooled result of one pass over a split.
 type Evaluation struct {
-	Metrics map[string]float64 // precision, recall, f1_score, iou, average_precision, auroc
-	Loss    float64            // mean of the summed loss nodes (NaN when none ran)
+	Metrics Metrics // precision, recall, f1_score, iou, average_precision, auroc
+	Loss    float64 // mean of the summed loss nodes (NaN when none ran)
 	Acc     *metriccore.Accumulator
 	Seconds float64 // wall time of the forward passes
 	Frames  int

@@ -81,8 +81,9 @@ func runTrain(g *globals, o *trainOptions) error {
 		return err
 	}
 	fmt.Fprintf(g.out, "run: %s\n", res.Dir)
-	fmt.Fprintf(g.out, "test: iou %.4f  f1 %.4f  AP %.4f  AUROC %.4f  (detector %s, %.1f FPS)\n",
-		res.Test["iou"], res.Test["f1_score"], res.Test["average_precision"], res.Test["auroc"], res.Detector, res.InferenceFPS)
+	fmt.Fprintf(g.out, "test: iou %s  f1 %s  AP %s  AUROC %s  (detector %s, %.1f FPS)\n",
+		trainer.FormatMetric(res.Test["iou"]), trainer.FormatMetric(res.Test["f1_score"]), trainer.FormatMetric(res.Test["average_precision"]),
+		trainer.FormatMetric(res.Test["auroc"]), res.Detector, res.InferenceFPS)
 	return nil
 }
 

@@ -124,7 +124,7 @@ func RenderMarkdown(r Report) (string, error) {
 func formatValue(v float64, digits int) string {
 	switch {
 	case math.IsNaN(v):
-		return "NaN"
+		return "undefined" // a metric with nothing to measure (e.g. AUROC without anomalies)
 	case math.IsInf(v, 1):
 		return "+Inf"
 	case math.IsInf(v, -1):

@@ -399,7 +399,9 @@ func (a *Accumulator) Merge(o *Accumulator) error {
 	return nil
 }
 
-// Metrics holds pooled results. Ratios with a zero denominator are 0, as in torchmetrics.
+// Metrics holds pooled results. Ratios with a zero denominator are 0, as in torchmetrics;
+// AUROC (either class absent) and AveragePrecision (no positives) are then undefined: NaN,
+// which JSON writers turn into null and reports into "undefined".
 type Metrics struct {
 	TP, FP, FN, TN   int64
 	Precision        float64
@@ -529,12 +531,12 @@ func (a *Accumulator) totals() (p, n float64) {
 // auroc is the Mann–Whitney statistic over the groups: a positive beats every negative in lower
 // groups and ties (½) with those in its own. Exact with the exact buffer (sklearn's
 // roc_auc_score); over bins it is the trapezoid under the ROC curve through the bin
-// boundaries, within ½·Σ pos_b·neg_b/(P·N) of the exact value (the bound returned). 0 when
-// either class is absent.
+// boundaries, within ½·Σ pos_b·neg_b/(P·N) of the exact value (the bound returned). NaN
+// (undefined) when either class is absent.
 func (a *Accumulator) auroc() (auc, maxErr float64) {
 	p, n := a.totals()
 	if p == 0 || n == 0 {
-		return 0, 0
+		return math.NaN(), 0
 	}
 	var above, sum, shared float64
 	a.groups(func(_, neg, pos float64) {
@@ -552,12 +554,12 @@ func (a *Accumulator) auroc() (auc, maxErr float64) {
 // to low at the groups. Over bins, every positive of a bin is credited, in the exact value,
 // a precision between that of the worst order (the bin's negatives first, then its positives
 // one by one) and that of the best (all its positives tied, before its negatives); the larger
-// distance of those two sums from the binned value is returned as the bound. 0 without
-// positives.
+// distance of those two sums from the binned value is returned as the bound. NaN
+// (undefined) without positives.
 func (a *Accumulator) averagePrecision() (ap, maxErr float64) {
 	p, _ := a.totals()
 	if p == 0 {
-		return 0, 0
+		return math.NaN(), 0
 	}
 	var tp, fp, hi, lo float64
 	a.groups(func(_, neg, pos float64) {

@@ -339,13 +339,17 @@ func TestThresholdedCounts(t *testing.T) {
 }
 
 func TestZeroDivision(t *testing.T) {
+	// Threshold-free ranking metrics are undefined (NaN, null in JSON) when a class they rank
+	// is absent, as sklearn warns; thresholded ratios with a zero denominator are 0, as in
+	// torchmetrics.
 	a := NewAccumulator(16)
 	if err := a.Add([]float32{0.1, 0.2, 0.3}, []bool{false, false, false}, []bool{false, false, false}); err != nil {
 		t.Fatal(err)
 	}
 	for k, v := range a.Result().Map() {
-		if v != 0 {
-			t.Errorf("%s = %v, want 0 with no positives", k, v)
+		undefined := k == "auroc" || k == "average_precision"
+		if undefined != math.IsNaN(v) || (!undefined && v != 0) {
+			t.Errorf("%s = %v with no positives, want %s", k, v, map[bool]string{true: "NaN (undefined)", false: "0"}[undefined])
 		}
 	}
 	if f, tp := a.ROCCurve(); f != nil || tp != nil {
@@ -355,8 +359,19 @@ func TestZeroDivision(t *testing.T) {
 		t.Errorf("BestF1Threshold = %v, %v; want NaN, 0", thr, f1)
 	}
 	empty := NewAccumulator(16).Result()
-	if empty.AUROC != 0 || empty.AveragePrecision != 0 || empty.F1 != 0 {
-		t.Errorf("empty accumulator result %+v, want zeros", empty)
+	if !math.IsNaN(empty.AUROC) || !math.IsNaN(empty.AveragePrecision) || empty.F1 != 0 {
+		t.Errorf("empty accumulator result %+v, want undefined AUROC/AP and zero F1", empty)
+	}
+	// all anomalous: AUROC is undefined, AP is 1 (every threshold has precision 1)
+	b := NewAccumulator(16)
+	if err := b.Add([]float32{0.1, 0.7}, []bool{true, true}, []bool{true, true}); err != nil {
+		t.Fatal(err)
+	}
+	if m := b.Result(); !math.IsNaN(m.AUROC) || m.AveragePrecision != 1 {
+		t.Errorf("all positives: AUROC %v, AP %v; want NaN, 1", m.AUROC, m.AveragePrecision)
+	}
+	if !math.IsNaN(ExactAUROC([]float64{1, 2}, []bool{false, false})) || !math.IsNaN(ExactAP([]float64{1, 2}, []bool{false, false})) {
+		t.Error("ExactAUROC/ExactAP without positives should be NaN")
 	}
 }
 
@@ -393,7 +408,7 @@ func TestPoolingAndMerge(t *testing.T) {
 		t.Errorf("Count = %d, want %d", pooled.Count(), len(d.scores))
 	}
 	pooled.Reset()
-	if pooled.Count() != 0 || pooled.Result() != (Metrics{}) {
+	if m := pooled.Result(); pooled.Count() != 0 || m.TP+m.FP+m.FN+m.TN != 0 || !math.IsNaN(m.AUROC) || !math.IsNaN(m.AveragePrecision) {
 		t.Errorf("after Reset: %+v", pooled.Result())
 	}
 	if err := whole.Merge(NewAccumulator(256)); err == nil {

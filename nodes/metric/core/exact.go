@@ -42,8 +42,8 @@ func exactValid(scores []float64, labels []bool) bool {
 
 // ExactAUROC is the sort-based AUROC (Mann–Whitney U with ½ credit for tied scores, equal to
 // sklearn's roc_auc_score). It needs O(N) memory and is the reference the binned Accumulator is
-// tested against. It returns 0 when either class is absent (the package's zero-division rule)
-// and NaN for mismatched lengths or NaN scores.
+// tested against. It returns NaN (undefined) when either class is absent, and for mismatched
+// lengths or NaN scores.
 func ExactAUROC(scores []float64, labels []bool) float64 {
 	if !exactValid(scores, labels) {
 		return math.NaN()
@@ -58,7 +58,7 @@ func ExactAUROC(scores []float64, labels []bool) float64 {
 		}
 	}
 	if p == 0 || n == 0 {
-		return 0
+		return math.NaN()
 	}
 	negBelow = n
 	rankGroups(scores, labels, func(pos, neg float64) {
@@ -69,8 +69,8 @@ func ExactAUROC(scores []float64, labels []bool) float64 {
 }
 
 // ExactAP is sklearn's average_precision_score, Σ (R_n − R_{n−1}) P_n over the distinct score
-// thresholds from high to low. It returns 0 without positives and NaN for mismatched lengths or
-// NaN scores.
+// thresholds from high to low. It returns NaN (undefined) without positives, for mismatched
+// lengths and for NaN scores.
 func ExactAP(scores []float64, labels []bool) float64 {
 	if !exactValid(scores, labels) {
 		return math.NaN()
@@ -82,7 +82,7 @@ func ExactAP(scores []float64, labels []bool) float64 {
 		}
 	}
 	if p == 0 {
-		return 0
+		return math.NaN()
 	}
 	var tp, fp, ap float64
 	rankGroups(scores, labels, func(pos, neg float64) {
