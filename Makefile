@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CSRC_LIB := $(BUILD_DIR)/libspectraclip_c.so
 CSRC_SRC := $(wildcard csrc/*.cpp csrc/*.h) CMakeLists.txt
 GOFILES := $(shell find . -name '*.go' -not -path './third_party/*' 2>/dev/null)
-APT_PKGS := libtorch-dev cmake ccache g++ python3-torch python3-numpy protobuf-compiler git slurm-wlm munge
+APT_PKGS := libtorch-dev cmake ccache g++ python3-torch python3-numpy protobuf-compiler git slurm-wlm munge chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
@@ -97,3 +97,10 @@ gpu-prep: build
 
 clean:
 	rm -rf $(BUILD_DIR) bin
+
+# regenerate serve/servepb from serve/proto/serve.proto (the generated files are committed)
+PROTOC_TOOLS := $(abspath $(BUILD_DIR))/protoc-tools
+proto:
+	GOBIN=$(PROTOC_TOOLS) go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	GOBIN=$(PROTOC_TOOLS) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+	PATH="$(PROTOC_TOOLS):$$PATH" protoc -I serve/proto --go_out=serve/servepb --go_opt=paths=source_relative --go-grpc_out=serve/servepb --go-grpc_opt=paths=source_relative serve/proto/serve.proto

@@ -1,0 +1,135 @@
+package serve
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/spectraclip/spectraclip/serve/servepb"
+)
+
+type grpcScorer struct {
+	servepb.UnimplementedScorerServer
+	s *Server
+}
+
+func (g *grpcScorer) frame(req *servepb.ScoreRequest) (*Frame, error) {
+	c := req.GetCube()
+	if c == nil {
+		return nil, status.Error(codes.InvalidArgument, "request has no cube")
+	}
+	f, err := FrameFromRaw(c.GetShape(), c.GetDtype(), c.GetData(), Limits{MaxBytes: g.s.opts.MaxBytes})
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	f.Wavelengths = c.GetWavelengths()
+	f.ID = req.GetFrameId()
+	return f, nil
+}
+
+func (g *grpcScorer) score(ctx context.Context, req *servepb.ScoreRequest) (*servepb.ScoreResponse, error) {
+	t0 := time.Now()
+	f, err := g.frame(req)
+	if err != nil {
+		g.s.m.error("bad_request")
+		return nil, err
+	}
+	g.s.m.stage("decode", time.Since(t0))
+	r, err := g.s.Score(ctx, f)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	t1 := time.Now()
+	defer func() { g.s.m.stage("encode", time.Since(t1)) }()
+	return responseOf(req, &r), nil
+}
+
+func responseOf(req *servepb.ScoreRequest, r *Result) *servepb.ScoreResponse {
+	resp := &servepb.ScoreResponse{FrameId: req.GetFrameId(), ImageScore: r.ImageScore, Decision: r.Decision,
+		AnomalyPixels: int64(r.AnomalyPixels), Height: int32(r.H), Width: int32(r.W)}
+	if req.GetWantMap() {
+		resp.Scores = make([]byte, 4*len(r.Scores))
+		for i, v := range r.Scores {
+			binary.LittleEndian.PutUint32(resp.Scores[4*i:], math.Float32bits(v))
+		}
+		resp.Decisions = make([]byte, len(r.Decisions))
+		for i, v := range r.Decisions {
+			if v {
+				resp.Decisions[i] = 1
+			}
+		}
+	}
+	return resp
+}
+
+// Score scores one cube.
+func (g *grpcScorer) Score(ctx context.Context, req *servepb.ScoreRequest) (*servepb.ScoreResponse, error) {
+	g.s.m.request("grpc")
+	return g.score(ctx, req)
+}
+
+// ScoreStream answers each request of a camera feed in order. Up to the batch size of
+// frames of one stream are in flight at once (so they batch together); a frame that
+// fails is answered with its error code and message, and the stream goes on.
+func (g *grpcScorer) ScoreStream(stream servepb.Scorer_ScoreStreamServer) error {
+	ctx := stream.Context()
+	type pending struct{ ch chan *servepb.ScoreResponse }
+	inflight := make(chan pending, g.s.opts.MaxBatch)
+	sendErr := make(chan error, 1)
+	go func() {
+		for p := range inflight {
+			resp := <-p.ch
+			if err := stream.Send(resp); err != nil {
+				// the client went away: drain the rest without sending
+				for p := range inflight {
+					<-p.ch
+				}
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- nil
+	}()
+	var recvErr error
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				recvErr = err
+			}
+			break
+		}
+		g.s.m.request("grpc_stream")
+		p := pending{ch: make(chan *servepb.ScoreResponse, 1)}
+		select {
+		case inflight <- p:
+		case <-ctx.Done():
+			recvErr = ctx.Err()
+		}
+		if recvErr != nil {
+			break
+		}
+		go func(req *servepb.ScoreRequest) {
+			resp, err := g.score(ctx, req)
+			if err != nil {
+				st, _ := status.FromError(err)
+				resp = &servepb.ScoreResponse{FrameId: req.GetFrameId(), ErrorCode: int32(st.Code()), Error: st.Message()}
+			}
+			p.ch <- resp
+		}(req)
+	}
+	close(inflight)
+	if err := <-sendErr; err != nil {
+		return err
+	}
+	if recvErr != nil {
+		return status.FromContextError(recvErr).Err()
+	}
+	return nil
+}

@@ -1,0 +1,95 @@
+package serve
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/spectraclip/spectraclip/torch"
+)
+
+// Metrics are the service's Prometheus metrics, on a registry of their own.
+type Metrics struct {
+	Registry *prometheus.Registry
+	requests *prometheus.CounterVec
+	errors   *prometheus.CounterVec
+	batches  prometheus.Histogram
+	stages   *prometheus.HistogramVec
+}
+
+func newMetrics(queueDepth func() float64, dev torch.Device) *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spectraclip_serve_requests_total", Help: "scoring requests received, by protocol"}, []string{"protocol"})
+	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spectraclip_serve_errors_total", Help: "failed scoring requests, by cause (queue_full, deadline, canceled, bad_request, too_large, shutting_down, internal)"}, []string{"cause"})
+	m.batches = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spectraclip_serve_batch_size", Help: "frames per forward", Buckets: []float64{1, 2, 4, 8, 16, 32, 64}})
+	m.stages = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "spectraclip_serve_stage_seconds", Help: "latency per stage (decode, queue, forward, encode, total)",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"stage"})
+	qd := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "spectraclip_serve_queue_depth", Help: "requests waiting in the queue"}, queueDepth)
+	mem := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "spectraclip_serve_cpu_rss_bytes", Help: "resident set size of the process"}, func() float64 { return float64(rssBytes()) })
+	heap := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "spectraclip_serve_go_heap_bytes", Help: "Go heap in use"}, func() float64 {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return float64(ms.HeapInuse)
+	})
+	m.Registry.MustRegister(m.requests, m.errors, m.batches, m.stages, qd, mem, heap,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if dev.Type == torch.DeviceCUDA {
+		for _, k := range []string{"allocated", "reserved"} {
+			k := k
+			m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "spectraclip_serve_gpu_" + k + "_bytes", Help: "CUDA caching allocator memory " + k}, func() float64 {
+				a, r, _, err := torch.CUDAMemory(dev)
+				if err != nil {
+					return -1
+				}
+				if k == "allocated" {
+					return float64(a)
+				}
+				return float64(r)
+			}))
+		}
+	}
+	return m
+}
+
+func (m *Metrics) request(proto string) {
+	if m != nil {
+		m.requests.WithLabelValues(proto).Inc()
+	}
+}
+
+func (m *Metrics) error(cause string) {
+	if m != nil && cause != "" {
+		m.errors.WithLabelValues(cause).Inc()
+	}
+}
+
+func (m *Metrics) stage(name string, d time.Duration) {
+	if m != nil {
+		m.stages.WithLabelValues(name).Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) batch(n int) {
+	if m != nil {
+		m.batches.Observe(float64(n))
+	}
+}
+
+// rssBytes reads the resident set size from /proc/self/statm (0 where that is missing).
+func rssBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[1], 10, 64)
+	return n * int64(os.Getpagesize())
+}

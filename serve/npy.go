@@ -1,0 +1,248 @@
+package serve
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Limits bound what one request may carry.
+type Limits struct {
+	// MaxBytes is the largest cube accepted, in bytes of its values (shape × item size).
+	MaxBytes int64
+}
+
+var (
+	reDescr   = regexp.MustCompile(`'descr'\s*:\s*'([^']*)'`)
+	reFortran = regexp.MustCompile(`'fortran_order'\s*:\s*(True|False)`)
+	reShape   = regexp.MustCompile(`'shape'\s*:\s*\(([^)]*)\)`)
+)
+
+// itemSize is the byte size of a supported dtype (numpy descr or plain name), 0 if unsupported.
+func itemSize(dtype string) (int, string) {
+	switch dtype {
+	case "<f4", "float32", "":
+		return 4, "float32"
+	case "<f8", "float64":
+		return 8, "float64"
+	case "<u2", "uint16":
+		return 2, "uint16"
+	case "|u1", "<u1", "uint8":
+		return 1, "uint8"
+	}
+	return 0, dtype
+}
+
+// checkShape checks a cube shape (H, W, C) against the limits before anything is allocated.
+func checkShape(shape []int64, item int, lim Limits) (int, int, int, error) {
+	if len(shape) != 3 {
+		return 0, 0, 0, fmt.Errorf("cube shape %s: want 3 dimensions (height, width, bands)", fmtShape(shape))
+	}
+	n := int64(item)
+	for _, d := range shape {
+		if d <= 0 {
+			return 0, 0, 0, fmt.Errorf("cube shape %s: every dimension must be > 0", fmtShape(shape))
+		}
+		if d > 1<<31 || n > math.MaxInt64/d {
+			return 0, 0, 0, fmt.Errorf("cube shape %s is larger than the maximum of %d bytes (--max-cube-mb)", fmtShape(shape), lim.MaxBytes)
+		}
+		n *= d
+	}
+	if lim.MaxBytes > 0 && n > lim.MaxBytes {
+		return 0, 0, 0, fmt.Errorf("cube shape %s (%d bytes) is larger than the maximum of %d bytes (--max-cube-mb)", fmtShape(shape), n, lim.MaxBytes)
+	}
+	return int(shape[0]), int(shape[1]), int(shape[2]), nil
+}
+
+// decodeValues converts raw little-endian values of dtype to float32.
+func decodeValues(raw []byte, dtype string) ([]float32, error) {
+	item, name := itemSize(dtype)
+	if item == 0 {
+		return nil, fmt.Errorf("dtype %q: supported are float32 (<f4), float64 (<f8), uint16 (<u2), uint8 (|u1)", dtype)
+	}
+	if len(raw)%item != 0 {
+		return nil, fmt.Errorf("%d data bytes are not a whole number of %s values", len(raw), name)
+	}
+	out := make([]float32, len(raw)/item)
+	switch name {
+	case "float32":
+		for i := range out {
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		}
+	case "float64":
+		for i := range out {
+			out[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])))
+		}
+	case "uint16":
+		for i := range out {
+			out[i] = float32(binary.LittleEndian.Uint16(raw[2*i:]))
+		}
+	case "uint8":
+		for i := range out {
+			out[i] = float32(raw[i])
+		}
+	}
+	return out, nil
+}
+
+// FrameFromRaw builds a frame from a shape, a dtype and raw little-endian bytes, checking
+// the size against the limits and that the bytes fill the shape exactly.
+func FrameFromRaw(shape []int64, dtype string, raw []byte, lim Limits) (*Frame, error) {
+	item, name := itemSize(dtype)
+	if item == 0 {
+		return nil, fmt.Errorf("dtype %q: supported are float32 (<f4), float64 (<f8), uint16 (<u2), uint8 (|u1)", dtype)
+	}
+	h, w, c, err := checkShape(shape, item, lim)
+	if err != nil {
+		return nil, err
+	}
+	if want := h * w * c * item; len(raw) != want {
+		return nil, fmt.Errorf("truncated or oversized cube: shape (%d, %d, %d) of %s needs %d bytes, got %d", h, w, c, name, want, len(raw))
+	}
+	v, err := decodeValues(raw, dtype)
+	if err != nil {
+		return nil, err
+	}
+	return &Frame{H: h, W: w, C: c, Data: v}, nil
+}
+
+// ReadNPY reads a (H, W, C) .npy array (format 1.x/2.x, little endian, C order) from r,
+// refusing shapes over the limits before reading their data.
+func ReadNPY(r io.Reader, lim Limits) (*Frame, error) {
+	return readNPY(r, lim, 3)
+}
+
+// ReadMapNPY reads an (H, W) .npy map, as /v1/score?map=npy answers; the frame has C = 1.
+func ReadMapNPY(r io.Reader, lim Limits) (*Frame, error) {
+	return readNPY(r, lim, 2)
+}
+
+func readNPY(r io.Reader, lim Limits, ndim int) (*Frame, error) {
+	var magic [8]byte
+	if _, err := io.ReadFull(r, magic[:]); err != nil {
+		return nil, fmt.Errorf(".npy body: %w", err)
+	}
+	if string(magic[:6]) != "\x93NUMPY" {
+		return nil, fmt.Errorf(".npy body: no \\x93NUMPY magic (is the body a .npy file?)")
+	}
+	var hlen int
+	switch magic[6] {
+	case 1:
+		var b [2]byte
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return nil, fmt.Errorf(".npy header: %w", err)
+		}
+		hlen = int(binary.LittleEndian.Uint16(b[:]))
+	case 2, 3:
+		var b [4]byte
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return nil, fmt.Errorf(".npy header: %w", err)
+		}
+		hlen = int(binary.LittleEndian.Uint32(b[:]))
+	default:
+		return nil, fmt.Errorf(".npy format version %d.%d is not supported", magic[6], magic[7])
+	}
+	if hlen > 1<<16 {
+		return nil, fmt.Errorf(".npy header of %d bytes is too long", hlen)
+	}
+	hdr := make([]byte, hlen)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		return nil, fmt.Errorf(".npy header: %w", err)
+	}
+	h := string(hdr)
+	md, mf, ms := reDescr.FindStringSubmatch(h), reFortran.FindStringSubmatch(h), reShape.FindStringSubmatch(h)
+	if md == nil || mf == nil || ms == nil {
+		return nil, fmt.Errorf(".npy header %q: want descr, fortran_order and shape", strings.TrimSpace(h))
+	}
+	if mf[1] == "True" {
+		return nil, fmt.Errorf(".npy: Fortran-order arrays are not supported (save with numpy.ascontiguousarray)")
+	}
+	var shape []int64
+	for _, p := range strings.Split(ms[1], ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		d, err := strconv.ParseInt(p, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf(".npy shape (%s): %v", ms[1], err)
+		}
+		shape = append(shape, d)
+	}
+	item, name := itemSize(md[1])
+	if item == 0 {
+		return nil, fmt.Errorf(".npy dtype %q: supported are <f4, <f8, <u2, |u1", md[1])
+	}
+	if ndim == 2 && len(shape) == 2 {
+		shape = append(shape, 1)
+	}
+	hh, ww, cc, err := checkShape(shape, item, lim)
+	if err != nil {
+		return nil, fmt.Errorf(".npy: %w", err)
+	}
+	want := hh * ww * cc * item
+	raw := make([]byte, want)
+	n, err := io.ReadFull(r, raw)
+	if err != nil {
+		return nil, fmt.Errorf(".npy: truncated cube: shape (%d, %d, %d) of %s needs %d data bytes, got %d", hh, ww, cc, name, want, n)
+	}
+	if extra, _ := io.Copy(io.Discard, io.LimitReader(r, 1)); extra > 0 {
+		return nil, fmt.Errorf(".npy: more data than shape (%d, %d, %d) of %s holds (%d bytes)", hh, ww, cc, name, want)
+	}
+	v, err := decodeValues(raw, md[1])
+	if err != nil {
+		return nil, err
+	}
+	return &Frame{H: hh, W: ww, C: cc, Data: v}, nil
+}
+
+// WriteNPY writes a float32 (h, w[, c]) array or a uint8 (h, w) array as .npy (format 1.0).
+func WriteNPY(w io.Writer, v any, shape ...int) error {
+	var descr string
+	var data []byte
+	switch x := v.(type) {
+	case []float32:
+		descr = "<f4"
+		data = make([]byte, 4*len(x))
+		for i, f := range x {
+			binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(f))
+		}
+	case []uint8:
+		descr, data = "|u1", x
+	default:
+		return fmt.Errorf("cannot write %T as .npy", v)
+	}
+	dims := make([]string, len(shape))
+	for i, d := range shape {
+		dims[i] = strconv.Itoa(d)
+	}
+	sh := strings.Join(dims, ", ")
+	if len(shape) == 1 {
+		sh += ","
+	}
+	hdr := fmt.Sprintf("{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, sh)
+	pad := 64 - (10+len(hdr)+1)%64
+	if pad == 64 {
+		pad = 0
+	}
+	hdr += strings.Repeat(" ", pad) + "\n"
+	var b bytes.Buffer
+	b.WriteString("\x93NUMPY\x01\x00")
+	_ = binary.Write(&b, binary.LittleEndian, uint16(len(hdr)))
+	b.WriteString(hdr)
+	b.Write(data)
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+func fmtShape(shape []int64) string {
+	p := make([]string, len(shape))
+	for i, d := range shape {
+		p[i] = strconv.FormatInt(d, 10)
+	}
+	return "(" + strings.Join(p, ", ") + ")"
+}

@@ -1,0 +1,255 @@
+// Package serve is the inference service: a trained run's pipeline behind gRPC and HTTP
+// handlers that share one dynamic batcher (bounded queue, back-pressure, deadlines),
+// Prometheus metrics and a live page.
+package serve
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/nodes"
+	datanode "github.com/spectraclip/spectraclip/nodes/data"
+	"github.com/spectraclip/spectraclip/torch"
+	"github.com/spectraclip/spectraclip/trainer"
+)
+
+// Frame is one cube to score: H×W×C float32 values, channels last.
+type Frame struct {
+	H, W, C     int
+	Data        []float32
+	Wavelengths []float32 // nil: the run's own
+	ID          string
+}
+
+// Result is what scoring one frame gives.
+type Result struct {
+	ImageScore    float64
+	Decision      bool // any pixel flagged by the run's decider
+	AnomalyPixels int
+	H, W          int
+	Scores        []float32 // H×W
+	Decisions     []bool    // H×W; nil when the run has no decider
+}
+
+// Scorer runs a finished run's pipeline (inference stage) on batches of frames, with the
+// same calls trainer.Infer makes, so that one frame scored here equals infer's output bit
+// for bit. It is not safe for concurrent use: the batcher owns it.
+type Scorer struct {
+	run         *trainer.Run
+	Bands       int
+	Wavelengths []float32
+	FrameH      int // the run's data frame size (for warm-up); 0 when unknown
+	FrameW      int
+	scoresNode  string
+	scoresPort  string
+	decNode     string
+	decPort     string
+	scope       *torch.Scope
+}
+
+// OpenScorer opens the run in dir. The band count and the default wavelengths come from
+// the run's data root when it is there, else from bands (which must then be > 0).
+func OpenScorer(dir string, device string, bands int, log *logrus.Logger) (*Scorer, error) {
+	if _, err := os.Stat(filepath.Join(dir, "pipeline.yaml")); err != nil {
+		return nil, fmt.Errorf("--run %s: not a finished run (no pipeline.yaml): %w", dir, err)
+	}
+	r, err := trainer.OpenRun(dir, log)
+	if err != nil {
+		return nil, err
+	}
+	if device != "" && device != r.Cfg.Training.Device {
+		dev, err := torch.ParseDevice(device)
+		if err != nil {
+			r.Pipeline.Close()
+			return nil, fmt.Errorf("--device: %w", err)
+		}
+		if dev != r.Device {
+			// reopen on the wanted device: the pipeline is loaded onto the config's device
+			r.Pipeline.Close()
+			p, err := nodes.Load(filepath.Join(dir, "pipeline.yaml"), r.Registry, dev)
+			if err != nil {
+				return nil, fmt.Errorf("run %s on %s: %w", dir, device, err)
+			}
+			r.Pipeline, r.Device = p, dev
+		}
+	}
+	s := &Scorer{run: r, Bands: bands, scope: torch.NewScope()}
+	s.scoresNode, s.scoresPort = portRef(r.Cfg.Evaluation.Scores)
+	s.decNode, s.decPort = portRef(r.Cfg.Evaluation.Decisions)
+	if s.scoresNode == "" {
+		s.Close()
+		return nil, fmt.Errorf("run %s: evaluation.scores is not set: nothing to serve", dir)
+	}
+	if root := r.Cfg.Data.Root; root != "" {
+		if _, err := os.Stat(filepath.Join(root, dataset.ManifestName)); err == nil {
+			ds, err := dataset.OpenWith(root, dataset.Options{})
+			if err == nil {
+				s.Bands, s.Wavelengths = ds.Bands, ds.Wavelengths
+				if len(ds.Frames) > 0 {
+					if smp, err := ds.Load(ds.Frames[0].ID); err == nil {
+						s.FrameH, s.FrameW = smp.H, smp.W
+					}
+				}
+			}
+		}
+	}
+	if s.Bands <= 0 {
+		s.Close()
+		return nil, fmt.Errorf("run %s: its data root %q is not there to tell the band count; pass --bands", dir, r.Cfg.Data.Root)
+	}
+	if len(s.Wavelengths) != s.Bands {
+		s.Wavelengths = make([]float32, s.Bands)
+		for i := range s.Wavelengths {
+			s.Wavelengths[i] = float32(i + 1)
+		}
+	}
+	return s, nil
+}
+
+// Device is the device the pipeline runs on.
+func (s *Scorer) Device() torch.Device { return s.run.Device }
+
+// Close frees the pipeline.
+func (s *Scorer) Close() {
+	if s.scope != nil {
+		s.scope.Close()
+		s.scope = nil
+	}
+	if s.run != nil && s.run.Pipeline != nil {
+		s.run.Pipeline.Close()
+		s.run.Pipeline = nil
+	}
+}
+
+// Check says whether a frame can be scored: the band count, finite values, a consistent size.
+func (s *Scorer) Check(f *Frame) error {
+	if f.H <= 0 || f.W <= 0 || f.C <= 0 {
+		return fmt.Errorf("cube shape (%d, %d, %d): every dimension must be > 0", f.H, f.W, f.C)
+	}
+	if f.C != s.Bands {
+		return fmt.Errorf("cube has %d bands, the run's pipeline takes %d", f.C, s.Bands)
+	}
+	if len(f.Data) != f.H*f.W*f.C {
+		return fmt.Errorf("cube shape (%d, %d, %d) needs %d values, got %d", f.H, f.W, f.C, f.H*f.W*f.C, len(f.Data))
+	}
+	if f.Wavelengths != nil && len(f.Wavelengths) != f.C {
+		return fmt.Errorf("%d wavelengths for %d bands", len(f.Wavelengths), f.C)
+	}
+	for i, v := range f.Data {
+		if x := float64(v); math.IsNaN(x) || math.IsInf(x, 0) {
+			px, b := i/f.C, i%f.C
+			return fmt.Errorf("value %v (NaN/Inf) at row %d, column %d, band %d", v, px/f.W, px%f.W, b)
+		}
+	}
+	return nil
+}
+
+// Score runs one forward over frames of one shape (checked with Check) and returns a
+// result per frame.
+func (s *Scorer) Score(frames []*Frame) ([]Result, error) {
+	if len(frames) == 0 {
+		return nil, nil
+	}
+	f0 := frames[0]
+	wl := f0.Wavelengths
+	if wl == nil {
+		wl = s.Wavelengths
+	}
+	b := &dataset.Batch{B: len(frames), H: f0.H, W: f0.W, C: f0.C, Wavelengths: wl, FrameIDs: make([]int, len(frames))}
+	if len(frames) == 1 {
+		b.Cube = f0.Data
+	} else {
+		b.Cube = make([]float32, 0, len(frames)*len(f0.Data))
+		for i, f := range frames {
+			if f.H != f0.H || f.W != f0.W || f.C != f0.C {
+				return nil, fmt.Errorf("batch mixes shapes (%d,%d,%d) and (%d,%d,%d)", f0.H, f0.W, f0.C, f.H, f.W, f.C)
+			}
+			b.Cube = append(b.Cube, f.Data...)
+			b.FrameIDs[i] = i
+		}
+	}
+	sc := s.scope
+	sc.Reset()
+	batch, err := datanode.ToBatch(sc, b, s.run.Device, nil)
+	if err != nil {
+		return nil, err
+	}
+	sc.SetGradEnabled(false)
+	ctx := &nodes.Context{Stage: nodes.StageInference, Scope: sc, Device: s.run.Device}
+	o, err := s.run.Pipeline.Run(ctx, batch, nodes.RunOptions{})
+	if err != nil {
+		return nil, err
+	}
+	st, err := o.Tensor(s.scoresNode, s.scoresPort)
+	if err != nil {
+		return nil, err
+	}
+	scores, err := st.Float32s()
+	if err != nil {
+		return nil, err
+	}
+	n := f0.H * f0.W
+	if len(scores) != n*len(frames) {
+		return nil, fmt.Errorf("%s.%s: %d values for %d frames of %d×%d", s.scoresNode, s.scoresPort, len(scores), len(frames), f0.H, f0.W)
+	}
+	var dec []bool
+	if s.decNode != "" {
+		if dt, err := o.Tensor(s.decNode, s.decPort); err == nil {
+			if dec, err = dt.Bools(); err != nil {
+				return nil, err
+			}
+			if len(dec) != n*len(frames) {
+				return nil, fmt.Errorf("%s.%s: %d values for %d frames of %d×%d", s.decNode, s.decPort, len(dec), len(frames), f0.H, f0.W)
+			}
+		}
+	}
+	var img []float32
+	for _, nd := range s.run.Pipeline.Nodes() {
+		if v, ok := o.Get(nd.Name(), "anomaly_score"); ok {
+			if t, ok := v.(*torch.Tensor); ok {
+				if img, err = t.Float32s(); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	out := make([]Result, len(frames))
+	for i := range frames {
+		r := Result{H: f0.H, W: f0.W, Scores: scores[i*n : (i+1)*n : (i+1)*n]}
+		bad := 0
+		for _, v := range r.Scores {
+			if x := float64(v); math.IsNaN(x) || math.IsInf(x, 0) {
+				bad++
+			}
+		}
+		if bad > 0 {
+			return nil, fmt.Errorf("%d of %d anomaly scores are NaN or infinite (the inputs were finite)", bad, n)
+		}
+		if dec != nil {
+			r.Decisions = dec[i*n : (i+1)*n : (i+1)*n]
+			for _, v := range r.Decisions {
+				if v {
+					r.AnomalyPixels++
+				}
+			}
+			r.Decision = r.AnomalyPixels > 0
+		}
+		if len(img) == len(frames) {
+			r.ImageScore = float64(img[i])
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// portRef splits "node.port" as trainer does for evaluation.scores.
+func portRef(s string) (string, string) {
+	a, b, _ := strings.Cut(s, ".")
+	return a, b
+}

@@ -1,0 +1,452 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/trainer"
+)
+
+// testRun is a tiny trained run (drcnn, 32×32 frames, 2 epochs) made once in TestMain.
+var testRun string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "serve-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		testRun = filepath.Join(dir, "run")
+		cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{Variant: "drcnn", Overrides: []string{
+			"data.root=" + filepath.Join(dir, "data"), "data.generate_if_missing=true", "data.synth.frames=8", "data.synth.height=32", "data.synth.width=32",
+			"training.trainer.max_epochs=1", "+pipeline.detector.image_size=32", "training.threads=1",
+		}})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "config:", err)
+			return 1
+		}
+		if _, err := trainer.Train(cfg, trainer.Options{OutDir: testRun}); err != nil {
+			fmt.Fprintln(os.Stderr, "train:", err)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// startServer starts a server on loopback ports and stops it when the test ends.
+func startServer(t *testing.T, o Options) (*Server, string, string) {
+	t.Helper()
+	o.Run = testRun
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(hl, gl) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return s, "http://" + hl.Addr().String(), gl.Addr().String()
+}
+
+func randomFrame(rng *rand.Rand, h, w, c int) *Frame {
+	f := &Frame{H: h, W: w, C: c, Data: make([]float32, h*w*c)}
+	for i := range f.Data {
+		f.Data[i] = rng.Float32()
+	}
+	return f
+}
+
+func npyBytes(t *testing.T, f *Frame) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := WriteNPY(&b, f.Data, f.H, f.W, f.C); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func post(t *testing.T, url string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.Post(url, "application/x-npy", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+// inferOutputs runs trainer.Infer over the run's data root and returns frame 0's cube and
+// the .npy files infer wrote for it.
+func inferOutputs(t *testing.T) (*Frame, []byte, []byte) {
+	t.Helper()
+	r, err := trainer.OpenRun(testRun, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := r.Cfg.Data.Root
+	r.Pipeline.Close()
+	out := t.TempDir()
+	if _, err := trainer.Infer(testRun, root, out, nil); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := dataset.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smp, err := ds.Load(ds.Frames[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scores, err := os.ReadFile(filepath.Join(out, "frame_000_scores.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := os.ReadFile(filepath.Join(out, "frame_000_decisions.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds.Frames[0].ID != 0 {
+		t.Fatalf("frame 0 has id %d", ds.Frames[0].ID)
+	}
+	return &Frame{H: smp.H, W: smp.W, C: smp.C, Data: smp.Cube}, scores, dec
+}
+
+// TestHTTPScoreEqualsInfer: POST /v1/score gives infer's score map and decisions, byte for
+// byte (both are .npy files written the same way), and answers JSON with the summary.
+func TestHTTPScoreEqualsInfer(t *testing.T) {
+	f, wantScores, wantDec := inferOutputs(t)
+	_, url, _ := startServer(t, Options{MaxBatch: 4, MaxWait: time.Millisecond})
+	body := npyBytes(t, f)
+	resp, got := post(t, url+"/v1/score?map=npy", body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, got)
+	}
+	if !bytes.Equal(got, wantScores) {
+		t.Errorf("score map differs from infer's (%d vs %d bytes)", len(got), len(wantScores))
+	}
+	resp, got = post(t, url+"/v1/score?map=decisions", body)
+	if resp.StatusCode != 200 || !bytes.Equal(got, wantDec) {
+		t.Errorf("decisions differ from infer's (status %d)", resp.StatusCode)
+	}
+	resp, got = post(t, url+"/v1/score?frame_id=cam7", body)
+	if resp.StatusCode != 200 || !strings.Contains(string(got), `"frame_id":"cam7"`) || !strings.Contains(string(got), `"height":32`) {
+		t.Errorf("JSON answer (status %d): %s", resp.StatusCode, got)
+	}
+	resp, got = post(t, url+"/v1/score?map=png", body)
+	if resp.StatusCode != 200 || !bytes.HasPrefix(got, []byte("\x89PNG")) {
+		t.Errorf("PNG answer (status %d): %.40q", resp.StatusCode, got)
+	}
+}
+
+// batchTol bounds how far a frame's scores (in [0, 1]) may move when it is scored in a
+// batch instead of alone: LibTorch's CPU kernels pick other blockings for other batch
+// sizes, which changes float32 rounding in the last bits (measured: ≤ 1 ulp, ~6e-8).
+const batchTol = 1e-6
+
+// compareMaps checks two results of one frame: scores within batchTol, decisions equal
+// except on pixels whose score lies within batchTol of the decision threshold.
+func compareMaps(t *testing.T, what string, a, b Result) {
+	t.Helper()
+	if d := a.ImageScore - b.ImageScore; d > batchTol || d < -batchTol {
+		t.Errorf("%s: image score %v vs %v", what, a.ImageScore, b.ImageScore)
+	}
+	thr := float32(2)
+	for k, v := range a.Decisions {
+		if v && a.Scores[k] < thr {
+			thr = a.Scores[k]
+		}
+	}
+	worst := 0.0
+	for k := range a.Scores {
+		d := float64(a.Scores[k] - b.Scores[k])
+		if d < 0 {
+			d = -d
+		}
+		if d > worst {
+			worst = d
+		}
+		if a.Decisions[k] != b.Decisions[k] && float64(a.Scores[k]-thr) > batchTol && float64(thr-a.Scores[k]) > batchTol {
+			t.Errorf("%s pixel %d: decision %v vs %v with score %v, threshold %v", what, k, a.Decisions[k], b.Decisions[k], a.Scores[k], thr)
+		}
+	}
+	if worst > batchTol {
+		t.Errorf("%s: scores differ by up to %g (tolerance %g)", what, worst, batchTol)
+	}
+}
+
+// TestBatchIndependence: frames scored in one batch equal the same frames scored one by
+// one (within batchTol; see there), on fresh random frames.
+func TestBatchIndependence(t *testing.T) {
+	sc, err := OpenScorer(testRun, "", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	frames := make([]*Frame, 5)
+	for i := range frames {
+		frames[i] = randomFrame(rng, 32, 32, sc.Bands)
+	}
+	batched, err := sc.Score(frames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range frames {
+		one, err := sc.Score([]*Frame{f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		compareMaps(t, fmt.Sprintf("frame %d", i), one[0], batched[i])
+	}
+}
+
+// TestConcurrentRequestsBatch: concurrent HTTP requests are gathered into batches (the
+// batch-size histogram sees a batch > 1) and each gets its own frame's map.
+func TestConcurrentRequestsBatch(t *testing.T) {
+	s, url, _ := startServer(t, Options{MaxBatch: 4, MaxWait: 200 * time.Millisecond, Queue: 16})
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	const n = 8
+	frames := make([]*Frame, n)
+	want := make([]Result, n)
+	for i := range frames {
+		frames[i] = randomFrame(rng, 32, 32, s.Scorer().Bands)
+	}
+	// references scored alone, through the server's scorer before serving them
+	for i, f := range frames {
+		r, err := s.Score(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = r
+	}
+	var wg sync.WaitGroup
+	got := make([]Result, n)
+	errs := make([]error, n)
+	for i := range frames {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			got[i], errs[i] = postFrame(url, frames[i])
+		}(i)
+	}
+	wg.Wait()
+	for i := range frames {
+		if errs[i] != nil {
+			t.Errorf("request %d: %v", i, errs[i])
+			continue
+		}
+		compareMaps(t, fmt.Sprintf("request %d", i), want[i], got[i])
+	}
+	resp, body := get(t, url+"/metrics")
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d", resp.StatusCode)
+	}
+	m := string(body)
+	for _, w := range []string{"spectraclip_serve_requests_total{protocol=\"http\"} 16", "spectraclip_serve_batch_size_bucket", "spectraclip_serve_queue_depth", "spectraclip_serve_stage_seconds_bucket{stage=\"forward\"", "spectraclip_serve_cpu_rss_bytes", "process_resident_memory_bytes"} {
+		if !strings.Contains(m, w) {
+			t.Errorf("/metrics lacks %q", w)
+		}
+	}
+	var ones, all int
+	for _, l := range strings.Split(m, "\n") {
+		fmt.Sscanf(l, "spectraclip_serve_batch_size_bucket{le=\"1\"} %d", &ones)
+		fmt.Sscanf(l, "spectraclip_serve_batch_size_count %d", &all)
+	}
+	if all == 0 || ones == all {
+		t.Errorf("no batch had more than one frame:\n%s", grepLines(m, "batch_size"))
+	}
+}
+
+func get(t *testing.T, url string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func grepLines(s, w string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, w) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestHealthAndReady: /healthz and /readyz answer once the server is warmed up.
+func TestHealthAndReady(t *testing.T) {
+	_, url, _ := startServer(t, Options{})
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if resp, b := get(t, url+p); resp.StatusCode != 200 {
+			t.Errorf("%s: %d %s", p, resp.StatusCode, b)
+		}
+	}
+}
+
+// TestBadRequests: a malformed body, a truncated cube, too many bands, a cube over the
+// size limit and an expired deadline each get a clear error, and the server keeps serving.
+func TestBadRequests(t *testing.T) {
+	s, url, _ := startServer(t, Options{MaxBytes: 1 << 20})
+	bands := s.Scorer().Bands
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	good := npyBytes(t, randomFrame(rng, 32, 32, bands))
+	wrongBands := npyBytes(t, randomFrame(rng, 8, 8, bands+3))
+	var big bytes.Buffer
+	WriteNPY(&big, make([]float32, 0), 4096, 4096, bands) // header only: refused before the data is read
+	cases := []struct {
+		name, query string
+		body        []byte
+		code        int
+		want        []string
+	}{
+		{"malformed", "", []byte("not a cube"), 400, []string{"NUMPY"}},
+		{"truncated", "", good[:len(good)-100], 400, []string{"truncated", "(32, 32,"}},
+		{"band count", "", wrongBands, 422, []string{fmt.Sprintf("%d bands", bands+3), fmt.Sprintf("takes %d", bands)}},
+		{"too large", "", big.Bytes(), 413, []string{"(4096, 4096,", "maximum of 1048576 bytes"}},
+		{"deadline", "?timeout=1ns", good, 504, []string{"deadline"}},
+		{"bad map", "?map=jpeg", good, 400, []string{"map="}},
+	}
+	for _, c := range cases {
+		resp, b := post(t, url+"/v1/score"+c.query, c.body)
+		if resp.StatusCode != c.code {
+			t.Errorf("%s: status %d, want %d (%s)", c.name, resp.StatusCode, c.code, b)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(string(b), w) {
+				t.Errorf("%s: answer %q lacks %q", c.name, b, w)
+			}
+		}
+		if resp, b := post(t, url+"/v1/score", good); resp.StatusCode != 200 {
+			t.Fatalf("after %s: a good request got %d %s", c.name, resp.StatusCode, b)
+		}
+	}
+}
+
+// TestOverload: with a queue of 2 and more concurrent clients, some requests fail fast with
+// 503 and Retry-After, the others are scored, and every request gets an answer.
+func TestOverload(t *testing.T) {
+	s, url, _ := startServer(t, Options{MaxBatch: 1, Queue: 2})
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	body := npyBytes(t, randomFrame(rng, 32, 32, s.Scorer().Bands))
+	const n = 32
+	codes := make([]int, n)
+	retry := make([]string, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp, err := http.Post(url+"/v1/score", "application/x-npy", bytes.NewReader(body))
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes[i], retry[i] = resp.StatusCode, resp.Header.Get("Retry-After")
+		}(i)
+	}
+	wg.Wait()
+	ok, busy := 0, 0
+	for i, c := range codes {
+		switch c {
+		case 200:
+			ok++
+		case 503:
+			busy++
+			if retry[i] == "" {
+				t.Errorf("request %d: 503 without Retry-After", i)
+			}
+		default:
+			t.Errorf("request %d: status %d", i, c)
+		}
+	}
+	if ok == 0 || busy == 0 {
+		t.Errorf("%d scored, %d refused: want both", ok, busy)
+	}
+	_, m := get(t, url+"/metrics")
+	if !strings.Contains(string(m), `spectraclip_serve_errors_total{cause="queue_full"}`) {
+		t.Errorf("/metrics does not count queue_full:\n%s", grepLines(string(m), "errors_total"))
+	}
+}
+
+// postFrame posts a frame and reads its score map and decisions back as .npy.
+func postFrame(url string, f *Frame) (Result, error) {
+	var b bytes.Buffer
+	if err := WriteNPY(&b, f.Data, f.H, f.W, f.C); err != nil {
+		return Result{}, err
+	}
+	res := Result{H: f.H, W: f.W}
+	for _, m := range []string{"npy", "decisions"} {
+		resp, err := http.Post(url+"/v1/score?map="+m, "application/x-npy", bytes.NewReader(b.Bytes()))
+		if err != nil {
+			return res, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return res, err
+		}
+		if resp.StatusCode != 200 {
+			return res, fmt.Errorf("status %d: %s", resp.StatusCode, body)
+		}
+		fmt.Sscan(resp.Header.Get("X-Spectraclip-Image-Score"), &res.ImageScore)
+		if m == "npy" {
+			fr, err := ReadMapNPY(bytes.NewReader(body), Limits{})
+			if err == nil && len(fr.Data) != f.H*f.W {
+				err = fmt.Errorf("map of %d values", len(fr.Data))
+			}
+			if err != nil {
+				return res, err
+			}
+			res.Scores = fr.Data
+		} else {
+			if len(body) < f.H*f.W {
+				return res, fmt.Errorf("decisions: %d bytes", len(body))
+			}
+			for _, v := range body[len(body)-f.H*f.W:] {
+				res.Decisions = append(res.Decisions, v == 1)
+			}
+		}
+	}
+	return res, nil
+}

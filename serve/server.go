@@ -1,0 +1,490 @@
+package serve
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image/png"
+	"io"
+	"math/rand"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/spectraclip/spectraclip/serve/servepb"
+	"github.com/spectraclip/spectraclip/trainer/report"
+)
+
+// Options configure a server.
+type Options struct {
+	Run      string        // run directory
+	Device   string        // "" = the run's own
+	Bands    int           // band count when the run's data root is gone
+	MaxBatch int           // frames per forward (default 8)
+	MaxWait  time.Duration // longest a request waits for others to join its batch (default 5ms)
+	Queue    int           // requests that may wait (default 64)
+	MaxBytes int64         // largest cube in bytes (default 256 MiB)
+	Timeout  time.Duration // per-request deadline when the client sets none (default 30s)
+	Log      *logrus.Logger
+}
+
+func (o *Options) defaults() {
+	if o.MaxBatch == 0 {
+		o.MaxBatch = 8
+	}
+	if o.MaxWait == 0 {
+		o.MaxWait = 5 * time.Millisecond
+	}
+	if o.Queue == 0 {
+		o.Queue = 64
+	}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = 256 << 20
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = logrus.New()
+		o.Log.SetOutput(io.Discard)
+	}
+}
+
+// Server serves one run's pipeline over HTTP and gRPC.
+type Server struct {
+	opts    Options
+	sc      *Scorer
+	b       *Batcher
+	m       *Metrics
+	live    *liveView
+	ready   atomic.Bool
+	health  *health.Server
+	grpcSrv *grpc.Server
+	httpSrv *http.Server
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the run, warms the pipeline up (one frame, then a full batch) and returns a
+// ready server that is not yet listening.
+func New(o Options) (*Server, error) {
+	o.defaults()
+	sc, err := OpenScorer(o.Run, o.Device, o.Bands, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: o, sc: sc, live: newLiveView(8)}
+	s.m = newMetrics(func() float64 {
+		if s.b == nil {
+			return 0
+		}
+		return float64(s.b.QueueDepth())
+	}, sc.Device())
+	s.b, err = NewBatcher(sc, o.MaxBatch, o.MaxWait, o.Queue, s.m, s.live.add)
+	if err != nil {
+		sc.Close()
+		return nil, err
+	}
+	s.health = health.NewServer()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.health.SetServingStatus(servepb.Scorer_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	s.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(int(o.MaxBytes)+(1<<20)), grpc.MaxSendMsgSize(1<<30))
+	servepb.RegisterScorerServer(s.grpcSrv, &grpcScorer{s: s})
+	healthpb.RegisterHealthServer(s.grpcSrv, s.health)
+	reflection.Register(s.grpcSrv)
+	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if err := s.warmUp(); err != nil {
+		s.b.Close(context.Background())
+		sc.Close()
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	s.ready.Store(true)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(servepb.Scorer_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	return s, nil
+}
+
+// Scorer is the server's scorer (band count, wavelengths).
+func (s *Server) Scorer() *Scorer { return s.sc }
+
+// Metrics are the server's metrics.
+func (s *Server) Metrics() *Metrics { return s.m }
+
+func (s *Server) warmUp() error {
+	h, w := s.sc.FrameH, s.sc.FrameW
+	if h == 0 {
+		h, w = 64, 64
+	}
+	rng := rand.New(rand.NewSource(1))
+	mk := func() *Frame {
+		f := &Frame{H: h, W: w, C: s.sc.Bands, Data: make([]float32, h*w*s.sc.Bands)}
+		for i := range f.Data {
+			f.Data[i] = rng.Float32()
+		}
+		return f
+	}
+	if _, err := s.sc.Score([]*Frame{mk()}); err != nil {
+		return err
+	}
+	if s.opts.MaxBatch > 1 {
+		fs := make([]*Frame, s.opts.MaxBatch)
+		for i := range fs {
+			fs[i] = mk()
+		}
+		if _, err := s.sc.Score(fs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Serve serves HTTP on httpLn and gRPC on grpcLn (either may be nil) until Shutdown.
+func (s *Server) Serve(httpLn, grpcLn net.Listener) error {
+	errc := make(chan error, 2)
+	n := 0
+	if httpLn != nil {
+		n++
+		go func() {
+			err := s.httpSrv.Serve(httpLn)
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			errc <- err
+		}()
+	}
+	if grpcLn != nil {
+		n++
+		go func() { errc <- s.grpcSrv.Serve(grpcLn) }()
+	}
+	var first error
+	for i := 0; i < n; i++ {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			go s.Shutdown(context.Background())
+		}
+	}
+	return first
+}
+
+// Shutdown stops accepting requests, answers those in flight and queued (until ctx ends,
+// then cuts the rest off), and frees the pipeline.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		s.ready.Store(false)
+		s.health.Shutdown()
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done := make(chan struct{})
+			go func() { s.grpcSrv.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				s.grpcSrv.Stop()
+				<-done
+			}
+		}()
+		err := s.httpSrv.Shutdown(ctx)
+		wg.Wait()
+		if berr := s.b.Close(ctx); err == nil {
+			err = berr
+		}
+		if ctx.Err() == nil {
+			s.sc.Close()
+		}
+		s.closeErr = err
+	})
+	return s.closeErr
+}
+
+// Score scores one frame through the batcher, with the per-request deadline applied.
+func (s *Server) Score(ctx context.Context, f *Frame) (Result, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opts.Timeout)
+		defer cancel()
+	}
+	t0 := time.Now()
+	r, err := s.b.Submit(ctx, f)
+	s.m.stage("total", time.Since(t0))
+	if err != nil {
+		s.m.error(causeOf(err))
+	}
+	return r, err
+}
+
+// Handler is the HTTP API: POST /v1/score, GET /healthz, /readyz, /metrics, / (live page)
+// and /v1/live (its data).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/score", s.handleScore)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /v1/live", s.live.handleJSON)
+	mux.HandleFunc("GET /{$}", handlePage)
+	return mux
+}
+
+// scoreJSON is the JSON answer of POST /v1/score.
+type scoreJSON struct {
+	FrameID       string  `json:"frame_id,omitempty"`
+	ImageScore    float64 `json:"image_score"`
+	Decision      bool    `json:"decision"`
+	AnomalyPixels int     `json:"anomaly_pixels"`
+	Height        int     `json:"height"`
+	Width         int     `json:"width"`
+}
+
+// jsonCube is the JSON request form: metadata plus base64 raw little-endian values.
+type jsonCube struct {
+	Shape       []int64   `json:"shape"`
+	DType       string    `json:"dtype"`
+	Data        []byte    `json:"data"`
+	Wavelengths []float32 `json:"wavelengths"`
+	FrameID     string    `json:"frame_id"`
+}
+
+func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
+	s.m.request("http")
+	t0 := time.Now()
+	lim := Limits{MaxBytes: s.opts.MaxBytes}
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBytes*4/3+(1<<20))
+	var f *Frame
+	var err error
+	id := r.URL.Query().Get("frame_id")
+	ct := r.Header.Get("Content-Type")
+	if strings.HasPrefix(ct, "application/json") {
+		var jc jsonCube
+		dec := json.NewDecoder(body)
+		if err = dec.Decode(&jc); err == nil {
+			if f, err = FrameFromRaw(jc.Shape, jc.DType, jc.Data, lim); err == nil {
+				f.Wavelengths = jc.Wavelengths
+				if id == "" {
+					id = jc.FrameID
+				}
+			}
+		} else {
+			err = fmt.Errorf("JSON body: %w", err)
+		}
+	} else {
+		f, err = ReadNPY(body, lim)
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		code, cause := http.StatusBadRequest, "bad_request"
+		if errors.As(err, &mbe) || strings.Contains(err.Error(), "larger than the maximum") {
+			code, cause = http.StatusRequestEntityTooLarge, "too_large"
+		}
+		s.m.error(cause)
+		http.Error(w, err.Error(), code)
+		return
+	}
+	f.ID = id
+	if wl := r.URL.Query().Get("wavelengths"); wl != "" {
+		for _, p := range strings.Split(wl, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(p), 32)
+			if err != nil {
+				s.m.error("bad_request")
+				http.Error(w, "wavelengths: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			f.Wavelengths = append(f.Wavelengths, float32(v))
+		}
+	}
+	s.m.stage("decode", time.Since(t0))
+	ctx := r.Context()
+	if t := r.URL.Query().Get("timeout"); t != "" {
+		d, err := time.ParseDuration(t)
+		if err != nil || d <= 0 {
+			s.m.error("bad_request")
+			http.Error(w, fmt.Sprintf("timeout %q: want a positive duration like 500ms", t), http.StatusBadRequest)
+			return
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	res, err := s.Score(ctx, f)
+	if err != nil {
+		writeHTTPError(w, err)
+		return
+	}
+	t1 := time.Now()
+	defer func() { s.m.stage("encode", time.Since(t1)) }()
+	h := w.Header()
+	h.Set("X-Spectraclip-Image-Score", strconv.FormatFloat(res.ImageScore, 'g', -1, 64))
+	h.Set("X-Spectraclip-Decision", strconv.FormatBool(res.Decision))
+	h.Set("X-Spectraclip-Anomaly-Pixels", strconv.Itoa(res.AnomalyPixels))
+	if id != "" {
+		h.Set("X-Spectraclip-Frame-Id", id)
+	}
+	switch m := r.URL.Query().Get("map"); m {
+	case "", "none":
+		h.Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(scoreJSON{FrameID: id, ImageScore: res.ImageScore, Decision: res.Decision, AnomalyPixels: res.AnomalyPixels, Height: res.H, Width: res.W})
+	case "npy":
+		h.Set("Content-Type", "application/x-npy")
+		WriteNPY(w, res.Scores, res.H, res.W)
+	case "decisions":
+		u8 := make([]uint8, res.H*res.W)
+		for i, v := range res.Decisions {
+			if v {
+				u8[i] = 1
+			}
+		}
+		h.Set("Content-Type", "application/x-npy")
+		WriteNPY(w, u8, res.H, res.W)
+	case "png":
+		img, err := report.Heatmap(res.Scores, res.H, res.W)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		h.Set("Content-Type", "image/png")
+		png.Encode(w, img)
+	default:
+		http.Error(w, fmt.Sprintf("map=%q: want none, npy, decisions or png", m), http.StatusBadRequest)
+	}
+}
+
+func writeHTTPError(w http.ResponseWriter, err error) {
+	var br *BadRequestError
+	switch {
+	case errors.Is(err, ErrQueueFull):
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	case errors.Is(err, ErrShuttingDown):
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	case errors.As(err, &br):
+		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+	case errors.Is(err, context.DeadlineExceeded):
+		http.Error(w, "deadline exceeded before the frame was scored", http.StatusGatewayTimeout)
+	case errors.Is(err, context.Canceled):
+		http.Error(w, "request canceled", 499)
+	default:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}
+
+func grpcError(err error) error {
+	var br *BadRequestError
+	switch {
+	case errors.Is(err, ErrQueueFull):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, ErrShuttingDown):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.As(err, &br):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded before the frame was scored")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// liveView keeps the last frames' maps and decisions for the live page.
+type liveView struct {
+	mu     sync.Mutex
+	n      int
+	frames []liveFrame
+	times  []time.Time // completion times of the last frames, for the throughput
+	total  int64
+}
+
+type liveFrame struct {
+	id       string
+	score    float64
+	decision bool
+	pixels   int
+	h, w     int
+	scores   []float32
+	at       time.Time
+}
+
+func newLiveView(n int) *liveView { return &liveView{n: n} }
+
+func (l *liveView) add(f *Frame, r *Result) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	l.total++
+	l.times = append(l.times, now)
+	if len(l.times) > 512 {
+		l.times = l.times[len(l.times)-512:]
+	}
+	l.frames = append(l.frames, liveFrame{id: f.ID, score: r.ImageScore, decision: r.Decision, pixels: r.AnomalyPixels, h: r.H, w: r.W, scores: r.Scores, at: now})
+	if len(l.frames) > l.n {
+		l.frames = l.frames[len(l.frames)-l.n:]
+	}
+}
+
+func (l *liveView) handleJSON(w http.ResponseWriter, r *http.Request) {
+	l.mu.Lock()
+	frames := append([]liveFrame(nil), l.frames...)
+	now := time.Now()
+	win := 0
+	for _, t := range l.times {
+		if now.Sub(t) <= 10*time.Second {
+			win++
+		}
+	}
+	total := l.total
+	l.mu.Unlock()
+	type fj struct {
+		ID       string  `json:"id"`
+		Score    float64 `json:"score"`
+		Decision bool    `json:"decision"`
+		Pixels   int     `json:"anomaly_pixels"`
+		H        int     `json:"height"`
+		W        int     `json:"width"`
+		Map      string  `json:"map_png"`
+		At       string  `json:"at"`
+	}
+	out := struct {
+		Frames []fj    `json:"frames"`
+		FPS    float64 `json:"fps"`
+		Total  int64   `json:"total"`
+	}{FPS: float64(win) / 10, Total: total}
+	for i := len(frames) - 1; i >= 0; i-- {
+		f := frames[i]
+		j := fj{ID: f.id, Score: f.score, Decision: f.decision, Pixels: f.pixels, H: f.h, W: f.w, At: f.at.UTC().Format(time.RFC3339Nano)}
+		if img, err := report.Heatmap(f.scores, f.h, f.w); err == nil {
+			var b strings.Builder
+			enc := base64.NewEncoder(base64.StdEncoding, &b)
+			if png.Encode(enc, img) == nil {
+				enc.Close()
+				j.Map = "data:image/png;base64," + b.String()
+			}
+		}
+		out.Frames = append(out.Frames, j)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(out)
+}
