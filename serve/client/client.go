@@ -1,0 +1,206 @@
+// Package client talks to a spectraclip scoring server (spectraclip serve) over HTTP or gRPC.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/spectraclip/spectraclip/serve/servepb"
+)
+
+// Cube is one frame to score: shape (H, W, C), raw little-endian values of DType.
+type Cube struct {
+	Shape       []int64
+	DType       string // float32 (default), float64, uint16, uint8
+	Data        []byte
+	Wavelengths []float32
+	FrameID     string
+}
+
+// Float32Cube packs float32 values (H×W×C, channels last).
+func Float32Cube(h, w, c int, v []float32) *Cube {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return &Cube{Shape: []int64{int64(h), int64(w), int64(c)}, DType: "float32", Data: b}
+}
+
+// Result is a server's answer for one frame.
+type Result struct {
+	FrameID       string    `json:"frame_id,omitempty"`
+	ImageScore    float64   `json:"image_score"`
+	Decision      bool      `json:"decision"`
+	AnomalyPixels int       `json:"anomaly_pixels"`
+	Height        int       `json:"height"`
+	Width         int       `json:"width"`
+	Scores        []float32 `json:"-"` // with WantMap
+	Decisions     []bool    `json:"-"` // with WantMap
+}
+
+// Client scores cubes on a server.
+type Client interface {
+	Score(ctx context.Context, c *Cube, wantMap bool) (*Result, error)
+	Close() error
+}
+
+// Dial connects to addr: "grpc://host:port" uses gRPC, "http://host:port" (or a bare
+// host:port) uses HTTP.
+func Dial(addr string) (Client, error) {
+	if rest, ok := strings.CutPrefix(addr, "grpc://"); ok {
+		return DialGRPC(rest)
+	}
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("--server %q: want http://HOST:PORT or grpc://HOST:PORT", addr)
+	}
+	return &HTTP{Base: strings.TrimRight(addr, "/"), C: &http.Client{}}, nil
+}
+
+// HTTP is the HTTP client (POST /v1/score with a JSON body).
+type HTTP struct {
+	Base string
+	C    *http.Client
+}
+
+// StatusError is a non-200 answer.
+type StatusError struct {
+	Code       int
+	RetryAfter time.Duration
+	Msg        string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("server answered %d: %s", e.Code, strings.TrimSpace(e.Msg))
+}
+
+// Score posts one cube. With wantMap it asks for the score map (.npy) and reads the
+// summary from the answer's headers.
+func (h *HTTP) Score(ctx context.Context, c *Cube, wantMap bool) (*Result, error) {
+	body, err := json.Marshal(map[string]any{"shape": c.Shape, "dtype": c.DType, "data": c.Data, "wavelengths": c.Wavelengths, "frame_id": c.FrameID})
+	if err != nil {
+		return nil, err
+	}
+	u := h.Base + "/v1/score"
+	if dl, ok := ctx.Deadline(); ok {
+		u += "?timeout=" + url.QueryEscape(time.Until(dl).String())
+		if wantMap {
+			u += "&map=npy"
+		}
+	} else if wantMap {
+		u += "?map=npy"
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", u, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := h.C.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != 200 {
+		se := &StatusError{Code: resp.StatusCode, Msg: string(b)}
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+			se.RetryAfter = time.Duration(s) * time.Second
+		}
+		return nil, se
+	}
+	r := &Result{FrameID: c.FrameID}
+	if !wantMap {
+		if err := json.Unmarshal(b, r); err != nil {
+			return nil, fmt.Errorf("server answer: %w", err)
+		}
+		return r, nil
+	}
+	hd := resp.Header
+	r.ImageScore, _ = strconv.ParseFloat(hd.Get("X-Spectraclip-Image-Score"), 64)
+	r.Decision = hd.Get("X-Spectraclip-Decision") == "true"
+	r.AnomalyPixels, _ = strconv.Atoi(hd.Get("X-Spectraclip-Anomaly-Pixels"))
+	if len(c.Shape) == 3 {
+		r.Height, r.Width = int(c.Shape[0]), int(c.Shape[1])
+	}
+	n := r.Height * r.Width
+	if len(b) < 4*n {
+		return nil, fmt.Errorf("server answer: %d bytes for a %d×%d map", len(b), r.Height, r.Width)
+	}
+	raw := b[len(b)-4*n:] // the .npy header is padded before the data
+	r.Scores = make([]float32, n)
+	for i := range r.Scores {
+		r.Scores[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+	}
+	return r, nil
+}
+
+// Close does nothing for HTTP.
+func (h *HTTP) Close() error { return nil }
+
+// GRPC is the gRPC client.
+type GRPC struct {
+	conn *grpc.ClientConn
+	C    servepb.ScorerClient
+}
+
+// DialGRPC connects to a server's gRPC address (plaintext; loopback or a trusted network).
+func DialGRPC(addr string) (*GRPC, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(1<<30)))
+	if err != nil {
+		return nil, fmt.Errorf("grpc %s: %w", addr, err)
+	}
+	return &GRPC{conn: conn, C: servepb.NewScorerClient(conn)}, nil
+}
+
+// Request builds the protobuf request for a cube.
+func Request(c *Cube, wantMap bool) *servepb.ScoreRequest {
+	return &servepb.ScoreRequest{Cube: &servepb.Cube{Shape: c.Shape, Dtype: c.DType, Data: c.Data, Wavelengths: c.Wavelengths}, FrameId: c.FrameID, WantMap: wantMap}
+}
+
+// ResultOf converts a protobuf response.
+func ResultOf(p *servepb.ScoreResponse) *Result {
+	r := &Result{FrameID: p.GetFrameId(), ImageScore: p.GetImageScore(), Decision: p.GetDecision(), AnomalyPixels: int(p.GetAnomalyPixels()), Height: int(p.GetHeight()), Width: int(p.GetWidth())}
+	if s := p.GetScores(); len(s) > 0 {
+		r.Scores = make([]float32, len(s)/4)
+		for i := range r.Scores {
+			r.Scores[i] = math.Float32frombits(binary.LittleEndian.Uint32(s[4*i:]))
+		}
+		r.Decisions = make([]bool, len(p.GetDecisions()))
+		for i, v := range p.GetDecisions() {
+			r.Decisions[i] = v != 0
+		}
+	}
+	return r
+}
+
+// Score scores one cube with the unary RPC.
+func (g *GRPC) Score(ctx context.Context, c *Cube, wantMap bool) (*Result, error) {
+	p, err := g.C.Score(ctx, Request(c, wantMap))
+	if err != nil {
+		return nil, err
+	}
+	return ResultOf(p), nil
+}
+
+// Close closes the connection.
+func (g *GRPC) Close() error { return g.conn.Close() }
