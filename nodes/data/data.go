@@ -18,10 +18,13 @@ const (
 	KeyWavelengths = "wavelengths" // []float32 [C] (nm)
 	KeyFrameIDs    = "frame_ids"   // []int [B]
 	KeyShape       = "batch_shape" // [4]int{B,H,W,C}
+	// KeyPixelMask restricts the loss and the metrics to some pixels ([]bool B·H·W, true =
+	// counted); absent = every pixel. Whole-scene runs (package scene) set it per split.
+	KeyPixelMask = "pixel_mask"
 )
 
 // BatchKeys lists the keys of a pipeline batch.
-var BatchKeys = []string{KeyCube, KeyClassIDs, KeyWavelengths, KeyFrameIDs, KeyShape}
+var BatchKeys = []string{KeyCube, KeyClassIDs, KeyWavelengths, KeyFrameIDs, KeyShape, KeyPixelMask}
 
 // ToBatch copies a loader batch into a pipeline batch; the cube tensor belongs to s. When
 // reuse is a CPU float32 tensor of the right shape it is overwritten instead (no allocation).
@@ -101,6 +104,7 @@ func (n *Node) Inputs() []nodes.PortSpec {
 		{Name: KeyClassIDs, Kind: nodes.KindValue, Optional: true},
 		{Name: KeyWavelengths, Kind: nodes.KindValue, Optional: true},
 		{Name: KeyFrameIDs, Kind: nodes.KindValue, Optional: true},
+		{Name: KeyPixelMask, Kind: nodes.KindValue, Optional: true},
 	}
 }
 
@@ -110,6 +114,7 @@ func (n *Node) Outputs() []nodes.PortSpec {
 		{Name: "mask", DType: torch.Bool, Shape: nodes.Shape("B", "H", "W", "1")},
 		{Name: "wavelengths", Kind: nodes.KindValue},
 		{Name: "frame_ids", Kind: nodes.KindValue},
+		{Name: "valid", DType: torch.Bool, Shape: nodes.Shape("B", "H", "W", "1"), Doc: "pixels the loss and metrics count (only when the batch has a pixel_mask)"},
 	}
 }
 
@@ -136,6 +141,18 @@ func (n *Node) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, e
 			return nil, fmt.Errorf("node %q: %w", n.Name(), err)
 		}
 		out["mask"] = mask
+	}
+	if pm, ok := in[KeyPixelMask].([]bool); ok && pm != nil {
+		sh := cube.Shape()
+		if int64(len(pm)) != sh[0]*sh[1]*sh[2] {
+			return nil, fmt.Errorf("node %q: pixel mask of %d values for a cube of shape %v", n.Name(), len(pm), sh)
+		}
+		s := ctx.Scope
+		v := torch.FromSlice(s, ctx.Device, pm, sh[0], sh[1], sh[2], 1)
+		if err := s.Err(); err != nil {
+			return nil, fmt.Errorf("node %q: %w", n.Name(), err)
+		}
+		out["valid"] = v
 	}
 	return out, nil
 }

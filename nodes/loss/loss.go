@@ -66,7 +66,8 @@ func NewIoULoss(name string, params map[string]any) (nodes.Node, error) {
 
 // Inputs declares predictions and targets.
 func (n *IoULoss) Inputs() []nodes.PortSpec {
-	return predictionTargetPorts()
+	return append(predictionTargetPorts(), nodes.PortSpec{Name: "valid", DType: torch.Bool, Shape: nodes.Shape("B", "H", "W", "1"), Optional: true,
+		Doc: "pixels the loss counts (the train pixels of a whole-scene run); absent = all"})
 }
 
 // Forward computes the loss.
@@ -99,6 +100,13 @@ func (n *IoULoss) Forward(ctx *nodes.Context, in map[string]any) (map[string]any
 		}
 	}
 	tf := s.ToDType(s.Reshape(t, x.Shape()...), x.DType())
+	if v, ok := in["valid"].(*torch.Tensor); ok && v.Valid() {
+		if v.Numel() != x.Numel() {
+			return nil, n.wrap(fmt.Errorf("valid %v and predictions %v differ in size", v.Shape(), x.Shape()))
+		}
+		vf := s.ToDType(s.Reshape(v, x.Shape()...), x.DType())
+		p, tf = s.Mul(p, vf), s.Mul(tf, vf)
+	}
 	inter := s.Sum(s.Mul(p, tf), false)
 	union := s.Sub(s.Add(s.Sum(p, false), s.Sum(tf, false)), inter)
 	iou := s.Div(s.AddScalar(inter, n.Smooth), s.AddScalar(union, n.Smooth))

@@ -37,6 +37,7 @@ type AnomalyMetrics struct {
 	scores   []float32
 	targets  []bool
 	dec      []bool
+	valid    []bool
 	hasScore bool
 	stage    nodes.Stage
 	epoch    int
@@ -84,6 +85,7 @@ func (n *AnomalyMetrics) Inputs() []nodes.PortSpec {
 		{Name: "decisions", DType: torch.Bool, Shape: nodes.Shape("B", "H", "W", "1")},
 		{Name: "targets", DType: torch.Bool, Shape: nodes.Shape("B", "H", "W", "1")},
 		{Name: "logits", DType: torch.Float32, AnyDType: true, Shape: nodes.Shape("B", "H", "W", "1"), Optional: true},
+		{Name: "valid", DType: torch.Bool, Shape: nodes.Shape("B", "H", "W", "1"), Optional: true, Doc: "pixels pooled (a whole-scene split); absent = all"},
 	}
 }
 
@@ -203,6 +205,27 @@ func (n *AnomalyMetrics) Forward(ctx *nodes.Context, in map[string]any) (map[str
 				n.scores[i] = 1
 			}
 		}
+	}
+	v, err := get("valid", true)
+	if err != nil {
+		return nil, err
+	}
+	if v != nil {
+		if int(v.Numel()) != num {
+			return nil, fmt.Errorf("node %q: valid %v and decisions %v differ in size", n.Name(), v.Shape(), d.Shape())
+		}
+		n.valid = grow(n.valid, num)
+		if err := torch.CopyTo(v, n.valid); err != nil {
+			return nil, fmt.Errorf("node %q: valid: %w", n.Name(), err)
+		}
+		k := 0
+		for i, ok := range n.valid {
+			if ok {
+				n.scores[k], n.targets[k], n.dec[k] = n.scores[i], n.targets[i], n.dec[i]
+				k++
+			}
+		}
+		n.scores, n.targets, n.dec = n.scores[:k], n.targets[:k], n.dec[:k]
 	}
 	if err := n.acc.Add(n.scores, n.targets, n.dec); err != nil {
 		return nil, fmt.Errorf("node %q: %w", n.Name(), err)
