@@ -274,3 +274,28 @@ func (d *Dataset) tile(f FrameInfo) *Sample {
 	}
 	return s
 }
+
+// WholeScene makes a dataset of one frame, the whole capture (frame id 0), that is in the
+// train, val and test splits at once: a whole-scene run splits the scene by pixels (package
+// scene), not by frames. The cube is checked with policy; name names the source in errors.
+func WholeScene(name string, cube *Cube, gt *LabelImage, policy NaNPolicy) (*Dataset, error) {
+	p, err := parseNaNPolicy(string(policy))
+	if err != nil {
+		return nil, fmt.Errorf("scene %s: %w", name, err)
+	}
+	if err := applyNaNPolicy(cube, p); err != nil {
+		return nil, err
+	}
+	if gt != nil && (gt.H != cube.H || gt.W != cube.W) {
+		return nil, fmt.Errorf("%s: ground truth is %d×%d but the cube is %d×%d (rows × columns)", name, gt.H, gt.W, cube.H, cube.W)
+	}
+	d := &Dataset{
+		Name: filepath.Base(name), Root: filepath.Dir(name), Bands: cube.C, NaNPolicy: p,
+		byID: map[int]int{0: 0}, cache: map[int]*Sample{}, scene: cube, sceneL: gt,
+		Normal: []int{0},
+		Frames: []FrameInfo{{ID: 0, Path: name, H: cube.H, W: cube.W}},
+		Splits: Splits{Train: []int{0}, Val: []int{0}, Test: []int{0}},
+	}
+	d.setWavelengths(cube.Wavelengths)
+	return d, nil
+}

@@ -58,11 +58,11 @@ func OpenRun(dir string, log *logrus.Logger) (*Run, error) {
 }
 
 func (r *Run) openData() error {
-	ds, err := openData(r.Cfg, r.Log)
+	ds, masks, err := openData(r.Cfg, r.Log)
 	if err != nil {
 		return err
 	}
-	r.Data = ds
+	r.Data, r.pixelMasks = ds, masks
 	return nil
 }
 
@@ -442,3 +442,6 @@ func writeNPY(path string, v any, h, w int) error {
 	}
 	return nil
 }
+
+// OpenData opens a reopened run's data (data.root or data.scene with its pixel masks).
+func (r *Run) OpenData() error { return r.openData() }

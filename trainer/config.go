@@ -51,6 +51,9 @@ type DataConfig struct {
 	TrainIDs          []int          `mapstructure:"train_ids" yaml:"train_ids"`
 	ValIDs            []int          `mapstructure:"val_ids" yaml:"val_ids"`
 	TestIDs           []int          `mapstructure:"test_ids" yaml:"test_ids"`
+	// Scene makes one labelled capture the data source (package scene reads it: path,
+	// cube_var, gt_var, mask_path, split, ...); nil = data.root.
+	Scene map[string]any `mapstructure:"scene" yaml:"scene,omitempty"`
 }
 
 // TrainingConfig holds the trainer, optimizer, scheduler and callbacks.

@@ -226,7 +226,7 @@ func TestDataRootTypoDoesNotGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = openData(cfg, nil)
+	_, _, err = openData(cfg, nil)
 	if err == nil || !strings.Contains(err.Error(), typo) || !strings.Contains(err.Error(), "generate_if_missing") {
 		t.Fatalf("typo root: error %v, want one naming %s and generate_if_missing", err, typo)
 	}

@@ -57,6 +57,8 @@ type Run struct {
 	resume   string // the checkpoint resumed from (after any fallback)
 	started  time.Time
 
+	pixelMasks map[string][]bool // whole-scene runs: the pixels of each split (SceneData)
+
 	lock        *rundir.Lock  // held from Prepare to Close
 	resumeState *TrainerState // the state of the checkpoint resumed from
 }
@@ -144,7 +146,7 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 	} else if err := restartable(dir, log); err != nil {
 		return nil, err
 	}
-	ds, err := openData(cfg, log)
+	ds, masks, err := openData(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +163,7 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 	if err := p.To(dev); err != nil {
 		return nil, err
 	}
-	r = &Run{Cfg: cfg, Dir: dir, Device: dev, Data: ds, Pipeline: p, Registry: reg, Log: log, progress: o.Progress, resume: resume, started: time.Now(), lock: lock}
+	r = &Run{Cfg: cfg, Dir: dir, Device: dev, Data: ds, Pipeline: p, Registry: reg, Log: log, progress: o.Progress, resume: resume, started: time.Now(), lock: lock, pixelMasks: masks}
 	y, err := cfg.YAML()
 	if err != nil {
 		return nil, err
@@ -400,9 +402,25 @@ func (r *Run) Close() {
 	r.lock = nil
 }
 
-// openData opens data.root, generating the synthetic Lentils set there first only when
-// data.generate_if_missing is on (the shipped synthetic root, or set explicitly).
-func openData(cfg *Config, log *logrus.Logger) (*dataset.Dataset, error) {
+// SceneData opens data.scene (a labelled capture split by pixels) as a one-frame dataset and
+// the pixel masks of its splits ("train", "val", "test"); package scene sets it.
+var SceneData func(cfg *Config) (*dataset.Dataset, map[string][]bool, error)
+
+// openData opens data.scene through SceneData, or data.root, generating the synthetic Lentils
+// set there first only when data.generate_if_missing is on (the shipped synthetic root, or set
+// explicitly).
+func openData(cfg *Config, log *logrus.Logger) (*dataset.Dataset, map[string][]bool, error) {
+	if cfg.Data.Scene != nil {
+		if SceneData == nil {
+			return nil, nil, fmt.Errorf("data.scene: this program cannot read scenes (package scene is not linked in)")
+		}
+		return SceneData(cfg)
+	}
+	ds, err := openRoot(cfg, log)
+	return ds, nil, err
+}
+
+func openRoot(cfg *Config, log *logrus.Logger) (*dataset.Dataset, error) {
 	if log == nil {
 		log = logrus.New()
 		log.SetOutput(io.Discard)
@@ -597,6 +615,12 @@ func (r *Run) forEachBatch(split string, epoch int, bar string, fn func(ctx *nod
 		batch, err := datanode.ToBatch(s, b, r.Device, nil)
 		if err != nil {
 			return err
+		}
+		if m, ok := r.pixelMasks[split]; ok {
+			if len(m) != b.B*b.H*b.W {
+				return fmt.Errorf("%s split: pixel mask of %d values for a batch of %d×%d×%d pixels", split, len(m), b.B, b.H, b.W)
+			}
+			batch[datanode.KeyPixelMask] = m
 		}
 		ctx := &nodes.Context{Epoch: epoch, MaxEpochs: r.Cfg.Training.Trainer.MaxEpochs, BatchIdx: i, Scope: s, Device: r.Device}
 		if err := fn(ctx, batch); err != nil {
