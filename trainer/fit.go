@@ -57,11 +57,6 @@ func (r *Run) TrainGradient() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	tc := r.Cfg.Training
-	// and that thread uses the configured intra-op thread count (a fixed count keeps
-	// LibTorch's parallel reductions in one order)
-	if err := SetThreads(tc.Threads); err != nil {
-		return err
-	}
 	if tc.Trainer.MaxEpochs == 0 {
 		return nil
 	}
