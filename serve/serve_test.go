@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/trainer"
 )
@@ -449,4 +451,53 @@ func postFrame(url string, f *Frame) (Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// TestGracefulShutdown: Shutdown while requests are queued and in flight answers every
+// request the server had received, then stops listening (Serve returns nil at cleanup).
+func TestGracefulShutdown(t *testing.T) {
+	s, url, _ := startServer(t, Options{MaxBatch: 1, Queue: 64})
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	body := npyBytes(t, randomFrame(rng, 32, 32, s.Scorer().Bands))
+	const n = 12
+	codes := make([]int, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp, err := http.Post(url+"/v1/score", "application/x-npy", bytes.NewReader(body))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		}(i)
+	}
+	// wait (bounded) until the server has received every request
+	for i := 0; i < 5000 && testutil.ToFloat64(s.m.requests.WithLabelValues("http")) < n; i++ {
+		time.Sleep(time.Millisecond)
+	}
+	if got := testutil.ToFloat64(s.m.requests.WithLabelValues("http")); got < n {
+		t.Fatalf("the server received %v of %d requests", got, n)
+	}
+	queued := s.b.QueueDepth()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	wg.Wait()
+	for i := range codes {
+		if errs[i] != nil || codes[i] != 200 {
+			t.Errorf("request %d (received before shutdown, %d queued then): status %d, %v", i, queued, codes[i], errs[i])
+		}
+	}
+	if resp, err := http.Get(url + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Errorf("server still answers after shutdown")
+	}
 }
