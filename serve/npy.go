@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/spectraclip/spectraclip/nodes"
 )
 
 // Limits bound what one request may carry.
@@ -245,4 +247,19 @@ func fmtShape(shape []int64) string {
 		p[i] = strconv.FormatInt(d, 10)
 	}
 	return "(" + strings.Join(p, ", ") + ")"
+}
+
+// WriteNPYFile writes an (h, w) float32 map as .npy, atomically.
+func WriteNPYFile(path string, v []float32, h, w int) error {
+	if h*w != len(v) {
+		return fmt.Errorf("%s: %d values do not fill a %d×%d map", path, len(v), h, w)
+	}
+	var b bytes.Buffer
+	if err := WriteNPY(&b, v, h, w); err != nil {
+		return err
+	}
+	if err := nodes.WriteFileAtomic(path, b.Bytes()); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }

@@ -82,6 +82,8 @@ func NewRootCmd(out, errOut io.Writer) *cobra.Command {
 		newPluginsCmd(g),
 		newBenchCmd(g),
 		newSweepCmd(g),
+		newServeCmd(g),
+		newScoreCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spectraclip/spectraclip/serve"
+)
+
+func newServeCmd(g *globals) *cobra.Command {
+	var o serve.Options
+	var addr, grpcAddr string
+	var maxMB int64
+	var drain time.Duration
+	cmd := &cobra.Command{
+		Use:   "serve --run RUN [--addr :8080] [--grpc-addr :9090] [--device D] [--max-batch 8] [--max-wait 5ms] [--queue 64]",
+		Short: "serve a trained run's pipeline over HTTP and gRPC (batching, back-pressure, metrics, live page)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.Run == "" {
+				return fmt.Errorf("--run is required")
+			}
+			if maxMB <= 0 {
+				return fmt.Errorf("--max-cube-mb %d: must be > 0", maxMB)
+			}
+			o.MaxBytes = maxMB << 20
+			o.Log = g.log
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			return serve.ListenAndServe(ctx, o, addr, grpcAddr, drain, func(h, gr string) {
+				fmt.Fprintf(g.out, "serving %s: http %s grpc %s\n", o.Run, orOff(h), orOff(gr))
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Run, "run", "", "run directory (outputs/<name>/<timestamp>)")
+	f.StringVar(&addr, "addr", ":8080", "HTTP address (empty: no HTTP)")
+	f.StringVar(&grpcAddr, "grpc-addr", ":9090", "gRPC address (empty: no gRPC)")
+	f.StringVar(&o.Device, "device", "", "cpu, cuda, cuda:N (default: the run's)")
+	f.IntVar(&o.MaxBatch, "max-batch", 8, "most frames in one forward")
+	f.DurationVar(&o.MaxWait, "max-wait", 5*time.Millisecond, "longest a request waits for others to join its batch")
+	f.IntVar(&o.Queue, "queue", 64, "requests that may wait; more are refused (HTTP 503, gRPC RESOURCE_EXHAUSTED)")
+	f.Int64Var(&maxMB, "max-cube-mb", 256, "largest cube accepted, in MiB of values")
+	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per-request deadline when the client sets none")
+	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	f.IntVar(&o.Bands, "bands", 0, "band count, when the run's data root is gone (default: from the data root)")
+	return cmd
+}
+
+func orOff(a string) string {
+	if a == "" {
+		return "off"
+	}
+	return a
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spectraclip/spectraclip/serve"
+)
+
+// syncBuffer is a bytes.Buffer safe to write from the serve goroutine and read here.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeAndScore: `serve` on a trained run, `score --server` over HTTP and gRPC gives
+// the same score map as `infer` on the same file, bit for bit; SIGTERM stops serve with
+// exit status 0 (a nil error).
+func TestServeAndScore(t *testing.T) {
+	dir := t.TempDir()
+	runDir := filepath.Join(dir, "run")
+	mustRun(t, append([]string{"train", "--variant", "pca", "--out", runDir}, tiny(dir, "1")...)...)
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	cube := make([]float32, 32*32*61)
+	for i := range cube {
+		cube[i] = rng.Float32()
+	}
+	var b bytes.Buffer
+	if err := serve.WriteNPY(&b, cube, 32, 32, 61); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "cam.npy")
+	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "infer", "--run", runDir, "--input", file, "--out", filepath.Join(dir, "infer"))
+	want, err := os.ReadFile(filepath.Join(dir, "infer", "cam_scores.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var out, errOut syncBuffer
+	cmd := NewRootCmd(&out, &errOut)
+	cmd.SetArgs([]string{"--log-level", "warn", "serve", "--run", runDir, "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"})
+	done := make(chan error, 1)
+	go func() { done <- cmd.Execute() }()
+	re := regexp.MustCompile(`http (\S+) grpc (\S+)`)
+	var m []string
+	for i := 0; i < 600 && m == nil; i++ {
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended: %v %s", err, errOut.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		m = re.FindStringSubmatch(out.String())
+	}
+	if m == nil {
+		t.Fatalf("serve did not say where it listens: %q", out.String())
+	}
+	for _, server := range []string{"http://" + m[1], "grpc://" + m[2]} {
+		maps := t.TempDir()
+		line := mustRun(t, "score", "--server", server, "--map-out", maps, file)
+		if !strings.Contains(line, `"file":"`+file+`"`) || !strings.Contains(line, `"anomaly_pixels":`) {
+			t.Errorf("%s: score printed %q", server, line)
+		}
+		got, err := os.ReadFile(filepath.Join(maps, "cam_scores.npy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: the served score map differs from infer's", server)
+		}
+	}
+	if _, err := run(t, "score", "--server", "http://"+m[1], filepath.Join(dir, "missing.npy")); err == nil || !strings.Contains(err.Error(), "missing.npy") {
+		t.Errorf("a missing file: %v", err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve after SIGTERM: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not stop within 60 s of SIGTERM")
+	}
+}
