@@ -37,6 +37,8 @@ func newVersionCmd(g *globals) *cobra.Command {
 type trainOptions struct {
 	variant, file, out, resume string
 	overrides                  []string
+	scene                      string
+	sceneFlags
 }
 
 func newTrainCmd(g *globals) *cobra.Command {
@@ -57,6 +59,8 @@ func newTrainCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&o.file, "config", "c", "", "a trainrun YAML file")
 	cmd.Flags().StringVar(&o.out, "out", "", "run directory (default outputs/<name>/<timestamp>)")
 	cmd.Flags().StringVar(&o.resume, "resume", "", "resume a run from its checkpoint, e.g. RUN/checkpoints/last (the run's own config.yaml is used; overrides may only add epochs)")
+	cmd.Flags().StringVar(&o.scene, "scene", "", "train on one labelled scene (ENVI, .mat, .npy, .npz) split by pixels, with the scene defaults")
+	o.sceneFlags.add(cmd)
 	return cmd
 }
 
@@ -71,7 +75,11 @@ func runTrain(g *globals, o *trainOptions) error {
 		if o.variant == "" && o.file == "" {
 			o.variant = "drcnn"
 		}
-		cfg, _, err = trainer.LoadConfig(trainer.LoadOptions{Variant: o.variant, File: o.file, Overrides: o.overrides, Environ: configEnviron()})
+		if o.scene != "" {
+			cfg, err = sceneConfig(o)
+		} else {
+			cfg, _, err = trainer.LoadConfig(trainer.LoadOptions{Variant: o.variant, File: o.file, Overrides: o.overrides, Environ: configEnviron()})
+		}
 	}
 	if err != nil {
 		return err
@@ -135,10 +143,14 @@ func newInferCmd(g *globals) *cobra.Command {
 func newCompareCmd(g *globals) *cobra.Command {
 	var out string
 	var variants []string
+	sf := &compareSceneFlags{}
 	cmd := &cobra.Command{
 		Use:   "compare [key=value ...]",
 		Short: "train the three variants on the same data and seed and write comparison.json/.md",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(sf.scenes) > 0 {
+				return runSceneCompare(g, sf, out, variants, args)
+			}
 			c, err := trainer.Compare(trainer.CompareOptions{Out: out, Variants: variants, Overrides: args, Log: g.log, Environ: configEnviron()})
 			if err != nil {
 				return err
@@ -149,6 +161,7 @@ func newCompareCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&out, "out", "", "output directory (default outputs/compare/<timestamp>)")
 	cmd.Flags().StringSliceVar(&variants, "variants", trainer.VariantNames, "variants to compare")
+	sf.add(cmd)
 	return cmd
 }
 

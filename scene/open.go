@@ -1,0 +1,148 @@
+package scene
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/trainer"
+)
+
+func init() { trainer.SceneData = Open }
+
+// Scene is a loaded scene with its pixel split.
+type Scene struct {
+	Spec  Spec
+	Cube  *dataset.Cube
+	GT    *dataset.LabelImage
+	Anom  []bool // ground truth: any non-zero label is an anomaly
+	Split *PixelSplit
+}
+
+// OpenScene loads spec's scene and splits its pixels with seed (spec.Seed wins when set).
+func OpenScene(spec Spec, seed uint64) (*Scene, error) {
+	cube, gt, err := Load(spec)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Seed != nil {
+		seed = uint64(*spec.Seed)
+	}
+	anom := make([]bool, len(gt.IDs))
+	for i, v := range gt.IDs {
+		anom[i] = v != 0
+	}
+	ps, err := Split(anom, cube.H, cube.W, spec, seed)
+	if err != nil {
+		return nil, err
+	}
+	return &Scene{Spec: spec, Cube: cube, GT: gt, Anom: anom, Split: ps}, nil
+}
+
+// Open is trainer.SceneData: the scene of cfg.Data.Scene as a one-frame dataset and the
+// pixel masks of its splits. It adapts cfg to the scene (Adapt): the band count of every
+// node that depends on it, the pixel masks on the loss and the metrics.
+func Open(cfg *trainer.Config) (*dataset.Dataset, map[string][]bool, error) {
+	spec, err := ParseSpec(cfg.Data.Scene)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc, err := OpenScene(spec, cfg.Training.Seed)
+	if err != nil {
+		return nil, nil, err
+	}
+	if spec.Split == "none" && len(cfg.LossNodes) > 0 && cfg.Training.Trainer.MaxEpochs > 0 {
+		return nil, nil, fmt.Errorf("data.scene.split none puts every pixel in every split: zero-shot evaluation only; a gradient-trained variant (%s, loss_nodes %v) needs the objects split, or training.trainer.max_epochs=0", cfg.Name, cfg.LossNodes)
+	}
+	ds, err := dataset.WholeScene(spec.Path, sc.Cube, sc.GT, dataset.NaNPolicy(spec.NaNPolicy))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := Adapt(cfg, sc.Cube.C); err != nil {
+		return nil, nil, err
+	}
+	return ds, sc.Split.Map(), nil
+}
+
+const dataNodeType = "LentilsAnomalyDataNode"
+
+// Adapt makes a trainrun fit a whole scene of the given band count: input_channels and the
+// first entry of reduction_scheme become bands; the data node maps 0 to normal and every
+// other label to anomaly when it still has the Lentils mapping; the pixel masks (data node
+// port valid) restrict every IoULoss and AnomalyMetrics node; one frame per batch. A pixel
+// loss that cannot be restricted, or no AnomalyMetrics metrics node, is an error. Adapt is
+// idempotent (a reopened run adapts its saved config again).
+func Adapt(cfg *trainer.Config, bands int) error {
+	dn := ""
+	for _, name := range sortedKeys(cfg.Pipeline) {
+		spec := cfg.Pipeline[name]
+		typ, _ := spec["type"].(string)
+		if typ == dataNodeType {
+			dn = name
+			if isLentilsMapping(spec) {
+				spec["normal_class_ids"] = []any{0}
+				delete(spec, "anomaly_class_ids")
+			}
+		}
+		if _, ok := spec["input_channels"]; ok {
+			spec["input_channels"] = bands
+		}
+		if rs, ok := spec["reduction_scheme"].([]any); ok && len(rs) > 0 {
+			rs = slices.Clone(rs)
+			rs[0] = bands
+			spec["reduction_scheme"] = rs
+		}
+	}
+	if dn == "" {
+		return fmt.Errorf("data.scene: the pipeline has no %s node to feed the scene's pixels and labels", dataNodeType)
+	}
+	typeOf := func(n string) string { t, _ := cfg.Pipeline[n]["type"].(string); return t }
+	add := func(to string) {
+		c := dn + ".valid -> " + to + ".valid"
+		for _, x := range cfg.Connections {
+			if strings.Join(strings.Fields(x), " ") == c {
+				return
+			}
+		}
+		cfg.Connections = append(cfg.Connections, c)
+	}
+	for _, n := range cfg.LossNodes {
+		switch typeOf(n) {
+		case "IoULoss":
+			add(n)
+		default:
+			for _, c := range cfg.Connections {
+				a, b, err := trainer.ParseConnection(c)
+				if err == nil && a == dn+".mask" && strings.HasPrefix(b, n+".") {
+					return fmt.Errorf("data.scene: loss node %q (%s) reads the labels but cannot be restricted to the train pixels; use IoULoss", n, typeOf(n))
+				}
+			}
+		}
+	}
+	metrics := 0
+	for _, n := range cfg.MetricNodes {
+		if typeOf(n) == "AnomalyMetrics" {
+			add(n)
+			metrics++
+		}
+	}
+	if metrics == 0 {
+		return fmt.Errorf("data.scene: metric_nodes %v holds no AnomalyMetrics node; whole-scene metrics need one to count only a split's pixels", cfg.MetricNodes)
+	}
+	cfg.Data.BatchSize = 1
+	return nil
+}
+
+func isLentilsMapping(spec map[string]any) bool {
+	return fmt.Sprint(spec["normal_class_ids"]) == "[0 1 2 4]" && fmt.Sprint(spec["anomaly_class_ids"]) == "[3]"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
