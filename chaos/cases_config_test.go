@@ -325,11 +325,11 @@ func cliCases() []Case {
 			return []string{"synth", "--out", filepath.Join(e.Dir, "d"), "--seed", "lucky"}
 		}, "--seed"),
 		cli("synth-out-is-file", func(t *testing.T, e *Env) []string {
-			return []string{"synth", "--out", write(t, e.Dir, "d", []byte("x")), "--frames", "2", "--height", "24", "--width", "24"}
+			return []string{"synth", "--out", write(t, e.Dir, "d", []byte("x")), "--frames", "5", "--height", "24", "--width", "24"}
 		}, "$d"),
 		cli("synth-out-nonempty", func(t *testing.T, e *Env) []string {
 			write(t, e.Dir, "d/keep.txt", []byte("mine"))
-			return []string{"synth", "--out", filepath.Join(e.Dir, "d"), "--frames", "2", "--height", "24", "--width", "24"}
+			return []string{"synth", "--out", filepath.Join(e.Dir, "d"), "--frames", "5", "--height", "24", "--width", "24"}
 		}, "$d"),
 		cli("export-detector-not-builtin", func(t *testing.T, e *Env) []string {
 			return []string{"export-detector", "--out", filepath.Join(e.Dir, "det.pt")}

@@ -151,6 +151,11 @@ func allCases() []Case {
 		pngCases(), cu3sCases(), trainrunCases(), overrideCases(), envCases(), cliCases()} {
 		cs = append(cs, g...)
 	}
+	for i := range cs {
+		if why, ok := knownFailing[cs[i].Name]; ok {
+			cs[i].KnownFailing = why
+		}
+	}
 	return cs
 }
 
@@ -429,8 +434,21 @@ func TestCorpusCoverage(t *testing.T) {
 			t.Errorf("group %s has no control case that must succeed", g)
 		}
 	}
+	for name := range knownFailing {
+		if !names(cs)[name] {
+			t.Errorf("known-failing case %q is not in the corpus", name)
+		}
+	}
 	if n := len(shortSample(cs)); n < 15 || n > 30 {
 		t.Errorf("the short sample has %d cases; want about 20", n)
 	}
 	t.Logf("%d cases: %v", len(cs), groups)
+}
+
+func names(cs []Case) map[string]bool {
+	m := map[string]bool{}
+	for _, c := range cs {
+		m[c.Name] = true
+	}
+	return m
 }
