@@ -234,16 +234,22 @@ func TestOddBandCountsCompare(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		y, err := os.ReadFile(filepath.Join(c.Rows[1].RunDir, "config.yaml"))
+		var drcnn string
+		for _, r := range c.Rows {
+			if r.Row == "DRCNN" {
+				drcnn = r.RunDir
+			}
+		}
+		y, err := os.ReadFile(filepath.Join(drcnn, "config.yaml"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(string(y), fmt.Sprintf("input_channels: %d", bands)) && variants[0] != "pca" {
+		if !strings.Contains(string(y), fmt.Sprintf("input_channels: %d", bands)) || !strings.Contains(string(y), fmt.Sprintf("- %d\n", bands)) {
 			t.Fatalf("%d bands: config.yaml without input_channels %d:\n%s", bands, bands, y)
 		}
 		if bands == 7 {
 			// a 9-band cube on the 7-band DRCNN run
-			run := c.Rows[2].RunDir
+			run := drcnn
 			cube := &dataset.Cube{H: 8, W: 8, C: 9, Data: make([]float32, 8*8*9)}
 			for i := range cube.Data {
 				cube.Data[i] = float32(i%13) / 13
