@@ -290,3 +290,48 @@ func TestRealSceneRX(t *testing.T) {
 		t.Fatalf("zero-shot row: %+v", z.Test)
 	}
 }
+
+// A trainrun file with data.scene (no batch size, 61-channel pipeline of the shipped file)
+// trains on a 7-band scene, and a reopened run (eval) measures the same test pixels.
+func TestSceneTrainrunYAML(t *testing.T) {
+	dir := t.TempDir()
+	path := genScene(t, dir, 32, 32, 7, 8, 5)
+	src, err := os.ReadFile("../configs/trainrun/drcnn_adaclip.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(src)
+	body = body[strings.Index(body, "pipeline:"):]
+	y := fmt.Sprintf("defaults: [training/default]\nname: s\nvariant: drcnn\ndata:\n  scene: {path: %s, cube_var: cube, gt_var: gt}\n%s", path, body)
+	file := filepath.Join(dir, "s.yaml")
+	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{File: file, Overrides: []string{"training.trainer.max_epochs=1", "training.threads=1", "training.trainer.enable_progress_bar=false"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := trainer.Train(cfg, trainer.Options{OutDir: filepath.Join(dir, "run")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := trainer.EvalRun(res.Dir, "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := OpenScene(Spec{Path: path, CubeVar: "cube", GTVar: "gt", Split: "objects", Fractions: DefaultFractions, Block: DefaultBlock}, cfg.Training.Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scores, err := sceneScores(res.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := Evaluate(scores, sc.Anom, sc.Split)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(m["auroc"]-res.Test["auroc"]) > 1e-9 || math.Abs(pm.AUROC.V-res.Test["auroc"]) > 1e-6 {
+		t.Fatalf("test AUROC: run %v, eval %v, on the split's test pixels %v", res.Test["auroc"], m["auroc"], pm.AUROC)
+	}
+}

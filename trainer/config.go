@@ -463,7 +463,7 @@ func (c *Config) Validate() error {
 	if c.Name == "" {
 		return fmt.Errorf("name: must not be empty")
 	}
-	if c.Data.BatchSize < 1 {
+	if c.Data.BatchSize < 1 && c.Data.Scene == nil { // a whole scene is one frame per batch
 		return fmt.Errorf("data.batch_size: %d must be >= 1", c.Data.BatchSize)
 	}
 	if c.Training.Trainer.MaxEpochs < 0 {
