@@ -84,6 +84,7 @@ func NewRootCmd(out, errOut io.Writer) *cobra.Command {
 		newSweepCmd(g),
 		newServeCmd(g),
 		newScoreCmd(g),
+		newLoadtestCmd(g),
 	)
 	return root
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand"
 	"path/filepath"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/serve"
 	"github.com/spectraclip/spectraclip/serve/client"
+	"github.com/spectraclip/spectraclip/trainer"
 )
 
 func newScoreCmd(g *globals) *cobra.Command {
@@ -68,4 +70,57 @@ func newScoreCmd(g *globals) *cobra.Command {
 type scoreLine struct {
 	File string `json:"file"`
 	*client.Result
+}
+
+func newLoadtestCmd(g *globals) *cobra.Command {
+	var server, size string
+	var clients []int
+	var requests, bands int
+	var timeout time.Duration
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "loadtest --server ADDR [--clients 1,4,16] [--requests 64] [--size 256x256] [--bands 61]",
+		Short: "measure a running spectraclip serve: throughput and p50/p99 latency per number of concurrent clients",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if server == "" {
+				return fmt.Errorf("--server is required (http://HOST:PORT or grpc://HOST:PORT)")
+			}
+			h, w, err := trainer.ParseSize(size)
+			if err != nil {
+				return err
+			}
+			if bands < 1 {
+				return fmt.Errorf("--bands %d: must be ≥ 1", bands)
+			}
+			c, err := client.Dial(server)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			rng := rand.New(rand.NewSource(1))
+			v := make([]float32, h*w*bands)
+			for i := range v {
+				v[i] = rng.Float32()
+			}
+			levels, err := client.LoadTest(context.Background(), c, client.Float32Cube(h, w, bands, v), clients, requests, timeout)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(g, levels)
+			}
+			client.WriteLoadTable(g.out, levels)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&server, "server", "", "server address: http://HOST:PORT or grpc://HOST:PORT")
+	f.IntSliceVar(&clients, "clients", []int{1, 4, 16}, "concurrent clients, one level after the other")
+	f.IntVar(&requests, "requests", 64, "requests per level")
+	f.StringVar(&size, "size", "256x256", "frame size HxW (random values)")
+	f.IntVar(&bands, "bands", 61, "bands per frame (the run's band count)")
+	f.DurationVar(&timeout, "timeout", 60*time.Second, "deadline per request")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
 }

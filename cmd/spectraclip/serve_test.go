@@ -35,7 +35,7 @@ func (s *syncBuffer) String() string {
 
 // TestServeAndScore: `serve` on a trained run, `score --server` over HTTP and gRPC gives
 // the same score map as `infer` on the same file, bit for bit; SIGTERM stops serve with
-// exit status 0 (a nil error).
+// exit status 0 (a nil error); loadtest against it answers every request.
 func TestServeAndScore(t *testing.T) {
 	dir := t.TempDir()
 	runDir := filepath.Join(dir, "run")
@@ -93,6 +93,10 @@ func TestServeAndScore(t *testing.T) {
 	}
 	if _, err := run(t, "score", "--server", "http://"+m[1], filepath.Join(dir, "missing.npy")); err == nil || !strings.Contains(err.Error(), "missing.npy") {
 		t.Errorf("a missing file: %v", err)
+	}
+	lt := mustRun(t, "loadtest", "--server", "grpc://"+m[2], "--clients", "1,3", "--requests", "6", "--size", "32x32")
+	if !regexp.MustCompile(`(?m)^\| 1 \| 6 \| 6 \| 0 \|`).MatchString(lt) || !regexp.MustCompile(`(?m)^\| 3 \| 6 \| 6 \| 0 \|`).MatchString(lt) {
+		t.Errorf("loadtest table:\n%s", lt)
 	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
