@@ -163,6 +163,19 @@ func Compare(o CompareOptions) (*Comparison, error) {
 			}
 			c.Rows = append(c.Rows, Row{Scene: name, Seed: seed, Row: "RX (global)", Test: m, TrainS: sec, Bands: fmt.Sprintf("all %d", sc.Cube.C), Trainer: Undefined})
 			log.WithFields(logrus.Fields{"scene": name, "seed": seed, "row": "rx", "test_auroc": m.AUROC.String()}).Info("scored")
+			t0 = time.Now()
+			lrx, err := LocalRX(sc.Cube.Data, sc.Cube.H, sc.Cube.W, sc.Cube.C, LocalRXOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", sp.Path, err)
+			}
+			sec = time.Since(t0).Seconds()
+			for i, v := range lrx {
+				rx32[i] = float32(v)
+			}
+			if m, err = Evaluate(rx32, sc.Anom, sc.Split); err != nil {
+				return nil, fmt.Errorf("%s: local rx: %w", sp.Path, err)
+			}
+			c.Rows = append(c.Rows, Row{Scene: name, Seed: seed, Row: "local RX (15×15, guard 5×5, 10 PCs)", Test: m, TrainS: sec, Bands: fmt.Sprintf("%d PCs of %d", min(10, sc.Cube.C), sc.Cube.C), Trainer: Undefined})
 			for _, v := range o.Variants {
 				row, err := runVariant(o, sp, sc, name, v, seed, log)
 				if err != nil {

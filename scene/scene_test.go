@@ -215,7 +215,7 @@ func TestOddBandCountsCompare(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%d bands: %v", bands, err)
 		}
-		if len(c.Rows) != 1+len(variants) {
+		if len(c.Rows) != 2+len(variants) {
 			t.Fatalf("%d bands: %d rows", bands, len(c.Rows))
 		}
 		for _, r := range c.Rows {
@@ -286,7 +286,7 @@ func TestRealSceneRX(t *testing.T) {
 	if rx.Test.Pixels != 10000 || rx.Test.Anomalies != 144 || math.Abs(rx.Test.AUROC.V-0.8221) > 5e-4 {
 		t.Fatalf("RX on abu-airport-1: %+v, want AUROC 0.8221 over 10000 pixels, 144 anomalies", rx.Test)
 	}
-	if z := c.Rows[1]; !z.Test.AUROC.Defined || z.Test.Pixels != 10000 {
+	if z := c.Rows[2]; !z.Test.AUROC.Defined || z.Test.Pixels != 10000 {
 		t.Fatalf("zero-shot row: %+v", z.Test)
 	}
 }

@@ -1,0 +1,161 @@
+package scene
+
+import (
+	"fmt"
+	"sort"
+
+	"gonum.org/v1/gonum/mat"
+)
+
+// LocalRXOptions configure LocalRX.
+type LocalRXOptions struct {
+	Components int // principal components the scene is reduced to first (default 10)
+	Inner      int // guard window half-size: (2·Inner+1)² pixels around the pixel left out (default 2)
+	Outer      int // background window half-size (default 7: 15×15)
+}
+
+// LocalRX is the dual-window (local) RX detector: the Mahalanobis distance of every pixel to
+// the mean and covariance of the pixels in its outer window without its guard window, on the
+// scene's first principal components (a 15×15 window holds fewer pixels than a scene has
+// bands, so the full-band covariance would be singular). A small ridge (1e-6 of the mean
+// variance) keeps flat windows finite. cube is h×w×c channels-last; the result is h×w.
+func LocalRX(cube []float32, h, w, c int, o LocalRXOptions) ([]float64, error) {
+	if h <= 0 || w <= 0 || c <= 0 || len(cube) != h*w*c {
+		return nil, fmt.Errorf("local rx: %d values do not make a %d×%d×%d cube", len(cube), h, w, c)
+	}
+	if o.Components == 0 {
+		o.Components = 10
+	}
+	if o.Inner == 0 {
+		o.Inner = 2
+	}
+	if o.Outer == 0 {
+		o.Outer = 7
+	}
+	if o.Outer <= o.Inner || o.Inner < 0 || o.Components < 1 {
+		return nil, fmt.Errorf("local rx: want 0 <= inner < outer and components >= 1, got %+v", o)
+	}
+	k := min(o.Components, c)
+	n := h * w
+	// principal components of the whole scene
+	mean := make([]float64, c)
+	for p := range n {
+		for b := range c {
+			mean[b] += float64(cube[p*c+b])
+		}
+	}
+	for b := range mean {
+		mean[b] /= float64(n)
+	}
+	x := mat.NewDense(n, c, nil)
+	for p := range n {
+		for b := range c {
+			x.Set(p, b, float64(cube[p*c+b])-mean[b])
+		}
+	}
+	var cov mat.SymDense
+	cov.SymOuterK(1/float64(max(n-1, 1)), x.T())
+	var eig mat.EigenSym
+	if !eig.Factorize(&cov, true) {
+		return nil, fmt.Errorf("local rx: eigendecomposition of the band covariance failed")
+	}
+	vals := eig.Values(nil)
+	var vecs mat.Dense
+	eig.VectorsTo(&vecs)
+	idx := make([]int, c)
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return vals[idx[a]] > vals[idx[b]] })
+	basis := mat.NewDense(c, k, nil)
+	for j := range k {
+		for b := range c {
+			basis.Set(b, j, vecs.At(b, idx[j]))
+		}
+	}
+	var y mat.Dense
+	y.Mul(x, basis) // n×k
+	yr := y.RawMatrix()
+	out := make([]float64, n)
+	mu := make([]float64, k)
+	cv := mat.NewSymDense(k, nil)
+	d := make([]float64, k)
+	for r := range h {
+		for q := range w {
+			for j := range mu {
+				mu[j] = 0
+			}
+			cnt := 0
+			each := func(fn func(v []float64)) {
+				for rr := max(0, r-o.Outer); rr <= min(h-1, r+o.Outer); rr++ {
+					for qq := max(0, q-o.Outer); qq <= min(w-1, q+o.Outer); qq++ {
+						if abs(rr-r) <= o.Inner && abs(qq-q) <= o.Inner {
+							continue
+						}
+						fn(yr.Data[(rr*w+qq)*yr.Stride : (rr*w+qq)*yr.Stride+k])
+					}
+				}
+			}
+			each(func(v []float64) {
+				cnt++
+				for j := range k {
+					mu[j] += v[j]
+				}
+			})
+			if cnt < 2 {
+				return nil, fmt.Errorf("local rx: the %d×%d scene is too small for windows %+v", h, w, o)
+			}
+			for j := range mu {
+				mu[j] /= float64(cnt)
+			}
+			for i := range k {
+				for j := i; j < k; j++ {
+					cv.SetSym(i, j, 0)
+				}
+			}
+			each(func(v []float64) {
+				for i := range k {
+					for j := i; j < k; j++ {
+						cv.SetSym(i, j, cv.At(i, j)+(v[i]-mu[i])*(v[j]-mu[j]))
+					}
+				}
+			})
+			tr := 0.0
+			for i := range k {
+				tr += cv.At(i, i) / float64(cnt-1)
+			}
+			ridge := 1e-6*tr/float64(k) + 1e-12
+			for i := range k {
+				for j := i; j < k; j++ {
+					v := cv.At(i, j) / float64(cnt-1)
+					if i == j {
+						v += ridge
+					}
+					cv.SetSym(i, j, v)
+				}
+			}
+			var ch mat.Cholesky
+			if !ch.Factorize(cv) {
+				return nil, fmt.Errorf("local rx: window covariance at pixel (%d,%d) is not positive definite", r, q)
+			}
+			v := yr.Data[(r*w+q)*yr.Stride : (r*w+q)*yr.Stride+k]
+			for j := range k {
+				d[j] = v[j] - mu[j]
+			}
+			dv := mat.NewVecDense(k, d)
+			var sol mat.VecDense
+			if err := ch.SolveVecTo(&sol, dv); err != nil {
+				return nil, fmt.Errorf("local rx: pixel (%d,%d): %w", r, q, err)
+			}
+			out[r*w+q] = mat.Dot(dv, &sol)
+		}
+	}
+	return out, nil
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
