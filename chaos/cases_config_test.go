@@ -325,11 +325,11 @@ func cliCases() []Case {
 			return []string{"synth", "--out", filepath.Join(e.Dir, "d"), "--seed", "lucky"}
 		}, "--seed"),
 		cli("synth-out-is-file", func(t *testing.T, e *Env) []string {
-			return []string{"synth", "--out", write(t, e.Dir, "d", []byte("x")), "--frames", "5", "--height", "24", "--width", "24"}
+			return []string{"synth", "--out", write(t, e.Dir, "d", []byte("x")), "--height", "24", "--width", "24"}
 		}, "$d"),
 		cli("synth-out-nonempty", func(t *testing.T, e *Env) []string {
 			write(t, e.Dir, "d/keep.txt", []byte("mine"))
-			return []string{"synth", "--out", filepath.Join(e.Dir, "d"), "--frames", "5", "--height", "24", "--width", "24"}
+			return []string{"synth", "--out", filepath.Join(e.Dir, "d"), "--height", "24", "--width", "24"}
 		}, "$d"),
 		cli("export-detector-not-builtin", func(t *testing.T, e *Env) []string {
 			return []string{"export-detector", "--out", filepath.Join(e.Dir, "det.pt")}
@@ -359,5 +359,45 @@ func cliCases() []Case {
 			return append([]string{"compare", "--out", filepath.Join(e.Dir, "cmp"), "--variants", "pca,cnn"}, tinyOverrides(e.Fixtures(t).data)...)
 		}, "cnn"),
 		cli("bench-unknown-flag", fixed("bench", "--turbo"), "--turbo"),
+		cli("serve-run-missing", func(t *testing.T, e *Env) []string {
+			return []string{"serve", "--run", filepath.Join(e.Dir, "nothing"), "--addr", "127.0.0.1:0", "--grpc-addr", ""}
+		}, "$nothing"),
+		cli("serve-addr-bogus", func(t *testing.T, e *Env) []string {
+			return []string{"serve", "--run", e.CopyRun(t), "--addr", "notanaddress", "--grpc-addr", ""}
+		}, "--addr", "notanaddress"),
+		cli("score-server-scheme", func(t *testing.T, e *Env) []string {
+			return []string{"score", "--server", "ftp://localhost", e.Fixtures(t).cubeHdr}
+		}, "ftp"),
+		cli("score-server-refused", func(t *testing.T, e *Env) []string {
+			return []string{"score", "--server", "http://127.0.0.1:1", e.Fixtures(t).cubeHdr}
+		}, "127.0.0.1:1"),
+		cli("score-input-missing", func(t *testing.T, e *Env) []string {
+			return []string{"score", "--server", "http://127.0.0.1:1", filepath.Join(e.Dir, "nothing.npy")}
+		}, "$nothing.npy"),
+		cli("sweep-no-out", fixed("sweep", "--variant", "pca"), `"out"`),
+		cli("sweep-file-missing", func(t *testing.T, e *Env) []string {
+			return []string{"sweep", "-c", filepath.Join(e.Dir, "none.yaml"), "--out", filepath.Join(e.Dir, "sw")}
+		}, "$none.yaml"),
+		cli("sweep-variant-unknown", func(t *testing.T, e *Env) []string {
+			return []string{"sweep", "--variant", "cnn", "--out", filepath.Join(e.Dir, "sw")}
+		}, "cnn"),
+		cli("sweep-seeds-bogus", func(t *testing.T, e *Env) []string {
+			return []string{"sweep", "--variant", "pca", "--seeds", "abc", "--out", filepath.Join(e.Dir, "sw")}
+		}, "--seeds"),
+		cli("train-scene-missing", func(t *testing.T, e *Env) []string {
+			return []string{"train", "--scene", filepath.Join(e.Dir, "none.mat"), "--out", filepath.Join(e.Dir, "run")}
+		}, "$none.mat"),
+		cli("train-scene-zlib-bomb", func(t *testing.T, e *Env) []string {
+			var mat []byte
+			for _, c := range matCases() {
+				if c.Name == "mat/zlib-bomb" {
+					inv := c.Build(t, e)
+					mat, _ = os.ReadFile(inv.Args[2])
+					os.Remove(inv.Args[2])
+				}
+			}
+			p := write(t, e.Dir, "bomb.mat", mat)
+			return []string{"train", "--scene", p, "--out", filepath.Join(e.Dir, "run")}
+		}, "$bomb.mat", "cube memory limit"),
 	}
 }
