@@ -365,92 +365,69 @@ func TestBadRequests(t *testing.T) {
 }
 
 // TestOverload: with a queue of 2 and more concurrent clients, some requests fail fast with
-// 503 and Retry-After, the others are scored, and every request gets an answer.
+// 503 and Retry-After, the others are scored, and every request gets an answer; repeated
+// overload does not grow the resident memory (rounds 2–4 stay within 64 MiB of round 1).
 func TestOverload(t *testing.T) {
 	s, url, _ := startServer(t, Options{MaxBatch: 1, Queue: 2})
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	body := npyBytes(t, randomFrame(rng, 32, 32, s.Scorer().Bands))
+	body := npyBytes(t, randomFrame(rng, 64, 64, s.Scorer().Bands))
 	const n = 32
-	codes := make([]int, n)
-	retry := make([]string, n)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			resp, err := http.Post(url+"/v1/score", "application/x-npy", bytes.NewReader(body))
-			if err != nil {
-				return
+	var rss []int64
+	for round := 0; round < 4; round++ {
+		codes := make([]int, n)
+		retry := make([]string, n)
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				resp, err := http.Post(url+"/v1/score", "application/x-npy", bytes.NewReader(body))
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				codes[i], retry[i] = resp.StatusCode, resp.Header.Get("Retry-After")
+			}(i)
+		}
+		wg.Wait()
+		ok, busy := 0, 0
+		for i, c := range codes {
+			switch c {
+			case 200:
+				ok++
+			case 503:
+				busy++
+				if retry[i] == "" {
+					t.Errorf("request %d: 503 without Retry-After", i)
+				}
+			default:
+				t.Errorf("round %d request %d: status %d", round, i, c)
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			codes[i], retry[i] = resp.StatusCode, resp.Header.Get("Retry-After")
-		}(i)
+		}
+		if ok == 0 || busy == 0 {
+			t.Errorf("round %d: %d scored, %d refused: want both", round, ok, busy)
+		}
+		rss = append(rss, rssBytes())
 	}
-	wg.Wait()
-	ok, busy := 0, 0
-	for i, c := range codes {
-		switch c {
-		case 200:
-			ok++
-		case 503:
-			busy++
-			if retry[i] == "" {
-				t.Errorf("request %d: 503 without Retry-After", i)
-			}
-		default:
-			t.Errorf("request %d: status %d", i, c)
+	for _, r := range rss[1:] {
+		if r-rss[0] > 64<<20 {
+			t.Errorf("resident memory grew under repeated overload: %v MiB", mib(rss))
 		}
 	}
-	if ok == 0 || busy == 0 {
-		t.Errorf("%d scored, %d refused: want both", ok, busy)
-	}
+	t.Logf("RSS after each overload round: %v MiB", mib(rss))
 	_, m := get(t, url+"/metrics")
 	if !strings.Contains(string(m), `spectraclip_serve_errors_total{cause="queue_full"}`) {
 		t.Errorf("/metrics does not count queue_full:\n%s", grepLines(string(m), "errors_total"))
 	}
 }
 
-// postFrame posts a frame and reads its score map and decisions back as .npy.
-func postFrame(url string, f *Frame) (Result, error) {
-	var b bytes.Buffer
-	if err := WriteNPY(&b, f.Data, f.H, f.W, f.C); err != nil {
-		return Result{}, err
+func mib(v []int64) []int64 {
+	out := make([]int64, len(v))
+	for i, x := range v {
+		out[i] = x >> 20
 	}
-	res := Result{H: f.H, W: f.W}
-	for _, m := range []string{"npy", "decisions"} {
-		resp, err := http.Post(url+"/v1/score?map="+m, "application/x-npy", bytes.NewReader(b.Bytes()))
-		if err != nil {
-			return res, err
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return res, err
-		}
-		if resp.StatusCode != 200 {
-			return res, fmt.Errorf("status %d: %s", resp.StatusCode, body)
-		}
-		fmt.Sscan(resp.Header.Get("X-Spectraclip-Image-Score"), &res.ImageScore)
-		if m == "npy" {
-			fr, err := ReadMapNPY(bytes.NewReader(body), Limits{})
-			if err == nil && len(fr.Data) != f.H*f.W {
-				err = fmt.Errorf("map of %d values", len(fr.Data))
-			}
-			if err != nil {
-				return res, err
-			}
-			res.Scores = fr.Data
-		} else {
-			if len(body) < f.H*f.W {
-				return res, fmt.Errorf("decisions: %d bytes", len(body))
-			}
-			for _, v := range body[len(body)-f.H*f.W:] {
-				res.Decisions = append(res.Decisions, v == 1)
-			}
-		}
-	}
-	return res, nil
+	return out
 }
 
 // TestGracefulShutdown: Shutdown while requests are queued and in flight answers every
@@ -501,3 +478,45 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("server still answers after shutdown")
 	}
 }
+// postFrame posts a frame and reads its score map and decisions back as .npy.
+func postFrame(url string, f *Frame) (Result, error) {
+	var b bytes.Buffer
+	if err := WriteNPY(&b, f.Data, f.H, f.W, f.C); err != nil {
+		return Result{}, err
+	}
+	res := Result{H: f.H, W: f.W}
+	for _, m := range []string{"npy", "decisions"} {
+		resp, err := http.Post(url+"/v1/score?map="+m, "application/x-npy", bytes.NewReader(b.Bytes()))
+		if err != nil {
+			return res, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return res, err
+		}
+		if resp.StatusCode != 200 {
+			return res, fmt.Errorf("status %d: %s", resp.StatusCode, body)
+		}
+		fmt.Sscan(resp.Header.Get("X-Spectraclip-Image-Score"), &res.ImageScore)
+		if m == "npy" {
+			fr, err := ReadMapNPY(bytes.NewReader(body), Limits{})
+			if err == nil && len(fr.Data) != f.H*f.W {
+				err = fmt.Errorf("map of %d values", len(fr.Data))
+			}
+			if err != nil {
+				return res, err
+			}
+			res.Scores = fr.Data
+		} else {
+			if len(body) < f.H*f.W {
+				return res, fmt.Errorf("decisions: %d bytes", len(body))
+			}
+			for _, v := range body[len(body)-f.H*f.W:] {
+				res.Decisions = append(res.Decisions, v == 1)
+			}
+		}
+	}
+	return res, nil
+}
+
