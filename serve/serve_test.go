@@ -478,6 +478,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("server still answers after shutdown")
 	}
 }
+
 // postFrame posts a frame and reads its score map and decisions back as .npy.
 func postFrame(url string, f *Frame) (Result, error) {
 	var b bytes.Buffer
@@ -519,4 +520,3 @@ func postFrame(url string, f *Frame) (Result, error) {
 	}
 	return res, nil
 }
-
