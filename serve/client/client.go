@@ -67,7 +67,7 @@ func Dial(addr string) (Client, error) {
 		addr = "http://" + addr
 	}
 	u, err := url.Parse(addr)
-	if err != nil || u.Host == "" {
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("--server %q: want http://HOST:PORT or grpc://HOST:PORT", addr)
 	}
 	return &HTTP{Base: strings.TrimRight(addr, "/"), C: &http.Client{}}, nil
