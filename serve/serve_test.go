@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"os"
@@ -519,4 +520,62 @@ func postFrame(url string, f *Frame) (Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// TestHTTPENVIEqualsInfer: an ENVI cube posted as multipart (header + data parts) gives
+// the same map as infer on that .hdr, bit for bit; a form without its data part is refused.
+func TestHTTPENVIEqualsInfer(t *testing.T) {
+	r, err := trainer.OpenRun(testRun, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := filepath.Join(r.Cfg.Data.Root, "frames", "frame_003.hdr")
+	r.Pipeline.Close()
+	out := t.TempDir()
+	if _, err := trainer.Infer(testRun, hdr, out, nil); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join(out, "frame_003_scores.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, url, _ := startServer(t, Options{})
+	form := func(parts ...string) (*bytes.Buffer, string) {
+		var b bytes.Buffer
+		mw := multipart.NewWriter(&b)
+		for _, p := range parts {
+			src := hdr
+			if p == "data" {
+				src = strings.TrimSuffix(hdr, ".hdr") + ".img"
+			}
+			data, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, _ := mw.CreateFormFile(p, filepath.Base(src))
+			w.Write(data)
+		}
+		mw.Close()
+		return &b, mw.FormDataContentType()
+	}
+	b, ct := form("header", "data")
+	resp, err := http.Post(url+"/v1/score?map=npy", ct, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(got, want) {
+		t.Errorf("ENVI upload: status %d, map equal to infer's: %v (%.200s)", resp.StatusCode, bytes.Equal(got, want), got)
+	}
+	b, ct = form("header")
+	resp, err = http.Post(url+"/v1/score", ct, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(got), "want parts header") {
+		t.Errorf("header only: status %d %s", resp.StatusCode, got)
+	}
 }

@@ -290,6 +290,8 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 		} else {
 			err = fmt.Errorf("JSON body: %w", err)
 		}
+	} else if strings.HasPrefix(ct, "multipart/form-data") {
+		f, err = readENVIForm(r, body, lim)
 	} else {
 		f, err = ReadNPY(body, lim)
 	}
