@@ -3,6 +3,7 @@ package serve
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -577,5 +578,45 @@ func TestHTTPENVIEqualsInfer(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 400 || !strings.Contains(string(got), "want parts header") {
 		t.Errorf("header only: status %d %s", resp.StatusCode, got)
+	}
+}
+
+// TestDeadlineWhileQueued: a request whose deadline passes while it waits in a batch being
+// gathered is answered DeadlineExceeded and skipped by the forward; the request that
+// completes the batch is scored.
+func TestDeadlineWhileQueued(t *testing.T) {
+	sc, err := OpenScorer(testRun, "", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	var scored []string
+	var mu sync.Mutex
+	// max-wait of an hour: the worker holds the first request until a second one comes
+	b, err := NewBatcher(sc, 2, time.Hour, 4, nil, func(f *Frame, r *Result) {
+		mu.Lock()
+		scored = append(scored, f.ID)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	a, c := randomFrame(rng, 32, 32, sc.Bands), randomFrame(rng, 32, 32, sc.Bands)
+	a.ID, c.ID = "a", "c"
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := b.Submit(ctx, a); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("request a: %v, want deadline exceeded", err)
+	}
+	r, err := b.Submit(context.Background(), c)
+	if err != nil || len(r.Scores) != 32*32 {
+		t.Fatalf("request c: %v", err)
+	}
+	if err := b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(scored) != 1 || scored[0] != "c" {
+		t.Errorf("scored %v, want only c", scored)
 	}
 }
