@@ -30,8 +30,8 @@ func ListenAndServe(ctx context.Context, o Options, httpAddr, grpcAddr string, d
 			return fmt.Errorf("--grpc-addr: %w", err)
 		}
 	}
-	// /healthz answers while the pipeline loads; /readyz only after warm-up (New)
-	s, err := New(o)
+	// /healthz answers while the pipeline warms up; /readyz and scoring only after
+	s, err := open(o)
 	if err != nil {
 		if hl != nil {
 			hl.Close()
@@ -43,6 +43,10 @@ func ListenAndServe(ctx context.Context, o Options, httpAddr, grpcAddr string, d
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(hl, gl) }()
+	if err := s.WarmUp(); err != nil {
+		<-done
+		return err
+	}
 	if ready != nil {
 		var ha, ga string
 		if hl != nil {

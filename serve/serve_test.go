@@ -10,6 +10,7 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -618,5 +619,41 @@ func TestDeadlineWhileQueued(t *testing.T) {
 	}
 	if len(scored) != 1 || scored[0] != "c" {
 		t.Errorf("scored %v, want only c", scored)
+	}
+}
+
+// TestNotReadyBeforeWarmUp: before warm-up /healthz answers, /readyz and scoring say 503
+// (with Retry-After); after it both are served.
+func TestNotReadyBeforeWarmUp(t *testing.T) {
+	s, err := open(Options{Run: testRun})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	h := s.Handler()
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	body := npyBytes(t, randomFrame(rng, 32, 32, s.Scorer().Bands))
+	do := func(method, path string, body []byte) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, path, bytes.NewReader(body)))
+		return rec
+	}
+	if c := do("GET", "/healthz", nil).Code; c != 200 {
+		t.Errorf("/healthz before warm-up: %d", c)
+	}
+	if c := do("GET", "/readyz", nil).Code; c != 503 {
+		t.Errorf("/readyz before warm-up: %d", c)
+	}
+	if rec := do("POST", "/v1/score", body); rec.Code != 503 || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), "warming up") {
+		t.Errorf("scoring before warm-up: %d %q", rec.Code, rec.Body.String())
+	}
+	if err := s.WarmUp(); err != nil {
+		t.Fatal(err)
+	}
+	if c := do("GET", "/readyz", nil).Code; c != 200 {
+		t.Errorf("/readyz after warm-up: %d", c)
+	}
+	if rec := do("POST", "/v1/score", body); rec.Code != 200 {
+		t.Errorf("scoring after warm-up: %d %q", rec.Code, rec.Body.String())
 	}
 }

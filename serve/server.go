@@ -72,7 +72,8 @@ type Server struct {
 	b       *Batcher
 	m       *Metrics
 	live    *liveView
-	ready   atomic.Bool
+	ready   atomic.Bool // warmed up and not shutting down (/readyz)
+	warm    atomic.Bool // warmed up
 	health  *health.Server
 	grpcSrv *grpc.Server
 	httpSrv *http.Server
@@ -81,9 +82,24 @@ type Server struct {
 	closeErr  error
 }
 
+// ErrNotReady answers requests that come while the pipeline warms up.
+var ErrNotReady = errors.New("not ready: the pipeline is warming up, retry later")
+
 // New opens the run, warms the pipeline up (one frame, then a full batch) and returns a
 // ready server that is not yet listening.
 func New(o Options) (*Server, error) {
+	s, err := open(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.WarmUp(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// open opens the run and builds the server, not yet warmed up (not ready).
+func open(o Options) (*Server, error) {
 	o.defaults()
 	sc, err := OpenScorer(o.Run, o.Device, o.Bands, o.Log)
 	if err != nil {
@@ -109,15 +125,22 @@ func New(o Options) (*Server, error) {
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)
 	reflection.Register(s.grpcSrv)
 	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+// WarmUp runs the pipeline on synthetic frames (one, then a full batch) and then marks
+// the server ready (/readyz, gRPC health SERVING). Scoring requests before that get
+// ErrNotReady. On failure the server is shut down.
+func (s *Server) WarmUp() error {
 	if err := s.warmUp(); err != nil {
-		s.b.Close(context.Background())
-		sc.Close()
-		return nil, fmt.Errorf("warm-up: %w", err)
+		s.Shutdown(context.Background())
+		return fmt.Errorf("warm-up: %w", err)
 	}
+	s.warm.Store(true)
 	s.ready.Store(true)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(servepb.Scorer_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	return s, nil
+	return nil
 }
 
 // Scorer is the server's scorer (band count, wavelengths).
@@ -220,6 +243,10 @@ func (s *Server) Score(ctx context.Context, f *Frame) (Result, error) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.opts.Timeout)
 		defer cancel()
+	}
+	if !s.warm.Load() {
+		s.m.error("not_ready")
+		return Result{}, ErrNotReady
 	}
 	t0 := time.Now()
 	r, err := s.b.Submit(ctx, f)
@@ -379,7 +406,7 @@ func writeHTTPError(w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrQueueFull):
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-	case errors.Is(err, ErrShuttingDown):
+	case errors.Is(err, ErrShuttingDown), errors.Is(err, ErrNotReady):
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 	case errors.As(err, &br):
@@ -398,7 +425,7 @@ func grpcError(err error) error {
 	switch {
 	case errors.Is(err, ErrQueueFull):
 		return status.Error(codes.ResourceExhausted, err.Error())
-	case errors.Is(err, ErrShuttingDown):
+	case errors.Is(err, ErrShuttingDown), errors.Is(err, ErrNotReady):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.As(err, &br):
 		return status.Error(codes.InvalidArgument, err.Error())
