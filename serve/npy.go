@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/spectraclip/spectraclip/nodes"
 )
@@ -69,6 +70,11 @@ func decodeValues(raw []byte, dtype string) ([]float32, error) {
 	}
 	if len(raw)%item != 0 {
 		return nil, fmt.Errorf("%d data bytes are not a whole number of %s values", len(raw), name)
+	}
+	if name == "float32" {
+		if v := aliasFloat32s(raw); v != nil {
+			return v, nil
+		}
 	}
 	out := make([]float32, len(raw)/item)
 	switch name {
@@ -262,4 +268,20 @@ func WriteNPYFile(path string, v []float32, h, w int) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+// littleEndian says whether this machine stores numbers little-endian.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
+// aliasFloat32s views little-endian float32 bytes as []float32 without a copy where the
+// machine is little-endian and the bytes are aligned; nil otherwise. The bytes must not
+// be changed afterwards (they are a request's own).
+func aliasFloat32s(raw []byte) []float32 {
+	if !littleEndian || len(raw) < 4 || uintptr(unsafe.Pointer(&raw[0]))%4 != 0 {
+		return nil
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(&raw[0])), len(raw)/4)
 }

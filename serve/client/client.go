@@ -90,27 +90,47 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("server answered %d: %s", e.Code, strings.TrimSpace(e.Msg))
 }
 
-// Score posts one cube. With wantMap it asks for the score map (.npy) and reads the
-// summary from the answer's headers.
+// Score posts one cube as a .npy body (float32 cubes; other dtypes go as JSON with
+// base64 data). With wantMap it asks for the score map (.npy) and reads the summary from
+// the answer's headers.
 func (h *HTTP) Score(ctx context.Context, c *Cube, wantMap bool) (*Result, error) {
-	body, err := json.Marshal(map[string]any{"shape": c.Shape, "dtype": c.DType, "data": c.Data, "wavelengths": c.Wavelengths, "frame_id": c.FrameID})
-	if err != nil {
-		return nil, err
+	q := url.Values{}
+	if c.FrameID != "" {
+		q.Set("frame_id", c.FrameID)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		q.Set("timeout", time.Until(dl).String())
+	}
+	if wantMap {
+		q.Set("map", "npy")
+	}
+	var body io.Reader
+	ctype := "application/x-npy"
+	if (c.DType == "" || c.DType == "float32") && len(c.Shape) == 3 {
+		if len(c.Wavelengths) > 0 {
+			wl := make([]string, len(c.Wavelengths))
+			for i, v := range c.Wavelengths {
+				wl[i] = strconv.FormatFloat(float64(v), 'g', -1, 32)
+			}
+			q.Set("wavelengths", strings.Join(wl, ","))
+		}
+		body = io.MultiReader(bytes.NewReader(npyHeader(c.Shape)), bytes.NewReader(c.Data))
+	} else {
+		b, err := json.Marshal(map[string]any{"shape": c.Shape, "dtype": c.DType, "data": c.Data, "wavelengths": c.Wavelengths, "frame_id": c.FrameID})
+		if err != nil {
+			return nil, err
+		}
+		body, ctype = bytes.NewReader(b), "application/json"
 	}
 	u := h.Base + "/v1/score"
-	if dl, ok := ctx.Deadline(); ok {
-		u += "?timeout=" + url.QueryEscape(time.Until(dl).String())
-		if wantMap {
-			u += "&map=npy"
-		}
-	} else if wantMap {
-		u += "?map=npy"
+	if len(q) > 0 {
+		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, "POST", u, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, "POST", u, body)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", ctype)
 	resp, err := h.C.Do(req)
 	if err != nil {
 		return nil, err
@@ -151,6 +171,23 @@ func (h *HTTP) Score(ctx context.Context, c *Cube, wantMap bool) (*Result, error
 		r.Scores[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 	}
 	return r, nil
+}
+
+// npyHeader is the .npy (format 1.0) header of a little-endian float32 C-order array.
+func npyHeader(shape []int64) []byte {
+	dims := make([]string, len(shape))
+	for i, d := range shape {
+		dims[i] = strconv.FormatInt(d, 10)
+	}
+	hdr := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }", strings.Join(dims, ", "))
+	pad := 64 - (10+len(hdr)+1)%64
+	if pad == 64 {
+		pad = 0
+	}
+	hdr += strings.Repeat(" ", pad) + "\n"
+	b := []byte("\x93NUMPY\x01\x00")
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(hdr)))
+	return append(b, hdr...)
 }
 
 // Close does nothing for HTTP.
