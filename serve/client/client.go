@@ -202,7 +202,8 @@ type GRPC struct {
 // DialGRPC connects to a server's gRPC address (plaintext; loopback or a trusted network).
 func DialGRPC(addr string) (*GRPC, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(1<<30)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(1<<30)),
+		grpc.WithInitialWindowSize(32<<20), grpc.WithInitialConnWindowSize(64<<20), grpc.WithReadBufferSize(1<<20), grpc.WithWriteBufferSize(1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("grpc %s: %w", addr, err)
 	}

@@ -1,0 +1,42 @@
+package serve
+
+import (
+	"fmt"
+	"math/rand"
+	"os"
+	"testing"
+)
+
+// BenchmarkScorer measures the scorer alone (no transport): frames per second at batch 1
+// and 8 on 256×256 frames of the run in $SPECTRACLIP_SERVE_BENCH_RUN (default: the tiny
+// test run with 32×32 frames), to compare with `spectraclip bench` and `spectraclip loadtest`.
+func BenchmarkScorer(b *testing.B) {
+	run, h, w := os.Getenv("SPECTRACLIP_SERVE_BENCH_RUN"), 256, 256
+	if run == "" {
+		run, h, w = testRun, 32, 32
+	}
+	sc, err := OpenScorer(run, "", 0, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sc.Close()
+	rng := rand.New(rand.NewSource(1))
+	for _, bs := range []int{1, 8} {
+		b.Run(fmt.Sprintf("batch%d_%dx%d", bs, h, w), func(b *testing.B) {
+			frames := make([]*Frame, bs)
+			for i := range frames {
+				frames[i] = randomFrame(rng, h, w, sc.Bands)
+			}
+			if _, err := sc.Score(frames); err != nil { // warm-up
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := sc.Score(frames); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(bs*b.N)/b.Elapsed().Seconds(), "frames/s")
+		})
+	}
+}
