@@ -2,8 +2,11 @@ package serve
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 	"time"
 )
@@ -151,7 +154,20 @@ func (b *Batcher) loop() {
 
 type shapeKey struct {
 	h, w, c int
-	wl      *float32
+	wl      string // the wavelengths' bytes; "" = the run's own
+}
+
+// wlKey keys frames by their wavelengths' values, so that frames with equal wavelengths
+// (or the run's own) share a forward.
+func (b *Batcher) wlKey(wl []float32) string {
+	if len(wl) == 0 || slices.Equal(wl, b.sc.Wavelengths) {
+		return ""
+	}
+	k := make([]byte, 4*len(wl))
+	for i, v := range wl {
+		binary.LittleEndian.PutUint32(k[4*i:], math.Float32bits(v))
+	}
+	return string(k)
 }
 
 func (b *Batcher) run(batch []*job) {
@@ -164,10 +180,7 @@ func (b *Batcher) run(batch []*job) {
 			j.done <- jobResult{err: err} // counted by Server.Score
 			continue
 		}
-		k := shapeKey{j.frame.H, j.frame.W, j.frame.C, nil}
-		if len(j.frame.Wavelengths) > 0 {
-			k.wl = &j.frame.Wavelengths[0]
-		}
+		k := shapeKey{j.frame.H, j.frame.W, j.frame.C, b.wlKey(j.frame.Wavelengths)}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
