@@ -239,3 +239,39 @@ func TestScoreStream(t *testing.T) {
 		t.Errorf("after a client disconnected mid-stream: %v", err)
 	}
 }
+
+// TestJSONAndUint16Cubes: a uint16 cube sent as JSON (HTTP) and over gRPC scores like the
+// same values sent as float32.
+func TestJSONAndUint16Cubes(t *testing.T) {
+	s, url, gaddr := startServer(t, Options{})
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	bands := s.Scorer().Bands
+	u16 := make([]byte, 2*16*16*bands)
+	f := &Frame{H: 16, W: 16, C: bands, Data: make([]float32, 16*16*bands)}
+	for i := range f.Data {
+		v := uint16(rng.Intn(4096))
+		binary.LittleEndian.PutUint16(u16[2*i:], v)
+		f.Data[i] = float32(v)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	g := dialGRPC(t, gaddr)
+	want, err := g.Score(ctx, cubeOf(f), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := client.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cu := &client.Cube{Shape: []int64{16, 16, int64(bands)}, DType: "uint16", Data: u16, FrameID: "u16"}
+	for name, c := range map[string]client.Client{"http+json": hc, "grpc": g} {
+		got, err := c.Score(ctx, cu, false)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got.ImageScore != want.ImageScore || got.AnomalyPixels != want.AnomalyPixels || got.Height != 16 {
+			t.Errorf("%s: %+v, float32 gave %+v", name, got, want)
+		}
+	}
+}
