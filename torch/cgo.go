@@ -12,6 +12,15 @@
 // Errors: each op of a Scope records the first failure (LibTorch's message, the op's
 // name and its inputs' shapes) and turns every later op into a no-op returning nil, as
 // bufio.Scanner does; check Scope.Err after a sequence of ops.
+//
+// Threads: grad mode and the intra-op thread count are applied inside every C call, so they
+// hold on whatever OS thread a goroutine runs on. Autograd, however, numbers recorded steps
+// with a per-OS-thread counter and runs backward in that order: for bit-identical gradients
+// (where three or more gradients meet at one tensor), record a graph and call Backward on one
+// OS thread (runtime.LockOSThread), as the trainer does.
+//
+// Optimizers: ZeroGrad drops gradients (PyTorch 2.x's set_to_none) on every LibTorch, so a
+// parameter that gets no gradient in a step is not decayed or moved by that step.
 package torch
 
 /*
