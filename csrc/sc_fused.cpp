@@ -178,41 +178,51 @@ struct MinMax : public torch::autograd::Function<MinMax> {
 
 // ---------------- Gaussian blur ----------------
 
-at::Tensor pad_index(int64_t n, int64_t r, int padmode, const at::TensorOptions &o) {
-  std::vector<int64_t> idx(n + 2 * r);
+// pad_map lists, for every padded position p in [-r, n + r), the source index it reads
+// (mode 1 reflect, 2 mirror, 3 replicate), or -1 for a zero (mode 0).
+std::vector<int64_t> pad_map(int64_t n, int64_t r, int padmode) {
+  std::vector<int64_t> m(n + 2 * r);
   for (int64_t k = 0; k < n + 2 * r; k++) {
-    int64_t i = k - r, j = 0;
+    int64_t i = k - r;
+    if (padmode == 0) {
+      m[k] = (i < 0 || i >= n) ? -1 : i;
+      continue;
+    }
+    int64_t j = 0;
     switch (padmode) {
       case 1: {  // reflect: d c b a | a b c d | d c b a (scipy's default)
-        int64_t p = 2 * n;
-        int64_t m = ((i % p) + p) % p;
-        j = m < n ? m : p - 1 - m;
+        int64_t p = 2 * n, q = ((i % p) + p) % p;
+        j = q < n ? q : p - 1 - q;
         break;
       }
       case 2: {  // mirror: d c b | a b c d | c b a
-        if (n == 1) {
-          j = 0;
-          break;
-        }
-        int64_t p = 2 * n - 2;
-        int64_t m = ((i % p) + p) % p;
-        j = m < n ? m : p - m;
+        if (n == 1) break;
+        int64_t p = 2 * n - 2, q = ((i % p) + p) % p;
+        j = q < n ? q : p - q;
         break;
       }
       case 3: j = i < 0 ? 0 : (i >= n ? n - 1 : i); break;  // replicate
       default: throw std::invalid_argument("unknown padding mode");
     }
-    idx[k] = j;
+    m[k] = j;
   }
-  return at::tensor(idx, o.dtype(at::kLong));
+  return m;
 }
 
-// blur_zero_cpu applies the separable kernel k (odd length, symmetric) with zero padding to
-// each [H,W] plane of a contiguous float32 [N,1,H,W] tensor, in two direct passes. For the
-// small 1-channel maps of the detector this is several times faster than conv2d, which
-// takes its generic im2col path for one channel.
-at::Tensor blur_zero_cpu(const at::Tensor &x, const std::vector<float> &k) {
+// pad_index is pad_map as an index tensor for the non-zero paddings (index_select path).
+at::Tensor pad_index(int64_t n, int64_t r, int padmode, const at::TensorOptions &o) {
+  return at::tensor(pad_map(n, r, padmode), o.dtype(at::kLong));
+}
+
+// blur_cpu applies the separable kernel k (odd length) with padding padmode to each [H,W]
+// plane of a contiguous float32 [N,1,H,W] tensor, in two direct passes. For the small
+// 1-channel maps of the detector this is several times faster than conv2d, which takes its
+// generic im2col path for one channel; and every output is a sum over the taps in one fixed
+// order, so an image's result never depends on the other images of the batch or on the
+// thread count (conv2d picks its algorithm by batch size).
+at::Tensor blur_cpu(const at::Tensor &x, const std::vector<float> &k, int padmode) {
   const int64_t N = x.size(0), H = x.size(2), W = x.size(3), r = (int64_t(k.size()) - 1) / 2;
+  const std::vector<int64_t> mh = pad_map(H, r, padmode), mw = pad_map(W, r, padmode);
   at::Tensor tmp = at::empty_like(x), y = at::empty_like(x);
   const float *in = x.data_ptr<float>();
   float *t = tmp.data_ptr<float>(), *out = y.data_ptr<float>();
@@ -224,8 +234,8 @@ at::Tensor blur_zero_cpu(const at::Tensor &x, const std::vector<float> &k) {
       float *dst = t + row * W;
       std::fill(dst, dst + W, 0.f);
       for (int64_t j = -r; j <= r; j++) {
-        const int64_t src = i + j;
-        if (src < 0 || src >= H) continue;
+        const int64_t src = mh[i + j + r];
+        if (src < 0) continue;
         const float w = kk[j + r];
         const float *srow = in + (n * H + src) * W;
         for (int64_t c = 0; c < W; c++) dst[c] += w * srow[c];
@@ -238,9 +248,11 @@ at::Tensor blur_zero_cpu(const at::Tensor &x, const std::vector<float> &k) {
       const float *srow = t + row * W;
       float *dst = out + row * W;
       for (int64_t c = 0; c < W; c++) {
-        const int64_t lo = std::max<int64_t>(0, c - r), hi = std::min<int64_t>(W - 1, c + r);
         float acc = 0.f;
-        for (int64_t s = lo; s <= hi; s++) acc += kk[s - c + r] * srow[s];
+        for (int64_t j = -r; j <= r; j++) {
+          const int64_t src = mw[c + j + r];
+          if (src >= 0) acc += kk[j + r] * srow[src];
+        }
         dst[c] = acc;
       }
     }
@@ -248,17 +260,61 @@ at::Tensor blur_zero_cpu(const at::Tensor &x, const std::vector<float> &k) {
   return y;
 }
 
-// BlurZeroCPU makes blur_zero_cpu differentiable: a zero-padded convolution with a symmetric
-// kernel is its own adjoint, so the backward pass is the same blur of the gradient.
-struct BlurZeroCPU : public torch::autograd::Function<BlurZeroCPU> {
-  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, std::vector<float> k) {
+// blur_cpu_adjoint is the transpose of blur_cpu (its backward): each output's weighted taps
+// are scattered back to the pixels they read. Rows of the horizontal pass are independent;
+// the vertical pass runs one plane per task, in a fixed order, so it is deterministic too.
+at::Tensor blur_cpu_adjoint(const at::Tensor &g, const std::vector<float> &k, int padmode) {
+  const int64_t N = g.size(0), H = g.size(2), W = g.size(3), r = (int64_t(k.size()) - 1) / 2;
+  const std::vector<int64_t> mh = pad_map(H, r, padmode), mw = pad_map(W, r, padmode);
+  at::Tensor tmp = at::zeros_like(g), dx = at::zeros_like(g);
+  const float *gin = g.data_ptr<float>();
+  float *t = tmp.data_ptr<float>(), *out = dx.data_ptr<float>();
+  const float *kk = k.data();
+  at::parallel_for(0, N * H, 16, [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; row++) {
+      const float *grow = gin + row * W;
+      float *dst = t + row * W;
+      for (int64_t c = 0; c < W; c++) {
+        for (int64_t j = -r; j <= r; j++) {
+          const int64_t src = mw[c + j + r];
+          if (src >= 0) dst[src] += kk[j + r] * grow[c];
+        }
+      }
+    }
+  });
+  at::parallel_for(0, N, 1, [&](int64_t b, int64_t e) {
+    for (int64_t n = b; n < e; n++) {
+      for (int64_t i = 0; i < H; i++) {
+        const float *trow = t + (n * H + i) * W;
+        for (int64_t j = -r; j <= r; j++) {
+          const int64_t src = mh[i + j + r];
+          if (src < 0) continue;
+          const float w = kk[j + r];
+          float *dst = out + (n * H + src) * W;
+          for (int64_t c = 0; c < W; c++) dst[c] += w * trow[c];
+        }
+      }
+    }
+  });
+  return dx;
+}
+
+// BlurCPU makes blur_cpu differentiable. With zero padding and a symmetric kernel the blur
+// is its own adjoint, so the backward pass is the same blur of the gradient; other paddings
+// fold the border back and use the explicit adjoint.
+struct BlurCPU : public torch::autograd::Function<BlurCPU> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, std::vector<float> k, int64_t padmode) {
     ctx->saved_data["k"] = std::vector<double>(k.begin(), k.end());
-    return blur_zero_cpu(x, k);
+    ctx->saved_data["pad"] = padmode;
+    return blur_cpu(x, k, static_cast<int>(padmode));
   }
   static variable_list backward(AutogradContext *ctx, variable_list grads) {
     auto kd = ctx->saved_data["k"].toDoubleVector();
+    int pad = static_cast<int>(ctx->saved_data["pad"].toInt());
     std::vector<float> k(kd.begin(), kd.end());
-    return {blur_zero_cpu(grads[0].contiguous(), k), at::Tensor()};
+    at::Tensor g = grads[0].contiguous();
+    at::Tensor dx = pad == 0 ? blur_cpu(g, k, 0) : blur_cpu_adjoint(g, k, pad);
+    return {dx, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -282,9 +338,10 @@ at::Tensor gaussian_blur(const at::Tensor &in, double sigma, int64_t radius, int
   at::Tensor kt = at::tensor(k, at::TensorOptions().dtype(at::kDouble)).to(x.options());
   at::Tensor kv = kt.view({1, 1, 2 * r + 1, 1}), kh = kt.view({1, 1, 1, 2 * r + 1});
   int64_t H = x.size(2), W = x.size(3);
-  if (padmode == 0 && x.is_cpu() && x.scalar_type() == at::kFloat) {
+  if (padmode < 0 || padmode > 3) throw std::invalid_argument("gaussian_blur: unknown padding mode");
+  if (x.is_cpu() && x.scalar_type() == at::kFloat) {
     std::vector<float> kf(k.begin(), k.end());
-    at::Tensor y = BlurZeroCPU::apply(x.contiguous(), kf);
+    at::Tensor y = BlurCPU::apply(x.contiguous(), kf, static_cast<int64_t>(padmode));
     return three ? y.squeeze(1) : y;
   }
   if (padmode == 0) {
