@@ -375,8 +375,7 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 	}
 	switch m := r.URL.Query().Get("map"); m {
 	case "", "none":
-		h.Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(scoreJSON{FrameID: id, ImageScore: res.ImageScore, Decision: res.Decision, AnomalyPixels: res.AnomalyPixels, Height: res.H, Width: res.W})
+		writeJSON(w, scoreJSON{FrameID: id, ImageScore: res.ImageScore, Decision: res.Decision, AnomalyPixels: res.AnomalyPixels, Height: res.H, Width: res.W})
 	case "npy":
 		h.Set("Content-Type", "application/x-npy")
 		WriteNPY(w, res.Scores, res.H, res.W)
@@ -515,7 +514,18 @@ func (l *liveView) handleJSON(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Frames = append(out.Frames, j)
 	}
-	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(out)
+	writeJSON(w, out)
+}
+
+// writeJSON answers v as JSON, or 500 naming the encoding error (a NaN, say) instead of a
+// 200 with an empty or half-written body.
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "encoding the answer: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(append(b, '\n'))
 }

@@ -345,12 +345,12 @@ func TestTrainThroughTinyAdaCLIP(t *testing.T) {
 	if d, _ := m["detector"].(string); d == "" || d == "builtin-mahalanobis" {
 		t.Errorf("detector recorded as %q", d)
 	}
-	first, err := torch.LoadTensors(filepath.Join(runDir, "checkpoints", "epoch=00.weights.pt"), torch.CPU)
+	first, err := torch.LoadTensors(filepath.Join(runDir, "checkpoints", "epoch=00", "weights.pt"), torch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer torch.FreeAll(first)
-	second, err := torch.LoadTensors(filepath.Join(runDir, "checkpoints", "epoch=01.weights.pt"), torch.CPU)
+	second, err := torch.LoadTensors(filepath.Join(runDir, "checkpoints", "epoch=01", "weights.pt"), torch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
