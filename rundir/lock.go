@@ -16,9 +16,12 @@ import (
 	"time"
 )
 
-// LockName is the lock file inside a run directory. It stays after the run ends (removing
-// a lock file races with a process that has just opened it); the lock is the flock on it,
-// which the kernel releases when its holder dies.
+// LockName is the lock file inside a run directory. It stays after the run ends; the lock
+// is the flock on it, which the kernel releases when its holder dies. A process that created
+// the lock file may remove it while it holds the lock (a run that fails before it wrote
+// anything): Acquire checks that the file it locked is still the one at the path, so a
+// process that opened the removed file retries on the new one instead of holding a lock
+// nobody else can see.
 const LockName = ".lock"
 
 // Lock is a held run-directory lock.
@@ -33,6 +36,21 @@ var ErrLocked = errors.New("run directory is locked by another process")
 // Acquire takes the exclusive lock of dir (which must exist) without waiting. When another
 // process holds it, the error names that process's pid.
 func Acquire(dir string) (*Lock, error) {
+	for try := 0; ; try++ {
+		l, err := acquire(dir)
+		if err != errStale || try == 20 {
+			if err == errStale {
+				err = fmt.Errorf("run directory %s: its lock file keeps being replaced", dir)
+			}
+			return l, err
+		}
+	}
+}
+
+// errStale: the locked file was removed or replaced after it was opened.
+var errStale = errors.New("stale lock file")
+
+func acquire(dir string) (*Lock, error) {
 	p := filepath.Join(dir, LockName)
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -55,6 +73,13 @@ func Acquire(dir string) (*Lock, error) {
 			return nil, fmt.Errorf("run directory %s is in use by another spectraclip process (%s holds %s): %w", dir, holder, p, ErrLocked)
 		}
 		return nil, fmt.Errorf("run directory %s: lock %s: %w", dir, p, err)
+	}
+	held, err1 := f.Stat()
+	now, err2 := os.Stat(p)
+	if err1 != nil || err2 != nil || !os.SameFile(held, now) {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+		return nil, errStale
 	}
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

@@ -49,6 +49,14 @@ func OpenRun(dir string, log *logrus.Logger) (*Run, error) {
 	if err := loadPlugins(reg, cfg); err != nil {
 		return nil, err
 	}
+	// LibTorch's loader would block forever on a FIFO: only regular files are loaded.
+	for _, f := range []string{"pipeline.yaml", "pipeline.weights.pt"} {
+		if p := filepath.Join(dir, f); fileExists(p) {
+			if err := checkRegular(p, "run "+dir+":"); err != nil {
+				return nil, err
+			}
+		}
+	}
 	p, err := nodes.Load(filepath.Join(dir, "pipeline.yaml"), reg, dev)
 	if err != nil {
 		return nil, fmt.Errorf("run %s: %w", dir, err)
@@ -149,6 +157,9 @@ func DetectScene(path, cubeVar, gtVar string) (*SceneResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if row, col, band, v, bad := firstNonFinite(cube); bad {
+		return nil, fmt.Errorf("%s: value %v (NaN/Inf) at row %d, column %d, band %d: RX needs finite values (mask or replace them first)", path, v, row, col, band)
+	}
 	t0 := time.Now()
 	scores, err := detect.RX(cube.Data, cube.H, cube.W, cube.C)
 	if err != nil {
@@ -208,9 +219,6 @@ func InferWith(dir, input, out string, o InferOptions, log *logrus.Logger) (int,
 	if err != nil {
 		return 0, err
 	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return 0, err
-	}
 	type frameOut struct {
 		Name         string  `json:"name"`
 		Source       string  `json:"source"`
@@ -223,96 +231,124 @@ func InferWith(dir, input, out string, o InferOptions, log *logrus.Logger) (int,
 		DecisionsNPY string  `json:"decisions_npy,omitempty"`
 		Scores       string  `json:"scores_npy"`
 	}
-	var results []frameOut
+	// Every input is read, checked and scored before anything is written: a bad input (a
+	// file that cannot be read, the wrong band count, NaN) leaves no output behind. Only the
+	// maps are kept (H×W per frame), never the cubes.
+	type frame struct {
+		fo     frameOut
+		scores []float32
+		dec    []bool
+	}
+	var frames []frame
 	s := torch.NewScope()
 	defer s.Close()
 	for _, ic := range cubes {
 		s.Reset()
 		c, err := ic.load()
 		if err != nil {
-			return len(results), err
+			return 0, err
 		}
 		b := &dataset.Batch{Cube: c.Data, B: 1, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: []int{0}}
 		batch, err := datanode.ToBatch(s, b, r.Device, nil)
 		if err != nil {
-			return len(results), err
+			return 0, fmt.Errorf("%s: %w", ic.path, err)
 		}
 		s.SetGradEnabled(false)
 		ctx := &nodes.Context{Stage: nodes.StageInference, Scope: s, Device: r.Device}
 		o, err := r.Pipeline.Run(ctx, batch, nodes.RunOptions{})
 		if err != nil {
-			return len(results), fmt.Errorf("%s: %w", ic.name, err)
+			return 0, fmt.Errorf("%s (%d bands): %w", ic.path, c.C, err)
 		}
 		sn, sp := portRef(r.Cfg.Evaluation.Scores)
 		st, err := o.Tensor(sn, sp)
 		if err != nil {
-			return len(results), err
+			return 0, err
 		}
 		scores, err := st.Float32s()
 		if err != nil {
-			return len(results), err
+			return 0, err
 		}
 		if bad := countNonFinite(scores); bad > 0 {
-			return len(results), fmt.Errorf("%s: %d of %d anomaly scores are NaN or infinite (the inputs were finite): nothing written for this frame", ic.path, bad, len(scores))
+			return 0, fmt.Errorf("%s: %d of %d anomaly scores are NaN or infinite (the inputs were finite): nothing written", ic.path, bad, len(scores))
 		}
-		fo := frameOut{Name: ic.name, Source: ic.path, Height: c.H, Width: c.W}
+		f := frame{fo: frameOut{Name: ic.name, Source: ic.path, Height: c.H, Width: c.W}, scores: scores}
 		if dn, dp := portRef(r.Cfg.Evaluation.Decisions); dn != "" {
 			if dt, err := o.Tensor(dn, dp); err == nil {
-				dec, err := dt.Bools()
-				if err == nil {
-					n := 0
-					for _, v := range dec {
-						if v {
-							n++
-						}
-					}
-					fo.Flagged = float64(n) / float64(len(dec))
-					img, err := report.MaskImage(dec, c.H, c.W)
-					if err == nil {
-						fo.Decisions = ic.name + "_decisions.png"
-						if err := report.SavePNG(filepath.Join(out, fo.Decisions), img); err != nil {
-							return len(results), err
-						}
-					}
-					u8 := make([]uint8, len(dec))
-					for i, v := range dec {
-						if v {
-							u8[i] = 1
-						}
-					}
-					fo.DecisionsNPY = ic.name + "_decisions.npy"
-					if err := writeNPY(filepath.Join(out, fo.DecisionsNPY), u8, c.H, c.W); err != nil {
-						return len(results), err
-					}
+				if dec, err := dt.Bools(); err == nil {
+					f.dec = dec
 				}
 			}
 		}
 		for _, n := range r.Pipeline.Nodes() {
 			if v, ok := o.Get(n.Name(), "anomaly_score"); ok {
 				if t, ok := v.(*torch.Tensor); ok {
-					fo.AnomalyScore, _ = t.Item()
+					f.fo.AnomalyScore, _ = t.Item()
 				}
 			}
 		}
-		hm, err := report.Heatmap(scores, c.H, c.W)
-		if err != nil {
-			return len(results), err
-		}
-		fo.Heatmap = ic.name + "_scores.png"
-		if err := report.SavePNG(filepath.Join(out, fo.Heatmap), hm); err != nil {
-			return len(results), err
-		}
-		fo.Scores = ic.name + "_scores.npy"
-		if err := writeNPY(filepath.Join(out, fo.Scores), scores, c.H, c.W); err != nil {
-			return len(results), err
-		}
-		results = append(results, fo)
+		frames = append(frames, f)
 	}
-	b, err := json.MarshalIndent(map[string]any{"run": dir, "detector": r.detectorName(), "frames": results}, "", "  ")
+	made, err := makeDir(out)
 	if err != nil {
-		return len(results), fmt.Errorf("%s: %w", filepath.Join(out, "results.json"), err)
+		return 0, fmt.Errorf("--out %s: %w", out, err)
 	}
-	return len(results), nodes.WriteFileAtomic(filepath.Join(out, "results.json"), b)
+	results := make([]frameOut, 0, len(frames))
+	write := func() error {
+		for _, f := range frames {
+			fo := f.fo
+			h, w := fo.Height, fo.Width
+			if f.dec != nil {
+				nf := 0
+				u8 := make([]uint8, len(f.dec))
+				for i, v := range f.dec {
+					if v {
+						nf++
+						u8[i] = 1
+					}
+				}
+				fo.Flagged = float64(nf) / float64(len(f.dec))
+				if img, err := report.MaskImage(f.dec, h, w); err == nil {
+					fo.Decisions = fo.Name + "_decisions.png"
+					made.note(filepath.Join(out, fo.Decisions))
+					if err := report.SavePNG(filepath.Join(out, fo.Decisions), img); err != nil {
+						return err
+					}
+				}
+				fo.DecisionsNPY = fo.Name + "_decisions.npy"
+				made.note(filepath.Join(out, fo.DecisionsNPY))
+				if err := writeNPY(filepath.Join(out, fo.DecisionsNPY), u8, h, w); err != nil {
+					return err
+				}
+			}
+			hm, err := report.Heatmap(f.scores, h, w)
+			if err != nil {
+				return err
+			}
+			fo.Heatmap = fo.Name + "_scores.png"
+			made.note(filepath.Join(out, fo.Heatmap))
+			if err := report.SavePNG(filepath.Join(out, fo.Heatmap), hm); err != nil {
+				return err
+			}
+			fo.Scores = fo.Name + "_scores.npy"
+			made.note(filepath.Join(out, fo.Scores))
+			if err := writeNPY(filepath.Join(out, fo.Scores), f.scores, h, w); err != nil {
+				return err
+			}
+			results = append(results, fo)
+		}
+		p := filepath.Join(out, "results.json")
+		b, err := json.MarshalIndent(map[string]any{"run": dir, "detector": r.detectorName(), "frames": results}, "", "  ")
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		made.note(p)
+		return nodes.WriteFileAtomic(p, b)
+	}
+	if err := write(); err != nil {
+		made.undo()
+		return 0, err
+	}
+	return len(results), nil
 }
 
 type inferCube struct {
@@ -390,6 +426,17 @@ func checkFinite(c *dataset.Cube, path string, policy dataset.NaNPolicy) error {
 		return fmt.Errorf("%s: value %v (NaN/Inf) at row %d, column %d, band %d; use --nan-policy zero (or nan_policy: zero in a dataset.yaml) to replace NaN/Inf with 0", path, v, px/c.W, px%c.W, b)
 	}
 	return nil
+}
+
+// firstNonFinite finds the first NaN or ±Inf of a cube.
+func firstNonFinite(c *dataset.Cube) (row, col, band int, v float32, found bool) {
+	for i, x := range c.Data {
+		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+			px := i / c.C
+			return px / c.W, px % c.W, i % c.C, x, true
+		}
+	}
+	return 0, 0, 0, 0, false
 }
 
 func countNonFinite(v []float32) int {

@@ -41,20 +41,35 @@ func Compare(o CompareOptions) (*Comparison, error) {
 	if _, err := os.Stat(filepath.Join(o.Out, "comparison.json")); err == nil {
 		return nil, fmt.Errorf("%s already holds a comparison; choose another --out", o.Out)
 	}
-	if err := os.MkdirAll(o.Out, 0o755); err != nil {
-		return nil, err
-	}
-	c := &Comparison{}
-	for _, v := range o.Variants {
+	// Every variant's config is composed (and so every name and override checked) before
+	// anything is trained or written.
+	cfgs := make([]*Config, len(o.Variants))
+	for i, v := range o.Variants {
+		for _, w := range o.Variants[:i] {
+			if w == v {
+				return nil, fmt.Errorf("--variants: %s is listed twice", v)
+			}
+		}
 		cfg, _, err := LoadConfig(LoadOptions{Variant: v, Overrides: o.Overrides, Environ: o.Environ})
 		if err != nil {
 			return nil, fmt.Errorf("variant %s: %w", v, err)
 		}
+		cfgs[i] = cfg
+	}
+	made, err := makeDir(o.Out)
+	if err != nil {
+		return nil, fmt.Errorf("--out %s: %w", o.Out, err)
+	}
+	c := &Comparison{}
+	for i, v := range o.Variants {
 		if o.Log != nil {
 			o.Log.WithField("variant", v).Info("training")
 		}
-		res, err := Train(cfg, Options{OutDir: filepath.Join(o.Out, v), Log: o.Log, Progress: os.Stderr})
+		res, err := Train(cfgs[i], Options{OutDir: filepath.Join(o.Out, v), Log: o.Log, Progress: os.Stderr})
 		if err != nil {
+			if len(c.Results) == 0 { // a finished variant's run stays
+				made.undo()
+			}
 			return nil, fmt.Errorf("variant %s: %w", v, err)
 		}
 		c.Results = append(c.Results, res)

@@ -168,9 +168,9 @@ func LoadConfig(o LoadOptions) (*Config, *viper.Viper, error) {
 	var dir string
 	switch {
 	case o.File != "":
-		b, err := os.ReadFile(o.File)
+		b, err := readRegular(o.File, "config", maxConfigBytes)
 		if err != nil {
-			return nil, nil, fmt.Errorf("config: %w", err)
+			return nil, nil, err
 		}
 		src, name, dir = b, o.File, filepath.Dir(o.File)
 	case o.Variant != "":
@@ -241,6 +241,9 @@ func LoadConfig(o LoadOptions) (*Config, *viper.Viper, error) {
 	}
 	cfg, err := Decode(v)
 	if err != nil {
+		if ev := envBlame(err, o.Environ, o.Overrides); ev != "" {
+			return nil, nil, fmt.Errorf("config %s: environment %s: %w", name, ev, err)
+		}
 		return nil, nil, fmt.Errorf("config %s: %w", name, err)
 	}
 	return cfg, v, nil
@@ -251,7 +254,7 @@ func readDefault(name, dir string) (map[string]any, error) {
 	var err error
 	if dir != "" {
 		if p := filepath.Join(dir, name+".yaml"); fileExists(p) {
-			b, err = os.ReadFile(p)
+			b, err = readRegular(p, "config", maxConfigBytes)
 		}
 	}
 	if b == nil && err == nil {
@@ -334,6 +337,31 @@ func envConfigKeys(environ []string) []string {
 		out = append(out, strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, EnvPrefix), "__", ".")))
 	}
 	return out
+}
+
+// envBlame names the SPECTRACLIP_ variable that set the key a decoding or validation error
+// is about ("" when no variable did, or a command-line override set that key after it).
+func envBlame(err error, environ, overrides []string) string {
+	msg := err.Error()
+	for _, kv := range environ {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, EnvPrefix) || slices.Contains(NonConfigEnv, k) || strings.HasPrefix(k, EnvPrefix+"TEST_") {
+			continue
+		}
+		key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, EnvPrefix), "__", "."))
+		if !strings.Contains(msg, key+":") && !strings.Contains(msg, key+" ") && !strings.HasSuffix(msg, key) {
+			continue
+		}
+		overridden := false
+		for _, ov := range overrides {
+			ok, _, _ := strings.Cut(strings.TrimPrefix(ov, "+"), "=")
+			overridden = overridden || strings.TrimSpace(ok) == key
+		}
+		if !overridden {
+			return k
+		}
+	}
+	return ""
 }
 
 func applyEnv(v *viper.Viper, environ []string) error {
@@ -463,6 +491,12 @@ func (c *Config) Validate() error {
 	if c.Name == "" {
 		return fmt.Errorf("name: must not be empty")
 	}
+	if c.Variant != "" && !slices.Contains(VariantNames, c.Variant) {
+		return fmt.Errorf("variant: %q is not a known variant (allowed: %s)", c.Variant, strings.Join(VariantNames, ", "))
+	}
+	if err := finiteNumbers(reflect.ValueOf(*c), ""); err != nil {
+		return err
+	}
 	if c.Data.BatchSize < 1 && c.Data.Scene == nil { // a whole scene is one frame per batch
 		return fmt.Errorf("data.batch_size: %d must be >= 1", c.Data.BatchSize)
 	}
@@ -524,6 +558,39 @@ func (c *Config) Validate() error {
 	} {
 		if m.used && !slices.Contains(c.MonitorNames(), m.name) {
 			return fmt.Errorf("%s: %q is not a logged value (allowed: %s)", m.key, m.name, strings.Join(c.MonitorNames(), ", "))
+		}
+	}
+	return nil
+}
+
+// finiteNumbers refuses NaN and ±Inf in every floating-point setting of a config struct,
+// naming its key.
+func finiteNumbers(v reflect.Value, prefix string) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		tag := strings.Split(t.Field(i).Tag.Get("mapstructure"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := strings.TrimPrefix(prefix+"."+tag, ".")
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.Struct:
+			if err := finiteNumbers(f, key); err != nil {
+				return err
+			}
+		case reflect.Float32, reflect.Float64:
+			if x := f.Float(); math.IsNaN(x) || math.IsInf(x, 0) {
+				return fmt.Errorf("%s: %v is not a finite number", key, x)
+			}
+		case reflect.Slice:
+			if k := f.Type().Elem().Kind(); k == reflect.Float32 || k == reflect.Float64 {
+				for j := 0; j < f.Len(); j++ {
+					if x := f.Index(j).Float(); math.IsNaN(x) || math.IsInf(x, 0) {
+						return fmt.Errorf("%s[%d]: %v is not a finite number", key, j, x)
+					}
+				}
+			}
 		}
 	}
 	return nil

@@ -48,12 +48,18 @@ type BandInfo struct {
 
 // Train runs a whole trainrun: statistical fit, gradient epochs, evaluation of the best
 // checkpoint on val and test, metrics.json, the saved pipeline and the report.
-func Train(cfg *Config, o Options) (*Result, error) {
+// A fresh run that fails before its first complete checkpoint removes what it created.
+func Train(cfg *Config, o Options) (res *Result, err error) {
 	r, err := Prepare(cfg, o)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
+	defer func() {
+		if err != nil {
+			r.discard()
+		}
+		r.Close()
+	}()
 	t0 := time.Now()
 	if r.resume == "" {
 		if err := r.FitStatistics(); err != nil {

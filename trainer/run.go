@@ -60,6 +60,7 @@ type Run struct {
 	pixelMasks map[string][]bool // whole-scene runs: the pixels of each split (SceneData)
 
 	lock        *rundir.Lock  // held from Prepare to Close
+	made        *madePaths    // what a fresh run created (removed when it fails before its first complete checkpoint)
 	resumeState *TrainerState // the state of the checkpoint resumed from
 }
 
@@ -110,42 +111,31 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 			return nil, fmt.Errorf("--resume %s: run directory %s does not exist", o.Resume, dir)
 		}
-	} else {
-		if dir == "" {
-			dir = filepath.Join(cfg.OutputDir, cfg.Name, time.Now().Format("2006-01-02_15-04-05"))
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("run directory: %w", err)
-		}
+	} else if dir == "" {
+		dir = filepath.Join(cfg.OutputDir, cfg.Name, time.Now().Format("2006-01-02_15-04-05"))
 	}
-	lock, err := rundir.Acquire(dir)
-	if err != nil {
+	// Everything that can be checked without writing is checked before the run directory
+	// is created or locked: its state, the data, the plugins and the pipeline. A run that
+	// fails here leaves nothing behind (and does not touch a finished run's files).
+	if o.Resume != "" {
+		if _, _, err := resolveResume(dir, o.Resume); err != nil {
+			return nil, err
+		}
+	} else if err := refuseRunDir(dir); err != nil {
 		return nil, err
 	}
 	var p *nodes.Pipeline
+	var made *madePaths
+	var lock *rundir.Lock
 	defer func() {
 		if err != nil {
 			if p != nil {
 				p.Close()
 			}
+			made.undo()
 			lock.Release()
 		}
 	}()
-	did, err := rundir.CleanTemp(dir)
-	if err != nil {
-		return nil, fmt.Errorf("run directory %s: cleaning up after an interrupted run: %w", dir, err)
-	}
-	for _, d := range did {
-		log.WithField("run", dir).Info(d)
-	}
-	resume, note := "", ""
-	if o.Resume != "" {
-		if resume, note, err = resolveResume(dir, o.Resume); err != nil {
-			return nil, err
-		}
-	} else if err := restartable(dir, log); err != nil {
-		return nil, err
-	}
 	ds, masks, err := openData(cfg, log)
 	if err != nil {
 		return nil, err
@@ -163,7 +153,32 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 	if err := p.To(dev); err != nil {
 		return nil, err
 	}
-	r = &Run{Cfg: cfg, Dir: dir, Device: dev, Data: ds, Pipeline: p, Registry: reg, Log: log, progress: o.Progress, resume: resume, started: time.Now(), lock: lock, pixelMasks: masks}
+	if o.Resume == "" {
+		if made, err = makeRunDir(dir); err != nil {
+			return nil, err
+		}
+	}
+	if lock, err = rundir.Acquire(dir); err != nil {
+		return nil, err
+	}
+	did, err := rundir.CleanTemp(dir)
+	if err != nil {
+		return nil, fmt.Errorf("run directory %s: cleaning up after an interrupted run: %w", dir, err)
+	}
+	for _, d := range did {
+		log.WithField("run", dir).Info(d)
+	}
+	resume, note := "", ""
+	if o.Resume != "" {
+		if resume, note, err = resolveResume(dir, o.Resume); err != nil {
+			return nil, err
+		}
+	} else if err := restartable(dir, log); err != nil {
+		return nil, err
+	} else {
+		made.beforeWrite()
+	}
+	r = &Run{Cfg: cfg, Dir: dir, Device: dev, Data: ds, Pipeline: p, Registry: reg, Log: log, progress: o.Progress, resume: resume, started: time.Now(), lock: lock, made: made, pixelMasks: masks}
 	y, err := cfg.YAML()
 	if err != nil {
 		return nil, err
@@ -235,10 +250,16 @@ func resolveResume(dir, ckpt string) (string, string, error) {
 	return got, note, nil
 }
 
-// restartable checks that a fresh run may use dir. A directory that holds a complete
-// checkpoint or a finished run is refused; one left by a run killed before its first
-// complete checkpoint is emptied of that run's files and reused.
-func restartable(dir string, log *logrus.Logger) error {
+// refuseRunDir is the part of restartable that writes nothing: it refuses a directory that
+// holds a complete checkpoint or a finished run, or that is not a directory.
+func refuseRunDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil // created later (a path under a file fails there, naming it)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("run directory %s: not a directory", dir)
+	}
 	ck := filepath.Join(dir, "checkpoints")
 	if cks := rundir.Complete(ck); len(cks) > 0 || fileExists(filepath.Join(ck, "last.json")) {
 		name := filepath.Join(ck, "last")
@@ -249,6 +270,108 @@ func restartable(dir string, log *logrus.Logger) error {
 	}
 	if fileExists(filepath.Join(dir, "metrics.json")) {
 		return fmt.Errorf("run directory %s holds a finished run: choose another --out", dir)
+	}
+	return nil
+}
+
+// madePaths records what a command created, so that it can remove exactly that when it
+// fails: the top-most missing directory of its output directory, or (in an output directory
+// that existed) the files it noted before writing them.
+type madePaths struct {
+	dir   string
+	top   string   // "" when the output directory existed
+	files []string // noted inside an existing output directory
+}
+
+// makeDir creates dir (and its missing parents) and notes what it made.
+func makeDir(dir string) (*madePaths, error) {
+	m := &madePaths{dir: dir}
+	for d := filepath.Clean(dir); ; {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		}
+		m.top = d
+		up := filepath.Dir(d)
+		if up == d {
+			break
+		}
+		d = up
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		m.undo()
+		return nil, err
+	}
+	return m, nil
+}
+
+// makeRunDir creates a fresh run's directory, noting the lock file when it is new.
+func makeRunDir(dir string) (*madePaths, error) {
+	m, err := makeDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	m.note(filepath.Join(dir, rundir.LockName))
+	return m, nil
+}
+
+// note records the paths that do not exist yet (about to be written) inside an output
+// directory that existed; in a directory this process created, everything goes anyway.
+func (m *madePaths) note(paths ...string) {
+	if m == nil || m.top != "" {
+		return
+	}
+	for _, p := range paths {
+		if _, err := os.Lstat(p); err != nil && !slices.Contains(m.files, p) {
+			m.files = append(m.files, p)
+		}
+	}
+}
+
+// beforeWrite notes the run files that are absent just before a fresh run writes them.
+func (m *madePaths) beforeWrite() {
+	if m == nil {
+		return
+	}
+	for _, f := range []string{"config.yaml", "resume.json", "checkpoints", "tb", "metrics.json", "pipeline.yaml", "pipeline.weights.pt", "report.md", "report"} {
+		m.note(filepath.Join(m.dir, f))
+	}
+}
+
+// undo removes what was made. It is safe on nil.
+func (m *madePaths) undo() {
+	if m == nil {
+		return
+	}
+	if m.top != "" {
+		_ = os.RemoveAll(m.top)
+		return
+	}
+	for _, f := range m.files {
+		_ = os.RemoveAll(f)
+	}
+}
+
+// discard removes the files of a fresh run that failed before its first complete
+// checkpoint (it can only be started again); a run with a complete checkpoint stays, to be
+// resumed.
+func (r *Run) discard() {
+	ck := filepath.Join(r.Dir, "checkpoints")
+	if r.made == nil || len(rundir.Complete(ck)) > 0 || fileExists(filepath.Join(ck, "last.json")) {
+		return
+	}
+	if r.TB != nil {
+		r.TB.Close()
+		r.TB = nil
+	}
+	r.made.undo()
+}
+
+// restartable checks that a fresh run may use dir. A directory that holds a complete
+// checkpoint or a finished run is refused; one left by a run killed before its first
+// complete checkpoint is emptied of that run's files and reused.
+func restartable(dir string, log *logrus.Logger) error {
+	if err := refuseRunDir(dir); err != nil {
+		return err
 	}
 	if !fileExists(filepath.Join(dir, "config.yaml")) {
 		return nil

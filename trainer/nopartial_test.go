@@ -1,0 +1,106 @@
+package trainer
+
+import (
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// Non-finite numbers, unknown variants and wrongly typed environment values are config
+// errors that name the key (or the variable that set it); a FIFO config is refused
+// without blocking.
+func TestConfigRefusesHostileValues(t *testing.T) {
+	for _, c := range []struct {
+		overrides, environ []string
+		want               string
+	}{
+		{overrides: []string{"training.optimizer.lr=.nan"}, want: "training.optimizer.lr"},
+		{overrides: []string{"training.optimizer.weight_decay=.inf"}, want: "training.optimizer.weight_decay"},
+		{overrides: []string{"training.optimizer.betas=[0.9, .nan]"}, want: "training.optimizer.betas[1]"},
+		{overrides: []string{"training.scheduler.factor=-.inf"}, want: "training.scheduler.factor"},
+		{overrides: []string{"variant=cnn"}, want: `variant: "cnn"`},
+		{environ: []string{"SPECTRACLIP_TRAINING__OPTIMIZER__LR=fast"}, want: "environment SPECTRACLIP_TRAINING__OPTIMIZER__LR"},
+		{environ: []string{"SPECTRACLIP_TRAINING__TRAINER__MAX_EPOCHS=ten"}, want: "environment SPECTRACLIP_TRAINING__TRAINER__MAX_EPOCHS"},
+	} {
+		_, _, err := LoadConfig(LoadOptions{Variant: "drcnn", Overrides: c.overrides, Environ: c.environ})
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v %v: %v (want one line naming %s)", c.overrides, c.environ, err, c.want)
+		}
+	}
+	// the override set the key after the environment: the override is at fault
+	_, _, err := LoadConfig(LoadOptions{Variant: "drcnn", Overrides: []string{"training.optimizer.lr=slow"}, Environ: []string{"SPECTRACLIP_TRAINING__OPTIMIZER__LR=fast"}})
+	if err == nil || strings.Contains(err.Error(), "SPECTRACLIP_") {
+		t.Errorf("override over environment: %v", err)
+	}
+	if _, _, err := LoadConfig(LoadOptions{Variant: "drcnn", Overrides: []string{"training.optimizer.lr=1e-3"}}); err != nil {
+		t.Errorf("a finite lr: %v", err)
+	}
+	fifo := filepath.Join(t.TempDir(), "run.yaml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadConfig(LoadOptions{File: fifo}); err == nil || !strings.Contains(err.Error(), fifo) || !strings.Contains(err.Error(), "named pipe") {
+		t.Errorf("FIFO config: %v", err)
+	}
+}
+
+// makeDir/undo remove exactly what was created: the top-most new directory, or in a
+// directory that existed only the files noted as new (never the ones that were there).
+func TestMadePathsUndoOnlyWhatWasMade(t *testing.T) {
+	base := t.TempDir()
+	deep := filepath.Join(base, "a", "b", "c")
+	m, err := makeDir(deep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(deep, "x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m.undo()
+	if _, err := os.Stat(filepath.Join(base, "a")); !os.IsNotExist(err) {
+		t.Errorf("%s/a left behind: %v", base, err)
+	}
+	if _, err := os.Stat(base); err != nil {
+		t.Errorf("the existing parent went: %v", err)
+	}
+
+	// an existing directory with files of its own
+	old := map[string]bool{}
+	for i := 0; i < 1+rand.Intn(4); i++ {
+		p := filepath.Join(base, "old"+string(rune('a'+i)))
+		old[p] = true
+		if err := os.WriteFile(p, []byte("keep"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err = makeDir(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var news []string
+	for p := range old {
+		m.note(p) // existing: never noted
+	}
+	for i := 0; i < 1+rand.Intn(4); i++ {
+		p := filepath.Join(base, "new"+string(rune('a'+i)))
+		m.note(p)
+		news = append(news, p)
+		if err := os.WriteFile(p, []byte("new"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.undo()
+	for p := range old {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s (there before) was removed", p)
+		}
+	}
+	for _, p := range news {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s (new) left behind", p)
+		}
+	}
+}
