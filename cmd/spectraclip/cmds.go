@@ -260,6 +260,9 @@ func newExportDetectorCmd(g *globals) *cobra.Command {
 			if !builtin {
 				return fmt.Errorf("only --builtin can be exported here; export AdaCLIP with scripts/export_adaclip.py")
 			}
+			if cmd.Flags().Changed("image-size") && size < 1 {
+				return fmt.Errorf("--image-size %d: the detector's input size must be >= 1 pixel (default 224)", size)
+			}
 			opts := detect.BuiltinOptions{}
 			if size > 0 {
 				opts.ImageSize = size

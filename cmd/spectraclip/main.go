@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -60,6 +62,9 @@ func NewRootCmd(out, errOut io.Writer) *cobra.Command {
 		Short:         "learned hyperspectral anomaly detection over LibTorch",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// suggestions are printed by main on the error line (cobra's take extra lines)
+		DisableSuggestions:         true,
+		SuggestionsMinimumDistance: 2,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			return g.setup()
 		},
@@ -92,7 +97,29 @@ func NewRootCmd(out, errOut io.Writer) *cobra.Command {
 func main() {
 	root := NewRootCmd(os.Stdout, os.Stderr)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
+		fmt.Fprintln(os.Stderr, "error:", errorLine(root, err))
 		os.Exit(1)
 	}
+}
+
+var unknownCommandRe = regexp.MustCompile(`^unknown command "([^"]*)" for "([^"]*)"`)
+
+// errorLine is err as the one line main prints: an unknown command carries its suggestion
+// on that line (cobra's own suggestions are off: they add lines), and any other multi-line
+// error is joined with "; ".
+func errorLine(root *cobra.Command, err error) string {
+	msg := strings.TrimSpace(err.Error())
+	if m := unknownCommandRe.FindStringSubmatch(msg); m != nil {
+		if sug := root.SuggestionsFor(m[1]); len(sug) > 0 {
+			return fmt.Sprintf("%s (did you mean %s?)", m[0], strings.Join(sug, " or "))
+		}
+		return m[0] + " (see spectraclip --help)"
+	}
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
