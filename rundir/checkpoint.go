@@ -161,7 +161,7 @@ func prevPath(parent, name string) string { return filepath.Join(parent, "."+nam
 // Verify checks that dir is a complete checkpoint: its manifest parses and every file it
 // names has the recorded size and sha256.
 func Verify(dir string) (*Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	b, err := readRegular(filepath.Join(dir, ManifestName))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("checkpoint %s: no %s (not a complete checkpoint)", dir, ManifestName)
@@ -293,8 +293,38 @@ func CleanTemp(dir string) ([]string, error) {
 	return did, nil
 }
 
-func hashFile(p string) (FileHash, error) {
+// openRegular opens p for reading when it is a regular file (links followed): a FIFO would
+// block the open forever and a device never ends.
+func openRegular(p string) (*os.File, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%v)", p, st.Mode().Type())
+	}
 	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	if st, err = f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file", p)
+	}
+	return f, nil
+}
+
+func readRegular(p string) ([]byte, error) {
+	f, err := openRegular(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 64<<20))
+}
+
+func hashFile(p string) (FileHash, error) {
+	f, err := openRegular(p)
 	if err != nil {
 		return FileHash{}, err
 	}
