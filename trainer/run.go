@@ -76,11 +76,15 @@ type EpochRecord struct {
 }
 
 // Prepare sets up threads, seeds, device, data and pipeline, and creates the run
-// directory with the resolved config. The run directory is locked for this process until
-// Close. A fresh run refuses a directory that holds a complete checkpoint or a finished run,
-// and starts again in one that does not (a run killed early). A resume loads its checkpoint
-// (or, when that one is incomplete, the most recent complete one, saying so) before it
-// writes anything, so a failed resume leaves the directory as it was.
+// directory with the resolved config. The run directory's state, the data, the plugins and
+// the pipeline are all checked before the directory is created or locked, so bad input
+// leaves nothing behind (and a refused finished run is not touched); a failure after that
+// but before the first write removes what this process created. The run directory is then
+// locked for this process until Close. A fresh run refuses a directory that holds a
+// complete checkpoint or a finished run, and starts again in one that does not (a run killed
+// early). A resume loads its checkpoint (or, when that one is incomplete, the most recent
+// complete one, saying so) before it writes anything, so a failed resume leaves the
+// directory as it was.
 func Prepare(cfg *Config, o Options) (r *Run, err error) {
 	log := o.Log
 	if log == nil {
