@@ -8,6 +8,7 @@ package rundir
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -26,8 +27,9 @@ const LockName = ".lock"
 
 // Lock is a held run-directory lock.
 type Lock struct {
-	f    *os.File
-	path string
+	f       *os.File
+	path    string
+	created bool
 }
 
 // ErrLocked is wrapped by the error of Acquire when another process holds the lock.
@@ -52,7 +54,13 @@ var errStale = errors.New("stale lock file")
 
 func acquire(dir string) (*Lock, error) {
 	p := filepath.Join(dir, LockName)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	created := err == nil
+	if errors.Is(err, fs.ErrExist) {
+		if f, err = os.OpenFile(p, os.O_RDWR, 0o644); errors.Is(err, fs.ErrNotExist) {
+			return nil, errStale // removed in between
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("run directory %s: lock: %w", dir, err)
 	}
@@ -84,8 +92,11 @@ func acquire(dir string) (*Lock, error) {
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &Lock{f: f, path: p}, nil
+	return &Lock{f: f, path: p, created: created}, nil
 }
+
+// Created says whether this process created the lock file (it did not exist before).
+func (l *Lock) Created() bool { return l != nil && l.created }
 
 // Release gives the lock up. It is safe to call on nil and more than once.
 func (l *Lock) Release() {

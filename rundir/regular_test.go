@@ -43,3 +43,28 @@ func TestVerifyRefusesNonRegularFiles(t *testing.T) {
 		t.Fatalf("FIFO manifest: %v", err)
 	}
 }
+
+// Created tells the process that made the lock file (it may remove it while it holds the
+// lock) from one that found it there.
+func TestLockCreated(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Acquire(dir)
+	if err != nil || !a.Created() {
+		t.Fatalf("first: %v created %v", err, a.Created())
+	}
+	a.Release()
+	b, err := Acquire(dir)
+	if err != nil || b.Created() {
+		t.Fatalf("second: %v created %v", err, b.Created())
+	}
+	// the creator removed the file while holding it: the next writer locks a new one
+	if err := os.Remove(filepath.Join(dir, LockName)); err != nil {
+		t.Fatal(err)
+	}
+	b.Release()
+	c, err := Acquire(dir)
+	if err != nil || !c.Created() {
+		t.Fatalf("after removal: %v created %v", err, c.Created())
+	}
+	c.Release()
+}

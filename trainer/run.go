@@ -131,12 +131,15 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 	var p *nodes.Pipeline
 	var made *madePaths
 	var lock *rundir.Lock
+	locked := false // another process holds the run directory: it is theirs, nothing is undone
 	defer func() {
 		if err != nil {
 			if p != nil {
 				p.Close()
 			}
-			made.undo()
+			if !locked {
+				made.undo()
+			}
 			lock.Release()
 		}
 	}()
@@ -163,7 +166,11 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 		}
 	}
 	if lock, err = rundir.Acquire(dir); err != nil {
+		locked = errors.Is(err, rundir.ErrLocked)
 		return nil, err
+	}
+	if lock.Created() {
+		made.note(filepath.Join(dir, rundir.LockName))
 	}
 	did, err := rundir.CleanTemp(dir)
 	if err != nil {
@@ -287,34 +294,45 @@ type madePaths struct {
 	files []string // noted inside an existing output directory
 }
 
-// makeDir creates dir (and its missing parents) and notes what it made.
+// makeDir creates dir (and its missing parents) and notes what it made: only directories
+// this process's own mkdir created count (another process may create the same ones).
 func makeDir(dir string) (*madePaths, error) {
 	m := &madePaths{dir: dir}
+	var missing []string
 	for d := filepath.Clean(dir); ; {
 		if _, err := os.Lstat(d); err == nil {
 			break
 		}
-		m.top = d
+		missing = append(missing, d)
 		up := filepath.Dir(d)
 		if up == d {
 			break
 		}
 		d = up
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	for i := len(missing) - 1; i >= 0; i-- {
+		err := os.Mkdir(missing[i], 0o755)
+		if err == nil {
+			if m.top == "" {
+				m.top = missing[i]
+			}
+			continue
+		}
+		if fi, serr := os.Stat(missing[i]); errors.Is(err, fs.ErrExist) && serr == nil && fi.IsDir() {
+			continue // made by another process meanwhile
+		}
 		m.undo()
 		return nil, err
 	}
 	return m, nil
 }
 
-// makeRunDir creates a fresh run's directory, noting the lock file when it is new.
+// makeRunDir creates a fresh run's directory.
 func makeRunDir(dir string) (*madePaths, error) {
 	m, err := makeDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
-	m.note(filepath.Join(dir, rundir.LockName))
 	return m, nil
 }
 
