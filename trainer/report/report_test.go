@@ -350,7 +350,7 @@ func TestWriteMarkdown(t *testing.T) {
 		"# AdaCLIP run \\| lentils\n",
 		"| key | value |\n|---|---|\n| run | exp1 |\n| seed | 42 |\n",
 		"Metrics pooled over the whole epoch.\n",
-		"## Metrics\n\n| split | iou | auroc |\n|---|---:|---:|\n| val | 0.1235 | 0.5000 |\n| test | NaN | 0.9877 |\n",
+		"## Metrics\n\n| split | iou | auroc |\n|---|---:|---:|\n| val | 0.1235 | 0.5000 |\n| test | undefined | 0.9877 |\n",
 		"![ROC curve](plots/roc.png)",
 		"![maps](plots/anomaly%20maps.png)",
 	} {
