@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -219,136 +221,164 @@ func InferWith(dir, input, out string, o InferOptions, log *logrus.Logger) (int,
 	if err != nil {
 		return 0, err
 	}
-	type frameOut struct {
-		Name         string  `json:"name"`
-		Source       string  `json:"source"`
-		Height       int     `json:"height"`
-		Width        int     `json:"width"`
-		AnomalyScore float64 `json:"anomaly_score"`
-		Flagged      float64 `json:"flagged_fraction"`
-		Heatmap      string  `json:"heatmap_png"`
-		Decisions    string  `json:"decisions_png,omitempty"`
-		DecisionsNPY string  `json:"decisions_npy,omitempty"`
-		Scores       string  `json:"scores_npy"`
+	// Each frame's maps are written as soon as it is scored, into a staging folder beside
+	// --out, so memory holds one frame at a time; the folder is published only when every
+	// input was read, checked and scored: a bad input (a file that cannot be read, the wrong
+	// band count, NaN) leaves no output behind.
+	made, err := makeDir(filepath.Dir(filepath.Clean(out)))
+	if err != nil {
+		return 0, fmt.Errorf("--out %s: %w", out, err)
 	}
-	// Every input is read, checked and scored before anything is written: a bad input (a
-	// file that cannot be read, the wrong band count, NaN) leaves no output behind. Only the
-	// maps are kept (H×W per frame), never the cubes.
-	type frame struct {
-		fo     frameOut
-		scores []float32
-		dec    []bool
+	stage, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), "."+filepath.Base(filepath.Clean(out))+".partial-")
+	if err != nil {
+		made.undo()
+		return 0, fmt.Errorf("--out %s: %w", out, err)
 	}
-	var frames []frame
+	fail := func(err error) (int, error) {
+		_ = os.RemoveAll(stage)
+		made.undo()
+		return 0, err
+	}
+	var results []frameOut
 	s := torch.NewScope()
 	defer s.Close()
 	for _, ic := range cubes {
 		s.Reset()
 		c, err := ic.load()
 		if err != nil {
-			return 0, err
+			return fail(err)
 		}
 		b := &dataset.Batch{Cube: c.Data, B: 1, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: []int{0}}
 		batch, err := datanode.ToBatch(s, b, r.Device, nil)
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", ic.path, err)
+			return fail(fmt.Errorf("%s: %w", ic.path, err))
 		}
 		s.SetGradEnabled(false)
 		ctx := &nodes.Context{Stage: nodes.StageInference, Scope: s, Device: r.Device}
 		o, err := r.Pipeline.Run(ctx, batch, nodes.RunOptions{})
 		if err != nil {
-			return 0, fmt.Errorf("%s (%d bands): %w", ic.path, c.C, err)
+			return fail(fmt.Errorf("%s (%d bands): %w", ic.path, c.C, err))
 		}
 		sn, sp := portRef(r.Cfg.Evaluation.Scores)
 		st, err := o.Tensor(sn, sp)
 		if err != nil {
-			return 0, err
+			return fail(err)
 		}
 		scores, err := st.Float32s()
 		if err != nil {
-			return 0, err
+			return fail(err)
 		}
 		if bad := countNonFinite(scores); bad > 0 {
-			return 0, fmt.Errorf("%s: %d of %d anomaly scores are NaN or infinite (the inputs were finite): nothing written", ic.path, bad, len(scores))
+			return fail(fmt.Errorf("%s: %d of %d anomaly scores are NaN or infinite (the inputs were finite): nothing written", ic.path, bad, len(scores)))
 		}
-		f := frame{fo: frameOut{Name: ic.name, Source: ic.path, Height: c.H, Width: c.W}, scores: scores}
+		fo := frameOut{Name: ic.name, Source: ic.path, Height: c.H, Width: c.W}
+		var dec []bool
 		if dn, dp := portRef(r.Cfg.Evaluation.Decisions); dn != "" {
 			if dt, err := o.Tensor(dn, dp); err == nil {
-				if dec, err := dt.Bools(); err == nil {
-					f.dec = dec
+				if d, err := dt.Bools(); err == nil {
+					dec = d
 				}
 			}
 		}
 		for _, n := range r.Pipeline.Nodes() {
 			if v, ok := o.Get(n.Name(), "anomaly_score"); ok {
 				if t, ok := v.(*torch.Tensor); ok {
-					f.fo.AnomalyScore, _ = t.Item()
+					fo.AnomalyScore, _ = t.Item()
 				}
 			}
 		}
-		frames = append(frames, f)
+		if err := writeInferFrame(stage, &fo, scores, dec); err != nil {
+			return fail(err)
+		}
+		results = append(results, fo)
 	}
-	made, err := makeDir(out)
+	b, err := json.MarshalIndent(map[string]any{"run": dir, "detector": r.detectorName(), "frames": results}, "", "  ")
 	if err != nil {
-		return 0, fmt.Errorf("--out %s: %w", out, err)
+		return fail(fmt.Errorf("%s: %w", filepath.Join(out, "results.json"), err))
 	}
-	results := make([]frameOut, 0, len(frames))
-	write := func() error {
-		for _, f := range frames {
-			fo := f.fo
-			h, w := fo.Height, fo.Width
-			if f.dec != nil {
-				nf := 0
-				u8 := make([]uint8, len(f.dec))
-				for i, v := range f.dec {
-					if v {
-						nf++
-						u8[i] = 1
-					}
-				}
-				fo.Flagged = float64(nf) / float64(len(f.dec))
-				if img, err := report.MaskImage(f.dec, h, w); err == nil {
-					fo.Decisions = fo.Name + "_decisions.png"
-					made.note(filepath.Join(out, fo.Decisions))
-					if err := report.SavePNG(filepath.Join(out, fo.Decisions), img); err != nil {
-						return err
-					}
-				}
-				fo.DecisionsNPY = fo.Name + "_decisions.npy"
-				made.note(filepath.Join(out, fo.DecisionsNPY))
-				if err := writeNPY(filepath.Join(out, fo.DecisionsNPY), u8, h, w); err != nil {
-					return err
-				}
-			}
-			hm, err := report.Heatmap(f.scores, h, w)
-			if err != nil {
-				return err
-			}
-			fo.Heatmap = fo.Name + "_scores.png"
-			made.note(filepath.Join(out, fo.Heatmap))
-			if err := report.SavePNG(filepath.Join(out, fo.Heatmap), hm); err != nil {
-				return err
-			}
-			fo.Scores = fo.Name + "_scores.npy"
-			made.note(filepath.Join(out, fo.Scores))
-			if err := writeNPY(filepath.Join(out, fo.Scores), f.scores, h, w); err != nil {
-				return err
-			}
-			results = append(results, fo)
-		}
-		p := filepath.Join(out, "results.json")
-		b, err := json.MarshalIndent(map[string]any{"run": dir, "detector": r.detectorName(), "frames": results}, "", "  ")
-		if err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
-		made.note(p)
-		return nodes.WriteFileAtomic(p, b)
+	if err := nodes.WriteFileAtomic(filepath.Join(stage, "results.json"), b); err != nil {
+		return fail(err)
 	}
-	if err := write(); err != nil {
-		made.undo()
-		return 0, err
+	if err := publish(stage, out, made); err != nil {
+		return fail(err)
 	}
 	return len(results), nil
+}
+
+// writeInferFrame writes one frame's maps (PNG heat map and decisions, (H, W) .npy scores and
+// decisions) into dir and names them in fo.
+func writeInferFrame(dir string, fo *frameOut, scores []float32, dec []bool) error {
+	h, w := fo.Height, fo.Width
+	if dec != nil {
+		nf := 0
+		u8 := make([]uint8, len(dec))
+		for i, v := range dec {
+			if v {
+				nf++
+				u8[i] = 1
+			}
+		}
+		fo.Flagged = float64(nf) / float64(len(dec))
+		if img, err := report.MaskImage(dec, h, w); err == nil {
+			fo.Decisions = fo.Name + "_decisions.png"
+			if err := report.SavePNG(filepath.Join(dir, fo.Decisions), img); err != nil {
+				return err
+			}
+		}
+		fo.DecisionsNPY = fo.Name + "_decisions.npy"
+		if err := writeNPY(filepath.Join(dir, fo.DecisionsNPY), u8, h, w); err != nil {
+			return err
+		}
+	}
+	hm, err := report.Heatmap(scores, h, w)
+	if err != nil {
+		return err
+	}
+	fo.Heatmap = fo.Name + "_scores.png"
+	if err := report.SavePNG(filepath.Join(dir, fo.Heatmap), hm); err != nil {
+		return err
+	}
+	fo.Scores = fo.Name + "_scores.npy"
+	return writeNPY(filepath.Join(dir, fo.Scores), scores, h, w)
+}
+
+// publish moves a finished staging folder to out: in one rename when out does not exist, else
+// file by file into it with results.json last (noting each new path in made, so that a
+// failure part-way removes what this command added and nothing else).
+func publish(stage, out string, made *madePaths) error {
+	if _, err := os.Lstat(out); errors.Is(err, fs.ErrNotExist) {
+		if err := os.Rename(stage, out); err != nil {
+			return fmt.Errorf("--out %s: %w", out, err)
+		}
+		return nil
+	}
+	ents, err := os.ReadDir(stage)
+	if err != nil {
+		return err
+	}
+	sort.SliceStable(ents, func(i, j int) bool { return ents[j].Name() == "results.json" && ents[i].Name() != "results.json" })
+	for _, e := range ents {
+		dst := filepath.Join(out, e.Name())
+		made.note(dst)
+		if err := os.Rename(filepath.Join(stage, e.Name()), dst); err != nil {
+			return fmt.Errorf("--out %s: %w", out, err)
+		}
+	}
+	return os.Remove(stage)
+}
+
+// frameOut is one frame of infer's results.json.
+type frameOut struct {
+	Name         string  `json:"name"`
+	Source       string  `json:"source"`
+	Height       int     `json:"height"`
+	Width        int     `json:"width"`
+	AnomalyScore float64 `json:"anomaly_score"`
+	Flagged      float64 `json:"flagged_fraction"`
+	Heatmap      string  `json:"heatmap_png"`
+	Decisions    string  `json:"decisions_png,omitempty"`
+	DecisionsNPY string  `json:"decisions_npy,omitempty"`
+	Scores       string  `json:"scores_npy"`
 }
 
 type inferCube struct {

@@ -332,3 +332,66 @@ func TestNoJSONWriteIgnoresItsError(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestInferStreamsIntoAnExistingFolder: infer writes each frame as it is scored (into a
+// staging folder beside --out) and publishes only a complete result: into an existing
+// folder a failing second input adds nothing and leaves no staging folder behind; a good
+// run adds its maps next to what the folder held.
+func TestInferStreamsIntoAnExistingFolder(t *testing.T) {
+	dir := t.TempDir()
+	rd := filepath.Join(dir, "run")
+	mustRun(t, append([]string{"train", "--variant", "pca", "--out", rd}, tiny(dir, "1")...)...)
+	ds, err := dataset.Open(filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(dir, "in")
+	if err := os.MkdirAll(in, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"a", "b"} {
+		c, err := dataset.ReadENVI(ds.Frames[i].Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "b" {
+			c.Data[3] = float32(math.Inf(1))
+		}
+		if err := dataset.WriteENVI(filepath.Join(in, name), c, dataset.ENVIWriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(dir, "results")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "keep.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	list := func(d string) []string {
+		ents, _ := os.ReadDir(d)
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	if _, err := run(t, "infer", "--run", rd, "--input", in, "--out", out); err == nil || !strings.Contains(err.Error(), "b") {
+		t.Fatalf("infer with an Inf in the second cube: %v", err)
+	}
+	if got := list(out); len(got) != 1 || got[0] != "keep.txt" {
+		t.Errorf("after a failed infer the folder holds %v, want only keep.txt", got)
+	}
+	for _, n := range list(dir) {
+		if strings.Contains(n, "partial") {
+			t.Errorf("staging folder %s left behind", n)
+		}
+	}
+	mustRun(t, "infer", "--run", rd, "--input", in, "--out", out, "--nan-policy", "zero")
+	got := strings.Join(list(out), " ")
+	for _, want := range []string{"keep.txt", "a_scores.npy", "b_scores.npy", "a_scores.png", "results.json"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("folder holds %s, lacks %s", got, want)
+		}
+	}
+}
