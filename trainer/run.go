@@ -282,6 +282,11 @@ func refuseRunDir(dir string) error {
 	if fileExists(filepath.Join(dir, "metrics.json")) {
 		return fmt.Errorf("run directory %s holds a finished run: choose another --out", dir)
 	}
+	// Only a directory that a spectraclip run wrote (it takes its lock before writing
+	// anything) is started again: a user's own folder holding a config.yaml is not emptied.
+	if fileExists(filepath.Join(dir, "config.yaml")) && !fileExists(filepath.Join(dir, rundir.LockName)) {
+		return fmt.Errorf("run directory %s holds a config.yaml that no spectraclip run wrote (no %s): choose another --out", dir, rundir.LockName)
+	}
 	return nil
 }
 

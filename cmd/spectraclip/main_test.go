@@ -264,7 +264,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"detect", "--input", filepath.Join(dir, "x.cu3s")}, "x.cu3s"},
 		{[]string{"bench", "--size", "12"}, "HxW"},
 		{[]string{"--log-format", "xml", "version"}, "log-format"},
-		{[]string{"train", "--variant", "pca", "--out", existing}, "already holds a run"},
+		// a folder with a config.yaml that no run wrote (no .lock) is not taken over
+		{[]string{"train", "--variant", "pca", "--out", existing}, "no spectraclip run wrote"},
 	}
 	for _, c := range cases {
 		args := c.args

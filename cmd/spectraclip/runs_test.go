@@ -153,7 +153,9 @@ func TestEarlyKilledRunRestarts(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(rd, "checkpoints"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"config.yaml", "checkpoints/.last.weights.pt.tmp123", "checkpoints/last.optim.pt.tmp"} {
+	// what a run killed before its first checkpoint leaves: its lock file (taken before it
+	// writes anything), its config.yaml and temporary files
+	for _, f := range []string{rundir.LockName, "config.yaml", "checkpoints/.last.weights.pt.tmp123", "checkpoints/last.optim.pt.tmp"} {
 		if err := os.WriteFile(filepath.Join(rd, f), []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
 		}
