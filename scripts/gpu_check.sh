@@ -180,7 +180,7 @@ runtests() {
     result tests FAIL "$name exit $rc: $p passed, $f failed, $s skipped; $(grep -- '--- FAIL' "$log" | head -5 | awk '{print $3}' | tr '\n' ' ')"
     grep -B2 -A8 -- '--- FAIL' "$log" | head -60 >>"$REPORT"
   fi
-  grep -E -- '--- SKIP.*(CUDA|Cuda|GPU)' -A1 "$log" | head -6 >>"$REPORT"
+  grep -E -A1 -- '--- SKIP.*(CUDA|Cuda|GPU)' "$log" | head -6 >>"$REPORT"
 }
 if want 4; then
   say "## 4 tests"
@@ -195,7 +195,15 @@ train() {
   if timeout 300 ./bin/spectraclip --log-level warn train --variant "$variant" --out "$dir" \
       training.device="$dev" training.trainer.max_epochs=2 data.root="$OUT/data" data.generate_if_missing=true >"$OUT/train_${variant}_$dev.log" 2>&1; then
     result train ok "$variant on $dev: $(grep -m1 '^test:' "$OUT/train_${variant}_$dev.log")"
-    for ck in "$dir/pipeline.weights.pt" "$dir/checkpoints/last/weights.pt" "$dir/checkpoints/last/optim.pt"; do
+    # tensor files are pickled dicts that torch.load reads with its defaults (weights_only
+    # on PyTorch >= 2.6); the optimizer state is LibTorch's own archive (torch.jit.load)
+    ck=$dir/checkpoints/last/optim.pt
+    if [ -f "$ck" ] && msg=$("$PY" -c 'import sys, torch; m = torch.jit.load(sys.argv[1]); print(len(list(m.named_modules())), "modules")' "$ck" 2>&1); then
+      result train ok "torch.jit.load reads ${ck#$dir/} (LibTorch's optimizer archive): $msg"
+    else
+      result train FAIL "torch.jit.load cannot read ${ck#$dir/}: $(echo "${msg:-missing}" | tail -1)"
+    fi
+    for ck in "$dir/pipeline.weights.pt" "$dir/checkpoints/last/weights.pt"; do
       [ -f "$ck" ] || { result train FAIL "$variant on $dev: no ${ck#$dir/}"; continue; }
       if msg=$("$PY" -c 'import sys, torch; d = torch.load(sys.argv[1]); print(len(d), "entries")' "$ck" 2>&1); then
         result train ok "torch.load (its defaults) reads ${ck#$dir/}: $msg"
