@@ -11,6 +11,7 @@ import (
 
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
+	"github.com/spectraclip/spectraclip/scene"
 	"github.com/spectraclip/spectraclip/trainer"
 )
 
@@ -26,6 +27,8 @@ type Point struct {
 	ID    string `json:"id"`
 	Base  Base   `json:"base"`
 	Data  string `json:"data,omitempty"`
+	// Scene is the labelled scene the point trains on (`train --scene`), or "".
+	Scene string `json:"scene,omitempty"`
 	// Setting labels the swept values without the seed; points that differ only in their
 	// seed share it.
 	Setting string  `json:"setting"`
@@ -119,12 +122,16 @@ func Expand(s *Spec, workdir string, environ []string) (*Plan, error) {
 					if seed != nil {
 						ov = append(ov, fmt.Sprintf("training.seed=%d", *seed))
 					}
-					pt := Point{Index: len(p.Points), Base: b, Data: d.Name, Params: st, Overrides: ov, Setting: settingLabel(st)}
+					pt := Point{Index: len(p.Points), Base: b, Data: d.Name, Scene: d.Scene, Params: st, Overrides: ov, Setting: settingLabel(st)}
 					if seed != nil {
 						v := *seed
 						pt.Seed = &v
 					}
-					pt.ID = pointID(b, d.Name, ov)
+					idv := ov
+					if d.Scene != "" {
+						idv = append([]string{"--scene=" + d.Scene}, ov...)
+					}
+					pt.ID = pointID(b, d.Name, idv)
 					if j, dup := ids[pt.ID]; dup {
 						return nil, fmt.Errorf("points %d and %d are the same run (%s %s): remove the duplicate setting", j, pt.Index, b.Name(), strings.Join(ov, " "))
 					}
@@ -189,7 +196,16 @@ func (p *Plan) resolve(pt *Point, environ []string) error {
 	if lo.File != "" && !filepath.IsAbs(lo.File) && p.Workdir != "" {
 		lo.File = filepath.Join(p.Workdir, lo.File)
 	}
-	cfg, _, err := trainer.LoadConfig(lo)
+	var cfg *trainer.Config
+	var err error
+	if pt.Scene != "" {
+		var sp scene.Spec
+		if sp, err = scene.ParseSpec(map[string]any{"path": pt.Scene}); err == nil {
+			cfg, err = scene.LoadConfig(scene.ConfigOptions{Variant: lo.Variant, File: lo.File, Overrides: lo.Overrides, Environ: environ, Spec: sp})
+		}
+	} else {
+		cfg, _, err = trainer.LoadConfig(lo)
+	}
 	if err != nil {
 		return fmt.Errorf("point %d (%s, %s): %w", pt.Index, pt.Base.Name(), pt.Setting, err)
 	}

@@ -597,6 +597,9 @@ func (r *runner) command(p *Point, runDir, resume, gpu string) (base, argv, env 
 		base = append(base, "-c", p.Base.File)
 	}
 	base = append(base, "--out", runDir)
+	if p.Scene != "" {
+		base = append(base, "--scene", p.Scene)
+	}
 	ov := append([]string{}, p.Overrides...)
 	userThreads := false
 	for _, o := range ov {

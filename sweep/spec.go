@@ -72,8 +72,11 @@ type KV struct {
 
 // DataSource is a named data set: a data.root and/or further overrides.
 type DataSource struct {
-	Name      string   `json:"name"`
-	Root      string   `json:"root,omitempty"`
+	Name string `json:"name"`
+	Root string `json:"root,omitempty"`
+	// Scene is a labelled capture (ENVI, .mat, .npy, .npz) that the points train on with
+	// `train --scene` (whole-scene pixel split and the scene defaults); not with Root.
+	Scene     string   `json:"scene,omitempty"`
 	Overrides []string `json:"overrides,omitempty"`
 }
 
@@ -202,18 +205,24 @@ func LoadSpec(path string) (*Spec, error) {
 			}
 		case "data":
 			if val.Kind != yaml.SequenceNode {
-				return nil, bad(key, val, "want a list of {name, root, overrides}")
+				return nil, bad(key, val, "want a list of {name, root | scene, overrides}")
 			}
 			for _, e := range val.Content {
 				var ds DataSource
 				if err := e.Decode(&ds); err != nil {
 					return nil, bad(key, e, "%v", err)
 				}
-				if err := checkKeys(e, "name", "root", "overrides"); err != nil {
+				if err := checkKeys(e, "name", "root", "scene", "overrides"); err != nil {
 					return nil, bad(key, e, "%v", err)
+				}
+				if ds.Root != "" && ds.Scene != "" {
+					return nil, bad(key, e, "a data source is either a data set (root) or a scene, not both")
 				}
 				if ds.Root != "" && !filepath.IsAbs(ds.Root) {
 					ds.Root = filepath.Join(dir, ds.Root)
+				}
+				if ds.Scene != "" && !filepath.IsAbs(ds.Scene) {
+					ds.Scene = filepath.Join(dir, ds.Scene)
 				}
 				s.Data = append(s.Data, ds)
 			}
@@ -438,4 +447,27 @@ func (s *Spec) check() error {
 		s.Metric = DefaultMetric
 	}
 	return nil
+}
+
+// SceneSources makes one data source per labelled scene file (the quick form's --scene),
+// named by the file's base name.
+func SceneSources(paths []string) ([]DataSource, error) {
+	var out []DataSource
+	seen := map[string]bool{}
+	for _, p := range paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("--scene %s: %w", p, err)
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return nil, fmt.Errorf("--scene %s: %w", p, err)
+		}
+		name := strings.TrimSuffix(filepath.Base(p), filepath.Ext(p))
+		if seen[name] {
+			return nil, fmt.Errorf("--scene %s: two scenes named %s", p, name)
+		}
+		seen[name] = true
+		out = append(out, DataSource{Name: name, Scene: abs})
+	}
+	return out, nil
 }

@@ -16,7 +16,7 @@ import (
 
 func newSweepCmd(g *globals) *cobra.Command {
 	var file, seeds, gpus, emit, bin string
-	var variants, trainruns []string
+	var variants, trainruns, scenes []string
 	o := sweep.Options{}
 	cmd := &cobra.Command{
 		Use:   "sweep (-c SWEEP.yaml | --variant V,... [--seeds N] [key=v1,v2 ...]) --out DIR",
@@ -32,8 +32,8 @@ func newSweepCmd(g *globals) *cobra.Command {
 			if !cmd.Flags().Changed("point") {
 				o.Point = -1
 			}
-			if file != "" && (len(variants) > 0 || len(trainruns) > 0 || seeds != "" || len(args) > 0) {
-				return fmt.Errorf("sweep: -c %s already names the sweep: give no --variant, --trainrun, --seeds or key=value arguments", file)
+			if file != "" && (len(variants) > 0 || len(trainruns) > 0 || len(scenes) > 0 || seeds != "" || len(args) > 0) {
+				return fmt.Errorf("sweep: -c %s already names the sweep: give no --variant, --trainrun, --scene, --seeds or key=value arguments", file)
 			}
 			switch {
 			case file != "":
@@ -47,9 +47,12 @@ func newSweepCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if s.Data, err = sweep.SceneSources(scenes); err != nil {
+					return err
+				}
 				o.Spec = s
-			case seeds != "" || len(args) > 0:
-				return fmt.Errorf("sweep: --seeds and key=value arguments need --variant or --trainrun")
+			case seeds != "" || len(args) > 0 || len(scenes) > 0:
+				return fmt.Errorf("sweep: --seeds, --scene and key=value arguments need --variant or --trainrun")
 			}
 			if gpus != "" {
 				ids, err := parseGPUs(gpus)
@@ -86,6 +89,7 @@ func newSweepCmd(g *globals) *cobra.Command {
 	f.StringSliceVar(&variants, "variant", nil, "variants to sweep (pca, drcnn, concrete), comma-separated")
 	f.StringSliceVar(&trainruns, "trainrun", nil, "trainrun files to sweep")
 	f.StringVar(&seeds, "seeds", "", "seeds: a count N (0..N-1) or a list 1,7,9")
+	f.StringArrayVar(&scenes, "scene", nil, "a labelled scene to train every point on (train --scene), repeatable: one data source each")
 	f.StringVar(&o.Dir, "out", "", "the sweep directory (required)")
 	f.IntVar(&o.Workers, "workers", 0, "runs at once (default 1, or one per --gpus entry)")
 	f.IntVar(&o.Threads, "threads", 0, "training.threads of each run (default: CPU cores / workers; under Slurm SLURM_CPUS_PER_TASK)")
