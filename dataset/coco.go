@@ -79,7 +79,7 @@ const maxCOCOBytes = 1 << 30
 
 // ReadCOCO reads and validates a COCO annotation file.
 func ReadCOCO(path string) (*COCO, error) {
-	b, err := readRegularFile(path, "coco", maxCOCOBytes)
+	b, err := ReadRegularFile(path, "coco", maxCOCOBytes)
 	if err != nil {
 		return nil, err
 	}

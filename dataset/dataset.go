@@ -138,7 +138,7 @@ func Open(root string) (*Dataset, error) { return OpenWith(root, Options{}) }
 // ReadManifest reads and strictly decodes root/dataset.yaml (unknown keys are errors).
 func ReadManifest(root string) (*Manifest, error) {
 	path := filepath.Join(root, ManifestName)
-	b, err := readRegularFile(path, "dataset", maxHeaderBytes)
+	b, err := ReadRegularFile(path, "dataset", maxHeaderBytes)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("dataset %s: no %s (make one with `spectraclip synth` or point at a directory that has it): %w", root, ManifestName, errors.Unwrap(err))

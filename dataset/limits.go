@@ -170,8 +170,19 @@ func regular(st fs.FileInfo, path, what string) error {
 	return fmt.Errorf("%s %s: is %s, not a regular file; point at the file itself", what, path, kind)
 }
 
-// readRegularFile reads a whole regular file of at most maxBytes bytes.
-func readRegularFile(path, what string, maxBytes int64) ([]byte, error) {
+// CheckRegular fails unless path (links followed) is a regular file: a FIFO blocks a reader
+// forever and a device never ends. what prefixes the error ("config", ...).
+func CheckRegular(path, what string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return regular(st, path, what)
+}
+
+// ReadRegularFile reads a whole regular file of at most maxBytes bytes, refusing FIFOs,
+// devices and links to them before opening.
+func ReadRegularFile(path, what string, maxBytes int64) ([]byte, error) {
 	f, size, err := openRegular(path, what)
 	if err != nil {
 		return nil, err

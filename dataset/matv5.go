@@ -56,7 +56,7 @@ func ReadMAT(path string) (*MATFile, error) {
 	}
 	// A variable's stored bytes are at most twice its float32 size (float64, int64), and a
 	// file may hold a cube and its ground truth.
-	b, err := readRegularFile(path, "mat", 4*limit+1<<20)
+	b, err := ReadRegularFile(path, "mat", 4*limit+1<<20)
 	if err != nil {
 		return nil, err
 	}

@@ -54,7 +54,7 @@ func OpenRun(dir string, log *logrus.Logger) (*Run, error) {
 	// LibTorch's loader would block forever on a FIFO: only regular files are loaded.
 	for _, f := range []string{"pipeline.yaml", "pipeline.weights.pt"} {
 		if p := filepath.Join(dir, f); fileExists(p) {
-			if err := checkRegular(p, "run "+dir+":"); err != nil {
+			if err := dataset.CheckRegular(p, "run "+dir+":"); err != nil {
 				return nil, err
 			}
 		}

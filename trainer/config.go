@@ -168,7 +168,7 @@ func LoadConfig(o LoadOptions) (*Config, *viper.Viper, error) {
 	var dir string
 	switch {
 	case o.File != "":
-		b, err := readRegular(o.File, "config", maxConfigBytes)
+		b, err := dataset.ReadRegularFile(o.File, "config", maxConfigBytes)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -254,7 +254,7 @@ func readDefault(name, dir string) (map[string]any, error) {
 	var err error
 	if dir != "" {
 		if p := filepath.Join(dir, name+".yaml"); fileExists(p) {
-			b, err = readRegular(p, "config", maxConfigBytes)
+			b, err = dataset.ReadRegularFile(p, "config", maxConfigBytes)
 		}
 	}
 	if b == nil && err == nil {
