@@ -211,7 +211,7 @@ func (p *Plan) resolve(pt *Point, environ []string) error {
 	}
 	if cfg.Data.GenerateIfMissing {
 		sc := dataset.DefaultSynthConfig()
-		if err := synthConfig(cfg.Data.Synth, &sc); err != nil {
+		if err := trainer.DecodeSynth(cfg.Data.Synth, &sc); err != nil {
 			return fmt.Errorf("point %d: %w", pt.Index, err)
 		}
 		root := cfg.Data.Root
@@ -225,42 +225,6 @@ func (p *Plan) resolve(pt *Point, environ []string) error {
 			p.order = append(p.order, root)
 		}
 		p.synth[root] = sc
-	}
-	return nil
-}
-
-// synthConfig reads data.synth as the trainer does.
-func synthConfig(m map[string]any, sc *dataset.SynthConfig) error {
-	for k, v := range m {
-		var f float64
-		switch x := v.(type) {
-		case int:
-			f = float64(x)
-		case int64:
-			f = float64(x)
-		case uint64:
-			f = float64(x)
-		case float64:
-			f = x
-		default:
-			return fmt.Errorf("data.synth.%s: want a number, got %v", k, v)
-		}
-		switch k {
-		case "frames":
-			sc.Frames = int(f)
-		case "height":
-			sc.Height = int(f)
-		case "width":
-			sc.Width = int(f)
-		case "seed":
-			sc.Seed = uint64(f)
-		case "stone_rate":
-			sc.StoneRate = f
-		case "bands":
-			sc.Bands = int(f)
-		default:
-			return fmt.Errorf("data.synth.%s: unknown key (allowed: frames, height, width, seed, stone_rate, bands)", k)
-		}
 	}
 	return nil
 }

@@ -583,7 +583,7 @@ func openRoot(cfg *Config, log *logrus.Logger) (*dataset.Dataset, error) {
 	}
 	if cfg.Data.GenerateIfMissing {
 		sc := dataset.DefaultSynthConfig()
-		if err := decodeSynth(cfg.Data.Synth, &sc); err != nil {
+		if err := DecodeSynth(cfg.Data.Synth, &sc); err != nil {
 			return nil, err
 		}
 		if _, err := os.Stat(filepath.Join(root, dataset.ManifestName)); err != nil {
@@ -604,7 +604,9 @@ func openRoot(cfg *Config, log *logrus.Logger) (*dataset.Dataset, error) {
 	return ds, nil
 }
 
-func decodeSynth(m map[string]any, sc *dataset.SynthConfig) error {
+// DecodeSynth reads a trainrun's data.synth settings into sc (the keys the synthetic
+// generator takes; anything else is an error naming the key).
+func DecodeSynth(m map[string]any, sc *dataset.SynthConfig) error {
 	for k, v := range m {
 		f, ok := toF(v)
 		if !ok {
