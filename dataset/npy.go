@@ -377,3 +377,53 @@ func decodeNPYStream(r io.Reader, name string) (*Array, error) {
 
 // isFinite32 reports whether v is neither NaN nor ±Inf.
 func isFinite32(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+
+// EncodeNPY writes a float32 or uint8 array of the given shape as .npy (format 1.0, little
+// endian, C order); the shape must hold exactly the values given.
+func EncodeNPY(w io.Writer, v any, shape ...int) error {
+	var descr string
+	var data []byte
+	switch x := v.(type) {
+	case []float32:
+		descr = "<f4"
+		data = make([]byte, 4*len(x))
+		for i, f := range x {
+			binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(f))
+		}
+	case []uint8:
+		descr, data = "|u1", x
+	default:
+		return fmt.Errorf("cannot write %T as .npy", v)
+	}
+	n, size := len(data), 1
+	if descr == "<f4" {
+		n /= 4
+	}
+	for _, d := range shape {
+		size *= d
+	}
+	if size != n {
+		return fmt.Errorf("npy: %d values do not fill the shape %v", n, shape)
+	}
+	dims := make([]string, len(shape))
+	for i, d := range shape {
+		dims[i] = strconv.Itoa(d)
+	}
+	sh := strings.Join(dims, ", ")
+	if len(shape) == 1 {
+		sh += ","
+	}
+	hdr := fmt.Sprintf("{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, sh)
+	pad := 64 - (10+len(hdr)+1)%64
+	if pad == 64 {
+		pad = 0
+	}
+	hdr += strings.Repeat(" ", pad) + "\n"
+	var b bytes.Buffer
+	b.WriteString("\x93NUMPY\x01\x00")
+	_ = binary.Write(&b, binary.LittleEndian, uint16(len(hdr)))
+	b.WriteString(hdr)
+	b.Write(data)
+	_, err := w.Write(b.Bytes())
+	return err
+}

@@ -2,8 +2,11 @@ package dataset
 
 import (
 	"bytes"
+	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -124,5 +127,55 @@ func TestNPYErrors(t *testing.T) {
 			_, err := DecodeNPY(tc.b, "bad.npy")
 			mustContain(t, err, "bad.npy", tc.want)
 		})
+	}
+}
+
+// TestEncodeNPYNumpyReads: numpy reads what EncodeNPY writes (float32 of rank 3, uint8 of
+// rank 2) with the same shape and values; a shape the values do not fill is an error.
+func TestEncodeNPYNumpyReads(t *testing.T) {
+	needNumpy(t)
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(rand.Uint64(), 3))
+	f := make([]float32, 3*4*5)
+	for i := range f {
+		f[i] = float32(r.NormFloat64())
+	}
+	u := make([]uint8, 6*7)
+	for i := range u {
+		u[i] = uint8(r.IntN(256))
+	}
+	for name, c := range map[string]struct {
+		v     any
+		shape []int
+	}{"f.npy": {f, []int{3, 4, 5}}, "u.npy": {u, []int{6, 7}}} {
+		var b bytes.Buffer
+		if err := EncodeNPY(&b, c.v, c.shape...); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := runPython(t, dir, `import numpy as np
+f=np.load("f.npy"); u=np.load("u.npy")
+print(f.shape, f.dtype, u.shape, u.dtype)
+print(" ".join(repr(float(x)) for x in f.ravel()))
+print(" ".join(str(int(x)) for x in u.ravel()))`)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || lines[0] != "(3, 4, 5) float32 (6, 7) uint8" {
+		t.Fatalf("numpy read %q", lines)
+	}
+	for i, s := range strings.Fields(lines[1]) {
+		if v, _ := strconv.ParseFloat(s, 64); float32(v) != f[i] {
+			t.Fatalf("float %d: numpy %s, wrote %v", i, s, f[i])
+		}
+	}
+	for i, s := range strings.Fields(lines[2]) {
+		if v, _ := strconv.Atoi(s); uint8(v) != u[i] {
+			t.Fatalf("uint8 %d: numpy %s, wrote %v", i, s, u[i])
+		}
+	}
+	if err := EncodeNPY(io.Discard, f, 4, 4); err == nil {
+		t.Error("a 4×4 shape for 60 values was accepted")
 	}
 }

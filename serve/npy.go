@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"github.com/spectraclip/spectraclip/dataset"
 	"io"
 	"math"
 	"regexp"
@@ -208,44 +209,8 @@ func readNPY(r io.Reader, lim Limits, ndim int) (*Frame, error) {
 	return &Frame{H: hh, W: ww, C: cc, Data: v}, nil
 }
 
-// WriteNPY writes a float32 (h, w[, c]) array or a uint8 (h, w) array as .npy (format 1.0).
-func WriteNPY(w io.Writer, v any, shape ...int) error {
-	var descr string
-	var data []byte
-	switch x := v.(type) {
-	case []float32:
-		descr = "<f4"
-		data = make([]byte, 4*len(x))
-		for i, f := range x {
-			binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(f))
-		}
-	case []uint8:
-		descr, data = "|u1", x
-	default:
-		return fmt.Errorf("cannot write %T as .npy", v)
-	}
-	dims := make([]string, len(shape))
-	for i, d := range shape {
-		dims[i] = strconv.Itoa(d)
-	}
-	sh := strings.Join(dims, ", ")
-	if len(shape) == 1 {
-		sh += ","
-	}
-	hdr := fmt.Sprintf("{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, sh)
-	pad := 64 - (10+len(hdr)+1)%64
-	if pad == 64 {
-		pad = 0
-	}
-	hdr += strings.Repeat(" ", pad) + "\n"
-	var b bytes.Buffer
-	b.WriteString("\x93NUMPY\x01\x00")
-	_ = binary.Write(&b, binary.LittleEndian, uint16(len(hdr)))
-	b.WriteString(hdr)
-	b.Write(data)
-	_, err := w.Write(b.Bytes())
-	return err
-}
+// WriteNPY writes a float32 or uint8 array of the given shape as .npy (dataset.EncodeNPY).
+func WriteNPY(w io.Writer, v any, shape ...int) error { return dataset.EncodeNPY(w, v, shape...) }
 
 func fmtShape(shape []int64) string {
 	p := make([]string, len(shape))

@@ -2,7 +2,6 @@ package trainer
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -479,41 +478,12 @@ func countNonFinite(v []float32) int {
 	return n
 }
 
-// writeNPY writes a float32 or uint8 map as an (h, w) .npy array (format 1.0, little
-// endian, C order), atomically.
+// writeNPY writes a float32 or uint8 map as an (h, w) .npy array, atomically.
 func writeNPY(path string, v any, h, w int) error {
-	var descr string
-	var data []byte
-	switch x := v.(type) {
-	case []float32:
-		descr = "<f4"
-		data = make([]byte, 4*len(x))
-		for i, f := range x {
-			binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(f))
-		}
-	case []uint8:
-		descr, data = "|u1", x
-	default:
-		return fmt.Errorf("%s: cannot write %T as .npy", path, v)
-	}
-	n := len(data)
-	if descr == "<f4" {
-		n /= 4
-	}
-	if h*w != n {
-		return fmt.Errorf("%s: %d values do not fill a %d×%d map", path, n, h, w)
-	}
-	hdr := fmt.Sprintf("{'descr': '%s', 'fortran_order': False, 'shape': (%d, %d), }", descr, h, w)
-	pad := 64 - (10+len(hdr)+1)%64
-	if pad == 64 {
-		pad = 0
-	}
-	hdr += strings.Repeat(" ", pad) + "\n"
 	var b bytes.Buffer
-	b.WriteString("\x93NUMPY\x01\x00")
-	_ = binary.Write(&b, binary.LittleEndian, uint16(len(hdr)))
-	b.WriteString(hdr)
-	b.Write(data)
+	if err := dataset.EncodeNPY(&b, v, h, w); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
 	if err := nodes.WriteFileAtomic(path, b.Bytes()); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
