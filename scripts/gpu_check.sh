@@ -11,7 +11,8 @@
 #   3 version     spectraclip version names LibTorch 2.x and >= 1 CUDA device
 #   4 tests       the whole torch test binary (CUDA tests included), the detector tests
 #   5 train       2 epochs drcnn and concrete on CUDA and on the CPU; torch.load (its
-#                 defaults: weights_only) reads the checkpoints; TensorBoard reads the events
+#                 defaults: weights_only) reads the checkpoints; TensorBoard reads the events;
+#                 serve + loadtest on the trained DRCNN run (1, 4, 16 clients)
 #   6 bench       built-in and full-size random-weights AdaCLIP (ViT-L/14@336 at 518),
 #                 fp32/fp16, batch 1/8, Go and the Python peer
 # Without a CUDA device (or with --cpu-only) the CUDA parts are reported as skipped, so
@@ -236,6 +237,27 @@ PYEOF
     ); then result train ok "$msg"; else result train FAIL "TensorBoard cannot read the events: $(echo "$msg" | tail -1)"; fi
   else
     result train skipped "TensorBoard check: no tensorboard for $PY or no event folder"
+  fi
+  # the inference service on the trained DRCNN run: throughput and latency per client count
+  srv=$OUT/run_drcnn_cuda
+  [ -d "$srv" ] && [ $HAVE_CUDA = 1 ] || srv=$OUT/run_drcnn_cpu
+  if [ -f "$srv/pipeline.yaml" ]; then
+    dev=cpu; [ "$srv" = "$OUT/run_drcnn_cuda" ] && dev=cuda
+    ./bin/spectraclip --log-level warn serve --run "$srv" --device $dev --addr 127.0.0.1:18080 --grpc-addr "" >"$OUT/serve.log" 2>&1 &
+    spid=$!
+    for _ in $(seq 1 120); do
+      "$PY" -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:18080/readyz", timeout=1)' >/dev/null 2>&1 && break
+      kill -0 $spid 2>/dev/null || break
+      sleep 0.5
+    done
+    if lt=$(timeout 180 ./bin/spectraclip loadtest --server http://127.0.0.1:18080 --clients 1,4,16 --requests 32 --size 256x256 2>&1); then
+      result train ok "serve on $dev (drcnn, 256×256, max-batch 8):"
+      echo "$lt" | sed 's/^/    /' | tee -a "$REPORT"
+    else
+      result train FAIL "serve/loadtest on $dev: $(echo "$lt" | tail -1)"
+    fi
+    kill -TERM $spid 2>/dev/null
+    wait $spid 2>/dev/null && result train ok "serve drained and exited 0 on SIGTERM" || result train FAIL "serve did not exit 0 on SIGTERM (see serve.log)"
   fi
   rm -rf "$OUT/data" "$OUT"/run_*/checkpoints
 fi
