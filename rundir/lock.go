@@ -67,18 +67,7 @@ func acquire(dir string) (*Lock, error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			// the holder writes its pid right after taking the lock: give it a moment
-			holder := "unknown pid"
-			for i := 0; i < 40 && holder == "unknown pid"; i++ {
-				if b, rerr := os.ReadFile(p); rerr == nil {
-					if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
-						holder = "pid " + strconv.Itoa(pid)
-						break
-					}
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			return nil, fmt.Errorf("run directory %s is in use by another spectraclip process (%s holds %s): %w", dir, holder, p, ErrLocked)
+			return nil, lockedErr(dir, p)
 		}
 		return nil, fmt.Errorf("run directory %s: lock %s: %w", dir, p, err)
 	}
@@ -93,6 +82,43 @@ func acquire(dir string) (*Lock, error) {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return &Lock{f: f, path: p, created: created}, nil
+}
+
+// lockedErr names the process that holds the lock file p of dir.
+func lockedErr(dir, p string) error {
+	// the holder writes its pid right after taking the lock: give it a moment
+	holder := "unknown pid"
+	for i := 0; i < 40 && holder == "unknown pid"; i++ {
+		if b, rerr := os.ReadFile(p); rerr == nil {
+			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+				holder = "pid " + strconv.Itoa(pid)
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("run directory %s is in use by another spectraclip process (%s holds %s): %w", dir, holder, p, ErrLocked)
+}
+
+// Busy reports, without creating or changing anything, whether another process holds the
+// lock of dir: an error naming its pid (wrapping ErrLocked), or nil. A writer asks before it
+// judges the directory's contents, so that a run being written is never mistaken for an
+// interrupted or finished one.
+func Busy(dir string) error {
+	p := filepath.Join(dir, LockName)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil // no lock file: nobody holds it
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return lockedErr(dir, p)
+		}
+		return nil
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return nil
 }
 
 // Created says whether this process created the lock file (it did not exist before).

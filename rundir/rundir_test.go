@@ -117,3 +117,32 @@ func TestCheckpointIsVerifiedAndFallsBack(t *testing.T) {
 		t.Fatalf("resolve with nothing complete: %v", err)
 	}
 }
+
+// TestBusyNamesTheHolderAndChangesNothing: Busy is nil for a directory nobody holds (with or
+// without a lock file left behind), names the holder's pid while a writer holds it, and never
+// creates the lock file.
+func TestBusyNamesTheHolderAndChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	if err := Busy(dir); err != nil {
+		t.Fatalf("no lock file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, LockName)); err == nil {
+		t.Fatal("Busy created the lock file")
+	}
+	a, err := Acquire(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Busy(dir); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
+		t.Errorf("held: %v (want ErrLocked naming pid %d)", err, os.Getpid())
+	}
+	a.Release()
+	if err := Busy(dir); err != nil {
+		t.Errorf("released, lock file left: %v", err)
+	}
+	b, err := Acquire(dir)
+	if err != nil {
+		t.Fatalf("Acquire after Busy: %v", err)
+	}
+	b.Release()
+}

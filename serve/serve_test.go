@@ -337,8 +337,13 @@ func TestBadRequests(t *testing.T) {
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	good := npyBytes(t, randomFrame(rng, 32, 32, bands))
 	wrongBands := npyBytes(t, randomFrame(rng, 8, 8, bands+3))
+	// a .npy header declaring a 4096×4096 cube and no data: refused before the data is read
+	hdr := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (4096, 4096, %d), }", bands)
+	hdr += strings.Repeat(" ", (64-(10+len(hdr)+1)%64)%64) + "\n"
 	var big bytes.Buffer
-	WriteNPY(&big, make([]float32, 0), 4096, 4096, bands) // header only: refused before the data is read
+	big.WriteString("\x93NUMPY\x01\x00")
+	big.Write([]byte{byte(len(hdr)), byte(len(hdr) >> 8)})
+	big.WriteString(hdr)
 	cases := []struct {
 		name, query string
 		body        []byte

@@ -121,6 +121,11 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 	// Everything that can be checked without writing is checked before the run directory
 	// is created or locked: its state, the data, the plugins and the pipeline. A run that
 	// fails here leaves nothing behind (and does not touch a finished run's files).
+	// A directory another process is writing is refused as such first: its contents are
+	// in flux and say nothing about whether it can be resumed or restarted.
+	if err := rundir.Busy(dir); err != nil {
+		return nil, err
+	}
 	if o.Resume != "" {
 		if _, _, err := resolveResume(dir, o.Resume); err != nil {
 			return nil, err

@@ -249,6 +249,25 @@ func TestSecondWriterIsRefused(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(rd, "config.yaml")); err == nil {
 		t.Error("the refused writer wrote config.yaml")
 	}
+	// A run being written that already has a complete checkpoint: a second writer (fresh
+	// or --resume) is told the directory is in use, not invited to resume it.
+	done := filepath.Join(dir, "done")
+	mustRun(t, append([]string{"train", "--variant", "drcnn", "--out", done}, tiny(dir, "1")...)...)
+	if err := os.Remove(filepath.Join(done, "metrics.json")); err != nil { // as if still training
+		t.Fatal(err)
+	}
+	l, err = rundir.Acquire(done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	for _, extra := range [][]string{nil, {"--resume", filepath.Join(done, "checkpoints", "last")}} {
+		args := append(append([]string{"train", "--variant", "drcnn", "--out", done}, extra...), tiny(dir, "2")...)
+		_, err = run(t, args...)
+		if err == nil || !strings.Contains(err.Error(), "in use by another spectraclip process") || strings.Contains(err.Error(), "resume it") {
+			t.Errorf("second writer %v into a run being written: %v", extra, err)
+		}
+	}
 }
 
 // infer checks its inputs for NaN/Inf as training does (an error naming the file, or
