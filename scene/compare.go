@@ -164,7 +164,7 @@ func Compare(o CompareOptions) (*Comparison, error) {
 			c.Rows = append(c.Rows, Row{Scene: name, Seed: seed, Row: "RX (global)", Test: m, TrainS: sec, Bands: fmt.Sprintf("all %d", sc.Cube.C), Trainer: Undefined})
 			log.WithFields(logrus.Fields{"scene": name, "seed": seed, "row": "rx", "test_auroc": m.AUROC.String()}).Info("scored")
 			t0 = time.Now()
-			lrx, err := LocalRX(sc.Cube.Data, sc.Cube.H, sc.Cube.W, sc.Cube.C, LocalRXOptions{})
+			lrx, err := detect.LocalRX(sc.Cube.Data, sc.Cube.H, sc.Cube.W, sc.Cube.C, detect.LocalRXOptions{})
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", sp.Path, err)
 			}

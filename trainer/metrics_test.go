@@ -243,3 +243,21 @@ func TestCalibrateWithoutAnomalies(t *testing.T) {
 		t.Errorf("pixel_threshold %v (returned %v), want null/NaN without anomaly pixels", v, c.PixelThreshold)
 	}
 }
+
+// The local (dual-window) RX detector sits in a trainrun like global RX, on the same pixels,
+// and its metrics are exact against numpy.
+func TestEvaluateLocalRXInATrainrun(t *testing.T) {
+	r := rxRun(t, nil, func(cfg *Config) {
+		cfg.Pipeline["detector"] = map[string]any{"type": "LocalRXDetector", "components": 5, "inner": 1, "outer": 4}
+	})
+	ev, err := r.Evaluate("test", nodes.StageTest, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scores, labels := splitScores(t, r, "test")
+	auc, ap := numpyRanking(t, scores, labels)
+	if math.Abs(ev.Metrics["auroc"]-auc) > 1e-9 || math.Abs(ev.Metrics["average_precision"]-ap) > 1e-9 {
+		t.Errorf("local RX: auroc %.12f AP %.12f; numpy %.12f %.12f", ev.Metrics["auroc"], ev.Metrics["average_precision"], auc, ap)
+	}
+	t.Logf("local RX test split: auroc %.4f AP %.4f", ev.Metrics["auroc"], ev.Metrics["average_precision"])
+}

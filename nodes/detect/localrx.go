@@ -1,10 +1,13 @@
-package scene
+package detect
 
 import (
 	"fmt"
 	"sort"
 
 	"gonum.org/v1/gonum/mat"
+
+	"github.com/spectraclip/spectraclip/nodes"
+	"github.com/spectraclip/spectraclip/torch"
 )
 
 // LocalRXOptions configure LocalRX.
@@ -159,3 +162,90 @@ func abs(x int) int {
 	}
 	return x
 }
+
+// LocalRXTypeName is the registered type of the local (dual-window) RX detector node.
+const LocalRXTypeName = "LocalRXDetector"
+
+func init() {
+	nodes.Register(nodes.TypeInfo{
+		Name:    LocalRXTypeName,
+		Factory: func(name string, params map[string]any) (nodes.Node, error) { return NewLocalRXDetector(name, params) },
+		Doc:     "Local (dual-window) RX detector on each image's first principal components: Mahalanobis distance of each pixel to its outer window without its guard window. cube [B,H,W,C] → scores [B,H,W,1].",
+	})
+}
+
+// LocalRXDetector is LocalRX as a pipeline node: a classical, training-free baseline that
+// sees every band of the cube, image by image (CPU, float64).
+type LocalRXDetector struct {
+	nodes.Base
+	params map[string]any
+	o      LocalRXOptions
+}
+
+// NewLocalRXDetector builds the node; components, inner and outer are LocalRXOptions.
+func NewLocalRXDetector(name string, params map[string]any) (*LocalRXDetector, error) {
+	p := nodes.NewParamReader(name, params)
+	o := LocalRXOptions{Components: p.Int("components", 10), Inner: p.Int("inner", 2), Outer: p.Int("outer", 7)}
+	p.Check(o.Components >= 1, "components", "must be >= 1, got %d", o.Components)
+	p.Check(o.Inner >= 1 && o.Outer > o.Inner, "outer", "want 1 <= inner < outer, got inner %d, outer %d", o.Inner, o.Outer)
+	if err := p.Done(); err != nil {
+		return nil, err
+	}
+	return &LocalRXDetector{Base: nodes.Base{NodeName: name, TypeName: LocalRXTypeName}, params: p.Resolved(), o: o}, nil
+}
+
+// Inputs implements nodes.Node.
+func (r *LocalRXDetector) Inputs() []nodes.PortSpec {
+	return []nodes.PortSpec{{Name: "cube", DType: torch.Float32, Shape: nodes.Shape("B", "H", "W", "C"), Doc: "hyperspectral cube"}}
+}
+
+// Outputs implements nodes.Node.
+func (r *LocalRXDetector) Outputs() []nodes.PortSpec {
+	return []nodes.PortSpec{{Name: "scores", DType: torch.Float32, Shape: nodes.Shape("B", "H", "W", "1"), Doc: "squared Mahalanobis distance to the local background"}}
+}
+
+// Stages implements nodes.Node.
+func (r *LocalRXDetector) Stages() []nodes.Stage { return nil }
+
+// Params implements nodes.Node.
+func (r *LocalRXDetector) Params() map[string]any { return r.params }
+
+// Forward implements nodes.Node; the scores carry no gradient.
+func (r *LocalRXDetector) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, error) {
+	cube, ok := in["cube"].(*torch.Tensor)
+	if !ok || !cube.Valid() {
+		return nil, fmt.Errorf("node %q: input cube is missing or not a tensor (%T)", r.NodeName, in["cube"])
+	}
+	sh := cube.Shape()
+	if len(sh) != 4 {
+		return nil, fmt.Errorf("node %q: cube must be [B,H,W,C], got %s", r.NodeName, cube)
+	}
+	b, h, w, c := int(sh[0]), int(sh[1]), int(sh[2]), int(sh[3])
+	s := ctx.Scope
+	var data []float32
+	var err error
+	s.NoGrad(func() { data, err = s.To(cube, torch.CPU, torch.Float32).Float32s() })
+	if err == nil {
+		err = s.Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node %q: %w", r.NodeName, err)
+	}
+	out := make([]float32, b*h*w)
+	for i := 0; i < b; i++ {
+		d, err := LocalRX(data[i*h*w*c:(i+1)*h*w*c], h, w, c, r.o)
+		if err != nil {
+			return nil, fmt.Errorf("node %q: image %d: %w", r.NodeName, i, err)
+		}
+		for j, v := range d {
+			out[i*h*w+j] = float32(v)
+		}
+	}
+	t := torch.FromSlice(s, cube.Device(), out, int64(b), int64(h), int64(w), 1)
+	if err := s.Err(); err != nil {
+		return nil, fmt.Errorf("node %q: %w", r.NodeName, err)
+	}
+	return map[string]any{"scores": t}, nil
+}
+
+var _ nodes.Node = (*LocalRXDetector)(nil)
