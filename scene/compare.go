@@ -106,6 +106,11 @@ func Compare(o CompareOptions) (*Comparison, error) {
 	if len(o.Scenes) == 0 {
 		return nil, fmt.Errorf("compare: no --scene given")
 	}
+	for _, sp := range o.Scenes {
+		if sp.Tiled() {
+			return nil, fmt.Errorf("compare --scene %s: the comparison scores every row on held-out pixels of the whole scene; use --split objects (or none), not the tiled %s", sp.Path, sp.Split)
+		}
+	}
 	if len(o.Variants) == 0 {
 		o.Variants = trainer.VariantNames
 	}

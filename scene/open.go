@@ -48,6 +48,9 @@ func Open(cfg *trainer.Config) (*dataset.Dataset, map[string][]bool, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if spec.Tiled() {
+		return openTiled(cfg, spec)
+	}
 	sc, err := OpenScene(spec, cfg.Training.Seed)
 	if err != nil {
 		return nil, nil, err
@@ -65,6 +68,24 @@ func Open(cfg *trainer.Config) (*dataset.Dataset, map[string][]bool, error) {
 	return ds, sc.Split.Map(), nil
 }
 
+// openTiled cuts a capture into tiles assigned to splits by a tiled rule (for captures too
+// large to run whole): every tile is a frame, its labels are its own pixels', and the loss
+// and metrics see whole tiles, so no pixel masks are needed.
+func openTiled(cfg *trainer.Config, spec Spec) (*dataset.Dataset, map[string][]bool, error) {
+	ds, err := dataset.OpenScene(spec.Path, dataset.SceneOptions{CubeVar: spec.CubeVar, GTVar: spec.GTVar, GroundTruth: spec.MaskPath,
+		TileSize: spec.Tile, SplitRule: spec.Split, Fractions: spec.Fractions, NaNPolicy: dataset.NaNPolicy(spec.NaNPolicy)})
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := adaptBands(cfg, ds.Bands); err != nil {
+		return nil, nil, err
+	}
+	if cfg.Data.BatchSize < 1 {
+		cfg.Data.BatchSize = 4
+	}
+	return ds, nil, nil
+}
+
 const dataNodeType = "LentilsAnomalyDataNode"
 
 // Adapt makes a trainrun fit a whole scene of the given band count: input_channels and the
@@ -74,6 +95,16 @@ const dataNodeType = "LentilsAnomalyDataNode"
 // loss that cannot be restricted, or no AnomalyMetrics metrics node, is an error. Adapt is
 // idempotent (a reopened run adapts its saved config again).
 func Adapt(cfg *trainer.Config, bands int) error {
+	dn, err := adaptBands(cfg, bands)
+	if err != nil {
+		return err
+	}
+	return adaptMasks(cfg, dn)
+}
+
+// adaptBands sets the band count of every node that depends on it and the scene's label
+// mapping (0 normal, anything else anomalous) on the data node, whose name it returns.
+func adaptBands(cfg *trainer.Config, bands int) (string, error) {
 	dn := ""
 	for _, name := range sortedKeys(cfg.Pipeline) {
 		spec := cfg.Pipeline[name]
@@ -95,8 +126,14 @@ func Adapt(cfg *trainer.Config, bands int) error {
 		}
 	}
 	if dn == "" {
-		return fmt.Errorf("data.scene: the pipeline has no %s node to feed the scene's pixels and labels", dataNodeType)
+		return "", fmt.Errorf("data.scene: the pipeline has no %s node to feed the scene's pixels and labels", dataNodeType)
 	}
+	return dn, nil
+}
+
+// adaptMasks restricts every IoULoss and AnomalyMetrics node to the pixels of the split
+// (the data node's valid port) and runs one frame per batch.
+func adaptMasks(cfg *trainer.Config, dn string) error {
 	typeOf := func(n string) string { t, _ := cfg.Pipeline[n]["type"].(string); return t }
 	add := func(to string) {
 		c := dn + ".valid -> " + to + ".valid"

@@ -335,3 +335,55 @@ func TestSceneTrainrunYAML(t *testing.T) {
 		t.Fatalf("test AUROC: run %v, eval %v, on the split's test pixels %v", res.Test["auroc"], m["auroc"], pm.AUROC)
 	}
 }
+
+// A capture too large to run whole can be cut into tiles instead (split spatial or
+// checkerboard): each tile is a frame of the run, the band count still comes from the data,
+// and compare --scene, which scores whole-scene pixels, refuses a tiled split.
+func TestTiledSceneTrainrun(t *testing.T) {
+	dir := t.TempDir()
+	path := genScene(t, dir, 64, 64, 7, 12, 9)
+	src, err := os.ReadFile("../configs/trainrun/drcnn_adaclip.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(src)
+	body = body[strings.Index(body, "pipeline:"):]
+	y := fmt.Sprintf("defaults: [training/default]\nname: s\nvariant: drcnn\ndata:\n  scene: {path: %s, cube_var: cube, gt_var: gt, split: spatial, tile: 16}\n%s", path, body)
+	file := filepath.Join(dir, "s.yaml")
+	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{File: file, Overrides: []string{"training.trainer.max_epochs=1", "training.threads=1",
+		"training.trainer.enable_progress_bar=false", "+pipeline.detector.image_size=32"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := trainer.Train(cfg, trainer.Options{OutDir: filepath.Join(dir, "run")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	yb, err := os.ReadFile(filepath.Join(res.Dir, "config.yaml"))
+	if err != nil || !strings.Contains(string(yb), "input_channels: 7") {
+		t.Fatalf("config.yaml of the tiled run lacks input_channels: 7 (%v)", err)
+	}
+	if _, ok := res.Test["auroc"]; !ok {
+		t.Fatalf("no test metrics: %v", res.Test)
+	}
+	m, err := trainer.EvalRun(res.Dir, "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := m["iou"], res.Test["iou"]; a != b && !(math.IsNaN(a) && math.IsNaN(b)) {
+		t.Errorf("eval of the reopened tiled run: iou %v, the run said %v", a, b)
+	}
+	sp, err := ParseSpec(map[string]any{"path": path, "cube_var": "cube", "gt_var": "gt", "split": "checkerboard"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Compare(CompareOptions{Out: filepath.Join(dir, "cmp"), Scenes: []Spec{sp}}); err == nil || !strings.Contains(err.Error(), "tiled") {
+		t.Errorf("compare with a tiled split: %v", err)
+	}
+	if _, err := ParseSpec(map[string]any{"path": path, "split": "spatial", "tile": 0}); err == nil || !strings.Contains(err.Error(), "tile") {
+		t.Errorf("tile 0: %v", err)
+	}
+}

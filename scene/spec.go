@@ -15,8 +15,12 @@ type Spec struct {
 	CubeVar  string // cube variable of a .mat/.npz ("" = the first known pair)
 	GTVar    string // ground-truth variable of a .mat/.npz, or of mask_path when it is a .mat
 	MaskPath string // separate ground truth (.png, .npy, .mat, one-band ENVI)
-	// Split is "objects" (default) or "none" (every pixel in every split: zero-shot only).
+	// Split is "objects" (default), "none" (every pixel in every split: zero-shot only), or a
+	// tiled rule for captures too large to run whole: "spatial" (tile columns left to right
+	// to train, val, test by Fractions) or "checkerboard" (dataset.OpenScene's rules).
 	Split string
+	// Tile is the side of the tiles of a tiled split (default 32).
+	Tile int
 	// Fractions are the train, val and test shares (default 0.5, 0.25, 0.25). Val 0 means
 	// validation on the train pixels.
 	Fractions [3]float64
@@ -31,11 +35,15 @@ var DefaultFractions = [3]float64{0.5, 0.25, 0.25}
 // DefaultBlock is the side of the blocks normal pixels are assigned by.
 const DefaultBlock = 8
 
-var specKeys = []string{"path", "cube_var", "gt_var", "mask_path", "split", "fractions", "block", "seed", "nan_policy"}
+var specKeys = []string{"path", "cube_var", "gt_var", "mask_path", "split", "fractions", "block", "tile", "seed", "nan_policy"}
+
+// Tiled says whether the split cuts the scene into tiles (the data set's frames) instead of
+// running it whole with a pixel split.
+func (s Spec) Tiled() bool { return s.Split == "spatial" || s.Split == "checkerboard" }
 
 // ParseSpec reads data.scene; unknown keys and wrong types are errors naming the key.
 func ParseSpec(m map[string]any) (Spec, error) {
-	s := Spec{Split: "objects", Fractions: DefaultFractions, Block: DefaultBlock}
+	s := Spec{Split: "objects", Fractions: DefaultFractions, Block: DefaultBlock, Tile: 32}
 	str := func(k string, v any) (string, error) {
 		x, ok := v.(string)
 		if !ok {
@@ -81,8 +89,16 @@ func ParseSpec(m map[string]any) (Spec, error) {
 		case "split":
 			s.Split, err = str(k, v)
 			s.Split = strings.ToLower(s.Split)
-			if err == nil && s.Split != "objects" && s.Split != "none" {
-				err = fmt.Errorf("data.scene.split: %q is not a rule (allowed: objects, none)", s.Split)
+			if err == nil && s.Split != "objects" && s.Split != "none" && !s.Tiled() {
+				err = fmt.Errorf("data.scene.split: %q is not a rule (allowed: objects, none, spatial, checkerboard)", s.Split)
+			}
+		case "tile":
+			var f float64
+			if f, err = num(k, v); err == nil {
+				if f < 1 || f != math.Trunc(f) {
+					err = fmt.Errorf("data.scene.tile: want a positive whole number of pixels, got %v", v)
+				}
+				s.Tile = int(f)
 			}
 		case "block":
 			var f float64
