@@ -2,6 +2,7 @@ package scene
 
 import (
 	"fmt"
+	"github.com/sirupsen/logrus"
 	"slices"
 	"strings"
 
@@ -47,6 +48,17 @@ func Open(cfg *trainer.Config) (*dataset.Dataset, map[string][]bool, error) {
 	spec, err := ParseSpec(cfg.Data.Scene)
 	if err != nil {
 		return nil, nil, err
+	}
+	if spec.Split == "auto" {
+		cube, _, err := Load(spec)
+		if err != nil {
+			return nil, nil, err
+		}
+		spec.Split = "objects"
+		if n := cube.H * cube.W; n > MaxWholeScenePixels {
+			spec.Split = "spatial"
+			logrus.WithField("scene", spec.Path).Warnf("%d×%d pixels is more than the %d the whole-scene split runs: cutting it into %d×%d spatial tiles (set data.scene.split to choose)", cube.H, cube.W, MaxWholeScenePixels, spec.Tile, spec.Tile)
+		}
 	}
 	if spec.Tiled() {
 		return openTiled(cfg, spec)

@@ -387,3 +387,39 @@ func TestTiledSceneTrainrun(t *testing.T) {
 		t.Errorf("tile 0: %v", err)
 	}
 }
+
+// The default split, auto, runs a scene whole up to MaxWholeScenePixels pixels and cuts a
+// larger one into spatial tiles (checked here with the limit lowered below a 64×64 scene).
+func TestAutoSplitTilesLargeScenes(t *testing.T) {
+	dir := t.TempDir()
+	path := genScene(t, dir, 64, 64, 7, 12, 11)
+	open := func() (int, map[string][]bool) {
+		cfg, err := LoadConfig(ConfigOptions{Variant: "drcnn", Spec: mustSpec(t, map[string]any{"path": path, "cube_var": "cube", "gt_var": "gt", "tile": 16})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds, masks, err := Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ds.Frames), masks
+	}
+	if n, masks := open(); n != 1 || masks == nil {
+		t.Errorf("a 64×64 scene under the limit: %d frames, pixel masks %v; want it whole (1 frame with masks)", n, masks != nil)
+	}
+	old := MaxWholeScenePixels
+	MaxWholeScenePixels = 1000
+	defer func() { MaxWholeScenePixels = old }()
+	if n, masks := open(); n != 16 || masks != nil {
+		t.Errorf("a 64×64 scene over a 1000-pixel limit: %d frames, pixel masks %v; want 16 tiles of 16×16 without masks", n, masks != nil)
+	}
+}
+
+func mustSpec(t *testing.T, m map[string]any) Spec {
+	t.Helper()
+	s, err := ParseSpec(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

@@ -15,9 +15,11 @@ type Spec struct {
 	CubeVar  string // cube variable of a .mat/.npz ("" = the first known pair)
 	GTVar    string // ground-truth variable of a .mat/.npz, or of mask_path when it is a .mat
 	MaskPath string // separate ground truth (.png, .npy, .mat, one-band ENVI)
-	// Split is "objects" (default), "none" (every pixel in every split: zero-shot only), or a
-	// tiled rule for captures too large to run whole: "spatial" (tile columns left to right
-	// to train, val, test by Fractions) or "checkerboard" (dataset.OpenScene's rules).
+	// Split is "auto" (default: "objects" for scenes of at most MaxWholeScenePixels pixels,
+	// "spatial" tiles beyond), "objects", "none" (every pixel in every split: zero-shot
+	// only), or a tiled rule for captures too large to run whole: "spatial" (tile columns
+	// left to right to train, val, test by Fractions) or "checkerboard" (dataset.OpenScene's
+	// rules).
 	Split string
 	// Tile is the side of the tiles of a tiled split (default 32).
 	Tile int
@@ -41,9 +43,13 @@ var specKeys = []string{"path", "cube_var", "gt_var", "mask_path", "split", "fra
 // running it whole with a pixel split.
 func (s Spec) Tiled() bool { return s.Split == "spatial" || s.Split == "checkerboard" }
 
+// MaxWholeScenePixels is the largest scene the "auto" split runs whole (4 Mi pixels, e.g.
+// 2048×2048); larger captures are cut into spatial tiles.
+var MaxWholeScenePixels = 4 << 20
+
 // ParseSpec reads data.scene; unknown keys and wrong types are errors naming the key.
 func ParseSpec(m map[string]any) (Spec, error) {
-	s := Spec{Split: "objects", Fractions: DefaultFractions, Block: DefaultBlock, Tile: 32}
+	s := Spec{Split: "auto", Fractions: DefaultFractions, Block: DefaultBlock, Tile: 32}
 	str := func(k string, v any) (string, error) {
 		x, ok := v.(string)
 		if !ok {
@@ -89,8 +95,11 @@ func ParseSpec(m map[string]any) (Spec, error) {
 		case "split":
 			s.Split, err = str(k, v)
 			s.Split = strings.ToLower(s.Split)
-			if err == nil && s.Split != "objects" && s.Split != "none" && !s.Tiled() {
-				err = fmt.Errorf("data.scene.split: %q is not a rule (allowed: objects, none, spatial, checkerboard)", s.Split)
+			if s.Split == "" {
+				s.Split = "auto"
+			}
+			if err == nil && s.Split != "auto" && s.Split != "objects" && s.Split != "none" && !s.Tiled() {
+				err = fmt.Errorf("data.scene.split: %q is not a rule (allowed: auto, objects, none, spatial, checkerboard)", s.Split)
 			}
 		case "tile":
 			var f float64
@@ -146,6 +155,9 @@ func (s Spec) Map() map[string]any {
 	m := map[string]any{"path": s.Path}
 	if s.Block > 0 {
 		m["block"] = s.Block
+	}
+	if s.Tile > 0 {
+		m["tile"] = s.Tile
 	}
 	if s.Fractions != ([3]float64{}) {
 		m["fractions"] = []any{s.Fractions[0], s.Fractions[1], s.Fractions[2]}

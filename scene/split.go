@@ -80,6 +80,9 @@ func Split(anom []bool, h, w int, spec Spec, seed uint64) (*PixelSplit, error) {
 		return nil, fmt.Errorf("scene split: %d labels for %d×%d pixels", len(anom), h, w)
 	}
 	lab, sizes := components(anom, h, w)
+	if spec.Split == "auto" || spec.Split == "" {
+		spec.Split = "objects" // a scene that is split by pixels at all is one that runs whole
+	}
 	ps := &PixelSplit{Rule: spec.Split, H: h, W: w}
 	for i := range ps.Masks {
 		ps.Masks[i] = make([]bool, h*w)

@@ -21,7 +21,7 @@ func (f *sceneFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.cubeVar, "cube-var", "", "with --scene: the cube variable of a .mat/.npz (default: the first known pair)")
 	cmd.Flags().StringVar(&f.gtVar, "gt-var", "", "with --scene: the ground-truth variable")
 	cmd.Flags().StringVar(&f.mask, "mask", "", "with --scene: a separate ground-truth file (.png, .npy, .mat, one-band ENVI)")
-	cmd.Flags().StringVar(&f.split, "split", "objects", "with --scene: objects (the whole scene, anomaly objects whole to train/val/test), none (zero-shot evaluation only), or for captures too large to run whole the tiled spatial or checkerboard")
+	cmd.Flags().StringVar(&f.split, "split", "auto", "with --scene: objects (the whole scene, anomaly objects whole to train/val/test), none (zero-shot evaluation only), the tiled spatial or checkerboard for captures too large to run whole, or auto (objects up to 4 Mi pixels, spatial tiles beyond)")
 	cmd.Flags().IntVar(&f.tile, "tile", 32, "with --scene and a tiled --split: tile side in pixels")
 	cmd.Flags().Float64SliceVar(&f.fractions, "fractions", nil, "with --scene: train,val,test shares (default 0.5,0.25,0.25; val 0 = validate on the train pixels)")
 	cmd.Flags().IntVar(&f.block, "block", scene.DefaultBlock, "with --scene: side of the blocks normal pixels are split by")
