@@ -163,6 +163,12 @@ func OpenScene(path string, opts SceneOptions) (*Dataset, error) {
 	if err != nil {
 		return nil, err
 	}
+	return TileScene(path, cube, gt, opts)
+}
+
+// TileScene is OpenScene on a capture already loaded from path (LoadScene): the NaN policy,
+// then the tiles and their splits by opts.
+func TileScene(path string, cube *Cube, gt *LabelImage, opts SceneOptions) (*Dataset, error) {
 	policy, err := parseNaNPolicy(string(opts.NaNPolicy))
 	if err != nil {
 		return nil, fmt.Errorf("scene %s: %w", path, err)

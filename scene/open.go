@@ -27,6 +27,11 @@ func OpenScene(spec Spec, seed uint64) (*Scene, error) {
 	if err != nil {
 		return nil, err
 	}
+	return splitScene(spec, seed, cube, gt)
+}
+
+// splitScene splits the pixels of a loaded scene with seed (spec.Seed wins when set).
+func splitScene(spec Spec, seed uint64, cube *dataset.Cube, gt *dataset.LabelImage) (*Scene, error) {
 	if spec.Seed != nil {
 		seed = uint64(*spec.Seed)
 	}
@@ -49,11 +54,11 @@ func Open(cfg *trainer.Config) (*dataset.Dataset, map[string][]bool, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	cube, gt, err := Load(spec)
+	if err != nil {
+		return nil, nil, err
+	}
 	if spec.Split == "auto" {
-		cube, _, err := Load(spec)
-		if err != nil {
-			return nil, nil, err
-		}
 		spec.Split = "objects"
 		if n := cube.H * cube.W; n > MaxWholeScenePixels {
 			spec.Split = "spatial"
@@ -61,9 +66,9 @@ func Open(cfg *trainer.Config) (*dataset.Dataset, map[string][]bool, error) {
 		}
 	}
 	if spec.Tiled() {
-		return openTiled(cfg, spec)
+		return openTiled(cfg, spec, cube, gt)
 	}
-	sc, err := OpenScene(spec, cfg.Training.Seed)
+	sc, err := splitScene(spec, cfg.Training.Seed, cube, gt)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -80,12 +85,11 @@ func Open(cfg *trainer.Config) (*dataset.Dataset, map[string][]bool, error) {
 	return ds, sc.Split.Map(), nil
 }
 
-// openTiled cuts a capture into tiles assigned to splits by a tiled rule (for captures too
+// openTiled cuts a loaded capture into tiles assigned to splits by a tiled rule (for captures too
 // large to run whole): every tile is a frame, its labels are its own pixels', and the loss
 // and metrics see whole tiles, so no pixel masks are needed.
-func openTiled(cfg *trainer.Config, spec Spec) (*dataset.Dataset, map[string][]bool, error) {
-	ds, err := dataset.OpenScene(spec.Path, dataset.SceneOptions{CubeVar: spec.CubeVar, GTVar: spec.GTVar, GroundTruth: spec.MaskPath,
-		TileSize: spec.Tile, SplitRule: spec.Split, Fractions: spec.Fractions, NaNPolicy: dataset.NaNPolicy(spec.NaNPolicy)})
+func openTiled(cfg *trainer.Config, spec Spec, cube *dataset.Cube, gt *dataset.LabelImage) (*dataset.Dataset, map[string][]bool, error) {
+	ds, err := dataset.TileScene(spec.Path, cube, gt, dataset.SceneOptions{TileSize: spec.Tile, SplitRule: spec.Split, Fractions: spec.Fractions, NaNPolicy: dataset.NaNPolicy(spec.NaNPolicy)})
 	if err != nil {
 		return nil, nil, err
 	}
