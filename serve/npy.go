@@ -209,9 +209,6 @@ func readNPY(r io.Reader, lim Limits, ndim int) (*Frame, error) {
 	return &Frame{H: hh, W: ww, C: cc, Data: v}, nil
 }
 
-// WriteNPY writes a float32 or uint8 array of the given shape as .npy (dataset.EncodeNPY).
-func WriteNPY(w io.Writer, v any, shape ...int) error { return dataset.EncodeNPY(w, v, shape...) }
-
 func fmtShape(shape []int64) string {
 	p := make([]string, len(shape))
 	for i, d := range shape {
@@ -226,7 +223,7 @@ func WriteNPYFile(path string, v []float32, h, w int) error {
 		return fmt.Errorf("%s: %d values do not fill a %d×%d map", path, len(v), h, w)
 	}
 	var b bytes.Buffer
-	if err := WriteNPY(&b, v, h, w); err != nil {
+	if err := dataset.EncodeNPY(&b, v, h, w); err != nil {
 		return err
 	}
 	if err := nodes.WriteFileAtomic(path, b.Bytes()); err != nil {

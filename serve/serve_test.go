@@ -95,7 +95,7 @@ func randomFrame(rng *rand.Rand, h, w, c int) *Frame {
 func npyBytes(t *testing.T, f *Frame) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	if err := WriteNPY(&b, f.Data, f.H, f.W, f.C); err != nil {
+	if err := dataset.EncodeNPY(&b, f.Data, f.H, f.W, f.C); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
@@ -491,7 +491,7 @@ func TestGracefulShutdown(t *testing.T) {
 // postFrame posts a frame and reads its score map and decisions back as .npy.
 func postFrame(url string, f *Frame) (Result, error) {
 	var b bytes.Buffer
-	if err := WriteNPY(&b, f.Data, f.H, f.W, f.C); err != nil {
+	if err := dataset.EncodeNPY(&b, f.Data, f.H, f.W, f.C); err != nil {
 		return Result{}, err
 	}
 	res := Result{H: f.H, W: f.W}

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/serve/servepb"
 	"github.com/spectraclip/spectraclip/trainer/report"
 )
@@ -378,7 +379,7 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, scoreJSON{FrameID: id, ImageScore: res.ImageScore, Decision: res.Decision, AnomalyPixels: res.AnomalyPixels, Height: res.H, Width: res.W})
 	case "npy":
 		h.Set("Content-Type", "application/x-npy")
-		WriteNPY(w, res.Scores, res.H, res.W)
+		dataset.EncodeNPY(w, res.Scores, res.H, res.W)
 	case "decisions":
 		u8 := make([]uint8, res.H*res.W)
 		for i, v := range res.Decisions {
@@ -387,7 +388,7 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		h.Set("Content-Type", "application/x-npy")
-		WriteNPY(w, u8, res.H, res.W)
+		dataset.EncodeNPY(w, u8, res.H, res.W)
 	case "png":
 		img, err := report.Heatmap(res.Scores, res.H, res.W)
 		if err != nil {

@@ -151,6 +151,9 @@ var VariantNames = []string{"pca", "drcnn", "concrete"}
 // overrides training.optimizer.lr.
 const EnvPrefix = "SPECTRACLIP_"
 
+// maxConfigBytes bounds a config file read into memory.
+const maxConfigBytes = 16 << 20
+
 // LoadOptions say where a config comes from.
 type LoadOptions struct {
 	Variant   string   // pca, drcnn or concrete (a shipped trainrun)

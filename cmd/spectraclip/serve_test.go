@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spectraclip/spectraclip/serve"
+	"github.com/spectraclip/spectraclip/dataset"
 )
 
 // syncBuffer is a bytes.Buffer safe to write from the serve goroutine and read here.
@@ -46,7 +46,7 @@ func TestServeAndScore(t *testing.T) {
 		cube[i] = rng.Float32()
 	}
 	var b bytes.Buffer
-	if err := serve.WriteNPY(&b, cube, 32, 32, 61); err != nil {
+	if err := dataset.EncodeNPY(&b, cube, 32, 32, 61); err != nil {
 		t.Fatal(err)
 	}
 	file := filepath.Join(dir, "cam.npy")

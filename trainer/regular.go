@@ -1,4 +1,0 @@
-package trainer
-
-// maxConfigBytes bounds a config file read into memory.
-const maxConfigBytes = 16 << 20
