@@ -229,6 +229,36 @@ sc_err sc_optim_set_lr(sc_optim o, double lr);
 sc_err sc_optim_save(sc_optim o, const char *path);
 sc_err sc_optim_load(sc_optim o, const char *path);
 
+/* ---- data-parallel collectives over c10d (sc_dist.cpp) ----
+ * One process group per process: a TCPStore (served by rank 0) for the rendezvous and
+ * ProcessGroupGloo (CPU tensors) or ProcessGroupNCCL (CUDA tensors, CUDA builds with NCCL).
+ * Every collective waits at most the group's timeout and then fails. */
+typedef struct sc_pg_s *sc_pg;
+enum { SC_DIST_GLOO = 0, SC_DIST_NCCL = 1 };
+/* gloo_ifname / gloo_hostname (either may be NULL or empty) pick Gloo's network device:
+ * by interface name, else by the address a hostname resolves to, else Gloo's default. */
+sc_err sc_dist_init(const char *master_addr, int port, int rank, int world, int backend,
+                    int device_index, int64_t timeout_ms, const char *gloo_ifname,
+                    const char *gloo_hostname, sc_pg *out);
+void sc_dist_free(sc_pg pg);
+int sc_dist_nccl_available(void);
+/* Sums the tensors across ranks in place, one flat bucket per dtype, then multiplies by
+ * scale (1/world for a mean). */
+sc_err sc_dist_allreduce(sc_pg pg, const sc_tensor *ts, int n, double scale);
+/* Overwrites the tensors with root's, one by one. */
+sc_err sc_dist_broadcast(sc_pg pg, const sc_tensor *ts, int n, int root);
+/* Every rank's tensor concatenated along dim 0 in rank order (dim-0 sizes may differ). */
+sc_err sc_dist_allgather(sc_pg pg, sc_tensor t, sc_tensor *out);
+sc_err sc_dist_barrier(sc_pg pg);
+/* silent (world ints): 1 for ranks whose heartbeat did not move within wait_ms;
+ * *store_lost = 1 when the store (rank 0) cannot be reached. */
+sc_err sc_dist_silent_ranks(sc_pg pg, int64_t wait_ms, int *silent, int *store_lost);
+
+/* ---- reducer kernels (sc_fused.cpp) ----
+ * 1x1 convolution of x [B,C,H,W] (usually a channels-last view) with w [O,C,1,1]; b may be
+ * NULL. Float32 CPU goes to oneDNN directly (conv2d's 1-thread path is im2col + BLAS). */
+sc_err sc_conv1x1(int mode, sc_tensor x, sc_tensor w, sc_tensor b, sc_tensor *out);
+
 #ifdef __cplusplus
 }
 #endif
