@@ -4,6 +4,7 @@
 #include <torch/version.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -447,6 +448,34 @@ struct CachingCPUAllocator final : public c10::Allocator {
 
 CachingCPUAllocator g_caching;
 
+// ---------------- 1x1 convolution (the reducers' band mixing) ----------------
+//
+// conv1x1 is conv2d with a [O,C,1,1] kernel on a [B,C,H,W] tensor (a channels-last view
+// of the cube). LibTorch 1.13's conv2d sends a float32 CPU 1x1 convolution with a batch
+// under 16 at one thread to its generic im2col + BLAS path, which with Debian's reference
+// BLAS is 10-20x slower than oneDNN; here a float32 CPU call goes to oneDNN directly
+// (the same kernel conv2d picks at two threads), everything else to conv2d. Autograd
+// goes through LibTorch's own derivative of mkldnn_convolution.
+bool conv1x1_onednn(const at::Tensor &x, const at::Tensor &w) {
+  return x.is_cpu() && w.is_cpu() && x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
+         x.dim() == 4 && w.dim() == 4 && w.size(2) == 1 && w.size(3) == 1 && at::hasMKLDNN() &&
+         at::globalContext().userEnabledMkldnn();
+}
+
+at::Tensor conv1x1(const at::Tensor &x, const at::Tensor &w, const c10::optional<at::Tensor> &b) {
+  if (w.dim() != 4 || w.size(2) != 1 || w.size(3) != 1)
+    throw std::invalid_argument("conv1x1: weight must be [O,C,1,1], got " + c10::str(w.sizes()));
+  if (x.dim() != 4 || x.size(1) != w.size(1))
+    throw std::invalid_argument("conv1x1: input must be [B," + std::to_string(w.size(1)) + ",H,W], got " +
+                                c10::str(x.sizes()));
+  if (conv1x1_onednn(x, w)) {
+    c10::optional<at::Tensor> bias;
+    if (b.has_value() && b->defined()) bias = b->to(at::kFloat);
+    return at::mkldnn_convolution(x, w.contiguous(), bias, {0, 0}, {1, 1}, {1, 1}, 1);
+  }
+  return at::conv2d(x, w, b);
+}
+
 }  // namespace
 
 extern "C" {
@@ -495,6 +524,15 @@ sc_err sc_cpu_allocator_stats(int64_t *cached_bytes, int64_t *hits, int64_t *mis
   *cached_bytes = static_cast<int64_t>(c.cached);
   *hits = c.hits.load();
   *misses = c.misses.load();
+  SC_END
+}
+
+sc_err sc_conv1x1(int mode, sc_tensor x, sc_tensor w, sc_tensor b, sc_tensor *out) {
+  SC_BEGIN
+  sc::Mode m(mode);
+  c10::optional<at::Tensor> bias;
+  if (b != nullptr) bias = T(b);
+  *out = wrap(conv1x1(T(x), T(w), bias));
   SC_END
 }
 

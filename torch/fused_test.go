@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -397,5 +398,68 @@ func TestGaussianBlurFloat32BatchIndependent(t *testing.T) {
 			s.Backward(s.Sum(s.Mul(y64, s.FromFloat64(cw, b, h, w)), false), nil, false)
 			closeAll(t, fmt.Sprintf("pad %d gradient vs float64", pad), gradAll, vals(t, s, s.Grad(t64)), 1e-5, 0)
 		}
+	}
+}
+
+// TestConv1x1MatchesFloat64 checks the reducers' 1×1 convolution (oneDNN for float32 on the
+// CPU) on a channels-last view against a float64 loop, forward and all three gradients of
+// Σ c·y, at one and two threads (at one thread conv2d would take im2col + BLAS instead).
+func TestConv1x1MatchesFloat64(t *testing.T) {
+	const B, H, W, C, O = 2, 5, 7, 61, 16
+	r := newRNG(181)
+	x := randF32(r, B*H*W*C, -1, 1)
+	w := randF32(r, O*C, -0.3, 0.3)
+	b := randF32(r, O, -0.5, 0.5)
+	c := randF64(r, B*H*W*O, -1, 1) // c is [B,H,W,O]
+	// float64 reference: y[p,o] = Σ_k x[p,k]·w[o,k] + b[o]
+	P := B * H * W
+	want := make([]float64, P*O)
+	gx := make([]float64, P*C)
+	gw := make([]float64, O*C)
+	gb := make([]float64, O)
+	for p := 0; p < P; p++ {
+		for o := 0; o < O; o++ {
+			acc := float64(b[o])
+			cv := c[p*O+o]
+			for k := 0; k < C; k++ {
+				acc += float64(x[p*C+k]) * float64(w[o*C+k])
+				gx[p*C+k] += cv * float64(w[o*C+k])
+				gw[o*C+k] += cv * float64(x[p*C+k])
+			}
+			want[p*O+o] = acc
+			gb[o] += cv
+		}
+	}
+	prev := NumThreads()
+	t.Cleanup(func() { _ = SetNumThreads(prev) })
+	for _, threads := range []int{1, 2} {
+		if err := SetNumThreads(threads); err != nil {
+			t.Fatal(err)
+		}
+		s := newScope(t)
+		tx := FromSlice(s, CPU, x, B, H, W, C)
+		tw := FromSlice(s, CPU, w, O, C, 1, 1)
+		tb := FromSlice(s, CPU, b, O)
+		for _, l := range []*Tensor{tx, tw, tb} {
+			if err := l.SetRequiresGrad(true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		y := s.Permute(s.Conv1x1(s.Permute(tx, 0, 3, 1, 2), tw, tb), 0, 2, 3, 1) // [B,H,W,O]
+		if sh := y.Shape(); !shapeEq(sh, []int64{B, H, W, O}) {
+			t.Fatalf("shape %v", sh)
+		}
+		s.Backward(s.Sum(s.Mul(y, s.FromFloat64(c, B, H, W, O)), false), nil, false)
+		name := fmt.Sprintf("%d threads", threads)
+		closeAll(t, name+" forward", vals(t, s, y), want, 1e-5, 1e-5)
+		closeAll(t, name+" grad x", vals(t, s, s.Grad(tx)), gx, 1e-5, 1e-5)
+		closeAll(t, name+" grad w", vals(t, s, s.Grad(tw)), gw, 1e-4, 1e-5)
+		closeAll(t, name+" grad b", vals(t, s, s.Grad(tb)), gb, 1e-4, 1e-5)
+	}
+	// a kernel that is not 1×1 is a clear error, not an abort
+	s := newScope(t)
+	s.Conv1x1(s.Zeros([]int64{1, 3, 4, 4}, Float32, CPU), s.Zeros([]int64{2, 3, 3, 3}, Float32, CPU), nil)
+	if err := s.Err(); err == nil || !strings.Contains(err.Error(), "conv1x1") {
+		t.Fatalf("3×3 kernel: want a conv1x1 error, got %v", err)
 	}
 }

@@ -322,7 +322,7 @@ func (n *ConcreteBandSelector) forward(ctx *nodes.Context, in map[string]any, sc
 		bias = s.MulScalar(s.Sum(w, false, 1), shift)
 		wk = s.MulScalar(wk, scale)
 	}
-	rgb := s.Permute(s.Conv2d(s.Permute(x, 0, 3, 1, 2), wk, bias, torch.ConvOptions{}), 0, 2, 3, 1)
+	rgb := s.Permute(s.Conv1x1(s.Permute(x, 0, 3, 1, 2), wk, bias), 0, 2, 3, 1)
 	if err := s.Err(); err != nil {
 		return nil, fmt.Errorf("node %q: %w", n.Name(), err)
 	}

@@ -333,7 +333,7 @@ func (n *LearnableChannelMixer) forward(ctx *nodes.Context, in map[string]any, s
 			}
 			w, b = s.MulScalar(w, scale), bs
 		}
-		y = s.Conv2d(y, w, b, torch.ConvOptions{})
+		y = s.Conv1x1(y, w, b)
 		if n.UseActivation && (i < last || !n.NormalizeOutput) {
 			if s.GradEnabled() {
 				y = s.LeakyRelu(y, n.Slope)

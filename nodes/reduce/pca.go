@@ -295,7 +295,7 @@ func (n *TrainablePCA) forward(ctx *nodes.Context, in map[string]any, scale, shi
 		bias = s.Add(bias, s.MulScalar(s.Sum(n.components, false, 1), shift))
 		w = s.MulScalar(w, scale)
 	}
-	y := s.Permute(s.Conv2d(s.Permute(x, 0, 3, 1, 2), w, bias, torch.ConvOptions{}), 0, 2, 3, 1)
+	y := s.Permute(s.Conv1x1(s.Permute(x, 0, 3, 1, 2), w, bias), 0, 2, 3, 1)
 	if n.Whiten {
 		y = s.Mul(y, n.scale)
 	}
