@@ -26,6 +26,8 @@ Runs on PyTorch 1.13 (Debian) and 2.x, on the CPU or CUDA.
 import argparse
 import json
 import math
+import os
+import resource
 import sys
 import time
 
@@ -433,7 +435,19 @@ def run_bench(detector_path, variants=VARIANTS, batch=4, size=(256, 256), bands=
         rep["variants"].append({"variant": v, "fps": fps, "detector_fps": det_fps, "train_steps_per_s": steps,
                                 "stages": stages})
         del pipe
+    # the process's peak resident set (run one variant per process for a variant's own)
+    rep["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    rep["allocator"] = allocator()
     return rep
+
+
+def allocator():
+    """allocator names the malloc preloaded into this process ("tcmalloc", "jemalloc") or "glibc"."""
+    pre = os.environ.get("LD_PRELOAD", "")
+    for name in ("tcmalloc", "jemalloc"):
+        if name in pre:
+            return name
+    return "glibc"
 
 
 def format_table(rep):

@@ -342,6 +342,23 @@ class TestBench(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         rep = json.loads(r.stdout)
         self.assertIsNone(rep["variants"][0]["train_steps_per_s"])
+        self.assertGreater(rep["peak_rss_mb"], 10)  # torch alone maps more than that
+        self.assertEqual(rep["allocator"], "glibc" if "LD_PRELOAD" not in os.environ else rep["allocator"])
+
+    def test_cli_tcmalloc_peer(self):
+        # the tcmalloc peer of make bench-compare: the same script with tcmalloc preloaded
+        lib = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+        if not os.path.exists(lib):
+            self.skipTest("%s absent (apt-get install libtcmalloc-minimal4)" % lib)
+        env = dict(os.environ, LD_PRELOAD=lib)
+        r = subprocess.run([sys.executable, os.path.join(HERE, "bench_reference.py"), "--detector", self.det_path,
+                            "--variant", "pca", "--batch", "1", "--size", "16x16", "--bands", "8",
+                            "--iters", "1", "--warmup", "0", "--train-iters", "0", "--json"],
+                           capture_output=True, text=True, timeout=120, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rep = json.loads(r.stdout)
+        self.assertEqual(rep["allocator"], "tcmalloc")
+        self.assertGreater(rep["variants"][0]["fps"], 0)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/spectraclip/spectraclip/trainer"
+	"github.com/spectraclip/spectraclip/bench"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
-	o := trainer.BenchOptions{}
+	o := bench.Options{Isolate: true}
 	var variant, size, tf32 string
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -17,7 +17,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		Short: "measure frames per second per variant, stage by stage, and training steps per second",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, w, err := trainer.ParseSize(size)
+			h, w, err := bench.ParseSize(size)
 			if err != nil {
 				return err
 			}
@@ -33,14 +33,14 @@ func newBenchCmd(g *globals) *cobra.Command {
 			if variant != "" && variant != "all" {
 				o.Variants = []string{variant}
 			}
-			r, err := trainer.Bench(o)
+			r, err := bench.Run(o)
 			if err != nil {
 				return err
 			}
 			if asJSON {
 				return printJSON(g, r)
 			}
-			trainer.WriteBenchTable(g.out, r)
+			bench.WriteTable(g.out, r)
 			return nil
 		},
 	}
@@ -55,6 +55,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&o.TrainIters, "train-iters", 3, "timed training steps (0: skip)")
 	cmd.Flags().BoolVar(&o.Half, "half", false, "fp16 detector on CUDA")
 	cmd.Flags().StringVar(&tf32, "allow-tf32", "default", "TF32 for CUDA float32 matmuls and convolutions: default (LibTorch's), true or false")
+	cmd.Flags().BoolVar(&o.Isolate, "isolate", true, "run each variant in a child process, so each starts fresh and reports its own peak RSS")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

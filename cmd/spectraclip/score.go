@@ -11,10 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spectraclip/spectraclip/bench"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/serve"
 	"github.com/spectraclip/spectraclip/serve/client"
-	"github.com/spectraclip/spectraclip/trainer"
 )
 
 func newScoreCmd(g *globals) *cobra.Command {
@@ -86,7 +86,7 @@ func newLoadtestCmd(g *globals) *cobra.Command {
 			if server == "" {
 				return fmt.Errorf("--server is required (http://HOST:PORT or grpc://HOST:PORT)")
 			}
-			h, w, err := trainer.ParseSize(size)
+			h, w, err := bench.ParseSize(size)
 			if err != nil {
 				return err
 			}

@@ -1,4 +1,4 @@
-package trainer
+package bench
 
 import (
 	"os"
@@ -7,18 +7,19 @@ import (
 
 	"github.com/spectraclip/spectraclip/nodes"
 	"github.com/spectraclip/spectraclip/torch"
+	"github.com/spectraclip/spectraclip/trainer"
 )
 
 // The benchmarks run on 4×256×256×61 random cubes with the built-in detector, as
 // `spectraclip bench` does; SPECTRACLIP_BENCH_SIZE=H and SPECTRACLIP_BENCH_THREADS=N
 // change the frame side and LibTorch's thread count (default: one per core).
-func benchOpts(b *testing.B) BenchOptions {
-	o := BenchOptions{Batch: 4, H: 256, W: 256}
+func benchOpts(b *testing.B) Options {
+	o := Options{Batch: 4, H: 256, W: 256}
 	if v, err := strconv.Atoi(os.Getenv("SPECTRACLIP_BENCH_SIZE")); err == nil && v > 0 {
 		o.H, o.W = v, v
 	}
 	th, _ := strconv.Atoi(os.Getenv("SPECTRACLIP_BENCH_THREADS"))
-	if err := SetThreads(th); err != nil {
+	if err := trainer.SetThreads(th); err != nil {
 		b.Fatal(err)
 	}
 	if err := torch.SetCachingAllocator(true); err != nil {
@@ -44,7 +45,7 @@ func reportFrames(b *testing.B, e *benchEnv) {
 // BenchmarkInference times normaliser → reducer → detector → decider on one batch, and
 // reports the RSS growth over the run (memory must stay flat).
 func BenchmarkInference(b *testing.B) {
-	for _, v := range VariantNames {
+	for _, v := range trainer.VariantNames {
 		b.Run(v, func(b *testing.B) {
 			e := benchEnvFor(b, v)
 			if err := e.infer(); err != nil {

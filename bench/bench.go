@@ -1,4 +1,7 @@
-package trainer
+// Package bench is `spectraclip bench`: frames per second per variant, stage by stage, the
+// detector alone and training steps per second, on random cubes already in memory, each
+// variant in a process of its own so that its peak RSS is its own.
+package bench
 
 import (
 	"fmt"
@@ -12,10 +15,11 @@ import (
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
 	"github.com/spectraclip/spectraclip/torch"
+	"github.com/spectraclip/spectraclip/trainer"
 )
 
-// BenchOptions configure Bench.
-type BenchOptions struct {
+// Options configure Bench.
+type Options struct {
 	Variants   []string
 	Detector   string // TorchScript detector file ("" = the built-in one)
 	Device     string
@@ -27,10 +31,14 @@ type BenchOptions struct {
 	TrainIters int
 	Half       bool
 	AllowTF32  *bool // nil: LibTorch's defaults
+	// Isolate runs each variant in a child process of the running executable, so that
+	// each variant starts from a fresh process and its peak RSS (VmHWM) is its own.
+	// Without it the variants share this process and its caching allocator.
+	Isolate bool
 }
 
-// BenchVariant holds one variant's figures; stage times are seconds per batch.
-type BenchVariant struct {
+// Variant holds one variant's figures; stage times are seconds per batch.
+type Variant struct {
 	Variant          string             `json:"variant"`
 	FPS              float64            `json:"fps"`
 	DetectorFPS      float64            `json:"detector_fps"`
@@ -41,20 +49,24 @@ type BenchVariant struct {
 	CopyBytesPerSec  float64            `json:"cube_copy_bytes_per_s"`
 	RSSStartMB       float64            `json:"rss_start_mb"`
 	RSSEndMB         float64            `json:"rss_end_mb"`
+	// PeakRSSMB is the variant's own peak resident set (its child process's VmHWM; in
+	// one process, the high-water mark since the variant started).
+	PeakRSSMB float64 `json:"peak_rss_mb"`
 }
 
-// BenchReport is what `spectraclip bench --json` prints.
-type BenchReport struct {
-	Variants  []BenchVariant `json:"variants"`
-	Threads   int            `json:"threads"`
-	Device    string         `json:"device"`
-	LibTorch  string         `json:"libtorch"`
-	Batch     int            `json:"batch"`
-	Size      string         `json:"size"`
-	Bands     int            `json:"bands"`
-	Detector  string         `json:"detector"`
-	PeakRSSMB float64        `json:"peak_rss_mb"`
-	CUDAPeak  int64          `json:"cuda_peak_bytes,omitempty"`
+// Report is what `spectraclip bench --json` prints.
+type Report struct {
+	Variants  []Variant `json:"variants"`
+	Threads   int       `json:"threads"`
+	Device    string    `json:"device"`
+	LibTorch  string    `json:"libtorch"`
+	Batch     int       `json:"batch"`
+	Size      string    `json:"size"`
+	Bands     int       `json:"bands"`
+	Detector  string    `json:"detector"`
+	PeakRSSMB float64   `json:"peak_rss_mb"` // the largest variant's
+	Isolated  bool      `json:"isolated"`    // each variant ran in its own process
+	CUDAPeak  int64     `json:"cuda_peak_bytes,omitempty"`
 	// TF32Matmul and TF32Conv say whether CUDA float32 matmuls and convolutions were
 	// allowed to use TF32 (LibTorch's defaults unless --allow-tf32 was given).
 	TF32Matmul bool `json:"tf32_matmul"`
@@ -78,9 +90,9 @@ var reducerNodes = map[string][]string{
 	"concrete": {"concrete_selector"},
 }
 
-// Bench measures inference FPS per variant stage by stage, the detector alone, and
+// Run measures inference FPS per variant stage by stage, the detector alone, and
 // training steps per second, on random cubes of the given size.
-func Bench(o BenchOptions) (*BenchReport, error) {
+func Run(o Options) (*Report, error) {
 	if o.Batch < 1 {
 		o.Batch = 4
 	}
@@ -94,12 +106,12 @@ func Bench(o BenchOptions) (*BenchReport, error) {
 		o.TrainIters = 0
 	}
 	if len(o.Variants) == 0 {
-		o.Variants = VariantNames
+		o.Variants = trainer.VariantNames
 	}
-	if err := SetThreads(o.Threads); err != nil {
+	if err := trainer.SetThreads(o.Threads); err != nil {
 		return nil, err
 	}
-	if err := SetTF32(o.AllowTF32); err != nil {
+	if err := trainer.SetTF32(o.AllowTF32); err != nil {
 		return nil, err
 	}
 	if err := torch.SetCachingAllocator(true); err != nil {
@@ -109,7 +121,7 @@ func Bench(o BenchOptions) (*BenchReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &BenchReport{Threads: torch.NumThreads(), Device: dev.String(), LibTorch: torch.Version(), Batch: o.Batch,
+	rep := &Report{Threads: torch.NumThreads(), Device: dev.String(), LibTorch: torch.Version(), Batch: o.Batch,
 		Size: fmt.Sprintf("%dx%d", o.H, o.W), Bands: 61, Detector: o.Detector}
 	if rep.Detector == "" {
 		rep.Detector = "builtin"
@@ -117,15 +129,29 @@ func Bench(o BenchOptions) (*BenchReport, error) {
 	if rep.TF32Matmul, rep.TF32Conv, err = torch.AllowTF32(); err != nil {
 		return nil, err
 	}
+	rep.Isolated = o.Isolate
 	for _, v := range o.Variants {
-		bv, err := benchVariant(v, o, dev)
+		var bv *Variant
+		if o.Isolate {
+			var cudaPeak int64
+			bv, cudaPeak, err = runChild(v, o)
+			rep.CUDAPeak = max(rep.CUDAPeak, cudaPeak)
+		} else {
+			// the high-water mark restarts at the current RSS (what earlier variants left
+			// cached counts in it: only a child process gives a variant a clean start)
+			resetPeakRSS()
+			bv, err = benchVariant(v, o, dev)
+			if bv != nil {
+				bv.PeakRSSMB = procStatusMB("VmHWM:")
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("bench %s: %w", v, err)
 		}
 		rep.Variants = append(rep.Variants, *bv)
+		rep.PeakRSSMB = max(rep.PeakRSSMB, bv.PeakRSSMB)
 	}
-	rep.PeakRSSMB = procStatusMB("VmHWM:")
-	if dev.Type == torch.DeviceCUDA {
+	if !o.Isolate && dev.Type == torch.DeviceCUDA {
 		_, _, rep.CUDAPeak, _ = torch.CUDAMemory(dev)
 	}
 	return rep, nil
@@ -134,7 +160,7 @@ func Bench(o BenchOptions) (*BenchReport, error) {
 // benchEnv is one variant's pipeline with a random batch, ready to time: what both
 // `spectraclip bench` and the Go benchmarks run.
 type benchEnv struct {
-	cfg     *Config
+	cfg     *trainer.Config
 	p       *nodes.Pipeline
 	dev     torch.Device
 	batch   map[string]any
@@ -147,7 +173,7 @@ type benchEnv struct {
 	variant string
 }
 
-func newBenchEnv(variant string, o BenchOptions, dev torch.Device) (*benchEnv, error) {
+func newBenchEnv(variant string, o Options, dev torch.Device) (*benchEnv, error) {
 	ov := []string{"training.device=" + dev.String(), "data.batch_size=" + strconv.Itoa(o.Batch)}
 	if o.Detector != "" {
 		ov = append(ov, "pipeline.detector.detector_path="+o.Detector)
@@ -155,11 +181,11 @@ func newBenchEnv(variant string, o BenchOptions, dev torch.Device) (*benchEnv, e
 	if o.Half {
 		ov = append(ov, "pipeline.detector.use_half_precision=true")
 	}
-	cfg, _, err := LoadConfig(LoadOptions{Variant: variant, Overrides: ov})
+	cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{Variant: variant, Overrides: ov})
 	if err != nil {
 		return nil, err
 	}
-	p, err := BuildPipeline(cfg, nodes.NewRegistry(), nil)
+	p, err := trainer.BuildPipeline(cfg, nodes.NewRegistry(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -268,8 +294,7 @@ func (e *benchEnv) trainStep() error {
 	if err != nil {
 		return err
 	}
-	r := &Run{Cfg: e.cfg, Pipeline: e.p}
-	loss, ok := r.sumLosses(s, out)
+	loss, ok := trainer.SumLosses(e.cfg, e.p, s, out)
 	if !ok {
 		return fmt.Errorf("variant %s: no loss in the train stage", e.variant)
 	}
@@ -283,7 +308,7 @@ func (e *benchEnv) trainStep() error {
 	return e.opt.Step()
 }
 
-func benchVariant(variant string, o BenchOptions, dev torch.Device) (*BenchVariant, error) {
+func benchVariant(variant string, o Options, dev torch.Device) (*Variant, error) {
 	e, err := newBenchEnv(variant, o, dev)
 	if err != nil {
 		return nil, err
@@ -291,7 +316,7 @@ func benchVariant(variant string, o BenchOptions, dev torch.Device) (*BenchVaria
 	defer e.close()
 	p, s, cfg, cubeT, cube := e.p, e.s, e.cfg, e.cubeT, e.cube
 	B, H, W := e.B, e.H, e.W
-	bv := &BenchVariant{Variant: variant, Stages: map[string]float64{}}
+	bv := &Variant{Variant: variant, Stages: map[string]float64{}}
 	sync := func() { _ = torch.Synchronize(dev) }
 	run := e.infer
 	for i := 0; i < o.Warmup; i++ {
@@ -444,17 +469,21 @@ func procStatusMB(key string) float64 {
 	return 0
 }
 
-// WriteBenchTable prints a report as a table.
-func WriteBenchTable(w io.Writer, r *BenchReport) {
+// WriteTable prints a report as a table.
+func WriteTable(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "device %s · %d threads · LibTorch %s · batch %d × %s × %d bands · detector %s · TF32 matmul %s, conv %s\n\n",
 		r.Device, r.Threads, r.LibTorch, r.Batch, r.Size, r.Bands, r.Detector, onOff(r.TF32Matmul), onOff(r.TF32Conv))
-	fmt.Fprintf(w, "%-9s %9s %12s %10s %10s %10s %10s %10s %10s %10s %12s\n", "variant", "FPS", "detector FPS", "train st/s", "norm ms", "reduce ms", "pre ms", "det ms", "post ms", "decide ms", "RSS MB s→e")
+	fmt.Fprintf(w, "%-9s %9s %12s %10s %10s %10s %10s %10s %10s %10s %12s %8s\n", "variant", "FPS", "detector FPS", "train st/s", "norm ms", "reduce ms", "pre ms", "det ms", "post ms", "decide ms", "RSS MB s→e", "peak MB")
 	for _, v := range r.Variants {
 		ms := func(k string) float64 { return v.Stages[k] * 1000 }
-		fmt.Fprintf(w, "%-9s %9.2f %12.2f %10.2f %10.2f %10.2f %10.2f %10.2f %10.2f %10.2f %5.0f→%-5.0f\n", v.Variant, v.FPS, v.DetectorFPS, v.TrainStepsPerSec,
-			ms("normalize"), ms("reduce"), ms("detector_pre"), ms("detector"), ms("post"), ms("decide"), v.RSSStartMB, v.RSSEndMB)
+		fmt.Fprintf(w, "%-9s %9.2f %12.2f %10.2f %10.2f %10.2f %10.2f %10.2f %10.2f %10.2f %5.0f→%-5.0f %9.0f\n", v.Variant, v.FPS, v.DetectorFPS, v.TrainStepsPerSec,
+			ms("normalize"), ms("reduce"), ms("detector_pre"), ms("detector"), ms("post"), ms("decide"), v.RSSStartMB, v.RSSEndMB, v.PeakRSSMB)
 	}
-	fmt.Fprintf(w, "\npeak RSS %.0f MB\n", r.PeakRSSMB)
+	how := "each variant in its own process"
+	if !r.Isolated {
+		how = "all variants in one process; a variant's peak includes what earlier ones left cached"
+	}
+	fmt.Fprintf(w, "\npeak RSS %.0f MB (largest variant; %s)\n", r.PeakRSSMB, how)
 }
 
 func onOff(b bool) string {

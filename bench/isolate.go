@@ -1,0 +1,92 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// childEnv carries a child's options (JSON). A process started with it runs that one
+// variant from this package's init, prints its Report as JSON on stdout and exits, before
+// main (or a test binary's test runner) starts: any executable that links this package
+// can be re-run as a child, the spectraclip binary and test binaries alike.
+const childEnv = "SPECTRACLIP_BENCH_CHILD"
+
+func init() {
+	spec, ok := os.LookupEnv(childEnv)
+	if !ok {
+		return
+	}
+	_ = os.Unsetenv(childEnv)
+	os.Exit(childMain(spec))
+}
+
+func childMain(spec string) int {
+	var o Options
+	if err := json.Unmarshal([]byte(spec), &o); err != nil {
+		fmt.Fprintf(os.Stderr, "bench child: %s: %v\n", childEnv, err)
+		return 2
+	}
+	o.Isolate = false
+	rep, err := Run(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(rep); err != nil {
+		fmt.Fprintf(os.Stderr, "bench child: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// runChild measures one variant in a child process of the running executable and
+// returns its figures with its own peak RSS (and CUDA peak bytes).
+func runChild(variant string, o Options) (*Variant, int64, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, 0, fmt.Errorf("child process: %w", err)
+	}
+	o.Variants, o.Isolate = []string{variant}, false
+	spec, err := json.Marshal(o)
+	if err != nil {
+		return nil, 0, err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), childEnv+"="+string(spec))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	runErr := cmd.Run()
+	os.Stderr.Write(stderr.Bytes()) // the child's warnings, as one process would print them
+	if runErr != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+			msg = msg[i+1:]
+		}
+		return nil, 0, fmt.Errorf("child process %s: %v: %s", exe, runErr, msg)
+	}
+	var rep Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil || len(rep.Variants) != 1 {
+		return nil, 0, fmt.Errorf("child process %s: unreadable report %q (%v)", exe, truncate(stdout.String(), 200), err)
+	}
+	v := rep.Variants[0]
+	v.PeakRSSMB = rep.PeakRSSMB
+	return &v, rep.CUDAPeak, nil
+}
+
+// resetPeakRSS restarts the process's VmHWM at its current RSS (Linux ≥ 4.0); where that
+// fails the peak simply keeps counting from the process start.
+func resetPeakRSS() {
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
