@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CSRC_LIB := $(BUILD_DIR)/libspectraclip_c.so
 CSRC_SRC := $(wildcard csrc/*.cpp csrc/*.h) CMakeLists.txt
 GOFILES := $(shell find . -name '*.go' -not -path './third_party/*' 2>/dev/null)
-APT_PKGS := libtorch-dev libgloo-dev cmake ccache g++ python3-torch python3-numpy protobuf-compiler git slurm-wlm munge chromium
+APT_PKGS := libtorch-dev libgloo-dev cmake ccache g++ python3-torch python3-numpy protobuf-compiler git slurm-wlm munge chromium libtcmalloc-minimal4
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
@@ -60,6 +60,8 @@ bench: deps build
 bench-go: csrc
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
 
+# bench-compare runs bench and both Python peers (naive, tcmalloc preloaded) at 1 and 2
+# threads, 4x256x256x61, best of 2 interleaved rounds, e.g. ARGS="--threads 2 --rounds 3".
 bench-compare: deps build
 	bash scripts/bench_compare.sh $(ARGS)
 

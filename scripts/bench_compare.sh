@@ -1,35 +1,42 @@
 #!/usr/bin/env bash
-# bench_compare.sh: run `spectraclip bench` and its Python peer (scripts/bench_reference.py)
-# on the same detector, sizes, threads and device, and print Go against Python per variant.
+# bench_compare.sh: run `spectraclip bench` and both Python peers (scripts/bench_reference.py
+# as is, and with tcmalloc preloaded) on the same detector, sizes and device, and print Go
+# against each peer per variant and thread count.
 #
-# Usage: scripts/bench_compare.sh [--batch B] [--size HxW] [--threads N] [--device D]
-#                                 [--variant V] [--iters N] [--warmup N] [--train-iters N] [--half]
-#                                 [--keep DIR]
+# Usage: scripts/bench_compare.sh [--batch B] [--size HxW] [--threads 1,2] [--device D]
+#                                 [--variant V] [--iters N] [--warmup N] [--train-iters N]
+#                                 [--rounds N] [--half] [--no-tcmalloc] [--keep DIR]
 #
-# It builds nothing: it expects bin/spectraclip (`make build`; override with $SPECTRACLIP) and
-# /usr/bin/python3 with torch (override with $PYTHON). The detector is the built-in one,
-# written with `spectraclip export-detector --builtin`, so both sides run the same TorchScript.
-# Threads default to `nproc`; device defaults to cpu ("auto" picks cuda when the Python side
-# sees a GPU). --keep DIR leaves the detector and both JSON reports in DIR.
+# It builds nothing: it expects bin/spectraclip (`make build`; override with $SPECTRACLIP),
+# /usr/bin/python3 with torch (override with $PYTHON) and tcmalloc (libtcmalloc-minimal4;
+# override the library with $TCMALLOC). The detector is the built-in one, written with
+# `spectraclip export-detector --builtin`, so every side runs the same TorchScript.
+# For each thread count (default 1,2), round (default 2) and variant it runs Go, the naive
+# peer and the tcmalloc peer back to back, each variant in a fresh process, so that the
+# three see the same load; the table shows the best of the rounds per side and the spread
+# of the per-round Go/tcmalloc ratios. --keep DIR leaves the detector and every JSON report.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 bin="${SPECTRACLIP:-$root/bin/spectraclip}"
 py="${PYTHON:-/usr/bin/python3}"
+tcm="${TCMALLOC:-/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4}"
 
 batch=4
 size=256x256
-threads="$(nproc 2>/dev/null || echo 1)"
+threads=1,2
 device=cpu
 variant=all
 iters=5
 warmup=1
-train_iters=3
+train_iters=0
+rounds=2
 half=()
 keep=""
+use_tcm=1
 
-usage() { sed -n '4,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '6,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "bench_compare: $1 needs a value" >&2; exit 2; }; }
 
 while [ $# -gt 0 ]; do
@@ -42,18 +49,27 @@ while [ $# -gt 0 ]; do
     --iters) need "$@"; iters="$2"; shift 2 ;;
     --warmup) need "$@"; warmup="$2"; shift 2 ;;
     --train-iters) need "$@"; train_iters="$2"; shift 2 ;;
+    --rounds) need "$@"; rounds="$2"; shift 2 ;;
     --half) half=(--half); shift ;;
+    --no-tcmalloc) use_tcm=0; shift ;;
     --keep) need "$@"; keep="$2"; shift 2 ;;
     -h|--help) usage ;;
     *) echo "bench_compare: unknown argument $1" >&2; usage ;;
   esac
 done
 
-for n in batch threads iters warmup train_iters; do
+for n in batch iters warmup train_iters rounds; do
   v="${!n}"
   [[ "$v" =~ ^[0-9]+$ ]] || { echo "bench_compare: --${n//_/-} $v: want a non-negative integer" >&2; exit 2; }
 done
+[ "$rounds" -ge 1 ] || { echo "bench_compare: --rounds 0: want at least 1" >&2; exit 2; }
+[[ "$threads" =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "bench_compare: --threads $threads: want a list like 1,2" >&2; exit 2; }
 [[ "$size" =~ ^[0-9]+[xX][0-9]+$ ]] || { echo "bench_compare: --size $size: want HxW, e.g. 256x256" >&2; exit 2; }
+case "$variant" in
+  all) variants=(pca drcnn concrete) ;;
+  pca|drcnn|concrete) variants=("$variant") ;;
+  *) echo "bench_compare: --variant $variant: want pca, drcnn, concrete or all" >&2; exit 2 ;;
+esac
 
 if [ ! -x "$bin" ]; then
   echo "bench_compare: $bin not found or not executable; run 'make build' first" >&2
@@ -61,6 +77,10 @@ if [ ! -x "$bin" ]; then
 fi
 if ! "$py" -c 'import torch' 2>/dev/null; then
   echo "bench_compare: $py cannot import torch (install python3-torch)" >&2
+  exit 1
+fi
+if [ "$use_tcm" = 1 ] && [ ! -r "$tcm" ]; then
+  echo "bench_compare: $tcm not found: install libtcmalloc-minimal4 (make deps), set \$TCMALLOC, or pass --no-tcmalloc" >&2
   exit 1
 fi
 if [ "$device" = auto ]; then
@@ -77,29 +97,47 @@ fi
 
 "$bin" export-detector --builtin --out "$tmp/builtin.pt" >/dev/null
 
-common=(--detector "$tmp/builtin.pt" --json --batch "$batch" --size "$size" --threads "$threads"
-        --device "$device" --variant "$variant" --iters "$iters" --warmup "$warmup"
-        --train-iters "$train_iters" "${half[@]}")
+IFS=, read -r -a thread_list <<<"$threads"
+for t in "${thread_list[@]}"; do
+  common=(--detector "$tmp/builtin.pt" --json --batch "$batch" --size "$size" --threads "$t"
+          --device "$device" --iters "$iters" --warmup "$warmup" --train-iters "$train_iters" "${half[@]}")
+  echo "threads $t: $bin bench ${common[*]} --variant V; $py scripts/bench_reference.py (the same) [LD_PRELOAD=$tcm]" >&2
+  for r in $(seq 1 "$rounds"); do
+    for v in "${variants[@]}"; do
+      echo "  round $r $v" >&2
+      "$bin" bench "${common[@]}" --variant "$v" >"$tmp/go-t$t-r$r-$v.json" 2> >(grep -v 'level=warning' >&2)
+      "$py" "$here/bench_reference.py" "${common[@]}" --variant "$v" >"$tmp/naive-t$t-r$r-$v.json"
+      if [ "$use_tcm" = 1 ]; then
+        LD_PRELOAD="$tcm" "$py" "$here/bench_reference.py" "${common[@]}" --variant "$v" >"$tmp/tcmalloc-t$t-r$r-$v.json"
+      fi
+    done
+  done
+done
 
-echo "running Go:     $bin bench ${common[*]}" >&2
-"$bin" bench "${common[@]}" >"$tmp/go.json"
-echo "running Python: $py scripts/bench_reference.py ${common[*]}" >&2
-"$py" "$here/bench_reference.py" "${common[@]}" >"$tmp/py.json"
-
-"$py" - "$tmp/go.json" "$tmp/py.json" <<'EOF'
+"$py" - "$tmp" "$threads" "$rounds" "${variants[@]}" <<'EOF2'
 import json
+import os
 import sys
 
+tmp, threads, rounds, variants = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4:]
 
-def load(path, side):
+
+def load(side, t, r, v):
+    path = os.path.join(tmp, "%s-t%s-r%d-%s.json" % (side, t, r, v))
+    if not os.path.exists(path):
+        return None
     try:
         with open(path) as f:
-            return json.load(f)
+            rep = json.load(f)
     except (OSError, ValueError) as e:
         sys.exit("bench_compare: %s report %s: %s" % (side, path, e))
-
-
-go, py = load(sys.argv[1], "Go"), load(sys.argv[2], "Python")
+    for row in rep.get("variants", []):
+        if row.get("variant") == v:
+            row = dict(row)
+            row["_peak"] = row.get("peak_rss_mb") or rep.get("peak_rss_mb")
+            row["_rep"] = rep
+            return row
+    sys.exit("bench_compare: %s report %s lacks variant %s" % (side, path, v))
 
 
 def num(v):
@@ -107,29 +145,54 @@ def num(v):
     return float(v) if isinstance(v, (int, float)) and v > 0 else None
 
 
-def cell(v):
-    return "%10.2f" % v if v is not None else "%10s" % "-"
+def best(rows, key):
+    vals = [num(r.get(key)) for r in rows if r is not None]
+    vals = [x for x in vals if x is not None]
+    return max(vals) if vals else None
+
+
+def cell(v, fmt="%9.2f"):
+    return fmt % v if v is not None else "%9s" % "-"
 
 
 def ratio(a, b):
-    return "%8.2fx" % (a / b) if a is not None and b is not None else "%9s" % "-"
+    return "%7.2fx" % (a / b) if a is not None and b is not None else "%8s" % "-"
 
 
-print("Go: %s threads, %s, LibTorch %s · Python: %s threads, %s, torch %s" % (
-    go.get("threads"), go.get("device"), go.get("libtorch", "?"),
-    py.get("threads"), py.get("device"), py.get("torch", "?")))
-print("batch %s × %s × %s bands · detector %s" % (py.get("batch"), py.get("size"), py.get("bands"), py.get("detector")))
+first = load("go", threads[0], 1, variants[0])["_rep"]
+pyrep = load("naive", threads[0], 1, variants[0])["_rep"]
+print("Go: %s, LibTorch %s · Python: torch %s · batch %s × %s × %s bands · detector %s" % (
+    first.get("device"), first.get("libtorch", "?"), pyrep.get("torch", "?"), first.get("batch"),
+    first.get("size"), first.get("bands"), first.get("detector")))
+print("best of %d rounds per side; each variant in a fresh process; ratios above 1: Go is faster" % rounds)
+train = any(num(load("go", t, 1, v).get("train_steps_per_s")) for t in threads for v in variants)
+for t in threads:
+    print()
+    print("threads %s" % t)
+    hdr = "%-9s %9s %9s %9s %8s %8s %15s %9s %8s %8s %8s" % (
+        "variant", "Go FPS", "naive", "tcmalloc", "Go/naive", "Go/tcm", "Go/tcm rounds", "Go pipe/det",
+        "Go MB", "naive MB", "tcm MB")
+    if train:
+        hdr += " %9s %9s %8s" % ("Go st/s", "tcm st/s", "Go/tcm")
+    print(hdr)
+    for v in variants:
+        side = {s: [load(s, t, r, v) for r in range(1, rounds + 1)] for s in ("go", "naive", "tcmalloc")}
+        g, n, c = best(side["go"], "fps"), best(side["naive"], "fps"), best(side["tcmalloc"], "fps")
+        per_round = [num(a.get("fps")) / num(b.get("fps")) for a, b in zip(side["go"], side["tcmalloc"])
+                     if a is not None and b is not None and num(a.get("fps")) and num(b.get("fps"))]
+        spread = "%6.2f–%-6.2f" % (min(per_round), max(per_round)) if per_round else "%15s" % "-"
+        pipe_det = [num(a.get("fps")) / num(a.get("detector_fps")) for a in side["go"]
+                    if num(a.get("fps")) and num(a.get("detector_fps"))]
+        pd = "%9.2f" % max(pipe_det) if pipe_det else "%9s" % "-"
+        mb = lambda rows: min((r["_peak"] for r in rows if r is not None and r.get("_peak")), default=None)
+        row = "%-9s %s %s %s %s %s %15s %s %s %s %s" % (
+            v, cell(g), cell(n), cell(c), ratio(g, n), ratio(g, c), spread, pd,
+            cell(mb(side["go"]), "%8.0f"), cell(mb(side["naive"]), "%8.0f"), cell(mb(side["tcmalloc"]), "%8.0f"))
+        if train:
+            gs, cs = best(side["go"], "train_steps_per_s"), best(side["tcmalloc"], "train_steps_per_s")
+            row += " %s %s %s" % (cell(gs), cell(cs), ratio(gs, cs))
+        print(row)
 print()
-print("%-9s %10s %10s %9s %10s %10s %9s %10s %10s %9s" % (
-    "variant", "Go FPS", "Py FPS", "ratio", "Go det", "Py det", "ratio", "Go st/s", "Py st/s", "ratio"))
-pyv = {v["variant"]: v for v in py.get("variants", [])}
-for g in go.get("variants", []):
-    p = pyv.get(g["variant"], {})
-    row = [(num(g.get(k)), num(p.get(k))) for k in ("fps", "detector_fps", "train_steps_per_s")]
-    print("%-9s " % g["variant"] + " ".join("%s %s %s" % (cell(a), cell(b), ratio(a, b)) for a, b in row))
-missing = sorted(set(pyv) - {g["variant"] for g in go.get("variants", [])})
-if missing:
-    print("only in the Python report: %s" % ", ".join(missing))
-print()
-print("ratio = Go / Python (above 1: Go is faster); det = detector FPS; st/s = training steps per second")
-EOF
+print("Go pipe/det = Go pipeline FPS / Go detector-alone FPS (pre + module + post) of the same run (best round)")
+print("MB = the variant's own peak RSS (Go: its bench child process; Python: one process per variant)")
+EOF2
