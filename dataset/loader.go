@@ -51,6 +51,9 @@ type LoaderOptions struct {
 	DropLast bool
 	// Normal and Anomaly override the dataset's anomaly mapping when either is non-nil.
 	Normal, Anomaly []int
+	// Sampler, when set, picks the frames this process serves from each epoch's order
+	// (a data-parallel rank's shard); batches are cut from what it returns.
+	Sampler func(epoch int, order []int) []int
 }
 
 // Loader yields batches of one split.
@@ -127,6 +130,9 @@ func (l *Loader) Order(epoch int) []int {
 	if l.shuffle {
 		r := rand.New(rand.NewPCG(l.opts.Seed, uint64(epoch)))
 		r.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	}
+	if l.opts.Sampler != nil {
+		ids = l.opts.Sampler(epoch, ids)
 	}
 	return ids
 }

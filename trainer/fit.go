@@ -30,7 +30,8 @@ type TrainerState struct {
 	EarlyBad   int              `json:"early_bad"`
 	Monitor    string           `json:"monitor,omitempty"` // the checkpoint monitor and its mode
 	Mode       string           `json:"mode,omitempty"`
-	Self       *CheckpointInfo  `json:"self,omitempty"` // set in a top-k checkpoint: its own record
+	Self       *CheckpointInfo  `json:"self,omitempty"`       // set in a top-k checkpoint: its own record
+	WorldSize  int              `json:"world_size,omitempty"` // data-parallel processes (0 or 1: one)
 }
 
 // CheckpointInfo names a kept checkpoint (Prefix: its directory relative to the run
@@ -90,6 +91,7 @@ func (r *Run) TrainGradient() error {
 		return err
 	}
 	st := TrainerState{Epoch: -1, LR: tc.Optimizer.LR, EarlyBest: Float(math.NaN())}
+	loggedDist := false
 	if r.resumeState != nil {
 		st = *r.resumeState
 		st.Self = nil
@@ -100,12 +102,17 @@ func (r *Run) TrainGradient() error {
 		if err := opt.SetLR(st.LR); err != nil {
 			return fmt.Errorf("resume %s: %w", r.resume, err)
 		}
-		r.removeOrphanCheckpoints(st)
+		if r.leader() {
+			r.removeOrphanCheckpoints(st)
+		}
 		if sched != nil && st.Scheduler != nil {
 			sched.SetState(*st.Scheduler)
 		}
 		r.History = st.History
 		r.Log.WithFields(logrus.Fields{"from": r.resume, "epoch": st.Epoch + 1}).Info("resuming")
+	}
+	if r.worldSize() > 1 {
+		st.WorldSize = r.worldSize()
 	}
 	for epoch := st.Epoch + 1; epoch < tc.Trainer.MaxEpochs; epoch++ {
 		t0 := time.Now()
@@ -115,6 +122,7 @@ func (r *Run) TrainGradient() error {
 		err := r.forEachBatch("train", epoch, fmt.Sprintf("epoch %d/%d", epoch+1, tc.Trainer.MaxEpochs), func(ctx *nodes.Context, batch map[string]any) error {
 			ctx.Stage = nodes.StageTrain
 			ctx.GlobalStep = st.GlobalStep
+			r.distKillPoint(st.GlobalStep)
 			s := ctx.Scope
 			s.SetGradEnabled(true)
 			out, err := r.Pipeline.Run(ctx, batch, nodes.RunOptions{})
@@ -132,6 +140,19 @@ func (r *Run) TrainGradient() error {
 			if err := s.Err(); err != nil {
 				return err
 			}
+			var v float64
+			if r.worldSize() > 1 {
+				// data-parallel: average the gradients (and the loss, in the same buffer)
+				mean, bytes, err := r.reduceGrads(s, ts, loss)
+				if err != nil {
+					return fmt.Errorf("all-reduce of the gradients at step %d: %w", st.GlobalStep, err)
+				}
+				if !loggedDist {
+					r.logDist(bytes, len(ts))
+					loggedDist = true
+				}
+				v = mean
+			}
 			if tc.Trainer.GradientClipVal > 0 {
 				if _, err := torch.ClipGradNorm(ts, tc.Trainer.GradientClipVal, 2); err != nil {
 					return err
@@ -140,9 +161,10 @@ func (r *Run) TrainGradient() error {
 			if err := opt.Step(); err != nil {
 				return err
 			}
-			v, err := loss.Item()
-			if err != nil {
-				return err
+			if r.worldSize() == 1 {
+				if v, err = loss.Item(); err != nil {
+					return err
+				}
 			}
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				return fmt.Errorf("training: loss is %v at epoch %d batch %d", v, epoch, ctx.BatchIdx)
@@ -343,8 +365,8 @@ func (r *Run) earlyStop(st *TrainerState, rec EpochRecord) bool {
 // checkpoints are removed only after the new state is saved.
 func (r *Run) checkpoint(st *TrainerState, rec EpochRecord, opt *torch.Optimizer) error {
 	cc := r.Cfg.Training.Callbacks.Checkpoint
-	if !cc.Enabled {
-		return nil
+	if !cc.Enabled || !r.leader() {
+		return nil // data-parallel ranks other than 0 write nothing
 	}
 	st.Monitor, st.Mode = cc.Monitor, cc.Mode
 	var drop []CheckpointInfo

@@ -79,6 +79,10 @@ func (r *Run) Finish(trainSec float64) (*Result, error) {
 	res := &Result{Name: r.Cfg.Name, Variant: r.Cfg.Variant, TrainSeconds: trainSec, Epochs: len(r.History),
 		Device: r.Device.String(), Threads: torch.NumThreads(), LibTorch: torch.Version(), Seed: r.Cfg.Training.Seed,
 		History: r.History, Dir: r.Dir}
+	// data-parallel: rank 0 has committed its last checkpoint before any rank reads the best
+	if err := r.barrier(); err != nil {
+		return nil, fmt.Errorf("waiting for the other ranks: %w", err)
+	}
 	if best, info := r.bestCheckpoint(); best != "" {
 		m, err := torch.LoadTensors(filepath.Join(best, ckptWeights), r.Device)
 		if err != nil {
@@ -114,6 +118,9 @@ func (r *Run) Finish(trainSec float64) (*Result, error) {
 	res.SelectedBands = r.selectedBands()
 	for _, k := range sortedFloatKeys(res.Test) {
 		_ = r.TB.AddScalar("test/"+k, res.Test[k], int64(len(r.History)))
+	}
+	if !r.leader() {
+		return res, nil // rank 0 writes the results
 	}
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {

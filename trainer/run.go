@@ -40,6 +40,9 @@ type Options struct {
 	// ResumeChanges are the config changes made on resume (see ResumeConfig); they are
 	// recorded in the run's resume.json.
 	ResumeChanges []ConfigChange
+	// Dist is the process group of a data-parallel run (package dist); nil: one process.
+	// Rank 0 alone writes the run directory; every rank trains its shard.
+	Dist Collective
 }
 
 // Run is one training run: its config, data, pipeline and outputs.
@@ -62,6 +65,9 @@ type Run struct {
 	lock        *rundir.Lock  // held from Prepare to Close
 	made        *madePaths    // what a fresh run created (removed when it fails before its first complete checkpoint)
 	resumeState *TrainerState // the state of the checkpoint resumed from
+
+	dist   Collective // nil: one process
+	tbTemp string     // ranks other than 0: their TensorBoard directory, removed at Close
 }
 
 // EpochRecord is one epoch of training history.
@@ -118,20 +124,32 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 	} else if dir == "" {
 		dir = filepath.Join(cfg.OutputDir, cfg.Name, time.Now().Format("2006-01-02_15-04-05"))
 	}
+	// A data-parallel run: rank 0 owns the run directory (checks, lock, every write); the
+	// other ranks use its directory name and only read (a checkpoint to resume from).
+	follower := o.Dist != nil && o.Dist.Rank() != 0
+	if o.Dist != nil && o.Dist.WorldSize() > 1 {
+		if dir, err = agreeDir(o.Dist, dir); err != nil {
+			return nil, err
+		}
+	}
 	// Everything that can be checked without writing is checked before the run directory
 	// is created or locked: its state, the data, the plugins and the pipeline. A run that
 	// fails here leaves nothing behind (and does not touch a finished run's files).
 	// A directory another process is writing is refused as such first: its contents are
 	// in flux and say nothing about whether it can be resumed or restarted.
-	if err := rundir.Busy(dir); err != nil {
-		return nil, err
+	if !follower {
+		if err := rundir.Busy(dir); err != nil {
+			return nil, err
+		}
 	}
 	if o.Resume != "" {
 		if _, _, err := resolveResume(dir, o.Resume); err != nil {
 			return nil, err
 		}
-	} else if err := refuseRunDir(dir); err != nil {
-		return nil, err
+	} else if !follower {
+		if err := refuseRunDir(dir); err != nil {
+			return nil, err
+		}
 	}
 	var p *nodes.Pipeline
 	var made *madePaths
@@ -148,9 +166,20 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 			lock.Release()
 		}
 	}()
+	if follower {
+		// rank 0 opens the data first (it may generate the synthetic set)
+		if err := o.Dist.Barrier(); err != nil {
+			return nil, fmt.Errorf("waiting for rank 0 to open the data: %w", err)
+		}
+	}
 	ds, masks, err := openData(cfg, log)
 	if err != nil {
 		return nil, err
+	}
+	if o.Dist != nil && !follower && o.Dist.WorldSize() > 1 {
+		if err := o.Dist.Barrier(); err != nil {
+			return nil, fmt.Errorf("waiting for the other ranks: %w", err)
+		}
 	}
 	reg := o.Registry
 	if reg == nil {
@@ -165,36 +194,40 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 	if err := p.To(dev); err != nil {
 		return nil, err
 	}
-	if o.Resume == "" {
+	if o.Resume == "" && !follower {
 		if made, err = makeRunDir(dir); err != nil {
 			return nil, err
 		}
 	}
-	if lock, err = rundir.Acquire(dir); err != nil {
-		locked = errors.Is(err, rundir.ErrLocked)
-		return nil, err
-	}
-	if lock.Created() {
-		made.note(filepath.Join(dir, rundir.LockName))
-	}
-	did, err := rundir.CleanTemp(dir)
-	if err != nil {
-		return nil, fmt.Errorf("run directory %s: cleaning up after an interrupted run: %w", dir, err)
-	}
-	for _, d := range did {
-		log.WithField("run", dir).Info(d)
+	if !follower {
+		if lock, err = rundir.Acquire(dir); err != nil {
+			locked = errors.Is(err, rundir.ErrLocked)
+			return nil, err
+		}
+		if lock.Created() {
+			made.note(filepath.Join(dir, rundir.LockName))
+		}
+		did, err := rundir.CleanTemp(dir)
+		if err != nil {
+			return nil, fmt.Errorf("run directory %s: cleaning up after an interrupted run: %w", dir, err)
+		}
+		for _, d := range did {
+			log.WithField("run", dir).Info(d)
+		}
 	}
 	resume, note := "", ""
 	if o.Resume != "" {
 		if resume, note, err = resolveResume(dir, o.Resume); err != nil {
 			return nil, err
 		}
+	} else if follower {
+		// rank 0 prepares the directory
 	} else if err := restartable(dir, log); err != nil {
 		return nil, err
 	} else {
 		made.beforeWrite()
 	}
-	r = &Run{Cfg: cfg, Dir: dir, Device: dev, Data: ds, Pipeline: p, Registry: reg, Log: log, progress: o.Progress, resume: resume, started: time.Now(), lock: lock, made: made, pixelMasks: masks}
+	r = &Run{Cfg: cfg, Dir: dir, Device: dev, Data: ds, Pipeline: p, Registry: reg, Log: log, progress: o.Progress, resume: resume, started: time.Now(), lock: lock, made: made, pixelMasks: masks, dist: o.Dist}
 	y, err := cfg.YAML()
 	if err != nil {
 		return nil, err
@@ -206,18 +239,25 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 		}
 		r.resumeState = &st
 		r.History = st.History
+		if err := r.checkWorldSize(st); err != nil {
+			return nil, err
+		}
 		if note != "" {
 			log.WithField("checkpoint", resume).Warn(note)
 		}
-		if len(o.ResumeChanges) > 0 {
+		if follower {
+			// nothing written by ranks other than 0
+		} else if len(o.ResumeChanges) > 0 {
 			if err := nodes.WriteFileAtomic(filepath.Join(dir, "config.yaml"), y); err != nil {
 				return nil, err
 			}
 		}
-		if err := recordResume(dir, resume, note, st.Epoch, o.ResumeChanges); err != nil {
-			return nil, err
+		if !follower {
+			if err := recordResume(dir, resume, note, st.Epoch, o.ResumeChanges); err != nil {
+				return nil, err
+			}
 		}
-	} else {
+	} else if !follower {
 		if err := os.MkdirAll(filepath.Join(dir, "checkpoints"), 0o755); err != nil {
 			return nil, fmt.Errorf("run directory: %w", err)
 		}
@@ -225,11 +265,26 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 			return nil, err
 		}
 	}
-	if r.TB, err = tboard.NewWriter(filepath.Join(dir, "tb")); err != nil {
+	tbDir := filepath.Join(dir, "tb")
+	if follower {
+		if r.tbTemp, err = followerTB(); err != nil {
+			return nil, err
+		}
+		tbDir = r.tbTemp
+	}
+	if r.TB, err = tboard.NewWriter(tbDir); err != nil {
 		return nil, err
 	}
 	_ = r.TB.AddText("config", "```\n"+string(y)+"\n```", 0)
 	log.WithFields(logrus.Fields{"run": dir, "device": dev.String(), "threads": torch.NumThreads(), "libtorch": torch.Version()}).Info("run prepared")
+	if o.Dist != nil {
+		// every rank is prepared (rank 0 has written the config) before any reads the data
+		if err := o.Dist.Barrier(); err != nil {
+			r.TB.Close()
+			r.removeTBTemp()
+			return nil, fmt.Errorf("waiting for the other ranks to prepare the run: %w", err)
+		}
+	}
 	return r, nil
 }
 
@@ -553,8 +608,16 @@ func (r *Run) Close() {
 	if r.Pipeline != nil {
 		r.Pipeline.Close()
 	}
+	r.removeTBTemp()
 	r.lock.Release()
 	r.lock = nil
+}
+
+func (r *Run) removeTBTemp() {
+	if r.tbTemp != "" {
+		_ = os.RemoveAll(r.tbTemp)
+		r.tbTemp = ""
+	}
 }
 
 // SceneData opens data.scene (a labelled capture split by pixels) as a one-frame dataset and
@@ -746,6 +809,7 @@ func (r *Run) loader(split string) (*dataset.Loader, error) {
 		Seed:      r.Cfg.Training.Seed,
 		InMemory:  r.Cfg.Data.InMemory,
 		Prefetch:  r.Cfg.Data.Prefetch,
+		Sampler:   r.sampler(split),
 	})
 }
 
@@ -831,6 +895,9 @@ func (r *Run) FitStatistics() error {
 		})
 		if err != nil {
 			return fmt.Errorf("fit %s: %w", n.Name(), err)
+		}
+		if err := r.fitAcrossRanks(n, f); err != nil {
+			return err
 		}
 		if err := f.FitFinish(); err != nil {
 			return fmt.Errorf("fit %s: %w", n.Name(), err)
@@ -1011,10 +1078,11 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 	if err != nil {
 		return nil, err
 	}
-	if lossN > 0 {
-		ev.Loss = lossSum / float64(lossN)
-	}
-	if mnode != nil {
+	if r.worldSize() > 1 {
+		if err := r.poolEvaluate(ev, mname, mnode, own, stage, &lossSum, &lossN); err != nil {
+			return nil, fmt.Errorf("%s: pooling across ranks: %w", split, err)
+		}
+	} else if mnode != nil {
 		if mnode.Count() == 0 && ev.Frames > 0 {
 			return nil, fmt.Errorf("metrics node %q pooled no pixels in the %s stage (is it connected and does it run in %s?)", mname, stage, stage)
 		}
@@ -1023,6 +1091,9 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 	} else {
 		ev.Acc = own
 		ev.Metrics = own.Result().Map()
+	}
+	if lossN > 0 {
+		ev.Loss = lossSum / float64(lossN)
 	}
 	if res := ev.Acc.Result(); !res.Exact {
 		r.Log.WithFields(logrus.Fields{"split": split, "auroc_max_error": res.AUROCMaxError, "average_precision_max_error": res.APMaxError}).

@@ -39,6 +39,7 @@ type trainOptions struct {
 	overrides                  []string
 	scene                      string
 	sceneFlags
+	dist distFlags
 }
 
 func newTrainCmd(g *globals) *cobra.Command {
@@ -61,10 +62,14 @@ func newTrainCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&o.resume, "resume", "", "resume a run from its checkpoint, e.g. RUN/checkpoints/last (the run's own config.yaml is used; overrides may only add epochs)")
 	cmd.Flags().StringVar(&o.scene, "scene", "", "train on one labelled scene (ENVI, .mat, .npy, .npz) split by pixels, with the scene defaults")
 	o.sceneFlags.add(cmd)
+	o.dist.add(cmd)
 	return cmd
 }
 
 func runTrain(g *globals, o *trainOptions) error {
+	if launched, err := launchWorkers(g, &o.dist); launched {
+		return err
+	}
 	var cfg *trainer.Config
 	var changes []trainer.ConfigChange
 	var err error
@@ -84,9 +89,27 @@ func runTrain(g *globals, o *trainOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := trainer.Train(cfg, trainer.Options{OutDir: o.out, Log: g.log, Progress: os.Stderr, Resume: o.resume, ResumeChanges: changes})
+	grp, err := joinDist(g, cfg, &o.dist)
 	if err != nil {
 		return err
+	}
+	topts := trainer.Options{OutDir: o.out, Log: g.log, Progress: os.Stderr, Resume: o.resume, ResumeChanges: changes}
+	if grp != nil {
+		topts.Dist = grp
+	}
+	res, err := trainer.Train(cfg, topts)
+	if grp != nil {
+		if err != nil {
+			grp.Abort()
+		} else if cerr := grp.Close(); cerr != nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if grp != nil && grp.Rank() != 0 {
+		return nil // rank 0 reports
 	}
 	fmt.Fprintf(g.out, "run: %s\n", res.Dir)
 	fmt.Fprintf(g.out, "test: iou %s  f1 %s  AP %s  AUROC %s  (detector %s, %.1f FPS)\n",

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spectraclip/spectraclip/dist"
+	"github.com/spectraclip/spectraclip/torch"
+	"github.com/spectraclip/spectraclip/trainer"
+)
+
+// envAsMain makes this test binary behave as the spectraclip program, so that the
+// data-parallel launcher (which re-executes its own executable) and the tests can start
+// real worker processes of it.
+const envAsMain = "SPECTRACLIP_TEST_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envAsMain) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// spectraclipProc runs this binary as spectraclip with args and extra env; it returns the
+// combined output and the error.
+func spectraclipProc(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"--log-level", "info"}, args...)...)
+	cmd.Env = append(append(os.Environ(), envAsMain+"=1", "OMP_NUM_THREADS=1"), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func distTiny(data string, epochs string, batch int) []string {
+	return []string{
+		"data.root=" + data, "data.generate_if_missing=true", "data.synth.frames=12", "data.synth.height=32", "data.synth.width=32",
+		"training.trainer.max_epochs=" + epochs, "+pipeline.detector.image_size=32", "training.threads=1",
+		fmt.Sprintf("data.batch_size=%d", batch), "data.train_ids=[0,1,2,3,4,5,6,7]", "data.val_ids=[8,9,10]", "data.test_ids=[8,9,10,11]",
+	}
+}
+
+func loadWeights(t *testing.T, file string) map[string][]float64 {
+	t.Helper()
+	m, err := torch.LoadTensors(file, torch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer torch.FreeAll(m)
+	out := map[string][]float64{}
+	for k, v := range m {
+		if strings.HasPrefix(k, "__trainer__/") || !v.DType().IsFloat() {
+			continue
+		}
+		s := torch.NewScope()
+		f, err := s.ToDType(v, torch.Float64).Float64s()
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[k] = f
+	}
+	return out
+}
+
+func maxDiff(a, b []float64) float64 {
+	d := 0.0
+	for i := range a {
+		d = math.Max(d, math.Abs(a[i]-b[i]))
+	}
+	return d
+}
+
+// TestDataParallelMatchesOneProcess: 2 Gloo processes × batch 1 against 1 process × batch
+// 2 on the synthetic set (8 training frames: equal shards, no padding). Each rank's k-th
+// batch is half of the one process's k-th batch, so the averaged gradients are the same up
+// to float32 rounding. Stated tolerances: trained weights within 1e-4 absolute, pooled
+// val/test metrics within 1e-3 (pixel counts exact up to decisions within rounding of the
+// threshold), and the statistical fit (normaliser min/max, the PCA initialisation of the
+// mixer, pooled over the ranks) the same within 1e-6 relative. Every write comes from rank
+// 0 alone: the run directory holds one TensorBoard file.
+func TestDataParallelMatchesOneProcess(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	one, two := filepath.Join(dir, "one"), filepath.Join(dir, "two")
+	if out, err := spectraclipProc(t, nil, append([]string{"train", "--variant", "drcnn", "--out", one}, distTiny(data, "2", 2)...)...); err != nil {
+		t.Fatalf("one process: %v\n%s", err, out)
+	}
+	out, err := spectraclipProc(t, nil, append([]string{"train", "--variant", "drcnn", "--out", two, "--nproc-per-node", "2"}, distTiny(data, "2", 1)...)...)
+	if err != nil {
+		t.Fatalf("two processes: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "[rank 1] ") || !strings.Contains(out, "allreduce_bytes_per_step") {
+		t.Fatalf("no rank-prefixed worker output or all-reduce size in:\n%s", out)
+	}
+	// the fit: epoch=00 has trained once; compare the fitted buffers of the final weights
+	// (the normaliser's are never trained) and the fit logged by both
+	wa := loadWeights(t, filepath.Join(one, "checkpoints", "last", "weights.pt"))
+	wb := loadWeights(t, filepath.Join(two, "checkpoints", "last", "weights.pt"))
+	if len(wa) == 0 || len(wa) != len(wb) {
+		t.Fatalf("checkpoints hold %d and %d tensors", len(wa), len(wb))
+	}
+	keys := make([]string, 0, len(wa))
+	for k := range wa {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b, ok := wb[k]
+		if !ok || len(b) != len(wa[k]) {
+			t.Fatalf("%s: missing or resized in the 2-process run", k)
+		}
+		d := maxDiff(wa[k], b)
+		tol := 1e-4
+		if strings.Contains(k, "running_") {
+			tol = 1e-6 * math.Max(1, math.Abs(wa[k][0]))
+		}
+		t.Logf("%-40s max |Δ| %.3g", k, d)
+		if d > tol {
+			t.Errorf("%s differs by %.3g (tolerance %.3g)", k, d, tol)
+		}
+	}
+	ma, mb := readMetrics(t, one), readMetrics(t, two)
+	for _, split := range []string{"val", "test"} {
+		a, b := ma[split].(map[string]any), mb[split].(map[string]any)
+		for k, v := range a {
+			fa, _ := v.(float64)
+			fb, _ := b[k].(float64)
+			if math.Abs(fa-fb) > 1e-3 {
+				t.Errorf("%s %s: one process %v, two %v", split, k, fa, fb)
+			}
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(two, "tb", "*"))
+	if len(files) != 1 {
+		t.Errorf("tb/ of the 2-process run holds %v: want rank 0's one file", files)
+	}
+}
+
+// TestDataParallelStatisticalFitIsPooled: the PCA baseline's fit (covariance over the
+// training pixels) pooled over 2 ranks equals the one-process fit within 1e-5 (float32
+// buffers of a float64 fit).
+func TestDataParallelStatisticalFitIsPooled(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	one, two := filepath.Join(dir, "one"), filepath.Join(dir, "two")
+	if out, err := spectraclipProc(t, nil, append([]string{"train", "--variant", "pca", "--out", one}, distTiny(data, "0", 2)...)...); err != nil {
+		t.Fatalf("one process: %v\n%s", err, out)
+	}
+	if out, err := spectraclipProc(t, nil, append([]string{"train", "--variant", "pca", "--out", two, "--nproc-per-node", "2"}, distTiny(data, "0", 1)...)...); err != nil {
+		t.Fatalf("two processes: %v\n%s", err, out)
+	}
+	wa := loadWeights(t, filepath.Join(one, "pipeline.weights.pt"))
+	wb := loadWeights(t, filepath.Join(two, "pipeline.weights.pt"))
+	n := 0
+	for k, a := range wa {
+		b, ok := wb[k]
+		if !ok {
+			t.Fatalf("%s missing from the 2-process fit", k)
+		}
+		d := maxDiff(a, b)
+		t.Logf("%-40s max |Δ| %.3g", k, d)
+		if d > 1e-5 {
+			t.Errorf("%s: pooled fit differs by %.3g", k, d)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no fitted tensors compared")
+	}
+}
+
+// TestDataParallelRankDeathAndResume: rank 1 is killed at training step 5 (epoch 2 of 3 with
+// 4 steps an epoch); rank 0 ends with an error naming rank 1 within the 10 s timeout (not a
+// hang), the launcher names the rank and stops; the run directory keeps epoch 1's
+// checkpoint, and resuming with 2 processes completes the run. Resuming with another world
+// size is refused.
+func TestDataParallelRankDeathAndResume(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	run := filepath.Join(dir, "run")
+	args := append([]string{"train", "--variant", "drcnn", "--out", run, "--nproc-per-node", "2", "--dist-timeout", "10s"}, distTiny(data, "3", 1)...)
+	start := time.Now()
+	out, err := spectraclipProc(t, []string{trainer.EnvTestDistKill + "=1:5"}, args...)
+	took := time.Since(start)
+	if err == nil {
+		t.Fatalf("the run survived the death of rank 1:\n%s", out)
+	}
+	if !strings.Contains(out, "rank 1 of 2 failed") {
+		t.Errorf("the launcher's error does not name rank 1:\n%s", out)
+	}
+	if !strings.Contains(out, "rank 1 stopped") && !strings.Contains(out, "[rank 0] error:") {
+		t.Logf("rank 0 was stopped by the launcher before it reported")
+	}
+	if took > 2*time.Minute { // a hang guard, not a speed check
+		t.Fatalf("took %s to fail", took)
+	}
+	if _, err := os.Stat(filepath.Join(run, "checkpoints", "last", "weights.pt")); err != nil {
+		t.Fatalf("no checkpoint to resume from: %v\n%s", err, out)
+	}
+	// another world size is refused with one line naming both
+	_, err = spectraclipProc(t, nil, "train", "--resume", filepath.Join(run, "checkpoints", "last"))
+	if err == nil {
+		t.Fatal("resume in one process of a 2-process run was accepted")
+	}
+	out1, _ := spectraclipProc(t, nil, "train", "--resume", filepath.Join(run, "checkpoints", "last"))
+	if !strings.Contains(out1, "trained with 2 data-parallel process(es), this one has 1") {
+		t.Errorf("world-size refusal: %s", lastLine(out1))
+	}
+	out2, err := spectraclipProc(t, nil, "train", "--resume", filepath.Join(run, "checkpoints", "last"), "--nproc-per-node", "2")
+	if err != nil {
+		t.Fatalf("resume: %v\n%s", err, out2)
+	}
+	m := readMetrics(t, run)
+	if h, _ := m["history"].([]any); len(h) != 3 {
+		t.Fatalf("resumed run has %d epochs of history, want 3", len(h))
+	}
+}
+
+// TestDataParallelSurvivorNamesTheRank: without the launcher (torchrun-style env set by the
+// test), rank 1 dies at step 2; rank 0 fails on its own within the timeout with an error
+// naming rank 1.
+func TestDataParallelSurvivorNamesTheRank(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if out, err := spectraclipProc(t, nil, "synth", "--out", data, "--frames", "12", "--height", "32", "--width", "32"); err != nil {
+		t.Skipf("synth flags differ: %v\n%s", err, out)
+	}
+	port := freeTestPort(t)
+	args := append([]string{"train", "--variant", "drcnn", "--out", filepath.Join(dir, "run"), "--dist-timeout", "10s"}, distTiny(data, "2", 1)...)
+	type res struct {
+		out string
+		err error
+	}
+	ch := make(chan res, 2)
+	for r := 0; r < 2; r++ {
+		env := []string{fmt.Sprintf("RANK=%d", r), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", fmt.Sprintf("MASTER_PORT=%d", port), trainer.EnvTestDistKill + "=1:2"}
+		go func(env []string) {
+			out, err := spectraclipProc(t, env, args...)
+			ch <- res{out, err}
+		}(env)
+	}
+	var outs []string
+	for i := 0; i < 2; i++ {
+		r := <-ch
+		if r.err == nil {
+			t.Fatalf("a rank succeeded after its peer died:\n%s", r.out)
+		}
+		outs = append(outs, r.out)
+	}
+	joined := strings.Join(outs, "\n----\n")
+	if !strings.Contains(joined, "rank 1 stopped (its process died or hangs)") {
+		t.Fatalf("rank 0's error does not name rank 1:\n%s", joined)
+	}
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndex(s, "\n"); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// TestBadDistEnv: broken launch environments give one error line naming the variable.
+func TestBadDistEnv(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"RANK=0", "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1"}, "MASTER_PORT is not set"},
+		{[]string{"RANK=2", "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=29999"}, "RANK=2 must be below WORLD_SIZE=2"},
+		{[]string{"RANK=x", "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=29999"}, `RANK="x": not an integer`},
+		{[]string{"RANK=0", "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=99999"}, "MASTER_PORT=99999: not a TCP port"},
+		{[]string{"SLURM_PROCID=3", "SLURM_NTASKS=2", "SLURM_JOB_ID=7"}, "SLURM_PROCID=3 must be below SLURM_NTASKS=2"},
+	} {
+		out, err := spectraclipProc(t, c.env, append([]string{"train", "--variant", "drcnn", "--out", filepath.Join(dir, "run")}, distTiny(filepath.Join(dir, "data"), "1", 1)...)...)
+		if err == nil {
+			t.Fatalf("%v: accepted", c.env)
+		}
+		line := lastLine(out)
+		if !strings.HasPrefix(line, "error: ") || !strings.Contains(line, c.want) || strings.Contains(out, "panic") {
+			t.Errorf("%v: want one error line with %q, got:\n%s", c.env, c.want, out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "run")); err == nil {
+			t.Errorf("%v: a run directory was created", c.env)
+		}
+	}
+}
+
+func freeTestPort(t *testing.T) int {
+	t.Helper()
+	p, err := dist.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

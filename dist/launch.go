@@ -1,0 +1,163 @@
+package dist
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// LaunchOptions describe a local data-parallel launch (torchrun --nproc-per-node N).
+type LaunchOptions struct {
+	N    int      // worker processes
+	Exe  string   // the program to run (default: this executable)
+	Args []string // the workers' arguments
+	// Out receives every worker's output lines prefixed with "[rank R] " (default
+	// os.Stderr).
+	Out io.Writer
+	// Env is added to every worker's environment.
+	Env []string
+	// Grace is how long the other workers get after SIGTERM before SIGKILL when one fails.
+	Grace time.Duration
+}
+
+// distVars are the variables a launch sets; inherited values are dropped.
+var distVars = []string{"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK", "NODE_RANK"}
+
+// FreePort returns a TCP port free on the loopback right now.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+type exit struct {
+	rank int
+	err  error
+}
+
+// Launch starts N workers on this machine with RANK, WORLD_SIZE, LOCAL_RANK,
+// LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1 and a free MASTER_PORT, prefixes their output
+// lines with their rank, and waits for all. When one fails, the others are stopped
+// (SIGTERM, then SIGKILL after Grace) and the error names the rank that failed first.
+// SIGINT and SIGTERM sent to the launcher are passed on to the workers.
+func Launch(o LaunchOptions) error {
+	if o.N < 1 {
+		return fmt.Errorf("--nproc-per-node %d: want at least 1", o.N)
+	}
+	if o.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("launch: finding this program: %w", err)
+		}
+		o.Exe = exe
+	}
+	if o.Out == nil {
+		o.Out = os.Stderr
+	}
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Second
+	}
+	port, err := FreePort()
+	if err != nil {
+		return fmt.Errorf("launch: finding a free port: %w", err)
+	}
+	var base []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		drop := strings.HasPrefix(k, "SLURM_PROCID") || strings.HasPrefix(k, "SLURM_NTASKS") || strings.HasPrefix(k, "SLURM_LOCALID")
+		for _, v := range distVars {
+			drop = drop || k == v
+		}
+		if !drop {
+			base = append(base, kv)
+		}
+	}
+	var outMu sync.Mutex
+	cmds := make([]*exec.Cmd, o.N)
+	var pipes sync.WaitGroup
+	exits := make(chan exit, o.N)
+	started := 0
+	stopAll := func(sig os.Signal) {
+		for _, c := range cmds[:started] {
+			if c != nil && c.Process != nil {
+				_ = c.Process.Signal(sig)
+			}
+		}
+	}
+	for r := 0; r < o.N; r++ {
+		c := exec.Command(o.Exe, o.Args...)
+		c.Env = append(append(append([]string(nil), base...), o.Env...),
+			"RANK="+strconv.Itoa(r), "WORLD_SIZE="+strconv.Itoa(o.N), "LOCAL_RANK="+strconv.Itoa(r),
+			"LOCAL_WORLD_SIZE="+strconv.Itoa(o.N), "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port))
+		c.Stdin = nil
+		stdout, err := c.StdoutPipe()
+		if err == nil {
+			c.Stderr = c.Stdout
+		}
+		if err != nil {
+			stopAll(syscall.SIGKILL)
+			return fmt.Errorf("launch rank %d: %w", r, err)
+		}
+		if err := c.Start(); err != nil {
+			stopAll(syscall.SIGKILL)
+			return fmt.Errorf("launch rank %d: %s: %w", r, o.Exe, err)
+		}
+		cmds[r] = c
+		started++
+		pipes.Add(1)
+		read := make(chan struct{})
+		go func(r int, rd io.Reader) {
+			defer pipes.Done()
+			defer close(read)
+			sc := bufio.NewScanner(rd)
+			sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+			prefix := fmt.Sprintf("[rank %d] ", r)
+			for sc.Scan() {
+				outMu.Lock()
+				fmt.Fprintln(o.Out, prefix+sc.Text())
+				outMu.Unlock()
+			}
+		}(r, stdout)
+		go func(r int, c *exec.Cmd) {
+			<-read // Wait closes the pipe: read it to the end first
+			exits <- exit{r, c.Wait()}
+		}(r, c)
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var first *exit
+	var kill <-chan time.Time
+	for left := o.N; left > 0; {
+		select {
+		case e := <-exits:
+			left--
+			if e.err != nil && first == nil {
+				first = &e
+				stopAll(syscall.SIGTERM)
+				kill = time.After(o.Grace)
+			}
+		case s := <-sigs:
+			stopAll(s)
+		case <-kill:
+			stopAll(syscall.SIGKILL)
+		}
+	}
+	pipes.Wait()
+	if first != nil {
+		return fmt.Errorf("rank %d of %d failed (%v); the other ranks were stopped", first.rank, o.N, first.err)
+	}
+	return nil
+}
