@@ -403,7 +403,23 @@ func (d *Dataset) Load(id int) (*Sample, error) {
 	return d.load(id)
 }
 
-func (d *Dataset) load(id int) (*Sample, error) {
+// LoadInto is Load that decodes a frame read from disk into dst when dst holds at least
+// H·W·C values (the returned Cube is then dst's first H·W·C elements), so that a reader of
+// many frames reuses its buffers. A frame served from memory (Preload, a single capture) is
+// returned as Load returns it, without copying: compare the slices to tell.
+func (d *Dataset) LoadInto(id int, dst []float32) (*Sample, error) {
+	d.mu.Lock()
+	s := d.cache[id]
+	d.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	return d.loadInto(id, dst)
+}
+
+func (d *Dataset) load(id int) (*Sample, error) { return d.loadInto(id, nil) }
+
+func (d *Dataset) loadInto(id int, dst []float32) (*Sample, error) {
 	i, ok := d.byID[id]
 	if !ok {
 		return nil, fmt.Errorf("dataset %s: no frame with id %d", d.Name, id)
@@ -412,15 +428,17 @@ func (d *Dataset) load(id int) (*Sample, error) {
 	if d.scene != nil {
 		return d.tile(f), nil
 	}
-	c, err := ReadENVI(f.Path)
+	// The NaN policy is applied while each block is decoded (in cache), not in a second pass.
+	c, err := ReadENVIWith(f.Path, DecodeOptions{Into: dst, CheckFinite: true, NaNPolicy: d.NaNPolicy})
+	var nf *NonFiniteError
+	if errors.As(err, &nf) {
+		return nil, fmt.Errorf("frame %d: %w; set nan_policy: zero to replace NaN/Inf with 0", id, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("frame %d: %w", id, err)
 	}
 	if c.H != f.H || c.W != f.W || c.C != d.Bands {
 		return nil, fmt.Errorf("frame %d (%s): cube is now %d×%d×%d but was %d×%d×%d when the dataset was opened", id, f.Path, c.H, c.W, c.C, f.H, f.W, d.Bands)
-	}
-	if err := applyNaNPolicy(c, d.NaNPolicy); err != nil {
-		return nil, fmt.Errorf("frame %d: %w", id, err)
 	}
 	s := &Sample{FrameID: id, H: c.H, W: c.W, C: c.C, Cube: c.Data}
 	if d.labels != nil {
@@ -455,16 +473,8 @@ func (d *Dataset) Preload(ids []int) error {
 // applyNaNPolicy checks a cube for NaN/Inf: an error naming the file and the first bad
 // element, or replacement by zero.
 func applyNaNPolicy(c *Cube, p NaNPolicy) error {
-	for i, v := range c.Data {
-		if isFinite32(v) {
-			continue
-		}
-		if p == NaNZero {
-			c.Data[i] = 0
-			continue
-		}
-		px, b := i/c.C, i%c.C
-		return fmt.Errorf("%s: value %v at row %d, column %d, band %d; set nan_policy: zero to replace NaN/Inf with 0", c.Source, v, px/c.W, px%c.W, b)
+	if err := checkBlock(c.Data, 0, c.W, c.C, p, c.Source); err != nil {
+		return fmt.Errorf("%w; set nan_policy: zero to replace NaN/Inf with 0", err)
 	}
 	return nil
 }

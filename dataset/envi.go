@@ -321,7 +321,23 @@ func ENVIPaths(path string) (hdr, data string, err error) {
 }
 
 // ReadENVI reads an ENVI cube; path may name the header or the data file.
-func ReadENVI(path string) (*Cube, error) {
+func ReadENVI(path string) (*Cube, error) { return ReadENVIWith(path, DecodeOptions{}) }
+
+// DecodeOptions adjust ReadENVIWith and DecodeENVIWith.
+type DecodeOptions struct {
+	// Into receives the values when it holds at least H·W·C of them (the cube's Data is then
+	// its first H·W·C elements): a caller that reads frame after frame reuses one buffer
+	// instead of faulting in fresh memory for each. A shorter Into is ignored.
+	Into []float32
+	// CheckFinite applies NaNPolicy block by block while the decoded values are still in
+	// cache (no second pass over the cube): NaNZero replaces NaN and ±Inf with 0, anything else
+	// stops at the first one with a *NonFiniteError naming the file and the value's position.
+	CheckFinite bool
+	NaNPolicy   NaNPolicy
+}
+
+// ReadENVIWith is ReadENVI with options.
+func ReadENVIWith(path string, o DecodeOptions) (*Cube, error) {
 	hdrPath, dataPath, err := ENVIPaths(path)
 	if err != nil {
 		return nil, err
@@ -335,7 +351,7 @@ func ReadENVI(path string) (*Cube, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return DecodeENVI(h, f, size, dataPath)
+	return DecodeENVIWith(h, f, size, dataPath, o)
 }
 
 // decodeBlockBytes is the size of the chunk read at a time: large enough to make per-read
@@ -349,6 +365,11 @@ const scatterTile = 256
 // DecodeENVI reads the cube described by h from r, a data source of size bytes; name is used
 // in error messages. The size must equal the header offset plus the data the header implies.
 func DecodeENVI(h *ENVIHeader, r io.ReaderAt, size int64, name string) (*Cube, error) {
+	return DecodeENVIWith(h, r, size, name, DecodeOptions{})
+}
+
+// DecodeENVIWith is DecodeENVI with options.
+func DecodeENVIWith(h *ENVIHeader, r io.ReaderAt, size int64, name string, o DecodeOptions) (*Cube, error) {
 	H, W, C := h.Lines, h.Samples, h.Bands
 	es := h.DataType.Size()
 	if es == 0 {
@@ -374,10 +395,20 @@ func DecodeENVI(h *ENVIHeader, r io.ReaderAt, size int64, name string) (*Cube, e
 	if h.ByteOrder == 1 {
 		bo = binary.BigEndian
 	}
-	out := make([]float32, n)
+	var out []float32
+	if int64(len(o.Into)) >= n {
+		out = o.Into[:n]
+	} else {
+		out = make([]float32, n)
+	}
 	rowBytes := W * C * es
 	rows := min(H, max(1, decodeBlockBytes/rowBytes))
-	buf := make([]byte, rows*rowBytes)
+	// Little-endian float32 BIP on a little-endian host needs no conversion and no staging.
+	direct := h.Interleave == "bip" && h.DataType == ENVIFloat32 && bo == binary.LittleEndian && hostLittle && n > 0
+	var buf []byte
+	if !direct {
+		buf = make([]byte, rows*rowBytes)
+	}
 	// BSQ and BIL are reordered to channels-last by up to decodeWorkers goroutines, each with
 	// its own scratch: the reordering, not the reading, is what costs.
 	var tmps [][]float32
@@ -389,16 +420,26 @@ func DecodeENVI(h *ENVIHeader, r io.ReaderAt, size int64, name string) (*Cube, e
 	}
 	for r0 := 0; r0 < H; r0 += rows {
 		nr := min(rows, H-r0)
-		blk := buf[:nr*rowBytes]
+		var blk []byte
+		if !direct {
+			blk = buf[:nr*rowBytes]
+		}
 		dst := out[r0*W*C : (r0+nr)*W*C]
 		switch h.Interleave {
 		case "bip", "bil":
+			if direct {
+				// the file's bytes are the values: read them straight into place
+				if err := readAtFull(r, unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*len(dst)), h.HeaderOffset+int64(r0)*int64(rowBytes)); err != nil {
+					return nil, fmt.Errorf("envi data %s: reading rows %d..%d: %w", name, r0, r0+nr-1, err)
+				}
+				break
+			}
 			if err := readAtFull(r, blk, h.HeaderOffset+int64(r0)*int64(rowBytes)); err != nil {
 				return nil, fmt.Errorf("envi data %s: reading rows %d..%d: %w", name, r0, r0+nr-1, err)
 			}
 			if h.Interleave == "bip" {
 				decodeParallel(dst, blk, h.DataType, bo)
-				continue
+				break
 			}
 			// BIL: row r holds band 0 for every column, then band 1, ...
 			parallelChunks(nr, tmps, func(lo, hi int, tmp []float32) {
@@ -437,6 +478,11 @@ func DecodeENVI(h *ENVIHeader, r io.ReaderAt, size int64, name string) (*Cube, e
 					}
 				}
 			})
+		}
+		if o.CheckFinite {
+			if err := checkBlock(dst, r0*W*C, W, C, o.NaNPolicy, name); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return &Cube{H: H, W: W, C: C, Data: out, Wavelengths: h.Wavelengths, Source: name}, nil

@@ -64,6 +64,40 @@ type Loader struct {
 	opts    LoaderOptions
 	shuffle bool
 	mapping *AnomalyMapping
+
+	mu   sync.Mutex
+	free [][]float32 // cube buffers handed back with Release, reused by later batches
+}
+
+// Release hands a batch's cube buffer back to the loader once the consumer has copied it (into
+// a tensor): the next batches are decoded into it instead of into fresh memory, so that a long
+// epoch over large frames keeps a fixed set of buffers (the read-ahead plus one) rather than
+// leaving each frame's cube to the garbage collector. The batch must not be used afterwards.
+// Calling it is optional.
+func (l *Loader) Release(b *Batch) {
+	if b == nil || b.Cube == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.free) < max(l.opts.Prefetch, 0)+2 {
+		l.free = append(l.free, b.Cube[:cap(b.Cube)])
+	}
+	b.Cube = nil
+}
+
+// buffer returns a cube buffer of n values, reused when one is free.
+func (l *Loader) buffer(n int) []float32 {
+	l.mu.Lock()
+	for i, b := range l.free {
+		if cap(b) >= n {
+			l.free = append(l.free[:i], l.free[i+1:]...)
+			l.mu.Unlock()
+			return b[:n]
+		}
+	}
+	l.mu.Unlock()
+	return make([]float32, n)
 }
 
 // NewLoader prepares batches of split ("train", "val", "test" or "all").
@@ -252,11 +286,25 @@ func (it *Iterator) Close() {
 	it.wg.Wait()
 }
 
-// build loads and stacks the frames of one batch.
+// build loads and stacks the frames of one batch. Frames read from disk are decoded straight
+// into their place in the batch (no per-frame copy), into a buffer that Release handed back
+// when there is one.
 func (l *Loader) build(ids []int) (*Batch, error) {
 	d := l.ds
-	var b *Batch
+	f0, ok := d.Frame(ids[0])
+	if !ok {
+		return nil, fmt.Errorf("dataset %s: no frame with id %d", d.Name, ids[0])
+	}
+	n, px := len(ids), f0.H*f0.W
+	per := px * d.Bands
+	b := &Batch{B: n, H: f0.H, W: f0.W, C: d.Bands, FrameIDs: append([]int(nil), ids...),
+		Cube: l.buffer(n * per), Wavelengths: append([]float32(nil), d.Wavelengths...)}
+	fail := func(err error) (*Batch, error) {
+		l.Release(b)
+		return nil, err
+	}
 	for i, id := range ids {
+		slot := b.Cube[i*per : (i+1)*per]
 		var s *Sample
 		var err error
 		if l.opts.InMemory {
@@ -264,28 +312,24 @@ func (l *Loader) build(ids []int) (*Batch, error) {
 				s, err = d.Load(id)
 			}
 		} else {
-			s, err = d.Load(id)
+			s, err = d.LoadInto(id, slot)
 		}
 		if err != nil {
-			return nil, err
+			return fail(err)
 		}
-		if b == nil {
-			n := len(ids)
-			b = &Batch{B: n, H: s.H, W: s.W, C: s.C, FrameIDs: append([]int(nil), ids...),
-				Cube: make([]float32, n*s.H*s.W*s.C), Wavelengths: append([]float32(nil), d.Wavelengths...)}
-			if s.ClassIDs != nil {
-				b.ClassIDs = make([]int32, n*s.H*s.W)
-				b.Mask = make([]bool, n*s.H*s.W)
-			}
+		if i == 0 && s.ClassIDs != nil {
+			b.ClassIDs = make([]int32, n*px)
+			b.Mask = make([]bool, n*px)
 		}
 		if s.H != b.H || s.W != b.W || s.C != b.C {
-			return nil, fmt.Errorf("dataset %s: frame %d is %d×%d×%d but frame %d in the same batch is %d×%d×%d", d.Name, id, s.H, s.W, s.C, ids[0], b.H, b.W, b.C)
+			return fail(fmt.Errorf("dataset %s: frame %d is %d×%d×%d but frame %d in the same batch is %d×%d×%d", d.Name, id, s.H, s.W, s.C, ids[0], b.H, b.W, b.C))
 		}
-		px := s.H * s.W
-		copy(b.Cube[i*px*s.C:], s.Cube)
+		if len(s.Cube) > 0 && &s.Cube[0] != &slot[0] {
+			copy(slot, s.Cube) // served from memory
+		}
 		if b.ClassIDs != nil {
 			if s.ClassIDs == nil {
-				return nil, fmt.Errorf("dataset %s: frame %d has no labels but frame %d has", d.Name, id, ids[0])
+				return fail(fmt.Errorf("dataset %s: frame %d has no labels but frame %d has", d.Name, id, ids[0]))
 			}
 			copy(b.ClassIDs[i*px:], s.ClassIDs)
 			l.mapping.Apply(s.ClassIDs, b.Mask[i*px:(i+1)*px])

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"codeberg.org/sbinet/npyio"
 )
@@ -379,31 +381,36 @@ func decodeNPYStream(r io.Reader, name string) (*Array, error) {
 func isFinite32(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
 
 // EncodeNPY writes a float32 or uint8 array of the given shape as .npy (format 1.0, little
-// endian, C order); the shape must hold exactly the values given.
+// endian, C order); the shape must hold exactly the values given. It makes one Write call.
 func EncodeNPY(w io.Writer, v any, shape ...int) error {
+	b, err := AppendNPY(nil, v, shape...)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// AppendNPY appends the .npy encoding of v (as EncodeNPY writes it) to dst and returns the
+// extended slice: a writer of many maps reuses one buffer. The values are copied in bulk (a
+// plain copy of the slice's bytes on a little-endian machine), not element by element.
+func AppendNPY(dst []byte, v any, shape ...int) ([]byte, error) {
 	var descr string
-	var data []byte
+	var n int
 	switch x := v.(type) {
 	case []float32:
-		descr = "<f4"
-		data = make([]byte, 4*len(x))
-		for i, f := range x {
-			binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(f))
-		}
+		descr, n = "<f4", len(x)
 	case []uint8:
-		descr, data = "|u1", x
+		descr, n = "|u1", len(x)
 	default:
-		return fmt.Errorf("cannot write %T as .npy", v)
+		return dst, fmt.Errorf("cannot write %T as .npy", v)
 	}
-	n, size := len(data), 1
-	if descr == "<f4" {
-		n /= 4
-	}
+	size := 1
 	for _, d := range shape {
 		size *= d
 	}
 	if size != n {
-		return fmt.Errorf("npy: %d values do not fill the shape %v", n, shape)
+		return dst, fmt.Errorf("npy: %d values do not fill the shape %v", n, shape)
 	}
 	dims := make([]string, len(shape))
 	for i, d := range shape {
@@ -419,11 +426,23 @@ func EncodeNPY(w io.Writer, v any, shape ...int) error {
 		pad = 0
 	}
 	hdr += strings.Repeat(" ", pad) + "\n"
-	var b bytes.Buffer
-	b.WriteString("\x93NUMPY\x01\x00")
-	_ = binary.Write(&b, binary.LittleEndian, uint16(len(hdr)))
-	b.WriteString(hdr)
-	b.Write(data)
-	_, err := w.Write(b.Bytes())
-	return err
+	dst = append(dst, "\x93NUMPY\x01\x00"...)
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(hdr)))
+	dst = append(dst, hdr...)
+	switch x := v.(type) {
+	case []float32:
+		if hostLittle {
+			if len(x) > 0 {
+				dst = append(dst, unsafe.Slice((*byte)(unsafe.Pointer(&x[0])), 4*len(x))...)
+			}
+			break
+		}
+		dst = slices.Grow(dst, 4*len(x))
+		for _, f := range x {
+			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(f))
+		}
+	case []uint8:
+		dst = append(dst, x...)
+	}
+	return dst, nil
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/infer"
 	"github.com/spectraclip/spectraclip/trainer"
 )
 
@@ -258,7 +259,7 @@ func TestOddBandCountsCompare(t *testing.T) {
 			if err := dataset.WriteENVI(hdr, cube, dataset.ENVIWriteOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			_, err := trainer.Infer(run, hdr+".hdr", filepath.Join(dir, "inf"), nil)
+			_, err := infer.Infer(run, hdr+".hdr", filepath.Join(dir, "inf"), nil)
 			if err == nil || !strings.Contains(err.Error(), "expected 7, got 9") {
 				t.Fatalf("a 9-band cube on a 7-band pipeline: %v", err)
 			}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/infer"
 	"github.com/spectraclip/spectraclip/trainer"
 )
 
@@ -126,7 +127,7 @@ func inferOutputs(t *testing.T) (*Frame, []byte, []byte) {
 	root := r.Cfg.Data.Root
 	r.Pipeline.Close()
 	out := t.TempDir()
-	if _, err := trainer.Infer(testRun, root, out, nil); err != nil {
+	if _, err := infer.Infer(testRun, root, out, nil); err != nil {
 		t.Fatal(err)
 	}
 	ds, err := dataset.Open(root)
@@ -540,7 +541,7 @@ func TestHTTPENVIEqualsInfer(t *testing.T) {
 	hdr := filepath.Join(r.Cfg.Data.Root, "frames", "frame_003.hdr")
 	r.Pipeline.Close()
 	out := t.TempDir()
-	if _, err := trainer.Infer(testRun, hdr, out, nil); err != nil {
+	if _, err := infer.Infer(testRun, hdr, out, nil); err != nil {
 		t.Fatal(err)
 	}
 	want, err := os.ReadFile(filepath.Join(out, "frame_003_scores.npy"))

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/infer"
 	"github.com/spectraclip/spectraclip/nodes"
 	"github.com/spectraclip/spectraclip/nodes/detect"
 	"github.com/spectraclip/spectraclip/torch"
@@ -139,17 +140,22 @@ func newEvalCmd(g *globals) *cobra.Command {
 }
 
 func newInferCmd(g *globals) *cobra.Command {
-	var run, input, out, nanPolicy string
+	var run, input, out, nanPolicy, outputs string
+	var threads int
 	cmd := &cobra.Command{
 		Use:   "infer --run DIR --input FILE|DIR --out DIR",
 		Short: "write anomaly maps and decisions (PNG, .npy, JSON) for ENVI cubes or a dataset",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			files, err := trainer.InferWith(run, input, out, trainer.InferOptions{NaNPolicy: nanPolicy}, g.log)
+			outs, err := infer.ParseOutputs(outputs)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.out, "wrote %d frames to %s\n", files, out)
+			sum, err := infer.Run(run, input, out, infer.Options{NaNPolicy: nanPolicy, Outputs: outs, Threads: threads, Log: g.log})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "wrote %d frames to %s\n", sum.Frames, out)
 			return nil
 		},
 	}
@@ -157,6 +163,8 @@ func newInferCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&input, "input", "", "an ENVI header, a dataset directory or a folder of ENVI headers")
 	cmd.Flags().StringVar(&out, "out", "", "output directory")
 	cmd.Flags().StringVar(&nanPolicy, "nan-policy", "", "NaN/Inf in an input: error (default; a dataset directory's own nan_policy applies) or zero")
+	cmd.Flags().StringVar(&outputs, "outputs", infer.AllOutputs.String(), "what to write, comma-separated: npy (scores and decisions as (H, W) arrays), png (heat map and decisions images), json (results.json)")
+	cmd.Flags().IntVar(&threads, "threads", 0, "LibTorch threads (0: the run's training.threads)")
 	for _, f := range []string{"run", "input", "out"} {
 		_ = cmd.MarkFlagRequired(f)
 	}

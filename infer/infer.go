@@ -1,0 +1,383 @@
+// Package infer runs a finished run's pipeline over camera frames and writes its maps: the
+// `spectraclip infer` command.
+//
+// Reading, scoring and writing overlap: one goroutine reads and decodes the next frame (into a
+// reused buffer, with the NaN check done block by block while decoding), the calling goroutine
+// scores the current one (into a reused input tensor), and another goroutine encodes and
+// writes the previous frame's maps. The queues between them hold one item each, so memory
+// holds a fixed number of frames however many there are: about one decoded frame, the input
+// tensor and the pipeline's own temporaries.
+package infer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/nodes"
+	datanode "github.com/spectraclip/spectraclip/nodes/data"
+	"github.com/spectraclip/spectraclip/torch"
+	"github.com/spectraclip/spectraclip/trainer"
+)
+
+// Options adjust Run.
+type Options struct {
+	// NaNPolicy says what a NaN or ±Inf input value does: "error" (the default) fails naming
+	// the file and the value's position, "zero" replaces it with 0. For a dataset directory
+	// its own nan_policy applies unless this is set.
+	NaNPolicy string
+	// Outputs selects the files written; the zero value means AllOutputs.
+	Outputs Outputs
+	// Threads overrides the run's training.threads for LibTorch (0 keeps the run's).
+	Threads int
+	// Log receives the start-up time and the throughput; nil discards them.
+	Log *logrus.Logger
+
+	// onFrame, when set (by tests and benchmarks), is called by the writer after each frame
+	// is written, with the number written so far.
+	onFrame func(n int)
+}
+
+// Summary is what Run reports besides the files.
+type Summary struct {
+	Frames int
+	// StartupSeconds is the time to open the run (config, pipeline, weights) and list the
+	// inputs, before the first frame is read.
+	StartupSeconds float64
+	// FirstFrameSeconds is the time from the end of start-up until the first frame's maps
+	// were written (one read, one forward pass with its one-off costs, one write).
+	FirstFrameSeconds float64
+	// Seconds is the time from the end of start-up until the last frame was written.
+	Seconds float64
+	// SteadyFPS is the frame rate after the first frame: (frames − 1) divided by the time
+	// from the first frame's write to the last one's; 0 with a single frame.
+	SteadyFPS float64
+}
+
+// Infer runs a finished run's pipeline (inference stage) over ENVI cubes (a header, a folder
+// of headers) or a dataset directory, writing per frame a score heatmap PNG, a decision mask
+// PNG, the scores and decisions as (H, W) .npy arrays, and one results.json.
+func Infer(dir, input, out string, log *logrus.Logger) (int, error) {
+	s, err := Run(dir, input, out, Options{Log: log})
+	return s.Frames, err
+}
+
+// Run is Infer with options. Inputs are checked for NaN/Inf as in training, and a frame whose
+// scores are not all finite is an error, never a written result. The outputs go to a staging
+// folder beside out that is published only when every input was read, checked, scored and
+// written: a bad input (a file that cannot be read, the wrong band count, NaN) leaves no
+// output behind.
+func Run(dir, input, out string, o Options) (Summary, error) {
+	t0 := time.Now()
+	var sum Summary
+	log := o.Log
+	if log == nil {
+		log = logrus.New()
+		log.SetOutput(io.Discard)
+	}
+	switch o.NaNPolicy {
+	case "", string(dataset.NaNError), string(dataset.NaNZero):
+	default:
+		return sum, fmt.Errorf("--nan-policy %q (allowed: error, zero)", o.NaNPolicy)
+	}
+	if o.Outputs == (Outputs{}) {
+		o.Outputs = AllOutputs
+	}
+	if o.Threads < 0 {
+		return sum, fmt.Errorf("--threads %d must be 0 (the run's) or positive", o.Threads)
+	}
+	inputs, err := listInputs(input, dataset.NaNPolicy(o.NaNPolicy))
+	if err != nil {
+		return sum, err
+	}
+	r, err := trainer.OpenRun(dir, log)
+	if err != nil {
+		return sum, err
+	}
+	defer r.Pipeline.Close()
+	if o.Threads > 0 {
+		if err := trainer.SetThreads(o.Threads); err != nil {
+			return sum, err
+		}
+	}
+	made, err := trainer.MakeOutputDir(filepath.Dir(filepath.Clean(out)))
+	if err != nil {
+		return sum, fmt.Errorf("--out %s: %w", out, err)
+	}
+	stage, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), "."+filepath.Base(filepath.Clean(out))+".partial-")
+	if err != nil {
+		made.Undo()
+		return sum, fmt.Errorf("--out %s: %w", out, err)
+	}
+	fail := func(err error) (Summary, error) {
+		_ = os.RemoveAll(stage)
+		made.Undo()
+		return Summary{}, err
+	}
+	sum.StartupSeconds = time.Since(t0).Seconds()
+	log.Infof("infer: start-up %.2f s (run opened, %d inputs listed)", sum.StartupSeconds, len(inputs))
+
+	t1 := time.Now()
+	results, firstDone, lastDone, err := stream(r, inputs, stage, o.Outputs, o.onFrame, log)
+	if err != nil {
+		return fail(err)
+	}
+	if o.Outputs.JSON {
+		b, err := json.MarshalIndent(map[string]any{"run": dir, "detector": r.DetectorName(), "frames": results}, "", "  ")
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", filepath.Join(out, "results.json"), err))
+		}
+		if err := nodes.WriteFileAtomic(filepath.Join(stage, "results.json"), b); err != nil {
+			return fail(err)
+		}
+	}
+	if err := publish(stage, out, made); err != nil {
+		return fail(err)
+	}
+	sum.Frames = len(results)
+	sum.FirstFrameSeconds = firstDone.Sub(t1).Seconds()
+	sum.Seconds = lastDone.Sub(t1).Seconds()
+	if sum.Frames > 1 {
+		sum.SteadyFPS = float64(sum.Frames-1) / lastDone.Sub(firstDone).Seconds()
+	}
+	log.Infof("infer: %d frames in %.2f s after start-up (first frame %.2f s, then %.2f frames/s)", sum.Frames, sum.Seconds, sum.FirstFrameSeconds, sum.SteadyFPS)
+	return sum, nil
+}
+
+// loaded is a decoded frame on its way to the scorer; next is the buffer to hand back to the
+// reader once the frame's values are in the input tensor.
+type loaded struct {
+	in   input
+	cube *dataset.Cube
+	next []float32
+	err  error
+}
+
+// scored is a frame's maps on their way to the writer; bufs goes back to the scorer.
+type scored struct {
+	fo   frameOut
+	bufs *outBufs
+	dec  bool
+}
+
+type outBufs struct {
+	scores []float32
+	dec    []bool
+}
+
+// stream reads, scores and writes every input with the three stages overlapped, and returns
+// the frames' results in input order and when the first and the last frame were written.
+func stream(r *trainer.Run, inputs []input, stage string, outs Outputs, onFrame func(int), log *logrus.Logger) ([]frameOut, time.Time, time.Time, error) {
+	var first, last time.Time
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// Reader: one decode buffer, so at most one frame waits decoded while another is scored.
+	free := make(chan []float32, 1)
+	free <- nil
+	loadedCh := make(chan loaded, 1)
+	var wg sync.WaitGroup
+	var readTime, writeTime time.Duration
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		defer close(loadedCh)
+		for _, in := range inputs {
+			var buf []float32
+			select {
+			case buf = <-free:
+			case <-ctx.Done():
+				return
+			}
+			tr := time.Now()
+			c, next, err := in.load(buf)
+			readTime += time.Since(tr)
+			select {
+			case loadedCh <- loaded{in: in, cube: c, next: next, err: err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	// Writer: encodes and writes the previous frame while the next one is scored.
+	outFree := make(chan *outBufs, 2)
+	outFree <- &outBufs{}
+	outFree <- &outBufs{}
+	writeCh := make(chan scored, 1)
+	var results []frameOut
+	var werr error
+	go func() {
+		defer wg.Done()
+		w := newFrameWriter(stage, outs)
+		for sc := range writeCh {
+			if werr == nil {
+				var dec []bool
+				if sc.dec {
+					dec = sc.bufs.dec
+				}
+				tw := time.Now()
+				err := w.write(&sc.fo, sc.bufs.scores, dec)
+				writeTime += time.Since(tw)
+				if err != nil {
+					werr = err
+					cancel()
+				} else {
+					results = append(results, sc.fo)
+					last = time.Now()
+					if len(results) == 1 {
+						first = last
+					}
+					if onFrame != nil {
+						onFrame(len(results))
+					}
+				}
+			}
+			outFree <- sc.bufs
+		}
+	}()
+
+	var st stageTimes
+	err := score(ctx, r, loadedCh, free, outFree, writeCh, &st)
+	close(writeCh)
+	if err != nil {
+		cancel()
+	}
+	// Unblock a reader waiting to hand over a frame, then wait for both goroutines.
+	go func() {
+		for range loadedCh {
+		}
+	}()
+	wg.Wait()
+	if err == nil {
+		err = werr
+	}
+	if log != nil {
+		log.Debugf("infer: scorer time waiting for frames %.2f s, copying them in %.2f s, in the pipeline %.2f s, copying maps out %.2f s, waiting for the writer %.2f s; reader %.2f s, writer %.2f s",
+			st.waitLoad.Seconds(), st.copyIn.Seconds(), st.forward.Seconds(), st.copyOut.Seconds(), st.waitWrite.Seconds(), readTime.Seconds(), writeTime.Seconds())
+	}
+	return results, first, last, err
+}
+
+// score runs the pipeline on each loaded frame in the calling goroutine (LibTorch calls stay
+// on one goroutine) and hands the maps to the writer.
+// stageTimes is where the scorer's time went (logged at debug level).
+type stageTimes struct{ waitLoad, copyIn, forward, copyOut, waitWrite time.Duration }
+
+func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free chan<- []float32, outFree <-chan *outBufs, writeCh chan<- scored, tm *stageTimes) error {
+	keep := torch.NewScope()
+	defer keep.Close()
+	s := torch.NewScope()
+	defer s.Close()
+	var in *torch.Tensor
+	sn, sp := trainer.PortRef(r.Cfg.Evaluation.Scores)
+	dn, dp := trainer.PortRef(r.Cfg.Evaluation.Decisions)
+	t := time.Now()
+	lap := func(d *time.Duration) {
+		now := time.Now()
+		*d += now.Sub(t)
+		t = now
+	}
+	for l := range loadedCh {
+		lap(&tm.waitLoad)
+		if l.err != nil {
+			return l.err
+		}
+		c, path := l.cube, l.in.path
+		b := &dataset.Batch{Cube: c.Data, B: 1, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: []int{0}}
+		// The frame is copied into one input tensor kept across frames (re-made only when the
+		// frame size changes), then its buffer goes back to the reader for the next frame.
+		if r.Device.Type == torch.DeviceCPU {
+			shape := []int64{1, int64(c.H), int64(c.W), int64(c.C)}
+			if !in.Valid() || !sameShape(in.Shape(), shape) {
+				in.Free()
+				in = keep.Empty(shape, torch.Float32, r.Device)
+				if err := keep.Err(); err != nil {
+					return fmt.Errorf("%s: %w", path, err)
+				}
+			}
+		}
+		s.Reset()
+		batch, err := datanode.ToBatch(s, b, r.Device, in)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		free <- l.next
+		lap(&tm.copyIn)
+		s.SetGradEnabled(false)
+		nctx := &nodes.Context{Stage: nodes.StageInference, Scope: s, Device: r.Device}
+		o, err := r.Pipeline.Run(nctx, batch, nodes.RunOptions{})
+		if err != nil {
+			return fmt.Errorf("%s (%d bands): %w", path, c.C, err)
+		}
+		st, err := o.Tensor(sn, sp)
+		if err != nil {
+			return err
+		}
+		_ = torch.Synchronize(r.Device)
+		lap(&tm.forward)
+		var ob *outBufs
+		select {
+		case ob = <-outFree:
+		case <-ctx.Done():
+			return nil // the writer failed; it reports why
+		}
+		ob.scores = grow(ob.scores, int(st.Numel()))
+		if err := torch.CopyTo(st, ob.scores); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if bad := dataset.CountNonFinite(ob.scores); bad > 0 {
+			return fmt.Errorf("%s: %d of %d anomaly scores are NaN or infinite (the inputs were finite): nothing written", path, bad, len(ob.scores))
+		}
+		sc := scored{fo: frameOut{Name: l.in.name, Source: path, Height: c.H, Width: c.W}, bufs: ob}
+		if dn != "" {
+			if dt, err := o.Tensor(dn, dp); err == nil {
+				ob.dec = grow(ob.dec, int(dt.Numel()))
+				sc.dec = torch.CopyTo(dt, ob.dec) == nil
+			}
+		}
+		for _, n := range r.Pipeline.Nodes() {
+			if v, ok := o.Get(n.Name(), "anomaly_score"); ok {
+				if t, ok := v.(*torch.Tensor); ok {
+					sc.fo.AnomalyScore, _ = t.Item()
+				}
+			}
+		}
+		// Free this frame's temporaries now rather than when the next frame arrives.
+		s.Reset()
+		if err := s.Err(); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		lap(&tm.copyOut)
+		select {
+		case writeCh <- sc:
+		case <-ctx.Done():
+			return nil
+		}
+		lap(&tm.waitWrite)
+	}
+	return nil
+}
+
+func sameShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
