@@ -258,6 +258,17 @@ sc_err sc_dist_silent_ranks(sc_pg pg, int64_t wait_ms, int *silent, int *store_l
  * 1x1 convolution of x [B,C,H,W] (usually a channels-last view) with w [O,C,1,1]; b may be
  * NULL. Float32 CPU goes to oneDNN directly (conv2d's 1-thread path is im2col + BLAS). */
 sc_err sc_conv1x1(int mode, sc_tensor x, sc_tensor w, sc_tensor b, sc_tensor *out);
+/* The DRCNN mixer's forward in one pass (no autograd): x [B,H,W,C] float32 CPU through n
+ * layers ws[i] [O_i,I_i,1,1] (or [O_i,I_i]) with biases bs[i] (bs or an entry may be NULL),
+ * LeakyReLU(slope) after the hidden layers when act_hidden, after the last when act_last.
+ * Returns [B,H,W,O_last]. Fails when gradients are on and an input requires them. */
+sc_err sc_mix_chain(int mode, sc_tensor x, const sc_tensor *ws, const sc_tensor *bs, int n, double slope,
+                    int act_hidden, int act_last, sc_tensor *out);
+
+/* ---- CPU tensor memory (sc_view.cpp) ----
+ * The address and size in bytes of a contiguous CPU tensor's elements; valid while the tensor
+ * lives and is not resized. An error for a tensor on another device or not contiguous. */
+sc_err sc_cpu_data(sc_tensor t, void **data, int64_t *nbytes);
 
 #ifdef __cplusplus
 }
