@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,6 +50,37 @@ type Batcher struct {
 	mu     sync.RWMutex
 	closed bool
 	done   chan struct{}
+
+	arriving atomic.Int64  // requests being received (see Arrive)
+	wake     chan struct{} // a signal when arriving drops to 0
+}
+
+// Arrival marks a request that is being received and decoded. While any is, a batch that
+// is not full waits (up to MaxWait) for it; with none on its way a batch goes at once, so
+// a lone client never waits MaxWait for company that is not coming.
+type Arrival struct {
+	b    *Batcher
+	done atomic.Bool
+}
+
+// Arrive notes a request on its way; call Done (or pass it to Submit) when it is queued
+// or refused.
+func (b *Batcher) Arrive() *Arrival {
+	b.arriving.Add(1)
+	return &Arrival{b: b}
+}
+
+// Done ends the arrival; only the first call counts.
+func (a *Arrival) Done() {
+	if a == nil || !a.done.CompareAndSwap(false, true) {
+		return
+	}
+	if a.b.arriving.Add(-1) == 0 {
+		select {
+		case a.b.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // NewBatcher starts the worker.
@@ -62,7 +94,7 @@ func NewBatcher(sc *Scorer, maxBatch int, maxWait time.Duration, queue int, m *M
 	if maxWait < 0 {
 		return nil, fmt.Errorf("--max-wait %v: must be ≥ 0", maxWait)
 	}
-	b := &Batcher{sc: sc, maxBatch: maxBatch, maxWait: maxWait, q: make(chan *job, queue), m: m, onResult: onResult, done: make(chan struct{})}
+	b := &Batcher{sc: sc, maxBatch: maxBatch, maxWait: maxWait, q: make(chan *job, queue), m: m, onResult: onResult, done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	go b.loop()
 	return b, nil
 }
@@ -71,32 +103,45 @@ func NewBatcher(sc *Scorer, maxBatch int, maxWait time.Duration, queue int, m *M
 func (b *Batcher) QueueDepth() int { return len(b.q) }
 
 // Submit queues a frame and waits for its result or ctx's end. A frame the scorer refuses
-// comes back as a *BadRequestError before it is queued.
+// comes back as a *BadRequestError before it is queued. Submit takes the frame's pooled
+// bytes over (they go back to the pool once the frame is scored or refused).
 func (b *Batcher) Submit(ctx context.Context, f *Frame) (Result, error) {
+	return b.submit(ctx, f, nil)
+}
+
+// submit is Submit that also ends a (the frame's arrival, may be nil) once the frame is
+// queued or refused.
+func (b *Batcher) submit(ctx context.Context, f *Frame, a *Arrival) (Result, error) {
+	defer a.Done()
 	if err := b.sc.Check(f); err != nil {
+		f.release()
 		return Result{}, &BadRequestError{err}
 	}
 	if err := ctx.Err(); err != nil {
+		f.release()
 		return Result{}, err
 	}
 	j := &job{ctx: ctx, frame: f, enq: time.Now(), done: make(chan jobResult, 1)}
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
+		f.release()
 		return Result{}, ErrShuttingDown
 	}
 	select {
 	case b.q <- j:
 	default:
 		b.mu.RUnlock()
+		f.release()
 		return Result{}, ErrQueueFull
 	}
 	b.mu.RUnlock()
+	a.Done()
 	select {
 	case r := <-j.done:
 		return r.res, r.err
 	case <-ctx.Done():
-		// the worker sees the cancelled context and skips the job
+		// the worker sees the cancelled context and skips the job (and releases the frame)
 		return Result{}, ctx.Err()
 	}
 }
@@ -128,21 +173,40 @@ func (b *Batcher) loop() {
 		}
 		batch = append(batch[:0], j)
 		open := true
-		if b.maxBatch > 1 {
-			timer := time.NewTimer(b.maxWait)
-		collect:
-			for len(batch) < b.maxBatch {
-				select {
-				case j2, ok := <-b.q:
-					if !ok {
-						open = false
-						break collect
-					}
-					batch = append(batch, j2)
-				case <-timer.C:
+		var timer *time.Timer
+		var expired <-chan time.Time
+	collect:
+		for len(batch) < b.maxBatch {
+			select { // whatever is queued joins at once
+			case j2, ok := <-b.q:
+				if !ok {
+					open = false
 					break collect
 				}
+				batch = append(batch, j2)
+				continue
+			default:
 			}
+			if b.maxWait <= 0 || b.arriving.Load() == 0 {
+				break // nothing else on its way: go now
+			}
+			if timer == nil {
+				timer = time.NewTimer(b.maxWait)
+				expired = timer.C
+			}
+			select {
+			case j2, ok := <-b.q:
+				if !ok {
+					open = false
+					break collect
+				}
+				batch = append(batch, j2)
+			case <-b.wake: // the last arrival was queued or refused: look again
+			case <-expired:
+				break collect
+			}
+		}
+		if timer != nil {
 			timer.Stop()
 		}
 		b.run(batch)
@@ -177,6 +241,7 @@ func (b *Batcher) run(batch []*job) {
 	for _, j := range batch {
 		b.m.stage("queue", now.Sub(j.enq))
 		if err := j.ctx.Err(); err != nil {
+			j.frame.release()
 			j.done <- jobResult{err: err} // counted by Server.Score
 			continue
 		}
@@ -200,6 +265,7 @@ func (b *Batcher) run(batch []*job) {
 			// one frame's failure must not fail the others: score them one by one
 			for _, j := range g {
 				r, err := b.sc.Score([]*Frame{j.frame})
+				j.frame.release()
 				if err != nil {
 					j.done <- jobResult{err: err}
 					continue
@@ -209,6 +275,7 @@ func (b *Batcher) run(batch []*job) {
 			continue
 		}
 		for i, j := range g {
+			j.frame.release()
 			if err != nil {
 				j.done <- jobResult{err: err}
 				continue

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/spectraclip/spectraclip/nodes"
@@ -194,19 +195,78 @@ func readNPY(r io.Reader, lim Limits, ndim int) (*Frame, error) {
 		return nil, fmt.Errorf(".npy: %w", err)
 	}
 	want := hh * ww * cc * item
-	raw := make([]byte, want)
-	n, err := io.ReadFull(r, raw)
-	if err != nil {
-		return nil, fmt.Errorf(".npy: truncated cube: shape (%d, %d, %d) of %s needs %d data bytes, got %d", hh, ww, cc, name, want, n)
+	// the bytes go into a pooled buffer (a cube is megabytes: no fresh zeroed allocation
+	// per request); float32 data is then used in place and the buffer goes back to the
+	// pool when the frame has been scored (Frame.release)
+	bp := getBuf(want)
+	raw := *bp
+	// read in chunks and look for NaN/Inf in each while it is in the cache (a second pass
+	// over a cold 16 MB cube costs milliseconds of memory bandwidth)
+	scan := name == "float32" && littleEndian && uintptr(unsafe.Pointer(unsafe.SliceData(raw)))%4 == 0
+	bad := -1
+	n := 0
+	for n < want {
+		end := min(n+readChunk, want)
+		m, err := io.ReadFull(r, raw[n:end])
+		if scan && bad < 0 && m > 0 {
+			if i := firstNonFinite(aliasFloat32s(raw[n : n+m-m%4])); i >= 0 {
+				bad = n/4 + i
+			}
+		}
+		n += m
+		if err != nil {
+			putBuf(bp)
+			return nil, fmt.Errorf(".npy: truncated cube: shape (%d, %d, %d) of %s needs %d data bytes, got %d", hh, ww, cc, name, want, n)
+		}
 	}
-	if extra, _ := io.Copy(io.Discard, io.LimitReader(r, 1)); extra > 0 {
+	var one [1]byte
+	if extra, _ := io.ReadFull(r, one[:]); extra > 0 {
+		putBuf(bp)
 		return nil, fmt.Errorf(".npy: more data than shape (%d, %d, %d) of %s holds (%d bytes)", hh, ww, cc, name, want)
 	}
 	v, err := decodeValues(raw, md[1])
 	if err != nil {
+		putBuf(bp)
 		return nil, err
 	}
-	return &Frame{H: hh, W: ww, C: cc, Data: v}, nil
+	f := &Frame{H: hh, W: ww, C: cc, Data: v}
+	if len(v) > 0 && len(raw) > 0 && unsafe.Pointer(&v[0]) == unsafe.Pointer(&raw[0]) {
+		f.buf = bp // Data is the buffer itself
+		f.scanned, f.nonFinite = scan, bad
+	} else {
+		putBuf(bp) // Data is a converted copy
+	}
+	return f, nil
+}
+
+// readChunk is how many bytes of a cube are read (and checked) at a time: well inside
+// the L2 cache.
+const readChunk = 256 << 10
+
+// bufPool holds request buffers for reuse.
+var bufPool sync.Pool
+
+// getBuf returns a pooled buffer of n bytes (its contents are not cleared).
+func getBuf(n int) *[]byte {
+	if p, _ := bufPool.Get().(*[]byte); p != nil {
+		if cap(*p) >= n {
+			*p = (*p)[:n]
+			return p
+		}
+		// too small: dropped, the larger one replaces it when it comes back
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+func putBuf(p *[]byte) { bufPool.Put(p) }
+
+// float32Bits views v's values as their IEEE-754 bits (no copy).
+func float32Bits(v []float32) []uint32 {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint32)(unsafe.Pointer(&v[0])), len(v))
 }
 
 func fmtShape(shape []int64) string {

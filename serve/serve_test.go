@@ -612,12 +612,14 @@ func TestDeadlineWhileQueued(t *testing.T) {
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	a, c := randomFrame(rng, 32, 32, sc.Bands), randomFrame(rng, 32, 32, sc.Bands)
 	a.ID, c.ID = "a", "c"
+	// c is on its way (its body being read) all along: the worker waits for it
+	arrC := b.Arrive()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := b.Submit(ctx, a); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("request a: %v, want deadline exceeded", err)
 	}
-	r, err := b.Submit(context.Background(), c)
+	r, err := b.submit(context.Background(), c, arrC)
 	if err != nil || len(r.Scores) != 32*32 {
 		t.Fatalf("request c: %v", err)
 	}
@@ -627,6 +629,65 @@ func TestDeadlineWhileQueued(t *testing.T) {
 	if len(scored) != 1 || scored[0] != "c" {
 		t.Errorf("scored %v, want only c", scored)
 	}
+}
+
+// TestLoneRequestDoesNotWait: with nothing else on its way, a request goes to the forward
+// at once instead of waiting max-wait for company (an hour here: the request's own 60 s
+// deadline would end it first, as it did before arrivals were counted); with another
+// request announced, the two share one forward.
+func TestLoneRequestDoesNotWait(t *testing.T) {
+	sc, err := OpenScorer(testRun, "", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	m := newMetrics(func() float64 { return 0 }, sc.Device())
+	b, err := NewBatcher(sc, 4, time.Hour, 4, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := b.Submit(ctx, randomFrame(rng, 32, 32, sc.Bands)); err != nil {
+		t.Fatalf("lone request: %v", err)
+	}
+	arr1, arr2 := b.Arrive(), b.Arrive()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); _, errs[0] = b.submit(ctx, randomFrame(rng, 32, 32, sc.Bands), arr1) }()
+	for b.arriving.Load() != 1 && ctx.Err() == nil { // the first is queued; the worker waits for arr2
+		time.Sleep(time.Millisecond)
+	}
+	go func() { defer wg.Done(); _, errs[1] = b.submit(ctx, randomFrame(rng, 32, 32, sc.Bands), arr2) }()
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("announced pair: %v, %v", errs[0], errs[1])
+	}
+	if err := b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n, sum := histCountSum(t, m); n != 2 || sum != 3 {
+		t.Errorf("batches: %v forwards of %v frames in all, want 2 forwards (1 + 2 frames)", n, sum)
+	}
+}
+
+// histCountSum is the batch-size histogram's number of forwards and of frames.
+func histCountSum(t *testing.T, m *Metrics) (uint64, float64) {
+	t.Helper()
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "spectraclip_serve_batch_size" {
+			h := f.GetMetric()[0].GetHistogram()
+			return h.GetSampleCount(), h.GetSampleSum()
+		}
+	}
+	t.Fatal("no spectraclip_serve_batch_size metric")
+	return 0, 0
 }
 
 // TestNotReadyBeforeWarmUp: before warm-up /healthz answers, /readyz and scoring say 503

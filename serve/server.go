@@ -11,6 +11,7 @@ import (
 	"math/rand"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,10 +38,11 @@ type Options struct {
 	Device   string        // "" = the run's own
 	Bands    int           // band count when the run's data root is gone
 	MaxBatch int           // frames per forward (default 8)
-	MaxWait  time.Duration // longest a request waits for others to join its batch (default 5ms)
+	MaxWait  time.Duration // longest a request waits for others to join its batch (0: the default 5ms; NoWait: never)
 	Queue    int           // requests that may wait (default 64)
 	MaxBytes int64         // largest cube in bytes (default 256 MiB)
 	Timeout  time.Duration // per-request deadline when the client sets none (default 30s)
+	PProf    bool          // serve net/http/pprof under /debug/pprof/ on the HTTP address
 	Log      *logrus.Logger
 }
 
@@ -65,6 +67,10 @@ func (o *Options) defaults() {
 		o.Log.SetOutput(io.Discard)
 	}
 }
+
+// NoWait as Options.MaxWait: a request never waits for others to join its batch (it
+// still shares a forward with those already queued).
+const NoWait time.Duration = -1
 
 // Server serves one run's pipeline over HTTP and gRPC.
 type Server struct {
@@ -113,7 +119,7 @@ func open(o Options) (*Server, error) {
 		}
 		return float64(s.b.QueueDepth())
 	}, sc.Device())
-	s.b, err = NewBatcher(sc, o.MaxBatch, o.MaxWait, o.Queue, s.m, s.live.add)
+	s.b, err = NewBatcher(sc, o.MaxBatch, max(o.MaxWait, 0), o.Queue, s.m, s.live.add)
 	if err != nil {
 		sc.Close()
 		return nil, err
@@ -242,17 +248,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Score scores one frame through the batcher, with the per-request deadline applied.
 func (s *Server) Score(ctx context.Context, f *Frame) (Result, error) {
+	return s.score(ctx, f, nil)
+}
+
+// score is Score for a request whose arrival (may be nil) was noted with Batcher.Arrive.
+func (s *Server) score(ctx context.Context, f *Frame, a *Arrival) (Result, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.opts.Timeout)
 		defer cancel()
 	}
 	if !s.warm.Load() {
+		a.Done()
+		f.release()
 		s.m.error("not_ready")
 		return Result{}, ErrNotReady
 	}
 	t0 := time.Now()
-	r, err := s.b.Submit(ctx, f)
+	r, err := s.b.submit(ctx, f, a)
 	s.m.stage("total", time.Since(t0))
 	if err != nil {
 		s.m.error(causeOf(err))
@@ -276,6 +289,13 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /v1/live", s.live.handleJSON)
 	mux.HandleFunc("GET /{$}", handlePage)
+	if s.opts.PProf {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
@@ -300,12 +320,49 @@ type jsonCube struct {
 
 func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 	s.m.request("http")
+	// while this body is read, a batch that is not full waits for it (up to --max-wait)
+	arr := s.b.Arrive()
+	defer arr.Done()
 	t0 := time.Now()
+	q := r.URL.Query()
+	// the query first: a bad parameter is answered before the body is read
+	id := q.Get("frame_id")
+	mapKind := q.Get("map")
+	switch mapKind {
+	case "", "none", "npy", "decisions", "png":
+	default:
+		s.m.error("bad_request")
+		http.Error(w, fmt.Sprintf("map=%q: want none, npy, decisions or png", mapKind), http.StatusBadRequest)
+		return
+	}
+	var wls []float32
+	if wl := q.Get("wavelengths"); wl != "" {
+		for _, p := range strings.Split(wl, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(p), 32)
+			if err != nil {
+				s.m.error("bad_request")
+				http.Error(w, "wavelengths: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			wls = append(wls, float32(v))
+		}
+	}
+	ctx := r.Context()
+	if t := q.Get("timeout"); t != "" {
+		d, err := time.ParseDuration(t)
+		if err != nil || d <= 0 {
+			s.m.error("bad_request")
+			http.Error(w, fmt.Sprintf("timeout %q: want a positive duration like 500ms", t), http.StatusBadRequest)
+			return
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 	lim := Limits{MaxBytes: s.opts.MaxBytes}
 	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBytes*4/3+(1<<20))
 	var f *Frame
 	var err error
-	id := r.URL.Query().Get("frame_id")
 	ct := r.Header.Get("Content-Type")
 	if strings.HasPrefix(ct, "application/json") {
 		var jc jsonCube
@@ -336,31 +393,11 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.ID = id
-	if wl := r.URL.Query().Get("wavelengths"); wl != "" {
-		for _, p := range strings.Split(wl, ",") {
-			v, err := strconv.ParseFloat(strings.TrimSpace(p), 32)
-			if err != nil {
-				s.m.error("bad_request")
-				http.Error(w, "wavelengths: "+err.Error(), http.StatusBadRequest)
-				return
-			}
-			f.Wavelengths = append(f.Wavelengths, float32(v))
-		}
+	if wls != nil {
+		f.Wavelengths = wls
 	}
 	s.m.stage("decode", time.Since(t0))
-	ctx := r.Context()
-	if t := r.URL.Query().Get("timeout"); t != "" {
-		d, err := time.ParseDuration(t)
-		if err != nil || d <= 0 {
-			s.m.error("bad_request")
-			http.Error(w, fmt.Sprintf("timeout %q: want a positive duration like 500ms", t), http.StatusBadRequest)
-			return
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
-	res, err := s.Score(ctx, f)
+	res, err := s.score(ctx, f, arr)
 	if err != nil {
 		writeHTTPError(w, err)
 		return
@@ -374,7 +411,7 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 	if id != "" {
 		h.Set("X-Spectraclip-Frame-Id", id)
 	}
-	switch m := r.URL.Query().Get("map"); m {
+	switch mapKind {
 	case "", "none":
 		writeJSON(w, scoreJSON{FrameID: id, ImageScore: res.ImageScore, Decision: res.Decision, AnomalyPixels: res.AnomalyPixels, Height: res.H, Width: res.W})
 	case "npy":
@@ -397,8 +434,6 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 		}
 		h.Set("Content-Type", "image/png")
 		png.Encode(w, img)
-	default:
-		http.Error(w, fmt.Sprintf("map=%q: want none, npy, decisions or png", m), http.StatusBadRequest)
 	}
 }
 

@@ -78,10 +78,18 @@ func newLoadtestCmd(g *globals) *cobra.Command {
 	var requests, bands int
 	var timeout time.Duration
 	var asJSON bool
+	var bo bench.Options
+	var benchVariant string
 	cmd := &cobra.Command{
-		Use:   "loadtest --server ADDR [--clients 1,4,16] [--requests 64] [--size 256x256] [--bands 61]",
+		Use:   "loadtest --server ADDR [--clients 1,4,16] [--requests 64] [--size 256x256] [--bands 61] [--bench-variant V --bench-batch 8]",
 		Short: "measure a running spectraclip serve: throughput and p50/p99 latency per number of concurrent clients",
-		Args:  cobra.NoArgs,
+		Long: `loadtest sends the same random cube (encoded once) from 1, 4, 16… concurrent clients in
+turn, each sending its next request when the last is answered, and prints throughput and
+p50/p99 latency per level. With --bench-variant it also runs 'spectraclip bench' for that
+variant and --bench-batch in this process right before every level and after the last, and
+prints each level's throughput as a share of the mean of the two bench figures around it
+(the served/bench ratio; the server is idle while the bench runs).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if server == "" {
 				return fmt.Errorf("--server is required (http://HOST:PORT or grpc://HOST:PORT)")
@@ -93,6 +101,14 @@ func newLoadtestCmd(g *globals) *cobra.Command {
 			if bands < 1 {
 				return fmt.Errorf("--bands %d: must be ≥ 1", bands)
 			}
+			if benchVariant != "" && bo.Batch < 1 {
+				return fmt.Errorf("--bench-batch %d: must be ≥ 1", bo.Batch)
+			}
+			for _, n := range clients {
+				if n < 1 {
+					return fmt.Errorf("--clients %d: must be ≥ 1", n)
+				}
+			}
 			c, err := client.Dial(server)
 			if err != nil {
 				return err
@@ -103,9 +119,41 @@ func newLoadtestCmd(g *globals) *cobra.Command {
 			for i := range v {
 				v[i] = rng.Float32()
 			}
-			levels, err := client.LoadTest(context.Background(), c, client.Float32Cube(h, w, bands, v), clients, requests, timeout)
-			if err != nil {
-				return err
+			cube := client.Float32Cube(h, w, bands, v)
+			var levels []client.LoadLevel
+			if benchVariant == "" {
+				if levels, err = client.LoadTest(context.Background(), c, cube, clients, requests, timeout); err != nil {
+					return err
+				}
+			} else {
+				// bench, level, bench, level, …, bench: each level between two bench runs
+				bo.Variants, bo.H, bo.W, bo.TrainIters, bo.Warmup = []string{benchVariant}, h, w, 0, 1
+				benchFPS := func() (float64, error) {
+					r, err := bench.Run(bo)
+					if err != nil {
+						return 0, fmt.Errorf("--bench-variant: %w", err)
+					}
+					return r.Variants[0].FPS, nil
+				}
+				before, err := benchFPS()
+				if err != nil {
+					return err
+				}
+				for _, n := range clients {
+					lv, err := client.LoadTest(context.Background(), c, cube, []int{n}, requests, timeout)
+					if err != nil {
+						return err
+					}
+					after, err := benchFPS()
+					if err != nil {
+						return err
+					}
+					l := lv[0]
+					l.BenchFPS = (before + after) / 2
+					l.Ratio = l.Throughput / l.BenchFPS
+					levels = append(levels, l)
+					before = after
+				}
 			}
 			if asJSON {
 				return printJSON(g, levels)
@@ -122,5 +170,10 @@ func newLoadtestCmd(g *globals) *cobra.Command {
 	f.IntVar(&bands, "bands", 61, "bands per frame (the run's band count)")
 	f.DurationVar(&timeout, "timeout", 60*time.Second, "deadline per request")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.StringVar(&benchVariant, "bench-variant", "", "also run 'spectraclip bench' for this variant (the served run's) around every level and print the served/bench ratio")
+	f.IntVar(&bo.Batch, "bench-batch", 8, "with --bench-variant: bench batch size (the server's --max-batch)")
+	f.IntVar(&bo.Iters, "bench-iters", 3, "with --bench-variant: timed bench iterations per measurement")
+	f.StringVar(&bo.Device, "bench-device", "auto", "with --bench-variant: bench device (the server's)")
+	f.IntVar(&bo.Threads, "bench-threads", 0, "with --bench-variant: bench LibTorch threads (0: one per CPU core, as serve)")
 	return cmd
 }

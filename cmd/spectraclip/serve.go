@@ -23,11 +23,24 @@ func newServeCmd(g *globals) *cobra.Command {
 		Short: "serve a trained run's pipeline over HTTP and gRPC (batching, back-pressure, metrics, live page)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.Run == "" {
-				return fmt.Errorf("--run is required")
+			// flags first: a bad flag is refused before the run is opened
+			if o.MaxBatch < 1 {
+				return fmt.Errorf("--max-batch %d: must be ≥ 1 (1 = no batching)", o.MaxBatch)
+			}
+			if o.Queue < 1 {
+				return fmt.Errorf("--queue %d: must be ≥ 1", o.Queue)
+			}
+			if o.MaxWait < 0 {
+				return fmt.Errorf("--max-wait %v: must be ≥ 0 (0 = never wait for other requests)", o.MaxWait)
+			}
+			if o.MaxWait == 0 {
+				o.MaxWait = serve.NoWait
 			}
 			if maxMB <= 0 {
 				return fmt.Errorf("--max-cube-mb %d: must be > 0", maxMB)
+			}
+			if o.Run == "" {
+				return fmt.Errorf("--run is required")
 			}
 			o.MaxBytes = maxMB << 20
 			o.Log = g.log
@@ -43,12 +56,13 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&addr, "addr", ":8080", "HTTP address (empty: no HTTP)")
 	f.StringVar(&grpcAddr, "grpc-addr", ":9090", "gRPC address (empty: no gRPC)")
 	f.StringVar(&o.Device, "device", "", "cpu, cuda, cuda:N (default: the run's)")
-	f.IntVar(&o.MaxBatch, "max-batch", 8, "most frames in one forward")
-	f.DurationVar(&o.MaxWait, "max-wait", 5*time.Millisecond, "longest a request waits for others to join its batch")
+	f.IntVar(&o.MaxBatch, "max-batch", 8, "most frames in one forward (≥ 1; 1 = no batching)")
+	f.DurationVar(&o.MaxWait, "max-wait", 5*time.Millisecond, "longest a request waits for others to join its batch, and only while others are arriving (0 = never wait)")
 	f.IntVar(&o.Queue, "queue", 64, "requests that may wait; more are refused (HTTP 503, gRPC RESOURCE_EXHAUSTED)")
 	f.Int64Var(&maxMB, "max-cube-mb", 256, "largest cube accepted, in MiB of values")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per-request deadline when the client sets none")
 	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	f.BoolVar(&o.PProf, "pprof", false, "also serve Go profiles (net/http/pprof) under /debug/pprof/ on --addr")
 	f.IntVar(&o.Bands, "bands", 0, "band count, when the run's data root is gone (default: from the data root)")
 	return cmd
 }

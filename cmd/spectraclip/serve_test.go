@@ -110,3 +110,20 @@ func TestServeAndScore(t *testing.T) {
 		t.Fatal("serve did not stop within 60 s of SIGTERM")
 	}
 }
+
+// TestServeFlagErrors: --max-batch 0 (which used to mean the default 8), --queue 0 and a
+// negative --max-wait are refused with an error naming the flag, before the run is opened.
+func TestServeFlagErrors(t *testing.T) {
+	dir := t.TempDir() // not a run: a flag error must come first
+	for _, c := range [][]string{
+		{"--max-batch", "0", "--max-batch 0: must be ≥ 1"},
+		{"--max-batch", "-2", "--max-batch -2: must be ≥ 1"},
+		{"--queue", "0", "--queue 0: must be ≥ 1"},
+		{"--max-wait", "-1ms", "--max-wait -1ms: must be ≥ 0"},
+	} {
+		_, err := run(t, "serve", "--run", dir, "--addr", "127.0.0.1:0", "--grpc-addr", "", c[0], c[1])
+		if err == nil || !strings.Contains(err.Error(), c[2]) {
+			t.Errorf("serve %s %s: %v, want an error saying %q", c[0], c[1], err, c[2])
+		}
+	}
+}

@@ -17,6 +17,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	_ "google.golang.org/grpc/encoding/proto" // the codec rawCodec delegates to
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/spectraclip/spectraclip/serve/servepb"
 )
@@ -70,7 +74,30 @@ func Dial(addr string) (Client, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("--server %q: want http://HOST:PORT or grpc://HOST:PORT", addr)
 	}
-	return &HTTP{Base: strings.TrimRight(addr, "/"), C: &http.Client{}}, nil
+	return &HTTP{Base: strings.TrimRight(addr, "/"), C: &http.Client{Transport: newTransport()}}, nil
+}
+
+// newTransport is an HTTP transport for megabyte bodies: idle connections kept for many
+// concurrent clients (the default keeps 2, so a load test with more would reconnect for
+// every request) and large write buffers (the default 4 KiB means a syscall per 4 KiB).
+func newTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 256
+	t.WriteBufferSize = 1 << 20
+	t.ReadBufferSize = 64 << 10
+	return t
+}
+
+// Prepared is a request encoded once, to be sent many times (a load test's), so that
+// the sender spends no CPU re-encoding the cube.
+type Prepared interface {
+	Send(ctx context.Context) (*Result, error)
+}
+
+// Preparer is a client that can encode a request once for many sends.
+type Preparer interface {
+	Prepare(c *Cube, wantMap bool) (Prepared, error)
 }
 
 // HTTP is the HTTP client (POST /v1/score with a JSON body).
@@ -94,18 +121,37 @@ func (e *StatusError) Error() string {
 // base64 data). With wantMap it asks for the score map (.npy) and reads the summary from
 // the answer's headers.
 func (h *HTTP) Score(ctx context.Context, c *Cube, wantMap bool) (*Result, error) {
+	p, err := h.prepare(c, wantMap, false)
+	if err != nil {
+		return nil, err
+	}
+	return p.Send(ctx)
+}
+
+// Prepare encodes the request body once (header and values in one buffer).
+func (h *HTTP) Prepare(c *Cube, wantMap bool) (Prepared, error) {
+	return h.prepare(c, wantMap, true)
+}
+
+type httpPrepared struct {
+	h       *HTTP
+	c       *Cube
+	u       string // URL with every parameter but the timeout
+	ctype   string
+	parts   [][]byte // the body, in parts
+	n       int64
+	wantMap bool
+}
+
+func (h *HTTP) prepare(c *Cube, wantMap, joined bool) (*httpPrepared, error) {
 	q := url.Values{}
 	if c.FrameID != "" {
 		q.Set("frame_id", c.FrameID)
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		q.Set("timeout", time.Until(dl).String())
-	}
 	if wantMap {
 		q.Set("map", "npy")
 	}
-	var body io.Reader
-	ctype := "application/x-npy"
+	p := &httpPrepared{h: h, c: c, ctype: "application/x-npy", wantMap: wantMap}
 	if (c.DType == "" || c.DType == "float32") && len(c.Shape) == 3 {
 		if len(c.Wavelengths) > 0 {
 			wl := make([]string, len(c.Wavelengths))
@@ -114,24 +160,52 @@ func (h *HTTP) Score(ctx context.Context, c *Cube, wantMap bool) (*Result, error
 			}
 			q.Set("wavelengths", strings.Join(wl, ","))
 		}
-		body = io.MultiReader(bytes.NewReader(npyHeader(c.Shape)), bytes.NewReader(c.Data))
+		p.parts = [][]byte{npyHeader(c.Shape), c.Data}
+		if joined {
+			p.parts = [][]byte{append(append(make([]byte, 0, len(p.parts[0])+len(c.Data)), p.parts[0]...), c.Data...)}
+		}
 	} else {
 		b, err := json.Marshal(map[string]any{"shape": c.Shape, "dtype": c.DType, "data": c.Data, "wavelengths": c.Wavelengths, "frame_id": c.FrameID})
 		if err != nil {
 			return nil, err
 		}
-		body, ctype = bytes.NewReader(b), "application/json"
+		p.parts, p.ctype = [][]byte{b}, "application/json"
 	}
-	u := h.Base + "/v1/score"
+	for _, b := range p.parts {
+		p.n += int64(len(b))
+	}
+	p.u = h.Base + "/v1/score"
 	if len(q) > 0 {
-		u += "?" + q.Encode()
+		p.u += "?" + q.Encode()
+	}
+	return p, nil
+}
+
+// Send posts the prepared body and reads the answer.
+func (p *httpPrepared) Send(ctx context.Context) (*Result, error) {
+	u := p.u
+	if dl, ok := ctx.Deadline(); ok {
+		sep := "?"
+		if strings.Contains(u, "?") {
+			sep = "&"
+		}
+		u += sep + "timeout=" + url.QueryEscape(time.Until(dl).String())
+	}
+	rs := make([]io.Reader, len(p.parts))
+	for i, b := range p.parts {
+		rs[i] = bytes.NewReader(b)
+	}
+	body := rs[0]
+	if len(rs) > 1 {
+		body = io.MultiReader(rs...)
 	}
 	req, err := http.NewRequestWithContext(ctx, "POST", u, body)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", ctype)
-	resp, err := h.C.Do(req)
+	req.ContentLength = p.n // a known length: no chunked encoding
+	req.Header.Set("Content-Type", p.ctype)
+	resp, err := p.h.C.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -140,6 +214,7 @@ func (h *HTTP) Score(ctx context.Context, c *Cube, wantMap bool) (*Result, error
 	if err != nil {
 		return nil, err
 	}
+	c := p.c
 	if resp.StatusCode != 200 {
 		se := &StatusError{Code: resp.StatusCode, Msg: string(b)}
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
@@ -148,7 +223,7 @@ func (h *HTTP) Score(ctx context.Context, c *Cube, wantMap bool) (*Result, error
 		return nil, se
 	}
 	r := &Result{FrameID: c.FrameID}
-	if !wantMap {
+	if !p.wantMap {
 		if err := json.Unmarshal(b, r); err != nil {
 			return nil, fmt.Errorf("server answer: %w", err)
 		}
@@ -242,3 +317,47 @@ func (g *GRPC) Score(ctx context.Context, c *Cube, wantMap bool) (*Result, error
 
 // Close closes the connection.
 func (g *GRPC) Close() error { return g.conn.Close() }
+
+// Prepare marshals the request once; Send passes those bytes to the transport as they are.
+func (g *GRPC) Prepare(c *Cube, wantMap bool) (Prepared, error) {
+	b, err := proto.Marshal(Request(c, wantMap))
+	if err != nil {
+		return nil, err
+	}
+	return &grpcPrepared{g: g, msg: &rawMessage{b: b}}, nil
+}
+
+type grpcPrepared struct {
+	g   *GRPC
+	msg *rawMessage
+}
+
+// Send makes the unary Score call with the pre-marshalled request.
+func (p *grpcPrepared) Send(ctx context.Context) (*Result, error) {
+	out := new(servepb.ScoreResponse)
+	if err := p.g.conn.Invoke(ctx, servepb.Scorer_Score_FullMethodName, p.msg, out, grpc.ForceCodecV2(rawCodec{})); err != nil {
+		return nil, err
+	}
+	return ResultOf(out), nil
+}
+
+// rawMessage is a request already in protobuf wire format.
+type rawMessage struct{ b []byte }
+
+// rawCodec is the proto codec, except that a *rawMessage is sent as its bytes.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*rawMessage); ok {
+		return mem.BufferSlice{mem.SliceBuffer(r.b)}, nil
+	}
+	return encoding.GetCodecV2(protoCodecName).Marshal(v)
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return encoding.GetCodecV2(protoCodecName).Unmarshal(data, v)
+}
+
+func (rawCodec) Name() string { return protoCodecName }
+
+const protoCodecName = "proto"

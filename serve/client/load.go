@@ -21,6 +21,11 @@ type LoadLevel struct {
 	P50ms      float64 `json:"p50_ms"`
 	P99ms      float64 `json:"p99_ms"`
 	FirstError string  `json:"first_error,omitempty"`
+	// BenchFPS is `spectraclip bench`'s frames per second measured in the same run, right
+	// before and after this level (their mean); Ratio is Throughput / BenchFPS. Zero when
+	// no bench was asked for.
+	BenchFPS float64 `json:"bench_fps,omitempty"`
+	Ratio    float64 `json:"ratio_to_bench,omitempty"`
 }
 
 // LoadTest sends requests copies of cube with each number of concurrent clients in turn
@@ -30,8 +35,18 @@ func LoadTest(ctx context.Context, c Client, cube *Cube, clients []int, requests
 	if requests < 1 {
 		return nil, fmt.Errorf("--requests %d: must be ≥ 1", requests)
 	}
+	// the request is encoded once where the client can (the sender's CPU is not the
+	// server's, but on one machine they share the cores)
+	send := func(ctx context.Context) error { _, err := c.Score(ctx, cube, false); return err }
+	if pc, ok := c.(Preparer); ok {
+		p, err := pc.Prepare(cube, false)
+		if err != nil {
+			return nil, err
+		}
+		send = func(ctx context.Context) error { _, err := p.Send(ctx); return err }
+	}
 	// one untimed request first: connections, server warm
-	if _, err := c.Score(ctx, cube, false); err != nil {
+	if err := send(ctx); err != nil {
 		return nil, fmt.Errorf("first request: %w", err)
 	}
 	var out []LoadLevel
@@ -52,7 +67,7 @@ func LoadTest(ctx context.Context, c Client, cube *Cube, clients []int, requests
 				for next.Add(1) <= int64(requests) {
 					rctx, cancel := context.WithTimeout(ctx, timeout)
 					s := time.Now()
-					_, err := c.Score(rctx, cube, false)
+					err := send(rctx)
 					d := time.Since(s)
 					cancel()
 					mu.Lock()
@@ -94,11 +109,22 @@ func LoadTest(ctx context.Context, c Client, cube *Cube, clients []int, requests
 	return out, nil
 }
 
-// WriteLoadTable prints the levels as a Markdown table.
+// WriteLoadTable prints the levels as a Markdown table (with the bench columns when the
+// levels have them).
 func WriteLoadTable(w io.Writer, levels []LoadLevel) {
-	fmt.Fprintln(w, "| clients | requests | ok | refused | frames/s | p50 ms | p99 ms |")
-	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|")
+	bench := len(levels) > 0 && levels[0].BenchFPS > 0
+	if bench {
+		fmt.Fprintln(w, "| clients | requests | ok | refused | frames/s | p50 ms | p99 ms | bench frames/s | served/bench |")
+		fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	} else {
+		fmt.Fprintln(w, "| clients | requests | ok | refused | frames/s | p50 ms | p99 ms |")
+		fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|")
+	}
 	for _, l := range levels {
-		fmt.Fprintf(w, "| %d | %d | %d | %d | %.2f | %.1f | %.1f |\n", l.Clients, l.Requests, l.OK, l.Refused, l.Throughput, l.P50ms, l.P99ms)
+		fmt.Fprintf(w, "| %d | %d | %d | %d | %.2f | %.1f | %.1f |", l.Clients, l.Requests, l.OK, l.Refused, l.Throughput, l.P50ms, l.P99ms)
+		if bench {
+			fmt.Fprintf(w, " %.2f | %.0f %% |", l.BenchFPS, 100*l.Ratio)
+		}
+		fmt.Fprintln(w)
 	}
 }
