@@ -73,15 +73,40 @@ func loadWeights(t *testing.T, file string) map[string][]float64 {
 func maxDiff(a, b []float64) float64 {
 	d := 0.0
 	for i := range a {
+		if math.IsNaN(a[i]) && math.IsNaN(b[i]) {
+			continue // both unfitted
+		}
 		d = math.Max(d, math.Abs(a[i]-b[i]))
+		if math.IsNaN(a[i]) != math.IsNaN(b[i]) {
+			return math.Inf(1)
+		}
 	}
 	return d
 }
 
+// bceTrainrun is the DRCNN trainrun with the per-pixel mean BCE loss instead of the IoU loss:
+// the IoU loss is a ratio of sums over the whole batch (and min-max normalises over it), so
+// under data parallelism each rank's loss is its shard's IoU, as in PyTorch DDP, and 2 × b is
+// not 1 × 2b for it; a loss that is a mean over the batch's pixels makes them equal.
+func bceTrainrun(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "configs", "trainrun", "drcnn_adaclip.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), "type: IoULoss", "type: AnomalyBCEWithLogits", 1)
+	s = strings.Replace(s, "    normalize_method: minmax\n", "", 1)
+	p := filepath.Join(dir, "drcnn_bce.yaml")
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // TestDataParallelMatchesOneProcess: 2 Gloo processes × batch 1 against 1 process × batch
-// 2 on the synthetic set (8 training frames: equal shards, no padding). Each rank's k-th
+// 2 on the synthetic set (the DRCNN trainrun with a mean BCE loss, see bceTrainrun) (8 training frames: equal shards, no padding). Each rank's k-th
 // batch is half of the one process's k-th batch, so the averaged gradients are the same up
-// to float32 rounding. Stated tolerances: trained weights within 1e-4 absolute, pooled
+// to float32 rounding. Stated tolerances: trained weights within 1e-5 absolute (2.4e-6 seen), pooled
 // val/test metrics within 1e-3 (pixel counts exact up to decisions within rounding of the
 // threshold), and the statistical fit (normaliser min/max, the PCA initialisation of the
 // mixer, pooled over the ranks) the same within 1e-6 relative. Every write comes from rank
@@ -90,10 +115,18 @@ func TestDataParallelMatchesOneProcess(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	one, two := filepath.Join(dir, "one"), filepath.Join(dir, "two")
-	if out, err := spectraclipProc(t, nil, append([]string{"train", "--variant", "drcnn", "--out", one}, distTiny(data, "2", 2)...)...); err != nil {
+	cfg := bceTrainrun(t, dir)
+	// SGD with a small step: Adam's first steps move each weight by ±lr whatever the
+	// gradient's size (a gradient component at rounding level can flip a step), and at
+	// lr 0.05 the min-max normalised mixer amplifies float32 rounding (2 epochs: 2e-4 at lr
+	// 0.05, 2e-6 at 0.005). The mixer starts from xavier: the PCA initialisation's trailing
+	// eigenvectors are nearly degenerate on the synthetic set, so rounding can rotate them
+	// (the pooled fit itself is checked on the PCA baseline, TestDataParallelStatisticalFitIsPooled).
+	sgd := []string{"training.optimizer.name=sgd", "training.optimizer.lr=0.005", "pipeline.channel_mixer.init_method=xavier"}
+	if out, err := spectraclipProc(t, nil, append(append([]string{"train", "-c", cfg, "--out", one}, distTiny(data, "2", 2)...), sgd...)...); err != nil {
 		t.Fatalf("one process: %v\n%s", err, out)
 	}
-	out, err := spectraclipProc(t, nil, append([]string{"train", "--variant", "drcnn", "--out", two, "--nproc-per-node", "2"}, distTiny(data, "2", 1)...)...)
+	out, err := spectraclipProc(t, nil, append(append([]string{"train", "-c", cfg, "--out", two, "--nproc-per-node", "2"}, distTiny(data, "2", 1)...), sgd...)...)
 	if err != nil {
 		t.Fatalf("two processes: %v\n%s", err, out)
 	}
@@ -118,7 +151,7 @@ func TestDataParallelMatchesOneProcess(t *testing.T) {
 			t.Fatalf("%s: missing or resized in the 2-process run", k)
 		}
 		d := maxDiff(wa[k], b)
-		tol := 1e-4
+		tol := 1e-5
 		if strings.Contains(k, "running_") {
 			tol = 1e-6 * math.Max(1, math.Abs(wa[k][0]))
 		}
@@ -167,7 +200,7 @@ func TestDataParallelStatisticalFitIsPooled(t *testing.T) {
 		}
 		d := maxDiff(a, b)
 		t.Logf("%-40s max |Δ| %.3g", k, d)
-		if d > 1e-5 {
+		if !(d <= 1e-5) {
 			t.Errorf("%s: pooled fit differs by %.3g", k, d)
 		}
 		n++
