@@ -15,6 +15,9 @@
 #                 serve + loadtest on the trained DRCNN run (1, 4, 16 clients)
 #   6 bench       built-in and full-size random-weights AdaCLIP (ViT-L/14@336 at 518),
 #                 fp32/fp16, batch 1/8, Go and the Python peer
+#   7 dist        data-parallel training over c10d: NCCL on CUDA (train --nproc-per-node
+#                 with one process per GPU, a world of 1 on a one-GPU machine) and Gloo on
+#                 the CPU (2 processes), each 1 epoch of drcnn
 # Without a CUDA device (or with --cpu-only) the CUDA parts are reported as skipped, so
 # the preflight, the build and the CPU parts can be shown on any machine.
 # Environment: OUT (report folder, default gpu_out), PYTHON (default python3),
@@ -28,7 +31,7 @@ OUT=$(cd "$OUT" && pwd)
 REPORT=$OUT/gpu-report.md
 PY=${PYTHON:-python3}
 BUILD=${GPU_BUILD:-build}
-STEPS=${STEPS:-1 2 3 4 5 6}
+STEPS=${STEPS:-1 2 3 4 5 6 7}
 CPU_ONLY=0
 [ "${1:-}" = "--cpu-only" ] && CPU_ONLY=1
 : >"$REPORT"
@@ -313,10 +316,39 @@ PYEOF
   fi
 fi
 
+# --- 7 dist -----------------------------------------------------------------------------
+# dist BACKEND DEVICE N: one epoch of drcnn with N data-parallel processes; the log must
+# show the backend the workers joined with and the test line of rank 0.
+dist() {
+  local be=$1 dev=$2 n=$3 log=$OUT/dist_$1.log dir=$OUT/run_dist_$1
+  rm -rf "$dir"
+  if timeout 300 ./bin/spectraclip --log-level info train --variant drcnn --out "$dir" --nproc-per-node "$n" --dist-timeout 120s \
+      training.device="$dev" training.trainer.max_epochs=1 data.root="$OUT/data" data.generate_if_missing=true >"$log" 2>&1; then
+    if grep -q "backend=$be" "$log"; then
+      result dist ok "$be, $n process(es) on $dev: $(grep -m1 'allreduce_bytes_per_step' "$log" | grep -o 'allreduce_bytes_per_step=[0-9]*') $(grep -m1 '^\[rank 0\] test:' "$log" | sed 's/^\[rank 0\] //')"
+    else
+      result dist FAIL "$be, $n process(es) on $dev: the workers did not join with $be (see $(basename "$log"))"
+    fi
+  else
+    result dist FAIL "$be, $n process(es) on $dev: $(tail -1 "$log")"
+  fi
+}
+if want 7; then
+  say "## 7 dist"
+  if [ $HAVE_CUDA = 1 ]; then
+    ngpu=$("$PY" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 1)
+    dist nccl cuda "${ngpu:-1}"
+  else
+    result dist skipped "nccl: no CUDA device"
+  fi
+  dist gloo cpu 2
+  rm -rf "$OUT/data" "$OUT"/run_dist_*
+fi
+
 say ""
 say "## summary"
 fails=0
-for k in preflight build version tests train bench; do
+for k in preflight build version tests train bench dist; do
   [ -n "${RESULT[$k]:-}" ] || continue
   case "${RESULT[$k]}" in *FAIL*) st=FAIL; fails=$((fails + 1)) ;; *ok*) st=ok ;; *) st=skipped ;; esac
   say "- $k: $st"
