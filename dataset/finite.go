@@ -49,12 +49,15 @@ func allFinite(v []float32) bool {
 	n := len(v) / 2
 	if n > 0 {
 		w := unsafe.Slice((*uint64)(unsafe.Pointer(&v[0])), n)
-		i := 0
-		for ; i+4 <= n; i += 4 {
-			acc |= (w[i]&mask + one) | (w[i+1]&mask + one) | (w[i+2]&mask + one) | (w[i+3]&mask + one)
+		for len(w) >= 8 {
+			q := w[:8:8]
+			a := (q[0]&mask + one) | (q[1]&mask + one) | (q[2]&mask + one) | (q[3]&mask + one)
+			b := (q[4]&mask + one) | (q[5]&mask + one) | (q[6]&mask + one) | (q[7]&mask + one)
+			acc |= a | b
+			w = w[8:]
 		}
-		for ; i < n; i++ {
-			acc |= w[i]&mask + one
+		for _, x := range w {
+			acc |= x&mask + one
 		}
 	}
 	if len(v)%2 == 1 {

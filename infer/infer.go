@@ -1,12 +1,12 @@
 // Package infer runs a finished run's pipeline over camera frames and writes its maps: the
 // `spectraclip infer` command.
 //
-// Reading, scoring and writing overlap: one goroutine reads and decodes the next frame (into a
-// reused buffer, with the NaN check done block by block while decoding), the calling goroutine
-// scores the current one (into a reused input tensor), and another goroutine encodes and
-// writes the previous frame's maps. The queues between them hold one item each, so memory
-// holds a fixed number of frames however many there are: about one decoded frame, the input
-// tensor and the pipeline's own temporaries.
+// Reading, scoring and writing overlap: one goroutine reads and decodes the next frame straight
+// into an input tensor (on the CPU; with the NaN check done block by block while decoding),
+// the calling goroutine runs the pipeline on the current one, and another goroutine encodes and
+// writes the previous frame's maps. Two input tensors take turns and the queues between the
+// stages hold one item each, so memory holds a fixed number of frames however many there are:
+// two input tensors, the pipeline's own temporaries and a few output maps.
 package infer
 
 import (
@@ -152,12 +152,38 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	return sum, nil
 }
 
-// loaded is a decoded frame on its way to the scorer; next is the buffer to hand back to the
-// reader once the frame's values are in the input tensor.
+// slot is where one frame is decoded. On the CPU it is an input tensor of the frame's shape
+// (owned by its own scope) and view, the tensor's memory: the reader decodes the file straight
+// into the tensor that the pipeline then reads, with no staging copy. On other devices it is
+// a Go buffer that the scorer copies to the device.
+type slot struct {
+	s    *torch.Scope
+	t    *torch.Tensor
+	view []float32
+	buf  []float32
+}
+
+// fit makes the slot's tensor [1, h, w, c].
+func (sl *slot) fit(h, w, c int) error {
+	shape := []int64{1, int64(h), int64(w), int64(c)}
+	if sl.t.Valid() && sameShape(sl.t.Shape(), shape) {
+		return nil
+	}
+	sl.s.Reset()
+	sl.t, sl.view = sl.s.Empty(shape, torch.Float32, torch.CPU), nil
+	if err := sl.s.Err(); err != nil {
+		return err
+	}
+	v, err := torch.CPUView[float32](sl.t)
+	sl.view = v
+	return err
+}
+
+// loaded is a decoded frame on its way to the scorer, in its slot.
 type loaded struct {
 	in   input
 	cube *dataset.Cube
-	next []float32
+	sl   *slot
 	err  error
 }
 
@@ -173,35 +199,50 @@ type outBufs struct {
 	dec    []bool
 }
 
+// slots is how many frames may be in memory at once: one being scored while the next is
+// decoded (or waits decoded).
+const slots = 2
+
 // stream reads, scores and writes every input with the three stages overlapped, and returns
 // the frames' results in input order and when the first and the last frame were written.
 func stream(r *trainer.Run, inputs []input, stage string, outs Outputs, onFrame func(int), log *logrus.Logger) ([]frameOut, time.Time, time.Time, error) {
 	var first, last time.Time
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	cpu := r.Device.Type == torch.DeviceCPU
 
-	// Reader: one decode buffer, so at most one frame waits decoded while another is scored.
-	free := make(chan []float32, 1)
-	free <- nil
+	free := make(chan *slot, slots)
+	var all []*slot
+	for i := 0; i < slots; i++ {
+		sl := &slot{s: torch.NewScope()}
+		all = append(all, sl)
+		free <- sl
+	}
+	defer func() {
+		for _, sl := range all {
+			sl.s.Close()
+		}
+	}()
 	loadedCh := make(chan loaded, 1)
 	var wg sync.WaitGroup
 	var readTime, writeTime time.Duration
 	wg.Add(2)
+	// Reader: decodes the next frame into a free slot while the scorer works on the other.
 	go func() {
 		defer wg.Done()
 		defer close(loadedCh)
 		for _, in := range inputs {
-			var buf []float32
+			var sl *slot
 			select {
-			case buf = <-free:
+			case sl = <-free:
 			case <-ctx.Done():
 				return
 			}
 			tr := time.Now()
-			c, next, err := in.load(buf)
+			c, err := readInto(sl, in, cpu)
 			readTime += time.Since(tr)
 			select {
-			case loadedCh <- loaded{in: in, cube: c, next: next, err: err}:
+			case loadedCh <- loaded{in: in, cube: c, sl: sl, err: err}:
 			case <-ctx.Done():
 				return
 			}
@@ -251,36 +292,61 @@ func stream(r *trainer.Run, inputs []input, stage string, outs Outputs, onFrame 
 	var st stageTimes
 	err := score(ctx, r, loadedCh, free, outFree, writeCh, &st)
 	close(writeCh)
-	if err != nil {
-		cancel()
+	// Stop the reader (it returns at its next step) and let it close its queue.
+	cancel()
+	for range loadedCh {
 	}
-	// Unblock a reader waiting to hand over a frame, then wait for both goroutines.
-	go func() {
-		for range loadedCh {
-		}
-	}()
 	wg.Wait()
 	if err == nil {
 		err = werr
 	}
 	if log != nil {
-		log.Debugf("infer: scorer time waiting for frames %.2f s, copying them in %.2f s, in the pipeline %.2f s, copying maps out %.2f s, waiting for the writer %.2f s; reader %.2f s, writer %.2f s",
+		log.Debugf("infer: scorer time waiting for frames %.2f s, taking them in %.2f s, in the pipeline %.2f s, copying maps out %.2f s, waiting for the writer %.2f s; reader %.2f s, writer %.2f s",
 			st.waitLoad.Seconds(), st.copyIn.Seconds(), st.forward.Seconds(), st.copyOut.Seconds(), st.waitWrite.Seconds(), readTime.Seconds(), writeTime.Seconds())
 	}
 	return results, first, last, err
 }
 
-// score runs the pipeline on each loaded frame in the calling goroutine (LibTorch calls stay
-// on one goroutine) and hands the maps to the writer.
+// readInto decodes in into sl: on the CPU straight into the slot's tensor when the size is
+// known from the header (else it is copied in after reading), elsewhere into its buffer.
+func readInto(sl *slot, in input, cpu bool) (*dataset.Cube, error) {
+	if !cpu {
+		c, next, err := in.load(sl.buf)
+		sl.buf = next
+		return c, err
+	}
+	var into []float32
+	if h, w, c, ok := in.dims(); ok {
+		if err := sl.fit(h, w, c); err != nil {
+			return nil, fmt.Errorf("%s: %w", in.path, err)
+		}
+		into = sl.view
+	}
+	c, _, err := in.load(into)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Data) > 0 && (len(into) == 0 || &c.Data[0] != &into[0]) {
+		// decoded elsewhere (a scene file, a frame a dataset keeps in memory, a header that
+		// changed): copy it in
+		if err := sl.fit(c.H, c.W, c.C); err != nil {
+			return nil, fmt.Errorf("%s: %w", in.path, err)
+		}
+		copy(sl.view, c.Data)
+		c = &dataset.Cube{H: c.H, W: c.W, C: c.C, Data: sl.view, Wavelengths: c.Wavelengths, Source: c.Source}
+	}
+	return c, nil
+}
+
 // stageTimes is where the scorer's time went (logged at debug level).
 type stageTimes struct{ waitLoad, copyIn, forward, copyOut, waitWrite time.Duration }
 
-func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free chan<- []float32, outFree <-chan *outBufs, writeCh chan<- scored, tm *stageTimes) error {
-	keep := torch.NewScope()
-	defer keep.Close()
+// score runs the pipeline on each loaded frame in the calling goroutine and hands the maps to
+// the writer; each slot goes back to the reader as soon as the pipeline's temporaries (which
+// may view the input) are freed.
+func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free chan<- *slot, outFree <-chan *outBufs, writeCh chan<- scored, tm *stageTimes) error {
 	s := torch.NewScope()
 	defer s.Close()
-	var in *torch.Tensor
 	sn, sp := trainer.PortRef(r.Cfg.Evaluation.Scores)
 	dn, dp := trainer.PortRef(r.Cfg.Evaluation.Decisions)
 	t := time.Now()
@@ -294,26 +360,25 @@ func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free cha
 		if l.err != nil {
 			return l.err
 		}
-		c, path := l.cube, l.in.path
-		b := &dataset.Batch{Cube: c.Data, B: 1, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: []int{0}}
-		// The frame is copied into one input tensor kept across frames (re-made only when the
-		// frame size changes), then its buffer goes back to the reader for the next frame.
-		if r.Device.Type == torch.DeviceCPU {
-			shape := []int64{1, int64(c.H), int64(c.W), int64(c.C)}
-			if !in.Valid() || !sameShape(in.Shape(), shape) {
-				in.Free()
-				in = keep.Empty(shape, torch.Float32, r.Device)
-				if err := keep.Err(); err != nil {
-					return fmt.Errorf("%s: %w", path, err)
-				}
+		c, path, sl := l.cube, l.in.path, l.sl
+		s.Reset()
+		var batch map[string]any
+		if sl.t.Valid() {
+			// the batch datanode.ToBatch builds, around the slot's tensor instead of a copy
+			batch = map[string]any{
+				datanode.KeyCube:        sl.t,
+				datanode.KeyClassIDs:    []int32(nil),
+				datanode.KeyWavelengths: c.Wavelengths,
+				datanode.KeyFrameIDs:    []int{0},
+				datanode.KeyShape:       [4]int{1, c.H, c.W, c.C},
+			}
+		} else {
+			b := &dataset.Batch{Cube: c.Data, B: 1, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: []int{0}}
+			var err error
+			if batch, err = datanode.ToBatch(s, b, r.Device, nil); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
 			}
 		}
-		s.Reset()
-		batch, err := datanode.ToBatch(s, b, r.Device, in)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		free <- l.next
 		lap(&tm.copyIn)
 		s.SetGradEnabled(false)
 		nctx := &nodes.Context{Stage: nodes.StageInference, Scope: s, Device: r.Device}
@@ -354,11 +419,12 @@ func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free cha
 				}
 			}
 		}
-		// Free this frame's temporaries now rather than when the next frame arrives.
-		s.Reset()
 		if err := s.Err(); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
+		// Free this frame's temporaries now, then the slot may take the next frame.
+		s.Reset()
+		free <- sl
 		lap(&tm.copyOut)
 		select {
 		case writeCh <- sc:

@@ -19,6 +19,25 @@ import (
 type input struct {
 	name, path string
 	load       func(buf []float32) (c *dataset.Cube, next []float32, err error)
+	// dims tells the cube's size before it is read where a header or a manifest does.
+	dims func() (h, w, c int, ok bool)
+}
+
+func unknownDims() (int, int, int, bool) { return 0, 0, 0, false }
+
+// enviDims reads an ENVI header's size (not ok when it cannot be read: loading reports why).
+func enviDims(path string) func() (int, int, int, bool) {
+	return func() (int, int, int, bool) {
+		hdr, _, err := dataset.ENVIPaths(path)
+		if err != nil {
+			return 0, 0, 0, false
+		}
+		h, err := dataset.ReadENVIHeader(hdr)
+		if err != nil || h.Lines < 1 || h.Samples < 1 || h.Bands < 1 {
+			return 0, 0, 0, false
+		}
+		return h.Lines, h.Samples, h.Bands, true
+	}
 }
 
 // listInputs lists the cubes of --input (an ENVI header or data file, a scene file, a dataset
@@ -33,7 +52,7 @@ func listInputs(arg string, policy dataset.NaNPolicy) ([]input, error) {
 	if !st.IsDir() {
 		name := strings.TrimSuffix(filepath.Base(arg), filepath.Ext(arg))
 		if _, _, err := dataset.ENVIPaths(arg); err == nil {
-			return []input{{name: name, path: arg, load: enviLoader(arg, policy)}}, nil
+			return []input{{name: name, path: arg, load: enviLoader(arg, policy), dims: enviDims(arg)}}, nil
 		}
 		return []input{{name: name, path: arg, load: func(buf []float32) (*dataset.Cube, []float32, error) {
 			c, _, err := dataset.LoadScene(arg, dataset.SceneOptions{})
@@ -41,7 +60,7 @@ func listInputs(arg string, policy dataset.NaNPolicy) ([]input, error) {
 				return nil, buf, err
 			}
 			return c, c.Data, checkFinite(c, arg, policy)
-		}}}, nil
+		}, dims: unknownDims}}, nil
 	}
 	if _, err := os.Stat(filepath.Join(arg, dataset.ManifestName)); err == nil {
 		ds, err := dataset.OpenWith(arg, dataset.Options{NaNPolicy: policy})
@@ -66,7 +85,7 @@ func listInputs(arg string, policy dataset.NaNPolicy) ([]input, error) {
 					return c, smp.Cube, nil
 				}
 				return c, buf, nil // the dataset's own memory (a single capture): not ours to reuse
-			}})
+			}, dims: func() (int, int, int, bool) { return f.H, f.W, ds.Bands, true }})
 		}
 		return out, nil
 	}
@@ -77,7 +96,7 @@ func listInputs(arg string, policy dataset.NaNPolicy) ([]input, error) {
 	}
 	var out []input
 	for _, h := range hdrs {
-		out = append(out, input{name: strings.TrimSuffix(filepath.Base(h), ".hdr"), path: h, load: enviLoader(h, policy)})
+		out = append(out, input{name: strings.TrimSuffix(filepath.Base(h), ".hdr"), path: h, load: enviLoader(h, policy), dims: enviDims(h)})
 	}
 	return out, nil
 }

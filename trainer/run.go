@@ -834,6 +834,7 @@ func (r *Run) forEachBatch(split string, epoch int, bar string, fn func(ctx *nod
 		}
 		s.Reset()
 		batch, err := datanode.ToBatch(s, b, r.Device, nil)
+		l.Release(b) // the cube is in the tensor now: the loader decodes a later batch into it
 		if err != nil {
 			return err
 		}
