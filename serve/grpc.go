@@ -47,11 +47,11 @@ func (g *grpcScorer) score(ctx context.Context, req *servepb.ScoreRequest) (*ser
 	}
 	t1 := time.Now()
 	defer func() { g.s.m.stage("encode", time.Since(t1)) }()
-	return responseOf(req, &r), nil
+	return responseOf(req, &r, g.s.sc.Rule.Threshold), nil
 }
 
-func responseOf(req *servepb.ScoreRequest, r *Result) *servepb.ScoreResponse {
-	resp := &servepb.ScoreResponse{FrameId: req.GetFrameId(), ImageScore: r.ImageScore, Decision: r.Decision,
+func responseOf(req *servepb.ScoreRequest, r *Result, threshold float64) *servepb.ScoreResponse {
+	resp := &servepb.ScoreResponse{FrameId: req.GetFrameId(), ImageScore: r.ImageScore, ImageThreshold: threshold, Decision: r.Decision,
 		AnomalyPixels: int64(r.AnomalyPixels), Height: int32(r.H), Width: int32(r.W)}
 	if req.GetWantMap() {
 		resp.Scores = make([]byte, 4*len(r.Scores))

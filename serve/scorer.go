@@ -4,7 +4,10 @@
 package serve
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,6 +18,7 @@ import (
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
+	"github.com/spectraclip/spectraclip/nodes/decide"
 	"github.com/spectraclip/spectraclip/torch"
 	"github.com/spectraclip/spectraclip/trainer"
 )
@@ -42,12 +46,76 @@ func (f *Frame) release() {
 
 // Result is what scoring one frame gives.
 type Result struct {
-	ImageScore    float64
-	Decision      bool // any pixel flagged by the run's decider
-	AnomalyPixels int
+	ImageScore    float64 // the image-level score of the scorer's ImageRule
+	Decision      bool    // ImageScore ≥ the rule's threshold: the frame holds an anomaly
+	AnomalyPixels int     // pixels flagged in a frame decided anomalous (0 otherwise)
 	H, W          int
 	Scores        []float32 // H×W
-	Decisions     []bool    // H×W; nil when the run has no decider
+	Decisions     []bool    // H×W, the run's decider's map as infer writes it; nil when the run has no decider
+}
+
+// ImageRule is how a frame's image-level decision is made from its anomaly map (the map
+// of evaluation.scores, as infer writes it):
+//
+//   - image score: the mean of the frame's k highest map values, k = max(1, ⌈TopKFraction·H·W⌉)
+//     (the TwoStageBinaryDecider's image score);
+//   - decision: image score ≥ Threshold;
+//   - anomaly pixels: in a frame decided anomalous, the pixels whose value reaches
+//     PixelThreshold, or (PixelThreshold NaN) those the run's decider flags; 0 otherwise.
+//
+// Where the threshold comes from (Source): the run's TwoStageBinaryDecider (its
+// top_k_fraction and image_threshold: the decision is its image gate); else the run's
+// calibration.json (`spectraclip calibrate`), whose F1-optimal pixel threshold serves as
+// both thresholds; else the TwoStageBinaryDecider defaults, the top 0.1 % mean ≥ 0.5.
+type ImageRule struct {
+	TopKFraction   float64 `json:"top_k_fraction"`
+	Threshold      float64 `json:"threshold"`
+	PixelThreshold float64 `json:"-"` // NaN: the decider's pixels
+	Source         string  `json:"source"`
+}
+
+// String says the rule in one line.
+func (r ImageRule) String() string {
+	px := "the decider's pixels"
+	if !math.IsNaN(r.PixelThreshold) {
+		px = fmt.Sprintf("pixels ≥ %.6g", r.PixelThreshold)
+	}
+	return fmt.Sprintf("image score = mean of the top %.3g %% of the map; decision = score ≥ %.6g (%s); counted: %s", 100*r.TopKFraction, r.Threshold, r.Source, px)
+}
+
+// Default image rule: the TwoStageBinaryDecider's defaults.
+const (
+	defaultTopKFraction   = 0.001
+	defaultImageThreshold = 0.5
+)
+
+// imageRule finds the run's image rule (see ImageRule).
+func imageRule(dir string, r *trainer.Run, decNode string) (ImageRule, error) {
+	if n, ok := r.Pipeline.Node(decNode); ok && decNode != "" {
+		if ts, ok := nodes.UnwrapNode(n).(*decide.TwoStageBinaryDecider); ok {
+			return ImageRule{TopKFraction: ts.TopKFraction, Threshold: ts.ImageThreshold, PixelThreshold: math.NaN(),
+				Source: fmt.Sprintf("the image gate of decider %q (TwoStageBinaryDecider)", decNode)}, nil
+		}
+	}
+	path := filepath.Join(dir, "calibration.json")
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		var c struct {
+			PixelThreshold *trainer.Float `json:"pixel_threshold"`
+		}
+		if err := json.Unmarshal(b, &c); err != nil {
+			return ImageRule{}, fmt.Errorf("%s: %w", path, err)
+		}
+		if c.PixelThreshold != nil && !math.IsNaN(float64(*c.PixelThreshold)) && !math.IsInf(float64(*c.PixelThreshold), 0) {
+			t := float64(*c.PixelThreshold)
+			return ImageRule{TopKFraction: defaultTopKFraction, Threshold: t, PixelThreshold: t, Source: "calibration.json pixel_threshold"}, nil
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return ImageRule{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return ImageRule{TopKFraction: defaultTopKFraction, Threshold: defaultImageThreshold, PixelThreshold: math.NaN(),
+		Source: "default: no calibration.json in the run (spectraclip calibrate writes one)"}, nil
 }
 
 // Scorer runs a finished run's pipeline (inference stage) on batches of frames, with the
@@ -63,12 +131,29 @@ type Scorer struct {
 	scoresPort  string
 	decNode     string
 	decPort     string
+	Rule        ImageRule // how the image-level decision is made
 	scope       *torch.Scope
 }
 
 // OpenScorer opens the run in dir. The band count and the default wavelengths come from
 // the run's data root when it is there, else from bands (which must then be > 0).
 func OpenScorer(dir string, device string, bands int, log *logrus.Logger) (*Scorer, error) {
+	return OpenScorerWith(dir, ScorerOptions{Device: device, Bands: bands, Log: log})
+}
+
+// ScorerOptions adjust OpenScorerWith.
+type ScorerOptions struct {
+	Device string // "" = the run's own
+	Bands  int    // band count when the run's data root is gone
+	// ImageThreshold, when set, is the image-level decision threshold, over the run's
+	// calibration.json and decider (the image score and the pixel rule stay theirs).
+	ImageThreshold *float64
+	Log            *logrus.Logger
+}
+
+// OpenScorerWith is OpenScorer with options.
+func OpenScorerWith(dir string, o ScorerOptions) (*Scorer, error) {
+	device, bands, log := o.Device, o.Bands, o.Log
 	if _, err := os.Stat(filepath.Join(dir, "pipeline.yaml")); err != nil {
 		return nil, fmt.Errorf("--run %s: not a finished run (no pipeline.yaml): %w", dir, err)
 	}
@@ -98,6 +183,17 @@ func OpenScorer(dir string, device string, bands int, log *logrus.Logger) (*Scor
 	if s.scoresNode == "" {
 		s.Close()
 		return nil, fmt.Errorf("run %s: evaluation.scores is not set: nothing to serve", dir)
+	}
+	if s.Rule, err = imageRule(dir, r, s.decNode); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("run %s: %w", dir, err)
+	}
+	if t := o.ImageThreshold; t != nil {
+		if math.IsNaN(*t) || math.IsInf(*t, 0) {
+			s.Close()
+			return nil, fmt.Errorf("--image-threshold %v: want a finite number", *t)
+		}
+		s.Rule.Threshold, s.Rule.Source = *t, "--image-threshold"
 	}
 	if root := r.Cfg.Data.Root; root != "" {
 		if _, err := os.Stat(filepath.Join(root, dataset.ManifestName)); err == nil {
@@ -271,16 +367,22 @@ func (s *Scorer) Score(frames []*Frame) ([]Result, error) {
 			}
 		}
 	}
+	// the image score: the top-k mean of each frame's map (TwoStageBinaryDecider.ImageScores)
 	var img []float32
-	for _, nd := range s.run.Pipeline.Nodes() {
-		if v, ok := o.Get(nd.Name(), "anomaly_score"); ok {
-			if t, ok := v.(*torch.Tensor); ok {
-				if img, err = t.Float32s(); err != nil {
-					return nil, err
-				}
-			}
-		}
+	sc.NoGrad(func() {
+		x := sc.Reshape(st, int64(len(frames)), int64(f0.H), int64(f0.W), -1)
+		img, err = (&decide.TwoStageBinaryDecider{TopKFraction: s.Rule.TopKFraction}).ImageScores(sc, x).Float32s()
+	})
+	if err == nil {
+		err = sc.Err()
 	}
+	if err != nil {
+		return nil, fmt.Errorf("image scores: %w", err)
+	}
+	if len(img) != len(frames) {
+		return nil, fmt.Errorf("image scores: %d for %d frames", len(img), len(frames))
+	}
+	thr, pixThr := float32(s.Rule.Threshold), float32(s.Rule.PixelThreshold)
 	out := make([]Result, len(frames))
 	for i := range frames {
 		r := Result{H: f0.H, W: f0.W, Scores: scores[i*n : (i+1)*n : (i+1)*n]}
@@ -295,15 +397,24 @@ func (s *Scorer) Score(frames []*Frame) ([]Result, error) {
 		}
 		if dec != nil {
 			r.Decisions = dec[i*n : (i+1)*n : (i+1)*n]
-			for _, v := range r.Decisions {
-				if v {
-					r.AnomalyPixels++
+		}
+		r.ImageScore = float64(img[i])
+		r.Decision = img[i] >= thr // compared in float32, as the decider's gate
+		if r.Decision {
+			switch {
+			case !math.IsNaN(s.Rule.PixelThreshold):
+				for _, v := range r.Scores {
+					if v >= pixThr {
+						r.AnomalyPixels++
+					}
+				}
+			case r.Decisions != nil:
+				for _, v := range r.Decisions {
+					if v {
+						r.AnomalyPixels++
+					}
 				}
 			}
-			r.Decision = r.AnomalyPixels > 0
-		}
-		if len(img) == len(frames) {
-			r.ImageScore = float64(img[i])
 		}
 		out[i] = r
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand"
 	"mime/multipart"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/infer"
+	"github.com/spectraclip/spectraclip/serve/client"
 	"github.com/spectraclip/spectraclip/trainer"
 )
 
@@ -723,5 +726,192 @@ func TestNotReadyBeforeWarmUp(t *testing.T) {
 	}
 	if rec := do("POST", "/v1/score", body); rec.Code != 200 {
 		t.Errorf("scoring after warm-up: %d %q", rec.Code, rec.Body.String())
+	}
+}
+
+// objectFrames builds, from the test run's own data, an empty tray (every pixel the
+// tray's background spectrum), the same with fresh read noise of the generator's 0.004,
+// and that with a 5×5 stone in it.
+func objectFrames(t *testing.T, rng *rand.Rand) (empty, blank, object *Frame) {
+	t.Helper()
+	ds, err := dataset.Open(filepath.Join(filepath.Dir(testRun), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bg, stone []float32
+	for _, fr := range ds.Frames {
+		smp, err := ds.Load(fr.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range smp.ClassIDs {
+			px := smp.Cube[i*smp.C : (i+1)*smp.C]
+			if c == dataset.ClassBackground && bg == nil {
+				bg = px
+			}
+			if c == dataset.ClassStone && stone == nil {
+				stone = px
+			}
+		}
+	}
+	if bg == nil || stone == nil {
+		t.Fatal("the test data has no background or no stone pixel")
+	}
+	h, w, c := 32, 32, len(bg)
+	empty = &Frame{H: h, W: w, C: c, Data: make([]float32, h*w*c)}
+	blank = &Frame{H: h, W: w, C: c, Data: make([]float32, h*w*c)}
+	object = &Frame{H: h, W: w, C: c, Data: make([]float32, h*w*c)}
+	for p := 0; p < h*w; p++ {
+		y, x := p/w, p%w
+		src := bg
+		if y >= 14 && y < 19 && x >= 10 && x < 15 {
+			src = stone
+		}
+		for b := 0; b < c; b++ {
+			n := float32(rng.NormFloat64() * 0.004)
+			empty.Data[p*c+b] = bg[b]
+			blank.Data[p*c+b] = bg[b] + n
+			object.Data[p*c+b] = src[b] + n
+		}
+	}
+	return empty, blank, object
+}
+
+// topKMean is the image score recomputed in float64: the mean of the k highest values,
+// k = max(1, ⌈fraction·n⌉).
+func topKMean(v []float32, fraction float64) float64 {
+	s := make([]float64, len(v))
+	for i, x := range v {
+		s[i] = float64(x)
+	}
+	sort.Sort(sort.Reverse(sort.Float64Slice(s)))
+	k := max(1, int(math.Ceil(fraction*float64(len(s)))))
+	var m float64
+	for _, x := range s[:k] {
+		m += x
+	}
+	return m / float64(k)
+}
+
+// TestImageDecision: the image-level decision is the image score (top 0.1 % mean of the
+// map, checked against a float64 recomputation) compared with a threshold: the default
+// 0.5 without calibration, calibration.json's pixel threshold with it, --image-threshold
+// over both. An empty tray decides false with no pixel counted (it used to decide true
+// with every pixel counted: the quantile decider flags a constant map whole), the tray
+// with a stone decides true and counts the decider's pixels, or with a calibrated
+// threshold the pixels reaching it; a noisy empty tray decides false under a threshold
+// calibrated above its score. A malformed calibration.json is an error naming it.
+func TestImageDecision(t *testing.T) {
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	empty, blank, object := objectFrames(t, rng)
+	score := func(sc *Scorer) []Result {
+		t.Helper()
+		r, err := sc.Score([]*Frame{empty, blank, object})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, x := range r {
+			if want := topKMean(x.Scores, sc.Rule.TopKFraction); math.Abs(x.ImageScore-want) > 1e-6 {
+				t.Errorf("frame %d: image score %v, float64 top-k mean %v", i, x.ImageScore, want)
+			}
+			if x.Decision != (float32(x.ImageScore) >= float32(sc.Rule.Threshold)) {
+				t.Errorf("frame %d: decision %v for image score %v and threshold %v", i, x.Decision, x.ImageScore, sc.Rule.Threshold)
+			}
+			if !x.Decision && x.AnomalyPixels != 0 {
+				t.Errorf("frame %d: decided normal with %d anomaly pixels", i, x.AnomalyPixels)
+			}
+		}
+		return r
+	}
+	sc, err := OpenScorer(testRun, "", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Rule.Threshold != 0.5 || sc.Rule.TopKFraction != 0.001 || !strings.HasPrefix(sc.Rule.Source, "default") {
+		t.Errorf("rule without calibration: %+v, want the default top 0.1 %% mean ≥ 0.5", sc.Rule)
+	}
+	r := score(sc)
+	sc.Close()
+	if r[0].Decision {
+		t.Errorf("empty tray: decision true, %d pixels (image score %v), want false", r[0].AnomalyPixels, r[0].ImageScore)
+	}
+	flagged := 0
+	for _, v := range r[2].Decisions {
+		if v {
+			flagged++
+		}
+	}
+	if !r[2].Decision || r[2].AnomalyPixels != flagged || flagged == 0 {
+		t.Errorf("tray with a stone: decision %v, %d pixels (image score %v), want true and the decider's %d", r[2].Decision, r[2].AnomalyPixels, r[2].ImageScore, flagged)
+	}
+
+	// the same over HTTP and gRPC: the answers carry the decision and its threshold
+	_, url, gaddr := startServer(t, Options{})
+	hc, err := client.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc := dialGRPC(t, gaddr)
+	for _, c := range []client.Client{hc, gc} {
+		for i, f := range []*Frame{empty, object} {
+			got, err := c.Score(context.Background(), cubeOf(f), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := r[2*i]
+			if got.Decision != want.Decision || got.ImageThreshold != 0.5 || got.AnomalyPixels != want.AnomalyPixels || got.ImageScore != want.ImageScore {
+				t.Errorf("%T, frame %d: %+v, want decision %v, threshold 0.5, %d pixels, image score %v", c, i, got, want.Decision, want.AnomalyPixels, want.ImageScore)
+			}
+		}
+	}
+
+	// a calibrated run: the threshold halfway between the noisy tray's and the stone's scores
+	run := filepath.Join(t.TempDir(), "run")
+	if err := os.CopyFS(run, os.DirFS(testRun)); err != nil {
+		t.Fatal(err)
+	}
+	thr := (r[1].ImageScore + r[2].ImageScore) / 2
+	if err := os.WriteFile(filepath.Join(run, "calibration.json"), []byte(fmt.Sprintf(`{"pixel_threshold": %v, "f1_at_threshold": 0.5}`, thr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sc, err = OpenScorer(run, "", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Rule.Threshold != thr || sc.Rule.PixelThreshold != thr || sc.Rule.Source != "calibration.json pixel_threshold" {
+		t.Errorf("calibrated rule: %+v, want threshold %v from calibration.json", sc.Rule, thr)
+	}
+	r = score(sc)
+	sc.Close()
+	above := 0
+	for _, v := range r[2].Scores {
+		if v >= float32(thr) {
+			above++
+		}
+	}
+	if r[0].Decision || r[1].Decision {
+		t.Errorf("calibrated, trays without objects: decisions %v, %v", r[0].Decision, r[1].Decision)
+	}
+	if !r[2].Decision || r[2].AnomalyPixels != above || above == 0 {
+		t.Errorf("calibrated, tray with a stone: decision %v, %d pixels, want true and the %d pixels ≥ %v", r[2].Decision, r[2].AnomalyPixels, above, thr)
+	}
+
+	// --image-threshold over calibration.json: above the stone's score, nothing is anomalous
+	over := r[2].ImageScore + 0.01
+	sc, err = OpenScorerWith(run, ScorerOptions{ImageThreshold: &over})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = score(sc)
+	sc.Close()
+	if sc.Rule.Threshold != over || r[2].Decision {
+		t.Errorf("--image-threshold %v: rule %+v, stone frame decision %v", over, sc.Rule, r[2].Decision)
+	}
+
+	if err := os.WriteFile(filepath.Join(run, "calibration.json"), []byte(`{"pixel_threshold": "high"`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenScorer(run, "", 0, nil); err == nil || !strings.Contains(err.Error(), filepath.Join(run, "calibration.json")) {
+		t.Errorf("a malformed calibration.json: %v, want an error naming it", err)
 	}
 }

@@ -43,7 +43,9 @@ type Options struct {
 	MaxBytes int64         // largest cube in bytes (default 256 MiB)
 	Timeout  time.Duration // per-request deadline when the client sets none (default 30s)
 	PProf    bool          // serve net/http/pprof under /debug/pprof/ on the HTTP address
-	Log      *logrus.Logger
+	// ImageThreshold, when set, overrides the image-level decision threshold (ImageRule).
+	ImageThreshold *float64
+	Log            *logrus.Logger
 }
 
 func (o *Options) defaults() {
@@ -108,7 +110,7 @@ func New(o Options) (*Server, error) {
 // open opens the run and builds the server, not yet warmed up (not ready).
 func open(o Options) (*Server, error) {
 	o.defaults()
-	sc, err := OpenScorer(o.Run, o.Device, o.Bands, o.Log)
+	sc, err := OpenScorerWith(o.Run, ScorerOptions{Device: o.Device, Bands: o.Bands, ImageThreshold: o.ImageThreshold, Log: o.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +147,7 @@ func (s *Server) WarmUp() error {
 		s.Shutdown(context.Background())
 		return fmt.Errorf("warm-up: %w", err)
 	}
+	s.opts.Log.Infof("image-level decision: %s", s.sc.Rule)
 	s.warm.Store(true)
 	s.ready.Store(true)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -301,12 +304,13 @@ func (s *Server) Handler() http.Handler {
 
 // scoreJSON is the JSON answer of POST /v1/score.
 type scoreJSON struct {
-	FrameID       string  `json:"frame_id,omitempty"`
-	ImageScore    float64 `json:"image_score"`
-	Decision      bool    `json:"decision"`
-	AnomalyPixels int     `json:"anomaly_pixels"`
-	Height        int     `json:"height"`
-	Width         int     `json:"width"`
+	FrameID        string  `json:"frame_id,omitempty"`
+	ImageScore     float64 `json:"image_score"`
+	ImageThreshold float64 `json:"image_threshold"`
+	Decision       bool    `json:"decision"`
+	AnomalyPixels  int     `json:"anomaly_pixels"`
+	Height         int     `json:"height"`
+	Width          int     `json:"width"`
 }
 
 // jsonCube is the JSON request form: metadata plus base64 raw little-endian values.
@@ -406,6 +410,7 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 	defer func() { s.m.stage("encode", time.Since(t1)) }()
 	h := w.Header()
 	h.Set("X-Spectraclip-Image-Score", strconv.FormatFloat(res.ImageScore, 'g', -1, 64))
+	h.Set("X-Spectraclip-Image-Threshold", strconv.FormatFloat(s.sc.Rule.Threshold, 'g', -1, 64))
 	h.Set("X-Spectraclip-Decision", strconv.FormatBool(res.Decision))
 	h.Set("X-Spectraclip-Anomaly-Pixels", strconv.Itoa(res.AnomalyPixels))
 	if id != "" {
@@ -413,7 +418,7 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 	}
 	switch mapKind {
 	case "", "none":
-		writeJSON(w, scoreJSON{FrameID: id, ImageScore: res.ImageScore, Decision: res.Decision, AnomalyPixels: res.AnomalyPixels, Height: res.H, Width: res.W})
+		writeJSON(w, scoreJSON{FrameID: id, ImageScore: res.ImageScore, ImageThreshold: s.sc.Rule.Threshold, Decision: res.Decision, AnomalyPixels: res.AnomalyPixels, Height: res.H, Width: res.W})
 	case "npy":
 		h.Set("Content-Type", "application/x-npy")
 		dataset.EncodeNPY(w, res.Scores, res.H, res.W)

@@ -18,6 +18,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	var addr, grpcAddr string
 	var maxMB int64
 	var drain time.Duration
+	var imageThr float64
 	cmd := &cobra.Command{
 		Use:   "serve --run RUN [--addr :8080] [--grpc-addr :9090] [--device D] [--max-batch 8] [--max-wait 5ms] [--queue 64]",
 		Short: "serve a trained run's pipeline over HTTP and gRPC (batching, back-pressure, metrics, live page)",
@@ -43,6 +44,9 @@ func newServeCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("--run is required")
 			}
 			o.MaxBytes = maxMB << 20
+			if cmd.Flags().Changed("image-threshold") {
+				o.ImageThreshold = &imageThr
+			}
 			o.Log = g.log
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
@@ -62,6 +66,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.Int64Var(&maxMB, "max-cube-mb", 256, "largest cube accepted, in MiB of values")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per-request deadline when the client sets none")
 	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	f.Float64Var(&imageThr, "image-threshold", 0.5, "image-level decision threshold on the image score (top 0.1 % mean of the map); unset: the run's TwoStageBinaryDecider image_threshold, else calibration.json's pixel_threshold, else 0.5")
 	f.BoolVar(&o.PProf, "pprof", false, "also serve Go profiles (net/http/pprof) under /debug/pprof/ on --addr")
 	f.IntVar(&o.Bands, "bands", 0, "band count, when the run's data root is gone (default: from the data root)")
 	return cmd

@@ -45,14 +45,15 @@ func Float32Cube(h, w, c int, v []float32) *Cube {
 
 // Result is a server's answer for one frame.
 type Result struct {
-	FrameID       string    `json:"frame_id,omitempty"`
-	ImageScore    float64   `json:"image_score"`
-	Decision      bool      `json:"decision"`
-	AnomalyPixels int       `json:"anomaly_pixels"`
-	Height        int       `json:"height"`
-	Width         int       `json:"width"`
-	Scores        []float32 `json:"-"` // with WantMap
-	Decisions     []bool    `json:"-"` // with WantMap
+	FrameID        string    `json:"frame_id,omitempty"`
+	ImageScore     float64   `json:"image_score"`
+	ImageThreshold float64   `json:"image_threshold"` // decision = image_score ≥ image_threshold
+	Decision       bool      `json:"decision"`
+	AnomalyPixels  int       `json:"anomaly_pixels"`
+	Height         int       `json:"height"`
+	Width          int       `json:"width"`
+	Scores         []float32 `json:"-"` // with WantMap
+	Decisions      []bool    `json:"-"` // with WantMap
 }
 
 // Client scores cubes on a server.
@@ -231,6 +232,7 @@ func (p *httpPrepared) Send(ctx context.Context) (*Result, error) {
 	}
 	hd := resp.Header
 	r.ImageScore, _ = strconv.ParseFloat(hd.Get("X-Spectraclip-Image-Score"), 64)
+	r.ImageThreshold, _ = strconv.ParseFloat(hd.Get("X-Spectraclip-Image-Threshold"), 64)
 	r.Decision = hd.Get("X-Spectraclip-Decision") == "true"
 	r.AnomalyPixels, _ = strconv.Atoi(hd.Get("X-Spectraclip-Anomaly-Pixels"))
 	if len(c.Shape) == 3 {
@@ -292,7 +294,7 @@ func Request(c *Cube, wantMap bool) *servepb.ScoreRequest {
 
 // ResultOf converts a protobuf response.
 func ResultOf(p *servepb.ScoreResponse) *Result {
-	r := &Result{FrameID: p.GetFrameId(), ImageScore: p.GetImageScore(), Decision: p.GetDecision(), AnomalyPixels: int(p.GetAnomalyPixels()), Height: int(p.GetHeight()), Width: int(p.GetWidth())}
+	r := &Result{FrameID: p.GetFrameId(), ImageScore: p.GetImageScore(), ImageThreshold: p.GetImageThreshold(), Decision: p.GetDecision(), AnomalyPixels: int(p.GetAnomalyPixels()), Height: int(p.GetHeight()), Width: int(p.GetWidth())}
 	if s := p.GetScores(); len(s) > 0 {
 		r.Scores = make([]float32, len(s)/4)
 		for i := range r.Scores {

@@ -159,10 +159,13 @@ func (x *ScoreRequest) GetWantMap() bool {
 type ScoreResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	FrameId string                 `protobuf:"bytes,1,opt,name=frame_id,json=frameId,proto3" json:"frame_id,omitempty"`
-	// The detector's image-level anomaly score.
+	// The image-level anomaly score: the mean of the top 0.1 % (the run's TwoStageBinaryDecider:
+	// its top_k_fraction) of the anomaly map's values.
 	ImageScore float64 `protobuf:"fixed64,2,opt,name=image_score,json=imageScore,proto3" json:"image_score,omitempty"`
-	// True when any pixel is flagged by the run's decider.
-	Decision      bool  `protobuf:"varint,3,opt,name=decision,proto3" json:"decision,omitempty"`
+	// image_score >= image_threshold: the frame holds an anomaly.
+	Decision bool `protobuf:"varint,3,opt,name=decision,proto3" json:"decision,omitempty"`
+	// In a frame decided anomalous, the pixels flagged (those reaching the calibrated pixel
+	// threshold, or else the run's decider's); 0 otherwise.
 	AnomalyPixels int64 `protobuf:"varint,4,opt,name=anomaly_pixels,json=anomalyPixels,proto3" json:"anomaly_pixels,omitempty"`
 	Height        int32 `protobuf:"varint,5,opt,name=height,proto3" json:"height,omitempty"`
 	Width         int32 `protobuf:"varint,6,opt,name=width,proto3" json:"width,omitempty"`
@@ -171,10 +174,13 @@ type ScoreResponse struct {
 	Decisions []byte `protobuf:"bytes,8,opt,name=decisions,proto3" json:"decisions,omitempty"`
 	// ScoreStream only: a frame that failed is answered with its gRPC code and message here
 	// and the stream goes on.
-	ErrorCode     int32  `protobuf:"varint,9,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	Error         string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ErrorCode int32  `protobuf:"varint,9,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	Error     string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	// The threshold image_score was compared with (calibration.json's pixel threshold, the
+	// run's TwoStageBinaryDecider image_threshold, or the default 0.5).
+	ImageThreshold float64 `protobuf:"fixed64,11,opt,name=image_threshold,json=imageThreshold,proto3" json:"image_threshold,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ScoreResponse) Reset() {
@@ -277,6 +283,13 @@ func (x *ScoreResponse) GetError() string {
 	return ""
 }
 
+func (x *ScoreResponse) GetImageThreshold() float64 {
+	if x != nil {
+		return x.ImageThreshold
+	}
+	return 0
+}
+
 var File_serve_proto protoreflect.FileDescriptor
 
 const file_serve_proto_rawDesc = "" +
@@ -290,7 +303,7 @@ const file_serve_proto_rawDesc = "" +
 	"\fScoreRequest\x12.\n" +
 	"\x04cube\x18\x01 \x01(\v2\x1a.spectraclip.serve.v1.CubeR\x04cube\x12\x19\n" +
 	"\bframe_id\x18\x02 \x01(\tR\aframeId\x12\x19\n" +
-	"\bwant_map\x18\x03 \x01(\bR\awantMap\"\xa7\x02\n" +
+	"\bwant_map\x18\x03 \x01(\bR\awantMap\"\xd0\x02\n" +
 	"\rScoreResponse\x12\x19\n" +
 	"\bframe_id\x18\x01 \x01(\tR\aframeId\x12\x1f\n" +
 	"\vimage_score\x18\x02 \x01(\x01R\n" +
@@ -304,7 +317,8 @@ const file_serve_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\t \x01(\x05R\terrorCode\x12\x14\n" +
 	"\x05error\x18\n" +
-	" \x01(\tR\x05error2\xb6\x01\n" +
+	" \x01(\tR\x05error\x12'\n" +
+	"\x0fimage_threshold\x18\v \x01(\x01R\x0eimageThreshold2\xb6\x01\n" +
 	"\x06Scorer\x12P\n" +
 	"\x05Score\x12\".spectraclip.serve.v1.ScoreRequest\x1a#.spectraclip.serve.v1.ScoreResponse\x12Z\n" +
 	"\vScoreStream\x12\".spectraclip.serve.v1.ScoreRequest\x1a#.spectraclip.serve.v1.ScoreResponse(\x010\x01B2Z0github.com/spectraclip/spectraclip/serve/servepbb\x06proto3"
