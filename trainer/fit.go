@@ -119,6 +119,7 @@ func (r *Run) TrainGradient() error {
 		r.Pipeline.SetTraining(true)
 		var lossSum float64
 		var lossN int
+		tTrain := time.Now()
 		err := r.forEachBatch("train", epoch, fmt.Sprintf("epoch %d/%d", epoch+1, tc.Trainer.MaxEpochs), func(ctx *nodes.Context, batch map[string]any) error {
 			ctx.Stage = nodes.StageTrain
 			ctx.GlobalStep = st.GlobalStep
@@ -180,6 +181,10 @@ func (r *Run) TrainGradient() error {
 		})
 		if err != nil {
 			return fmt.Errorf("epoch %d: %w", epoch, err)
+		}
+		if sec := time.Since(tTrain).Seconds(); lossN > 0 {
+			// the optimisation steps alone (no validation): the speed figure of data-parallel runs
+			r.Log.WithFields(logrus.Fields{"epoch": epoch + 1, "rank": r.rank(), "world_size": r.worldSize(), "steps": lossN, "seconds": round4(sec), "steps_per_s": round4(float64(lossN) / sec)}).Debug("train steps")
 		}
 		rec := EpochRecord{Epoch: epoch, TrainLoss: lossSum / math.Max(1, float64(lossN)), LR: st.LR}
 		if t, ok := r.temperature(epoch); ok {
