@@ -13,6 +13,8 @@
 #include <map>
 #include <mutex>
 #include <vector>
+#include <algorithm>
+#include <memory>
 
 #include "sc_common.h"
 
@@ -476,6 +478,119 @@ at::Tensor conv1x1(const at::Tensor &x, const at::Tensor &w, const c10::optional
   return at::conv2d(x, w, b);
 }
 
+// ---------------- fused DRCNN forward (inference) ----------------
+//
+// The mixer's chain of 1x1 layers (61 -> 16 -> 8 -> 3 by default) with LeakyReLU between
+// them, in one pass over the channels-last cube: each tile of pixels goes through every
+// layer in registers and small scratch buffers, so the cube is read once and only the
+// 3-channel result is written (the layer-by-layer form writes and re-reads the 16- and
+// 8-channel intermediates). The kernel is compiled twice, for AVX2+FMA and for the baseline
+// ISA, and picked at run time. Forward only: training takes the autograd path.
+}  // namespace
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define SC_MIX_AVX2 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define SC_MIX_VW 8
+namespace sc_mix_avx2 {
+#include "sc_mix_kernel.h"
+}  // namespace sc_mix_avx2
+#undef SC_MIX_VW
+#pragma GCC pop_options
+#endif
+#define SC_MIX_VW 4
+namespace sc_mix_base {
+#include "sc_mix_kernel.h"
+}  // namespace sc_mix_base
+#undef SC_MIX_VW
+
+namespace {
+
+bool mix_use_avx2() {
+#ifdef SC_MIX_AVX2
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+#else
+  return false;
+#endif
+}
+
+at::Tensor mix_chain(const at::Tensor &x0, const std::vector<at::Tensor> &ws, const std::vector<at::Tensor> &bs,
+                     double slope, bool act_hidden, bool act_last) {
+  const int nl = static_cast<int>(ws.size());
+  if (nl < 1) throw std::invalid_argument("mix_chain: no layers");
+  if (x0.dim() != 4) throw std::invalid_argument("mix_chain: input must be [B,H,W,C], got " + c10::str(x0.sizes()));
+  if (!x0.is_cpu() || x0.scalar_type() != at::kFloat)
+    throw std::invalid_argument("mix_chain: input must be a float32 CPU tensor, got " + c10::str(x0.scalar_type()) +
+                                " on " + x0.device().str());
+  bool needs_grad = x0.requires_grad();
+  for (const auto &w : ws) needs_grad = needs_grad || w.requires_grad();
+  for (const auto &b : bs) needs_grad = needs_grad || (b.defined() && b.requires_grad());
+  if (needs_grad && at::GradMode::is_enabled())
+    throw std::invalid_argument("mix_chain: forward only; call it with gradients off");
+  const at::Tensor x = x0.contiguous();
+  const long C = x.size(3), N = x.size(0) * x.size(1) * x.size(2);
+  std::vector<at::Tensor> wts(nl), bps(nl);
+  std::vector<const float *> wp(nl), bp(nl);
+  std::vector<long> in(nl), out(nl), op(nl);
+  std::unique_ptr<bool[]> act(new bool[nl]);
+  long prev = C, widest = 8;
+  for (int l = 0; l < nl; l++) {
+    const at::Tensor &w = ws[l];
+    if (!(w.dim() == 2 || (w.dim() == 4 && w.size(2) == 1 && w.size(3) == 1)) || w.size(1) != prev)
+      throw std::invalid_argument("mix_chain: layer " + std::to_string(l) + " weight must be [O," +
+                                  std::to_string(prev) + ",1,1], got " + c10::str(w.sizes()));
+    in[l] = prev;
+    out[l] = w.size(0);
+    op[l] = (out[l] + 7) / 8 * 8;
+    widest = std::max(widest, op[l]);
+    at::Tensor w2 = w.detach().reshape({out[l], in[l]}).to(at::kFloat).cpu();
+    at::Tensor wt = at::zeros({in[l], op[l]}, at::kFloat);
+    wt.narrow(1, 0, out[l]).copy_(w2.t());
+    at::Tensor bb = at::zeros({op[l]}, at::kFloat);
+    if (l < static_cast<int>(bs.size()) && bs[l].defined()) {
+      if (bs[l].numel() != out[l])
+        throw std::invalid_argument("mix_chain: layer " + std::to_string(l) + " bias must have " +
+                                    std::to_string(out[l]) + " entries, got " + c10::str(bs[l].sizes()));
+      bb.narrow(0, 0, out[l]).copy_(bs[l].detach().reshape({out[l]}).to(at::kFloat).cpu());
+    }
+    wts[l] = wt;
+    bps[l] = bb;
+    wp[l] = wt.data_ptr<float>();
+    bp[l] = bb.data_ptr<float>();
+    act[l] = (l < nl - 1) ? act_hidden : act_last;
+    prev = out[l];
+  }
+  if (x.size(3) != in[0])
+    throw std::invalid_argument("mix_chain: input has " + std::to_string(x.size(3)) + " channels, layer 0 wants " +
+                                std::to_string(in[0]));
+  const long O = out[nl - 1];
+  at::Tensor y = at::empty({x.size(0), x.size(1), x.size(2), O}, x.options());
+  const float *xp = x.data_ptr<float>();
+  float *yp = y.data_ptr<float>();
+  const bool avx2 = mix_use_avx2();
+  const float sl = static_cast<float>(slope);
+  constexpr long tile = 64;
+  const long ntiles = (N + tile - 1) / tile;
+  at::parallel_for(0, ntiles, 64, [&](int64_t tb, int64_t te) {
+    std::vector<float> a(tile * widest), b(tile * widest);
+    for (int64_t t = tb; t < te; t++) {
+      const long p0 = t * tile, P = std::min(tile, N - p0);
+#ifdef SC_MIX_AVX2
+      if (avx2) {
+        sc_mix_avx2::mix_tile(xp + p0 * C, C, P, nl, wp.data(), bp.data(), in.data(), out.data(), op.data(),
+                              act.get(), sl, a.data(), b.data(), yp + p0 * O);
+        continue;
+      }
+#endif
+      sc_mix_base::mix_tile(xp + p0 * C, C, P, nl, wp.data(), bp.data(), in.data(), out.data(), op.data(), act.get(),
+                            sl, a.data(), b.data(), yp + p0 * O);
+    }
+  });
+  return y;
+}
+
 }  // namespace
 
 extern "C" {
@@ -533,6 +648,19 @@ sc_err sc_conv1x1(int mode, sc_tensor x, sc_tensor w, sc_tensor b, sc_tensor *ou
   c10::optional<at::Tensor> bias;
   if (b != nullptr) bias = T(b);
   *out = wrap(conv1x1(T(x), T(w), bias));
+  SC_END
+}
+
+sc_err sc_mix_chain(int mode, sc_tensor x, const sc_tensor *ws, const sc_tensor *bs, int n, double slope,
+                    int act_hidden, int act_last, sc_tensor *out) {
+  SC_BEGIN
+  sc::Mode m(mode);
+  std::vector<at::Tensor> w, b;
+  for (int i = 0; i < n; i++) {
+    w.push_back(T(ws[i]));
+    b.push_back(bs != nullptr && bs[i] != nullptr ? T(bs[i]) : at::Tensor());
+  }
+  *out = wrap(mix_chain(T(x), w, b, slope, act_hidden != 0, act_last != 0));
   SC_END
 }
 

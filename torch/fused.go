@@ -1,11 +1,16 @@
 package torch
 
 /*
+#include <stdlib.h>
 #include "spectraclip.h"
 */
 import "C"
 
-import "runtime"
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+)
 
 // Conv1x1 is Conv2d with a [O,C,1,1] kernel, stride 1 and no padding, on x [B,C,H,W]
 // (usually the BCHW view of a channels-last cube); b may be nil. A float32 CPU call runs
@@ -28,4 +33,46 @@ func (s *Scope) Conv1x1(x, w, b *Tensor) *Tensor {
 	defer runtime.KeepAlive(w)
 	defer runtime.KeepAlive(x)
 	return s.result("conv1x1", C.sc_conv1x1(s.mode(), x.h, w.h, bh, &out), out, ins...)
+}
+
+// MixChain is the DRCNN channel mixer's forward in one pass over a float32 CPU
+// channels-last cube x [B,H,W,C]: layers ws[i] ([O,I,1,1] or [O,I]) with biases bs[i] (bs,
+// or any entry, may be nil), LeakyReLU(slope) after the hidden layers when actHidden and
+// after the last when actLast; it returns [B,H,W,O_last]. Each tile of pixels goes through
+// every layer in registers (AVX2+FMA where the CPU has them), so the cube is read once and
+// no 16- or 8-channel intermediate is written. It records no graph: with gradients on and an
+// input that requires them it fails; training takes the layer-by-layer path.
+func (s *Scope) MixChain(x *Tensor, ws, bs []*Tensor, slope float64, actHidden, actLast bool) *Tensor {
+	ins := append([]*Tensor{x}, ws...)
+	for _, b := range bs {
+		if b != nil {
+			ins = append(ins, b)
+		}
+	}
+	if !s.ready("mix_chain", ins...) {
+		return nil
+	}
+	if len(ws) == 0 || len(bs) > len(ws) {
+		s.Fail(&Error{Op: "mix_chain", Msg: fmt.Sprintf("%d weights and %d biases: want at least one weight and no more biases than weights", len(ws), len(bs))})
+		return nil
+	}
+	wp, free, err := handles(ws)
+	if err != nil {
+		s.Fail(err)
+		return nil
+	}
+	defer free()
+	n := len(ws)
+	bp := (*C.sc_tensor)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.sc_tensor(nil)))))
+	defer C.free(unsafe.Pointer(bp))
+	barr := unsafe.Slice(bp, n)
+	for i, b := range bs {
+		if b != nil {
+			barr[i] = b.h
+		}
+	}
+	var out C.sc_tensor
+	defer runtime.KeepAlive(ins)
+	e := C.sc_mix_chain(s.mode(), x.h, wp, bp, C.int(n), C.double(slope), cbool(actHidden), cbool(actLast), &out)
+	return s.result("mix_chain", e, out, ins...)
 }

@@ -463,3 +463,111 @@ func TestConv1x1MatchesFloat64(t *testing.T) {
 		t.Fatalf("3×3 kernel: want a conv1x1 error, got %v", err)
 	}
 }
+
+// mixRef is the mixer chain in float64: x [P,C], ws[i] [O,I] row-major, bs[i] [O] or nil.
+func mixRef(x []float32, P, C int, ws [][]float32, bs [][]float32, scheme []int, slope float64, actHidden, actLast bool) []float64 {
+	cur := f64s(x)
+	in := C
+	for l := range ws {
+		out := scheme[l+1]
+		next := make([]float64, P*out)
+		act := actHidden
+		if l == len(ws)-1 {
+			act = actLast
+		}
+		for p := 0; p < P; p++ {
+			for o := 0; o < out; o++ {
+				acc := 0.0
+				if bs[l] != nil {
+					acc = float64(bs[l][o])
+				}
+				for i := 0; i < in; i++ {
+					acc += cur[p*in+i] * float64(ws[l][o*in+i])
+				}
+				if act && acc < 0 {
+					acc *= slope
+				}
+				next[p*out+o] = acc
+			}
+		}
+		cur, in = next, out
+	}
+	return cur
+}
+
+// TestMixChainMatchesFloat64 checks the fused DRCNN forward against a float64 chain for
+// the default scheme and for widths that take the generic (non-template) path, with and
+// without biases and the last activation, at one and two threads; an image's result is the
+// same bits alone and in a batch; gradients on with trainable weights is a clear error.
+func TestMixChainMatchesFloat64(t *testing.T) {
+	const B, H, W = 3, 9, 11
+	r := newRNG(182)
+	prev := NumThreads()
+	t.Cleanup(func() { _ = SetNumThreads(prev) })
+	cases := []struct {
+		scheme        []int
+		bias, actLast bool
+		threads       int
+		slope         float64
+	}{
+		{[]int{61, 16, 8, 3}, true, false, 1, 0.1},
+		{[]int{61, 16, 8, 3}, true, true, 2, 0.01},
+		{[]int{61, 37, 3}, false, false, 2, 0.2}, // 37 pads to 40: the generic path
+		{[]int{7, 3}, true, true, 1, 0.1},        // one layer
+	}
+	for _, c := range cases {
+		name := fmt.Sprint(c.scheme, " bias ", c.bias, " actLast ", c.actLast, " threads ", c.threads)
+		if err := SetNumThreads(c.threads); err != nil {
+			t.Fatal(err)
+		}
+		C := c.scheme[0]
+		x := randF32(r, B*H*W*C, -1, 2)
+		var ws, bs [][]float32
+		s := newScope(t)
+		var tws, tbs []*Tensor
+		for l := 0; l+1 < len(c.scheme); l++ {
+			in, out := c.scheme[l], c.scheme[l+1]
+			w := randF32(r, out*in, -0.5, 0.5)
+			ws = append(ws, w)
+			tws = append(tws, FromSlice(s, CPU, w, int64(out), int64(in), 1, 1))
+			var b []float32
+			var tb *Tensor
+			if c.bias {
+				b = randF32(r, out, -0.3, 0.3)
+				tb = FromSlice(s, CPU, b, int64(out))
+			}
+			bs = append(bs, b)
+			tbs = append(tbs, tb)
+		}
+		want := mixRef(x, B*H*W, C, ws, bs, c.scheme, c.slope, true, c.actLast)
+		s.SetGradEnabled(false)
+		tx := FromSlice(s, CPU, x, B, H, W, int64(C))
+		y := s.MixChain(tx, tws, tbs, c.slope, true, c.actLast)
+		O := int64(c.scheme[len(c.scheme)-1])
+		if sh := y.Shape(); !shapeEq(sh, []int64{B, H, W, O}) {
+			t.Fatalf("%s: shape %v", name, sh)
+		}
+		got := vals(t, s, y)
+		closeAll(t, name, got, want, 1e-5, 1e-5)
+		// the second image alone gives the same bits as in the batch
+		one := vals(t, s, s.MixChain(s.Narrow(tx, 0, 1, 1), tws, tbs, c.slope, true, c.actLast))
+		n := int(H * W * O)
+		if !slices.Equal(one, got[n:2*n]) {
+			t.Errorf("%s: image 1 alone differs from image 1 in the batch (max %g)", name, maxAbsDiff(one, got[n:2*n]))
+		}
+	}
+	s := newScope(t)
+	w := s.Zeros([]int64{3, 5, 1, 1}, Float32, CPU)
+	_ = w.SetRequiresGrad(true)
+	s.SetGradEnabled(true)
+	s.MixChain(s.Zeros([]int64{1, 2, 2, 5}, Float32, CPU), []*Tensor{w}, nil, 0.1, true, false)
+	if err := s.Err(); err == nil || !strings.Contains(err.Error(), "forward only") {
+		t.Fatalf("gradients on: want a forward-only error, got %v", err)
+	}
+	s2 := newScope(t)
+	s2.SetGradEnabled(false)
+	s2.MixChain(s2.Zeros([]int64{1, 2, 2, 6}, Float32, CPU), []*Tensor{s2.Zeros([]int64{3, 5, 1, 1}, Float32, CPU)}, nil, 0.1, true, false)
+	if err := s2.Err(); err == nil || !strings.Contains(err.Error(), "mix_chain") || !strings.Contains(err.Error(), "[O,6,1,1]") {
+		t.Fatalf("wrong band count: want a mix_chain error naming the 6 input channels, got %v", err)
+	}
+}

@@ -316,33 +316,48 @@ func (n *LearnableChannelMixer) forward(ctx *nodes.Context, in map[string]any, s
 	if x.DType() != n.DType {
 		x = s.ToDType(x, n.DType)
 	}
-	// The 1×1 convolutions run on a BCHW view of the channels-last cube (no copy): oneDNN
-	// takes the channels-last layout directly, about twice as fast as the same product as a
-	// [pixels × C] matrix multiply, and its output permutes back to contiguous BHWC.
-	y := s.Permute(x, 0, 3, 1, 2)
+	// Without gradients on the CPU the whole chain runs fused in one pass (Scope.MixChain).
+	// Otherwise the 1×1 convolutions run on a BCHW view of the channels-last cube (no copy)
+	// through oneDNN (Scope.Conv1x1), which takes the channels-last layout directly, and the
+	// output permutes back to contiguous BHWC. At one thread, 4×256×256×61, the first layer
+	// took 240 ms as conv2d (im2col + reference BLAS), 230 ms as a [N,61] GEMM, ~20 ms as
+	// oneDNN; see BenchmarkMixerForms.
 	last := len(n.weights) - 1
+	ws := make([]*torch.Tensor, len(n.weights))
+	bs := make([]*torch.Tensor, len(n.weights))
 	for i, w := range n.weights {
 		var b *torch.Tensor
 		if i < len(n.biases) {
 			b = n.biases[i]
 		}
 		if i == 0 && (scale != 1 || shift != 0) {
-			bs := s.MulScalar(s.Sum(w, false, 1, 2, 3), shift)
+			bsum := s.MulScalar(s.Sum(w, false, 1, 2, 3), shift)
 			if b != nil {
-				bs = s.Add(b, bs)
+				bsum = s.Add(b, bsum)
 			}
-			w, b = s.MulScalar(w, scale), bs
+			w, b = s.MulScalar(w, scale), bsum
 		}
-		y = s.Conv1x1(y, w, b)
-		if n.UseActivation && (i < last || !n.NormalizeOutput) {
-			if s.GradEnabled() {
-				y = s.LeakyRelu(y, n.Slope)
-			} else {
-				y = s.LeakyRelu_(y, n.Slope) // no graph to keep: reuse the layer's output
-			}
-		}
+		ws[i], bs[i] = w, b
 	}
-	y = s.Permute(y, 0, 2, 3, 1)
+	actLast := n.UseActivation && !n.NormalizeOutput
+	var y *torch.Tensor
+	if !s.GradEnabled() && x.Device().Type == torch.DeviceCPU && n.DType == torch.Float32 {
+		// inference on the CPU: every layer in one pass over the cube (no intermediates)
+		y = s.MixChain(x, ws, bs, n.Slope, n.UseActivation, actLast)
+	} else {
+		y = s.Permute(x, 0, 3, 1, 2)
+		for i := range ws {
+			y = s.Conv1x1(y, ws[i], bs[i])
+			if n.UseActivation && (i < last || actLast) {
+				if s.GradEnabled() {
+					y = s.LeakyRelu(y, n.Slope)
+				} else {
+					y = s.LeakyRelu_(y, n.Slope) // no graph to keep: reuse the layer's output
+				}
+			}
+		}
+		y = s.Permute(y, 0, 2, 3, 1)
+	}
 	if n.NormalizeOutput {
 		y = s.MinMaxNormalize(y, torch.MinMaxOptions{PerImage: true, Clamp: true, Eps: n.Eps})
 	}

@@ -198,3 +198,109 @@ func TestMixerPCAInit(t *testing.T) {
 		t.Fatal("scheme not starting with input_channels accepted")
 	}
 }
+
+// The float32 mixer's two forms — fused in one pass (inference, gradients off) and layer by
+// layer through oneDNN (training) — agree with the float64 reference, also with the
+// normaliser's affine folded in (ForwardAffine); the float32 gradients of the oneDNN path
+// agree with float64 autograd of the same node.
+func TestMixerFusedInferenceAndOneDNNGradients(t *testing.T) {
+	const bsz, h, w, C = 2, 6, 7, 61
+	scheme := []int{61, 16, 8, 3}
+	const scale, shift = 1.7, -0.4
+	rng := rand.New(rand.NewPCG(18, 1))
+	params := func(dt string) map[string]any {
+		return map[string]any{"input_channels": C, "output_channels": 3, "reduction_scheme": []any{61, 16, 8, 3},
+			"leaky_relu_negative_slope": 0.1, "dtype": dt, "seed": 3}
+	}
+	n32 := mustNode(t, "LearnableChannelMixer", params("float32"))
+	n64 := mustNode(t, "LearnableChannelMixer", params("float64"))
+	ref := &goMixer{scheme: scheme, slope: 0.1, eps: 1e-6}
+	s := torch.NewScope()
+	defer s.Close()
+	st32, st64 := map[string]*torch.Tensor{}, map[string]*torch.Tensor{}
+	for l := 0; l+1 < len(scheme); l++ {
+		in, out := scheme[l], scheme[l+1]
+		wv, bv := make([]float64, in*out), make([]float64, out)
+		for i := range wv {
+			wv[i] = float64(float32(rng.NormFloat64() / math.Sqrt(float64(in))))
+		}
+		for i := range bv {
+			bv[i] = float64(float32(0.1 * rng.NormFloat64()))
+		}
+		ref.w, ref.b = append(ref.w, wv), append(ref.b, bv)
+		st64[fmtName(l, "weight")] = s.FromFloat64(wv, int64(out), int64(in), 1, 1)
+		st64[fmtName(l, "bias")] = s.FromFloat64(bv, int64(out))
+		st32[fmtName(l, "weight")] = s.ToDType(st64[fmtName(l, "weight")], torch.Float32)
+		st32[fmtName(l, "bias")] = s.ToDType(st64[fmtName(l, "bias")], torch.Float32)
+	}
+	if err := n32.(nodes.Stateful).LoadState(st32); err != nil {
+		t.Fatal(err)
+	}
+	if err := n64.(nodes.Stateful).LoadState(st64); err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float64, bsz*h*w*C)
+	xa := make([]float64, len(x)) // scale·x + shift, what ForwardAffine sees
+	for i := range x {
+		x[i] = float64(float32(rng.Float64()))
+		xa[i] = scale*x[i] + shift
+	}
+	want := ref.forward(xa, bsz, h*w)
+	sink := n32.(nodes.AffineSink)
+	for _, train := range []bool{false, true} {
+		stage := nodes.StageInference
+		if train {
+			stage = nodes.StageTrain
+		}
+		ctx := newCtx(stage)
+		ctx.Scope.SetGradEnabled(train)
+		out, err := sink.ForwardAffine(ctx, map[string]any{"data": ctx.Scope.ToDType(ctx.Scope.FromFloat64(x, bsz, h, w, C), torch.Float32)}, scale, shift)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := values(t, out["rgb"].(*torch.Tensor))
+		for i := range want {
+			if math.Abs(got[i]-want[i]) > 2e-5 {
+				t.Fatalf("train=%v: rgb[%d] = %.8g, float64 %.8g", train, i, got[i], want[i])
+			}
+		}
+		ctx.Scope.Close()
+	}
+	// gradients: float32 (oneDNN) against float64 autograd of the same weights
+	r := make([]float64, bsz*h*w*3)
+	for i := range r {
+		r[i] = rng.NormFloat64()
+	}
+	grads := func(n nodes.Node, dt torch.DType) [][]float64 {
+		ctx := newCtx(nodes.StageTrain)
+		defer ctx.Scope.Close()
+		cs := ctx.Scope
+		for _, p := range n.(nodes.Trainable).Parameters() {
+			_ = p.Tensor.ZeroGrad(true)
+		}
+		out, err := n.Forward(ctx, map[string]any{"data": cs.ToDType(cs.FromFloat64(x, bsz, h, w, C), dt)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rgb := cs.ToDType(out["rgb"].(*torch.Tensor), torch.Float64)
+		cs.Backward(cs.Sum(cs.Mul(rgb, cs.FromFloat64(r, bsz, h, w, 3)), false), nil, false)
+		var gs [][]float64
+		for _, p := range n.(nodes.Trainable).Parameters() {
+			gs = append(gs, values(t, cs.Grad(p.Tensor)))
+		}
+		return gs
+	}
+	g32, g64 := grads(n32, torch.Float32), grads(n64, torch.Float64)
+	names := n32.(nodes.Trainable).Parameters()
+	for k := range g64 {
+		scaleG := 0.0
+		for _, v := range g64[k] {
+			scaleG = math.Max(scaleG, math.Abs(v))
+		}
+		for i := range g64[k] {
+			if math.Abs(g32[k][i]-g64[k][i]) > 1e-3*math.Max(1, scaleG) {
+				t.Fatalf("grad %s[%d]: float32 %.8g, float64 %.8g", names[k].Name, i, g32[k][i], g64[k][i])
+			}
+		}
+	}
+}

@@ -2,6 +2,8 @@ package reduce
 
 import (
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/spectraclip/spectraclip/nodes"
@@ -103,5 +105,90 @@ func BenchmarkPCAFit(b *testing.B) {
 		if err := f.FitFinish(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkMixerForms times the DRCNN forward (61→16→8→3, LeakyReLU, no output
+// normalisation) on 4×256×256×61 in the forms tried for issue 18, one sub-benchmark each,
+// interleaved with -count: conv2d (LibTorch's choice: im2col + BLAS at one thread),
+// onednn (Scope.Conv1x1 on the channels-last view), gemm (Linear on the [N,61] view), and
+// fused (Scope.MixChain, all layers in one pass; what inference uses). Run at one thread:
+//
+//	SPECTRACLIP_BENCH_THREADS=1 go test -run '^$' -bench MixerForms -count 2 ./nodes/reduce/
+func BenchmarkMixerForms(b *testing.B) {
+	if th, err := strconv.Atoi(os.Getenv("SPECTRACLIP_BENCH_THREADS")); err == nil && th > 0 {
+		if err := torch.SetNumThreads(th); err != nil {
+			b.Fatal(err)
+		}
+	}
+	v := benchCube(b)
+	keep := torch.NewScope()
+	defer keep.Close()
+	x := keep.FromFloat32(v, benchB, benchH, benchW, benchC)
+	scheme := []int64{61, 16, 8, 3}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var ws, bs []*torch.Tensor
+	for l := 0; l+1 < len(scheme); l++ {
+		wv := make([]float32, scheme[l]*scheme[l+1])
+		for i := range wv {
+			wv[i] = float32(rng.NormFloat64() * 0.2)
+		}
+		ws = append(ws, keep.FromFloat32(wv, scheme[l+1], scheme[l], 1, 1))
+		bs = append(bs, keep.Zeros([]int64{scheme[l+1]}, torch.Float32, torch.CPU))
+	}
+	forms := []struct {
+		name string
+		run  func(s *torch.Scope) *torch.Tensor
+	}{
+		{"conv2d", func(s *torch.Scope) *torch.Tensor {
+			y := s.Permute(x, 0, 3, 1, 2)
+			for i := range ws {
+				y = s.Conv2d(y, ws[i], bs[i], torch.ConvOptions{})
+				if i < len(ws)-1 {
+					y = s.LeakyRelu_(y, 0.1)
+				}
+			}
+			return s.Permute(y, 0, 2, 3, 1)
+		}},
+		{"onednn", func(s *torch.Scope) *torch.Tensor {
+			y := s.Permute(x, 0, 3, 1, 2)
+			for i := range ws {
+				y = s.Conv1x1(y, ws[i], bs[i])
+				if i < len(ws)-1 {
+					y = s.LeakyRelu_(y, 0.1)
+				}
+			}
+			return s.Permute(y, 0, 2, 3, 1)
+		}},
+		{"gemm", func(s *torch.Scope) *torch.Tensor {
+			y := s.Reshape(x, -1, benchC)
+			for i := range ws {
+				sh := ws[i].Shape()
+				y = s.Linear(y, s.Reshape(ws[i], sh[0], sh[1]), bs[i])
+				if i < len(ws)-1 {
+					y = s.LeakyRelu_(y, 0.1)
+				}
+			}
+			return s.Reshape(y, benchB, benchH, benchW, 3)
+		}},
+		{"fused", func(s *torch.Scope) *torch.Tensor {
+			return s.MixChain(x, ws, bs, 0.1, true, false)
+		}},
+	}
+	for _, f := range forms {
+		b.Run(f.name, func(b *testing.B) {
+			s := torch.NewScope()
+			defer s.Close()
+			b.SetBytes(int64(len(v) * 4))
+			for b.Loop() {
+				s.Reset()
+				s.SetGradEnabled(false)
+				f.run(s)
+				if err := s.Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*benchB)/b.Elapsed().Seconds(), "frames/s")
+		})
 	}
 }
