@@ -1,8 +1,8 @@
 // sc_dist.cpp - data-parallel collectives over LibTorch's c10d: a TCPStore for the
-// rendezvous (the server lives in rank 0), ProcessGroupGloo on CPUs and ProcessGroupNCCL on
-// CUDA builds that have NCCL (SC_WITH_NCCL). Every collective waits with a timeout, so a rank
-// that died makes the others fail instead of hanging; a heartbeat thread (its own store
-// client) lets the survivors name the rank that stopped.
+// rendezvous (served by rank 0, or by torchrun's agent), ProcessGroupGloo on CPUs and
+// ProcessGroupNCCL on CUDA builds that have NCCL (SC_WITH_NCCL). Every collective waits
+// with a timeout, so a rank that died makes the others fail instead of hanging; a heartbeat
+// thread (its own store client) lets the survivors name the rank that stopped.
 //
 // The ProcessGroup API moved between LibTorch 1.13 and 2.x (ProcessGroupGloo became a
 // c10d::Backend, Work moved out of ProcessGroup); the calls used here have the same spelling
@@ -174,9 +174,13 @@ sc_err sc_dist_init(const char *master_addr, int port, int rank, int world, int 
   pg->host = master_addr ? master_addr : "127.0.0.1";
   pg->port = port;
 
+  // torchrun's agent already serves a store at MASTER_ADDR:MASTER_PORT when it sets
+  // TORCHELASTIC_USE_AGENT_STORE=True: every rank is then a client of it (as PyTorch does)
+  const char *agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+  bool agent_store = agent != nullptr && std::string(agent) == "True";
   c10d::TCPStoreOptions so;
   so.port = static_cast<std::uint16_t>(port);
-  so.isServer = rank == 0;
+  so.isServer = rank == 0 && !agent_store;
   so.numWorkers = static_cast<std::size_t>(world);
   so.waitWorkers = true;
   so.timeout = pg->timeout;

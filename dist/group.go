@@ -100,7 +100,7 @@ func (g *Group) explain(op string, err error) error {
 	case serr != nil:
 		return fmt.Errorf("rank %d: %s failed: %w", g.Env.Rank, op, err)
 	case lost:
-		return fmt.Errorf("rank %d: %s failed: rank 0 (which serves the rendezvous store) is gone: %w (%v)", g.Env.Rank, op, ErrPeer, err)
+		return fmt.Errorf("rank %d: %s failed: the rendezvous store is gone (rank 0 serves it, or torchrun's agent): %w (%v)", g.Env.Rank, op, ErrPeer, err)
 	case len(silent) > 0:
 		names := make([]string, len(silent))
 		for i, r := range silent {
