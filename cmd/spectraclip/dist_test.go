@@ -179,7 +179,8 @@ func TestDataParallelMatchesOneProcess(t *testing.T) {
 
 // TestDataParallelStatisticalFitIsPooled: the PCA baseline's fit (covariance over the
 // training pixels) pooled over 2 ranks equals the one-process fit within 1e-5 (float32
-// buffers of a float64 fit).
+// buffers of a float64 fit; equal in practice), and the val/test metrics pooled over the
+// ranks equal the one-process metrics.
 func TestDataParallelStatisticalFitIsPooled(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
@@ -207,6 +208,23 @@ func TestDataParallelStatisticalFitIsPooled(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no fitted tensors compared")
+	}
+	// the same weights give the same pooled metrics: the 3 validation frames are split 2 + 1
+	// (no padding) and every pixel's score is pooled, so exact AUROC/AP and the counts
+	// equal the one-process values (1e-12)
+	ma, mb := readMetrics(t, one), readMetrics(t, two)
+	for _, split := range []string{"val", "test"} {
+		a, b := ma[split].(map[string]any), mb[split].(map[string]any)
+		if len(a) == 0 || len(a) != len(b) {
+			t.Fatalf("%s metrics: %v vs %v", split, a, b)
+		}
+		for k, v := range a {
+			fa, _ := v.(float64)
+			fb, _ := b[k].(float64)
+			if math.Abs(fa-fb) > 1e-12 {
+				t.Errorf("%s %s: one process %v, two %v", split, k, fa, fb)
+			}
+		}
 	}
 }
 
