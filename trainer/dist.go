@@ -83,7 +83,7 @@ func agreeDir(c Collective, dir string) (string, error) {
 
 // fitAcrossRanks pools a fitted node's statistics over the ranks before FitFinish.
 func (r *Run) fitAcrossRanks(n nodes.Node, f nodes.Fitter) error {
-	if r.worldSize() == 1 {
+	if r.dist == nil {
 		return nil
 	}
 	sf, ok := nodes.UnwrapNode(n).(ShardFitter)
@@ -140,7 +140,7 @@ func (r *Run) reduceGrads(s *torch.Scope, params []*torch.Tensor, loss *torch.Te
 // in rank order (exact ranking metrics stay exact: the kept pixels are concatenated), the
 // loss sums and frame counts are added.
 func (r *Run) poolEvaluation(acc *metriccore.Accumulator, lossSum *float64, lossN, frames *int, seconds *float64) (*metriccore.Accumulator, error) {
-	if r.worldSize() == 1 {
+	if r.dist == nil {
 		return acc, nil
 	}
 	v := []float64{*lossSum, float64(*lossN), float64(*frames), *seconds}

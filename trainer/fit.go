@@ -142,7 +142,7 @@ func (r *Run) TrainGradient() error {
 				return err
 			}
 			var v float64
-			if r.worldSize() > 1 {
+			if r.dist != nil { // every collective runs in a world of 1 too (a check of the backend)
 				// data-parallel: average the gradients (and the loss, in the same buffer)
 				mean, bytes, err := r.reduceGrads(s, ts, loss)
 				if err != nil {
@@ -162,7 +162,7 @@ func (r *Run) TrainGradient() error {
 			if err := opt.Step(); err != nil {
 				return err
 			}
-			if r.worldSize() == 1 {
+			if r.dist == nil {
 				if v, err = loss.Item(); err != nil {
 					return err
 				}

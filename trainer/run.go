@@ -1079,7 +1079,7 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 	if err != nil {
 		return nil, err
 	}
-	if r.worldSize() > 1 {
+	if r.dist != nil {
 		if err := r.poolEvaluate(ev, mname, mnode, own, stage, &lossSum, &lossN); err != nil {
 			return nil, fmt.Errorf("%s: pooling across ranks: %w", split, err)
 		}
