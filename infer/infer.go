@@ -98,6 +98,11 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	if err != nil {
 		return sum, err
 	}
+	// The first frames are read while the run opens (loading the pipeline takes about as
+	// long as reading a large frame).
+	cpu := runOnCPU(dir)
+	rd := startReading(inputs, cpu)
+	defer rd.stop()
 	r, err := trainer.OpenRun(dir, log)
 	if err != nil {
 		return sum, err
@@ -123,10 +128,13 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 		return Summary{}, err
 	}
 	sum.StartupSeconds = time.Since(t0).Seconds()
-	log.Infof("infer: start-up %.2f s (run opened, %d inputs listed)", sum.StartupSeconds, len(inputs))
+	log.Infof("infer: start-up %.2f s (run opened, %d inputs listed; the first frame read meanwhile)", sum.StartupSeconds, len(inputs))
 
 	t1 := time.Now()
-	results, firstDone, lastDone, err := stream(r, inputs, stage, o.Outputs, o.onFrame, log)
+	if (r.Device.Type == torch.DeviceCPU) != cpu {
+		return fail(fmt.Errorf("run %s: its device changed while it was opened", dir))
+	}
+	results, firstDone, lastDone, err := stream(r, rd, stage, o.Outputs, o.onFrame, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -150,6 +158,17 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	}
 	log.Infof("infer: %d frames in %.2f s after start-up (first frame %.2f s, then %.2f frames/s)", sum.Frames, sum.Seconds, sum.FirstFrameSeconds, sum.SteadyFPS)
 	return sum, nil
+}
+
+// runOnCPU reports whether the run's config puts it on the CPU (the default; a config that
+// cannot be read is OpenRun's to report).
+func runOnCPU(dir string) bool {
+	cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{File: filepath.Join(dir, "config.yaml")})
+	if err != nil {
+		return true
+	}
+	dev, err := torch.ParseDevice(cfg.Training.Device)
+	return err != nil || dev.Type == torch.DeviceCPU
 }
 
 // slot is where one frame is decoded. On the CPU it is an input tensor of the frame's shape
@@ -203,47 +222,44 @@ type outBufs struct {
 // decoded (or waits decoded).
 const slots = 2
 
-// stream reads, scores and writes every input with the three stages overlapped, and returns
-// the frames' results in input order and when the first and the last frame were written.
-func stream(r *trainer.Run, inputs []input, stage string, outs Outputs, onFrame func(int), log *logrus.Logger) ([]frameOut, time.Time, time.Time, error) {
-	var first, last time.Time
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cpu := r.Device.Type == torch.DeviceCPU
+// reading is the reader stage started ahead of the others: it decodes frames into the free
+// slots and queues them, from before the run is even open.
+type reading struct {
+	ctx      context.Context
+	cancel   context.CancelFunc
+	free     chan *slot
+	all      []*slot
+	loadedCh chan loaded
+	done     chan struct{}
+	took     time.Duration // time spent reading and decoding
+	once     sync.Once
+}
 
-	free := make(chan *slot, slots)
-	var all []*slot
+// startReading starts decoding inputs into slots (tensors on the CPU, Go buffers elsewhere).
+func startReading(inputs []input, cpu bool) *reading {
+	rd := &reading{free: make(chan *slot, slots), loadedCh: make(chan loaded, 1), done: make(chan struct{})}
+	rd.ctx, rd.cancel = context.WithCancel(context.Background())
 	for i := 0; i < slots; i++ {
 		sl := &slot{s: torch.NewScope()}
-		all = append(all, sl)
-		free <- sl
+		rd.all = append(rd.all, sl)
+		rd.free <- sl
 	}
-	defer func() {
-		for _, sl := range all {
-			sl.s.Close()
-		}
-	}()
-	loadedCh := make(chan loaded, 1)
-	var wg sync.WaitGroup
-	var readTime, writeTime time.Duration
-	wg.Add(2)
-	// Reader: decodes the next frame into a free slot while the scorer works on the other.
 	go func() {
-		defer wg.Done()
-		defer close(loadedCh)
+		defer close(rd.done)
+		defer close(rd.loadedCh)
 		for _, in := range inputs {
 			var sl *slot
 			select {
-			case sl = <-free:
-			case <-ctx.Done():
+			case sl = <-rd.free:
+			case <-rd.ctx.Done():
 				return
 			}
 			tr := time.Now()
 			c, err := readInto(sl, in, cpu)
-			readTime += time.Since(tr)
+			rd.took += time.Since(tr)
 			select {
-			case loadedCh <- loaded{in: in, cube: c, sl: sl, err: err}:
-			case <-ctx.Done():
+			case rd.loadedCh <- loaded{in: in, cube: c, sl: sl, err: err}:
+			case <-rd.ctx.Done():
 				return
 			}
 			if err != nil {
@@ -251,6 +267,31 @@ func stream(r *trainer.Run, inputs []input, stage string, outs Outputs, onFrame 
 			}
 		}
 	}()
+	return rd
+}
+
+// stop ends the reader (at its next step), waits for it and frees the slots.
+func (rd *reading) stop() {
+	rd.once.Do(func() {
+		rd.cancel()
+		for range rd.loadedCh {
+		}
+		<-rd.done
+		for _, sl := range rd.all {
+			sl.s.Close()
+		}
+	})
+}
+
+// stream scores and writes every frame the reader delivers, the writer one frame behind the
+// scorer, and returns the frames' results in input order and when the first and the last
+// frame were written. It stops the reader before returning.
+func stream(r *trainer.Run, rd *reading, stage string, outs Outputs, onFrame func(int), log *logrus.Logger) ([]frameOut, time.Time, time.Time, error) {
+	defer rd.stop()
+	var first, last time.Time
+	ctx, cancel := rd.ctx, rd.cancel
+	var wg sync.WaitGroup
+	var writeTime time.Duration
 
 	// Writer: encodes and writes the previous frame while the next one is scored.
 	outFree := make(chan *outBufs, 2)
@@ -259,6 +300,7 @@ func stream(r *trainer.Run, inputs []input, stage string, outs Outputs, onFrame 
 	writeCh := make(chan scored, 1)
 	var results []frameOut
 	var werr error
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		w := newFrameWriter(stage, outs)
@@ -290,20 +332,15 @@ func stream(r *trainer.Run, inputs []input, stage string, outs Outputs, onFrame 
 	}()
 
 	var st stageTimes
-	err := score(ctx, r, loadedCh, free, outFree, writeCh, &st)
+	err := score(ctx, r, rd.loadedCh, rd.free, outFree, writeCh, &st)
 	close(writeCh)
-	// Stop the reader (it returns at its next step) and let it close its queue.
-	cancel()
-	for range loadedCh {
-	}
 	wg.Wait()
 	if err == nil {
 		err = werr
 	}
-	if log != nil {
-		log.Debugf("infer: scorer time waiting for frames %.2f s, taking them in %.2f s, in the pipeline %.2f s, copying maps out %.2f s, waiting for the writer %.2f s; reader %.2f s, writer %.2f s",
-			st.waitLoad.Seconds(), st.copyIn.Seconds(), st.forward.Seconds(), st.copyOut.Seconds(), st.waitWrite.Seconds(), readTime.Seconds(), writeTime.Seconds())
-	}
+	rd.stop()
+	log.Debugf("infer: scorer time waiting for frames %.2f s, taking them in %.2f s, in the pipeline %.2f s, copying maps out %.2f s, waiting for the writer %.2f s; reader %.2f s, writer %.2f s",
+		st.waitLoad.Seconds(), st.copyIn.Seconds(), st.forward.Seconds(), st.copyOut.Seconds(), st.waitWrite.Seconds(), rd.took.Seconds(), writeTime.Seconds())
 	return results, first, last, err
 }
 
