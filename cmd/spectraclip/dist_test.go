@@ -282,7 +282,7 @@ func TestDataParallelSurvivorNamesTheRank(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	if out, err := spectraclipProc(t, nil, "synth", "--out", data, "--frames", "12", "--height", "32", "--width", "32"); err != nil {
-		t.Skipf("synth flags differ: %v\n%s", err, out)
+		t.Fatalf("synth: %v\n%s", err, out)
 	}
 	port := freeTestPort(t)
 	args := append([]string{"train", "--variant", "drcnn", "--out", filepath.Join(dir, "run"), "--dist-timeout", "10s"}, distTiny(data, "2", 1)...)
@@ -354,4 +354,39 @@ func freeTestPort(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestDataParallelUnderSlurmEnv: two processes given only Slurm's variables (as srun sets
+// them; MASTER_PORT set because a test cannot pick SLURM_JOB_ID's port) train together:
+// one run directory, rank 0's metrics.json, no error.
+func TestDataParallelUnderSlurmEnv(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if out, err := spectraclipProc(t, nil, "synth", "--out", data, "--frames", "12", "--height", "32", "--width", "32"); err != nil {
+		t.Fatalf("synth: %v\n%s", err, out)
+	}
+	run := filepath.Join(dir, "run")
+	port := freeTestPort(t)
+	args := append([]string{"train", "--variant", "drcnn", "--out", run, "--dist-timeout", "30s"}, distTiny(data, "1", 1)...)
+	errs := make(chan error, 2)
+	outs := make([]string, 2)
+	for r := 0; r < 2; r++ {
+		env := []string{fmt.Sprintf("SLURM_PROCID=%d", r), "SLURM_NTASKS=2", fmt.Sprintf("SLURM_LOCALID=%d", r), "SLURM_NTASKS_PER_NODE=2", "SLURM_NNODES=1", "SLURM_JOB_ID=42", fmt.Sprintf("MASTER_PORT=%d", port)}
+		go func(r int, env []string) {
+			var err error
+			outs[r], err = spectraclipProc(t, env, args...)
+			errs <- err
+		}(r, env)
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("a Slurm rank failed: %v\n%s\n----\n%s", err, outs[0], outs[1])
+		}
+	}
+	if !strings.Contains(outs[0], "from=slurm") || !strings.Contains(outs[1], "rank=1") {
+		t.Fatalf("the ranks did not join from Slurm's variables:\n%s\n----\n%s", outs[0], outs[1])
+	}
+	if h, _ := readMetrics(t, run)["history"].([]any); len(h) != 1 {
+		t.Fatalf("metrics.json history has %d epochs, want 1", len(h))
+	}
 }
