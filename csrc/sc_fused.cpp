@@ -15,6 +15,7 @@
 #include <vector>
 #include <algorithm>
 #include <memory>
+#include <limits>
 
 #include "sc_common.h"
 
@@ -591,6 +592,82 @@ at::Tensor mix_chain(const at::Tensor &x0, const std::vector<at::Tensor> &ws, co
   return y;
 }
 
+// ---------------- detector pre-processing (inference) ----------------
+//
+// clip_preprocess is the detector node's pre-processing of rgb [B,H,W,3] float32 on the CPU
+// with fewer passes over memory: per image the value range (max > 1 means [0,255]: that
+// image is scaled by 1/255, the factor computed in float32 as the composed ops do), the
+// scale, the clamp to [0,1] and the BHWC -> BCHW transpose in one pass; the antialiased
+// bicubic resize to S x S (LibTorch's own kernel, skipped when H = W = S); CLIP normalisation
+// (x - mean_c) / std_c in place. Every element gets the same float operations in the same
+// order as the composed path (amax, mul, clamp, permute, interpolate, sub, div), so the
+// result is the same bits. Forward only: with gradients on the node composes the ops.
+at::Tensor clip_preprocess(const at::Tensor &rgb0, int64_t S, const at::Tensor &mean0, const at::Tensor &std0) {
+  if (rgb0.dim() != 4 || rgb0.size(3) != 3)
+    throw std::invalid_argument("clip_preprocess: rgb must be [B,H,W,3], got " + c10::str(rgb0.sizes()));
+  if (!rgb0.is_cpu() || rgb0.scalar_type() != at::kFloat)
+    throw std::invalid_argument("clip_preprocess: rgb must be a float32 CPU tensor, got " +
+                                c10::str(rgb0.scalar_type()) + " on " + rgb0.device().str());
+  if (S < 1) throw std::invalid_argument("clip_preprocess: image size must be >= 1, got " + std::to_string(S));
+  if (mean0.numel() != 3 || std0.numel() != 3)
+    throw std::invalid_argument("clip_preprocess: mean and std must have 3 entries, got " + c10::str(mean0.sizes()) +
+                                " and " + c10::str(std0.sizes()));
+  if (rgb0.requires_grad() && at::GradMode::is_enabled())
+    throw std::invalid_argument("clip_preprocess: forward only; call it with gradients off");
+  const at::Tensor rgb = rgb0.contiguous();
+  const at::Tensor mean = mean0.detach().to(at::kFloat).cpu().contiguous().view({3});
+  const at::Tensor sd = std0.detach().to(at::kFloat).cpu().contiguous().view({3});
+  const int64_t B = rgb.size(0), H = rgb.size(1), W = rgb.size(2), HW = H * W;
+  const float *x = rgb.data_ptr<float>();
+  // per-image factor: 1, or 1 - (1 - 1/255) for an image whose max exceeds 1
+  std::vector<float> factor(B);
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const float *xb = x + b * HW * 3;
+      float mx = -std::numeric_limits<float>::infinity();
+      bool nan = false;
+      for (int64_t i = 0; i < HW * 3; i++) {
+        const float v = xb[i];
+        nan = nan || std::isnan(v);
+        mx = v > mx ? v : mx;
+      }
+      const float big = (!nan && mx > 1.f) ? 1.f : 0.f;  // amax propagates NaN; NaN > 1 is false
+      factor[b] = 1.f - big * static_cast<float>(1 - 1.0 / 255);
+    }
+  });
+  at::Tensor y = at::empty({B, 3, H, W}, rgb.options());
+  float *yp = y.data_ptr<float>();
+  at::parallel_for(0, B * H, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t b = r / H, h = r % H;
+      const float f = factor[b];
+      const float *src = x + r * W * 3;
+      float *d0 = yp + (b * 3 + 0) * HW + h * W, *d1 = yp + (b * 3 + 1) * HW + h * W,
+            *d2 = yp + (b * 3 + 2) * HW + h * W;
+      for (int64_t w = 0; w < W; w++) {
+        float v0 = src[3 * w] * f, v1 = src[3 * w + 1] * f, v2 = src[3 * w + 2] * f;
+        // clamp as at::clamp does: NaN stays NaN
+        d0[w] = std::isnan(v0) ? v0 : std::min(std::max(v0, 0.f), 1.f);
+        d1[w] = std::isnan(v1) ? v1 : std::min(std::max(v1, 0.f), 1.f);
+        d2[w] = std::isnan(v2) ? v2 : std::min(std::max(v2, 0.f), 1.f);
+      }
+    }
+  });
+  if (H != S || W != S) y = at::_upsample_bicubic2d_aa(y, {S, S}, false);
+  y = y.contiguous();
+  float *op = y.data_ptr<float>();
+  const float *mp = mean.data_ptr<float>(), *sp = sd.data_ptr<float>();
+  const int64_t SS = y.size(2) * y.size(3);
+  at::parallel_for(0, B * 3, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++) {
+      const float m = mp[p % 3], s = sp[p % 3];
+      float *plane = op + p * SS;
+      for (int64_t i = 0; i < SS; i++) plane[i] = (plane[i] - m) / s;
+    }
+  });
+  return y;
+}
+
 }  // namespace
 
 extern "C" {
@@ -661,6 +738,14 @@ sc_err sc_mix_chain(int mode, sc_tensor x, const sc_tensor *ws, const sc_tensor 
     b.push_back(bs != nullptr && bs[i] != nullptr ? T(bs[i]) : at::Tensor());
   }
   *out = wrap(mix_chain(T(x), w, b, slope, act_hidden != 0, act_last != 0));
+  SC_END
+}
+
+sc_err sc_clip_preprocess(int mode, sc_tensor rgb, int64_t size, sc_tensor mean, sc_tensor std_,
+                          sc_tensor *out) {
+  SC_BEGIN
+  sc::Mode m(mode);
+  *out = wrap(clip_preprocess(T(rgb), size, T(mean), T(std_)));
   SC_END
 }
 

@@ -264,6 +264,12 @@ sc_err sc_conv1x1(int mode, sc_tensor x, sc_tensor w, sc_tensor b, sc_tensor *ou
  * Returns [B,H,W,O_last]. Fails when gradients are on and an input requires them. */
 sc_err sc_mix_chain(int mode, sc_tensor x, const sc_tensor *ws, const sc_tensor *bs, int n, double slope,
                     int act_hidden, int act_last, sc_tensor *out);
+/* The detector's pre-processing of rgb [B,H,W,3] float32 CPU in three passes (no autograd):
+ * per-image range ([0,255] when max > 1) and clamp to [0,1] with the BHWC -> BCHW transpose,
+ * antialiased bicubic resize to size x size, CLIP normalisation (x - mean) / std; mean and
+ * std hold 3 values. Returns [B,3,size,size], the same bits as the composed ops. */
+sc_err sc_clip_preprocess(int mode, sc_tensor rgb, int64_t size, sc_tensor mean, sc_tensor std_,
+                          sc_tensor *out);
 
 /* ---- CPU tensor memory (sc_view.cpp) ----
  * The address and size in bytes of a contiguous CPU tensor's elements; valid while the tensor

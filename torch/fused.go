@@ -76,3 +76,21 @@ func (s *Scope) MixChain(x *Tensor, ws, bs []*Tensor, slope float64, actHidden, 
 	e := C.sc_mix_chain(s.mode(), x.h, wp, bp, C.int(n), C.double(slope), cbool(actHidden), cbool(actLast), &out)
 	return s.result("mix_chain", e, out, ins...)
 }
+
+// ClipPreprocess is the detector's pre-processing of rgb [B,H,W,3] float32 on the CPU in
+// three passes instead of eight: per image, the value range (max > 1 means [0,255], that
+// image is scaled by 1/255), clamp to [0,1] and the BHWC→BCHW transpose in one pass; the
+// antialiased bicubic resize to size×size (skipped when H = W = size); CLIP normalisation
+// (x − mean)/std with mean and std of 3 values each, in place. The result is the same bits
+// as the composed ops (Amax, Mul, Clamp, Permute, Interpolate, Sub, Div). It records no
+// graph: with gradients on and rgb requiring them it fails.
+func (s *Scope) ClipPreprocess(rgb *Tensor, size int64, mean, std *Tensor) *Tensor {
+	if !s.ready("clip_preprocess", rgb, mean, std) {
+		return nil
+	}
+	var out C.sc_tensor
+	defer runtime.KeepAlive(std)
+	defer runtime.KeepAlive(mean)
+	defer runtime.KeepAlive(rgb)
+	return s.result("clip_preprocess", C.sc_clip_preprocess(s.mode(), rgb.h, C.int64_t(size), mean.h, std.h, &out), out, rgb, mean, std)
+}

@@ -1,9 +1,11 @@
 package torch
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -569,5 +571,84 @@ func TestMixChainMatchesFloat64(t *testing.T) {
 	s2.MixChain(s2.Zeros([]int64{1, 2, 2, 6}, Float32, CPU), []*Tensor{s2.Zeros([]int64{3, 5, 1, 1}, Float32, CPU)}, nil, 0.1, true, false)
 	if err := s2.Err(); err == nil || !strings.Contains(err.Error(), "mix_chain") || !strings.Contains(err.Error(), "[O,6,1,1]") {
 		t.Fatalf("wrong band count: want a mix_chain error naming the 6 input channels, got %v", err)
+	}
+}
+
+// composedPreprocess is the detector node's composed pre-processing (nodes/detect).
+func composedPreprocess(s *Scope, x *Tensor, size int64, mean, std *Tensor) *Tensor {
+	mx := s.Amax(s.Detach(x), true, 1, 2, 3)
+	big := s.ToDType(s.GtScalar(mx, 1), Float32)
+	factor := s.RSubScalar(s.MulScalar(big, 1-1.0/255), 1)
+	x = s.Clamp(s.Mul(x, factor), 0, 1)
+	x = s.Contiguous(s.Permute(x, 0, 3, 1, 2))
+	if sh := x.Shape(); sh[2] != size || sh[3] != size {
+		x = s.Interpolate(x, size, size, Bicubic, false, true)
+	}
+	return s.Div(s.Sub(x, mean), std)
+}
+
+// TestClipPreprocessMatchesComposedAndPython checks the fused detector pre-processing
+// against the composed LibTorch ops (the same bits) and against PyTorch's F.interpolate
+// (antialias) path in Python (1e-5), for a batch holding a [0,1] image, a [0,255] image
+// and one with values outside [0,1], resized down, up and not at all, at 1 and 2 threads.
+func TestClipPreprocessMatchesComposedAndPython(t *testing.T) {
+	r := newRNG(183)
+	prev := NumThreads()
+	t.Cleanup(func() { _ = SetNumThreads(prev) })
+	mean := []float32{0.48145466, 0.4578275, 0.40821073}
+	std := []float32{0.26862954, 0.26130258, 0.27577711}
+	for _, c := range []struct {
+		h, w    int64
+		size    int64
+		threads int
+	}{{40, 36, 24, 1}, {20, 30, 32, 2}, {24, 24, 24, 2}} {
+		if err := SetNumThreads(c.threads); err != nil {
+			t.Fatal(err)
+		}
+		const B = 3
+		n := int(c.h * c.w * 3)
+		x := append(append(randF32(r, n, 0, 1), randF32(r, n, 0, 255)...), randF32(r, n, -0.3, 1)...)
+		s := newScope(t)
+		s.SetGradEnabled(false)
+		tx := FromSlice(s, CPU, x, B, c.h, c.w, 3)
+		tm, ts := FromSlice(s, CPU, mean, 1, 3, 1, 1), FromSlice(s, CPU, std, 1, 3, 1, 1)
+		got := s.ClipPreprocess(tx, c.size, tm, ts)
+		want := composedPreprocess(s, tx, c.size, tm, ts)
+		name := fmt.Sprintf("%dx%d -> %d, %d threads", c.h, c.w, c.size, c.threads)
+		if sh := got.Shape(); !shapeEq(sh, []int64{B, 3, c.size, c.size}) {
+			t.Fatalf("%s: shape %v", name, sh)
+		}
+		gv, wv := vals(t, s, got), vals(t, s, want)
+		if !slices.Equal(gv, wv) {
+			t.Errorf("%s: differs from the composed ops (max %g)", name, maxAbsDiff(gv, wv))
+		}
+		path := filepath.Join(t.TempDir(), "x.pt")
+		if err := SaveTensors(path, map[string]*Tensor{"x": tx}); err != nil {
+			t.Fatal(err)
+		}
+		out := pythonTorch(t, `
+import json, sys, torch
+import torch.nn.functional as F
+x = torch.load(sys.argv[1])["x"].double()
+S = int(sys.argv[2])
+mean = torch.tensor([0.48145466, 0.4578275, 0.40821073], dtype=torch.float64).view(1, 3, 1, 1)
+std = torch.tensor([0.26862954, 0.26130258, 0.27577711], dtype=torch.float64).view(1, 3, 1, 1)
+big = (x.amax(dim=(1, 2, 3), keepdim=True) > 1).double()
+y = (x * (1 - big * (1 - 1 / 255))).clamp(0, 1).permute(0, 3, 1, 2)
+if y.shape[2] != S or y.shape[3] != S:
+    y = F.interpolate(y.float(), size=(S, S), mode="bicubic", align_corners=False, antialias=True).double()
+print(json.dumps(((y - mean) / std).flatten().tolist()))
+`, path, fmt.Sprint(c.size))
+		var py []float64
+		if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &py); err != nil {
+			t.Fatalf("python output: %v", err)
+		}
+		closeAll(t, name+" vs python", gv, py, 1e-5, 1e-5)
+	}
+	s := newScope(t)
+	s.SetGradEnabled(false)
+	s.ClipPreprocess(s.Zeros([]int64{1, 4, 4, 4}, Float32, CPU), 8, s.Zeros([]int64{3}, Float32, CPU), s.Zeros([]int64{3}, Float32, CPU))
+	if err := s.Err(); err == nil || !strings.Contains(err.Error(), "clip_preprocess") || !strings.Contains(err.Error(), "[B,H,W,3]") {
+		t.Fatalf("4 channels: want a clip_preprocess error naming [B,H,W,3], got %v", err)
 	}
 }

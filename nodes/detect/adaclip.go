@@ -349,13 +349,21 @@ func (d *AdaCLIP) Preprocess(s *torch.Scope, rgb *torch.Tensor) (*torch.Tensor, 
 	if x.DType() != torch.Float32 {
 		x = s.ToDType(x, torch.Float32)
 	}
+	S := int64(d.imageSize)
+	if !s.GradEnabled() && d.dev.Type == torch.DeviceCPU && !d.halfActive {
+		// the same ops fused into three passes, the same bits (torch.Scope.ClipPreprocess)
+		x = s.ClipPreprocess(x, S, d.mean, d.std)
+		if err := s.Err(); err != nil {
+			return nil, fmt.Errorf("node %q: preprocess: %w", d.NodeName, err)
+		}
+		return x, nil
+	}
 	mx := s.Amax(s.Detach(x), true, 1, 2, 3)           // [B,1,1,1]
 	big := s.ToDType(s.GtScalar(mx, 1), torch.Float32) // 1 where the image is [0,255]
 	factor := s.RSubScalar(s.MulScalar(big, 1-1.0/255), 1)
 	x = s.Mul(x, factor)
 	x = s.Clamp(x, 0, 1)
 	x = s.Contiguous(s.Permute(x, 0, 3, 1, 2))
-	S := int64(d.imageSize)
 	if sh[1] != S || sh[2] != S {
 		x = s.Interpolate(x, S, S, torch.Bicubic, false, true)
 	}
