@@ -23,10 +23,13 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -35,6 +38,38 @@ namespace {
 using ms = std::chrono::milliseconds;
 
 std::string hb_key(int r) { return "sc_hb/" + std::to_string(r); }
+
+// LibTorch 1.13's TCPStore runs a callback daemon thread per client that throws
+// std::system_error out of the thread (so std::terminate, SIGABRT) when the store's server
+// resets the connection: rank 0 (or torchrun's agent) died. While a process group lives,
+// such a terminate becomes the program's usual one-line error and exit status 1 instead of
+// a C++ abort; anything else goes to the previous handler.
+std::atomic<int> live_groups{0};
+std::terminate_handler prev_terminate = nullptr;
+std::once_flag terminate_once;
+
+[[noreturn]] void on_terminate() {
+  if (live_groups.load() > 0) {
+    if (auto e = std::current_exception()) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::system_error &se) {
+        int c = se.code().value();
+        if (c == ECONNRESET || c == ECONNABORTED || c == EPIPE || c == ENOTCONN || c == ETIMEDOUT) {
+          std::fprintf(stderr,
+                       "error: data-parallel: the connection to the rendezvous store was lost "
+                       "(rank 0, which serves it, or torchrun's agent is gone): %s\n",
+                       se.what());
+          std::fflush(stderr);
+          std::_Exit(1);
+        }
+      } catch (...) {
+      }
+    }
+  }
+  if (prev_terminate != nullptr) prev_terminate();
+  std::abort();
+}
 
 }  // namespace
 
@@ -166,6 +201,7 @@ sc_err sc_dist_init(const char *master_addr, int port, int rank, int world, int 
                                 std::to_string(world) + ")");
   if (port <= 0 || port > 65535) throw std::invalid_argument("port " + std::to_string(port));
   if (timeout_ms <= 0) throw std::invalid_argument("timeout must be positive");
+  std::call_once(terminate_once, [] { prev_terminate = std::set_terminate(on_terminate); });
   auto pg = std::make_unique<sc_pg_s>();
   pg->rank = rank;
   pg->world = world;
@@ -236,6 +272,7 @@ sc_err sc_dist_init(const char *master_addr, int port, int rank, int world, int 
   sc_pg_s *raw = pg.get();
   pg->hb = std::thread([raw] { heartbeat(raw); });
   *out = pg.release();
+  live_groups.fetch_add(1);
   SC_END
 }
 
@@ -251,6 +288,7 @@ void sc_dist_free(sc_pg pg) {
     delete pg;
   } catch (...) {
   }
+  live_groups.fetch_sub(1);
 }
 
 int sc_dist_nccl_available(void) {
