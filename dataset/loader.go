@@ -152,6 +152,9 @@ func (l *Loader) Mapping() *AnomalyMapping { return l.mapping }
 // Len returns the number of batches per epoch.
 func (l *Loader) Len() int {
 	n, bs := len(l.ids), l.opts.BatchSize
+	if l.opts.Sampler != nil {
+		n = len(l.opts.Sampler(0, l.ids)) // a shard's size does not depend on the epoch
+	}
 	if l.opts.DropLast {
 		return n / bs
 	}
