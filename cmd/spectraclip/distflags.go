@@ -21,7 +21,7 @@ type distFlags struct {
 }
 
 func (d *distFlags) add(cmd *cobra.Command) {
-	cmd.Flags().IntVar(&d.nproc, "nproc-per-node", 0, "data-parallel training: start N worker processes on this machine (Gloo on the CPU, NCCL with --device cuda: one GPU each); multi-node jobs set RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT (torchrun) or run under srun instead")
+	cmd.Flags().IntVar(&d.nproc, "nproc-per-node", 0, "data-parallel training: start N worker processes on this machine (Gloo on the CPU; NCCL with training.device=cuda, one GPU each, cuda:LOCAL_RANK); multi-node jobs set RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT (torchrun) or run under srun instead")
 	cmd.Flags().DurationVar(&d.timeout, "dist-timeout", dist.DefaultTimeout, "data-parallel: how long a rank waits for the others (rendezvous, each all-reduce) before failing")
 }
 
