@@ -101,6 +101,10 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	// The first frames are read while the run opens (loading the pipeline takes about as
 	// long as reading a large frame).
 	cpu := runOnCPU(dir)
+	// OpenRun switches the allocator too; before the reader allocates its tensors, not while.
+	if err := torch.SetCachingAllocator(true); err != nil {
+		return sum, err
+	}
 	rd := startReading(inputs, cpu)
 	defer rd.stop()
 	r, err := trainer.OpenRun(dir, log)
