@@ -915,3 +915,49 @@ func TestImageDecision(t *testing.T) {
 		t.Errorf("a malformed calibration.json: %v, want an error naming it", err)
 	}
 }
+
+// TestImageDecisionTwoStage: a run whose decider is a TwoStageBinaryDecider decides frames
+// by that decider's own image gate (its top_k_fraction and image_threshold): the served
+// decision is true exactly when the decider's map flags a pixel, and the pixel count is
+// the map's, on an empty tray, a noisy one and one with a stone.
+func TestImageDecisionTwoStage(t *testing.T) {
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run")
+	cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{Variant: "drcnn", Overrides: []string{
+		"data.root=" + filepath.Join(filepath.Dir(testRun), "data"), "training.trainer.max_epochs=1", "+pipeline.detector.image_size=32", "training.threads=1",
+		"pipeline.decider.type=TwoStageBinaryDecider", "+pipeline.decider.image_threshold=0.3", "+pipeline.decider.top_k_fraction=0.01",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trainer.Train(cfg, trainer.Options{OutDir: run}); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := OpenScorer(run, "", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if sc.Rule.TopKFraction != 0.01 || sc.Rule.Threshold != 0.3 || !strings.Contains(sc.Rule.Source, "TwoStageBinaryDecider") {
+		t.Errorf("rule %+v, want the decider's gate (top 1 %% mean ≥ 0.3)", sc.Rule)
+	}
+	empty, blank, object := objectFrames(t, rand.New(rand.NewSource(time.Now().UnixNano())))
+	r, err := sc.Score([]*Frame{empty, blank, object})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range r {
+		flagged := 0
+		for _, v := range x.Decisions {
+			if v {
+				flagged++
+			}
+		}
+		if x.Decision != (flagged > 0) || x.AnomalyPixels != flagged {
+			t.Errorf("frame %d: decision %v with %d pixels (image score %v), the decider flags %d", i, x.Decision, x.AnomalyPixels, x.ImageScore, flagged)
+		}
+	}
+	if r[0].Decision || !r[2].Decision {
+		t.Errorf("empty tray %v (image score %v), tray with a stone %v (%v): want false, true", r[0].Decision, r[0].ImageScore, r[2].Decision, r[2].ImageScore)
+	}
+}
