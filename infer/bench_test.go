@@ -16,9 +16,9 @@ import (
 )
 
 // pipelineFPS opens run and times its pipeline alone on one frame already in a tensor (what
-// `spectraclip bench` times: forward passes at batch 1, inference stage, no reading or
-// writing), over n passes after one warm-up pass.
-func pipelineFPS(b *testing.B, run string, frame string, threads, n int) float64 {
+// `spectraclip bench` times: forward passes on batch copies of it, inference stage, no reading
+// or writing), over n frames after one warm-up pass.
+func pipelineFPS(b *testing.B, run string, frame string, threads, batch, n int) float64 {
 	b.Helper()
 	r, err := trainer.OpenRun(run, nil)
 	if err != nil {
@@ -35,31 +35,37 @@ func pipelineFPS(b *testing.B, run string, frame string, threads, n int) float64
 	keep, s := torch.NewScope(), torch.NewScope()
 	defer keep.Close()
 	defer s.Close()
-	batch, err := datanode.ToBatch(keep, &dataset.Batch{Cube: c.Data, B: 1, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: []int{0}}, r.Device, nil)
+	cube := make([]float32, 0, batch*len(c.Data))
+	for k := 0; k < batch; k++ {
+		cube = append(cube, c.Data...)
+	}
+	in, err := datanode.ToBatch(keep, &dataset.Batch{Cube: cube, B: batch, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: make([]int, batch)}, r.Device, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	pass := func() {
 		s.Reset()
 		s.SetGradEnabled(false)
-		if _, err := r.Pipeline.Run(&nodes.Context{Stage: nodes.StageInference, Scope: s, Device: r.Device}, batch, nodes.RunOptions{}); err != nil {
+		if _, err := r.Pipeline.Run(&nodes.Context{Stage: nodes.StageInference, Scope: s, Device: r.Device}, in, nodes.RunOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		_ = torch.Synchronize(r.Device)
 	}
 	pass()
 	t0 := time.Now()
-	for i := 0; i < n; i++ {
+	passes := max(1, n/batch)
+	for i := 0; i < passes; i++ {
 		pass()
 	}
-	return float64(n) / time.Since(t0).Seconds()
+	return float64(passes*batch) / time.Since(t0).Seconds()
 }
 
 // BenchmarkInfer1000x1080 writes INFER_FRAMES (default 6) random 1000×1080×61 float32 ENVI
 // frames, trains a tiny INFER_VARIANT run (default drcnn; the built-in detector at its full
 // size) and then, per iteration, times the run's pipeline alone on one frame in memory and
 // `infer` end to end over the folder (all outputs), one after the other in the same process at
-// INFER_THREADS LibTorch threads (default 2). Metrics: infer_fps (steady state: after the
+// INFER_THREADS LibTorch threads (default 2) and INFER_BATCH frames per forward pass (default
+// 1; infer --batch). Metrics: infer_fps (steady state: after the
 // first frame), pipeline_fps, infer/pipeline (the ratio, the figure to compare on a shared
 // machine), startup_s and first_frame_s.
 //
@@ -70,6 +76,7 @@ func BenchmarkInfer1000x1080(b *testing.B) {
 	nf := envInt("INFER_FRAMES", 6)
 	h, w := envInt("INFER_H", 1000), envInt("INFER_W", 1080)
 	variant := envString("INFER_VARIANT", "drcnn")
+	batch := envInt("INFER_BATCH", 1)
 	outs, err := ParseOutputs(envString("INFER_OUTPUTS", "npy,png,json"))
 	if err != nil {
 		b.Fatal(err)
@@ -80,10 +87,10 @@ func BenchmarkInfer1000x1080(b *testing.B) {
 	var inferFPS, pipeFPS, startup, first float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		pipeFPS += pipelineFPS(b, run, filepath.Join(frames, "frame_000.hdr"), threads, nf)
+		pipeFPS += pipelineFPS(b, run, filepath.Join(frames, "frame_000.hdr"), threads, batch, nf)
 		out := filepath.Join(dir, fmt.Sprintf("out%d", i))
 		stop := profileInfer(b, i)
-		sum, err := Run(run, frames, out, Options{Threads: threads, Outputs: outs})
+		sum, err := Run(run, frames, out, Options{Threads: threads, Outputs: outs, Batch: batch})
 		stop()
 		if err != nil {
 			b.Fatal(err)

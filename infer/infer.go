@@ -38,6 +38,9 @@ type Options struct {
 	Outputs Outputs
 	// Threads overrides the run's training.threads for LibTorch (0 keeps the run's).
 	Threads int
+	// Batch is how many consecutive frames of the same size go through the pipeline together
+	// (default 1). Each frame's maps do not depend on the others in its batch.
+	Batch int
 	// Log receives the start-up time and the throughput; nil discards them.
 	Log *logrus.Logger
 
@@ -52,13 +55,13 @@ type Summary struct {
 	// StartupSeconds is the time to open the run (config, pipeline, weights) and list the
 	// inputs, before the first frame is read.
 	StartupSeconds float64
-	// FirstFrameSeconds is the time from the end of start-up until the first frame's maps
+	// FirstFrameSeconds is the time from the end of start-up until the first batch's maps
 	// were written (one read, one forward pass with its one-off costs, one write).
 	FirstFrameSeconds float64
 	// Seconds is the time from the end of start-up until the last frame was written.
 	Seconds float64
-	// SteadyFPS is the frame rate after the first frame: (frames − 1) divided by the time
-	// from the first frame's write to the last one's; 0 with a single frame.
+	// SteadyFPS is the frame rate after the first batch: the frames after it divided by the
+	// time from its write to the last one's; 0 with a single batch.
 	SteadyFPS float64
 }
 
@@ -94,6 +97,10 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	if o.Threads < 0 {
 		return sum, fmt.Errorf("--threads %d must be 0 (the run's) or positive", o.Threads)
 	}
+	if o.Batch < 0 {
+		return sum, fmt.Errorf("--batch %d must be positive", o.Batch)
+	}
+	o.Batch = max(o.Batch, 1)
 	inputs, err := listInputs(input, dataset.NaNPolicy(o.NaNPolicy))
 	if err != nil {
 		return sum, err
@@ -105,7 +112,7 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	if err := torch.SetCachingAllocator(true); err != nil {
 		return sum, err
 	}
-	rd := startReading(inputs, cpu)
+	rd := startReading(inputs, cpu, o.Batch)
 	defer rd.stop()
 	r, err := trainer.OpenRun(dir, log)
 	if err != nil {
@@ -138,7 +145,7 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	if (r.Device.Type == torch.DeviceCPU) != cpu {
 		return fail(fmt.Errorf("run %s: its device changed while it was opened", dir))
 	}
-	results, firstDone, lastDone, err := stream(r, rd, stage, o.Outputs, o.onFrame, log)
+	results, firstDone, lastDone, firstN, err := stream(r, rd, stage, o.Outputs, o.onFrame, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -157,8 +164,8 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	sum.Frames = len(results)
 	sum.FirstFrameSeconds = firstDone.Sub(t1).Seconds()
 	sum.Seconds = lastDone.Sub(t1).Seconds()
-	if sum.Frames > 1 {
-		sum.SteadyFPS = float64(sum.Frames-1) / lastDone.Sub(firstDone).Seconds()
+	if sum.Frames > firstN {
+		sum.SteadyFPS = float64(sum.Frames-firstN) / lastDone.Sub(firstDone).Seconds()
 	}
 	log.Infof("infer: %d frames in %.2f s after start-up (first frame %.2f s, then %.2f frames/s)", sum.Frames, sum.Seconds, sum.FirstFrameSeconds, sum.SteadyFPS)
 	return sum, nil
@@ -187,8 +194,8 @@ type slot struct {
 }
 
 // fit makes the slot's tensor [1, h, w, c].
-func (sl *slot) fit(h, w, c int) error {
-	shape := []int64{1, int64(h), int64(w), int64(c)}
+func (sl *slot) fit(b, h, w, c int) error {
+	shape := []int64{int64(b), int64(h), int64(w), int64(c)}
 	if sl.t.Valid() && sameShape(sl.t.Shape(), shape) {
 		return nil
 	}
@@ -202,17 +209,18 @@ func (sl *slot) fit(h, w, c int) error {
 	return err
 }
 
-// loaded is a decoded frame on its way to the scorer, in its slot.
+// loaded is a batch of decoded frames (of one size) on its way to the scorer, in its slot.
 type loaded struct {
-	in   input
-	cube *dataset.Cube
-	sl   *slot
-	err  error
+	ins   []input
+	cubes []*dataset.Cube
+	sl    *slot
+	err   error
 }
 
-// scored is a frame's maps on their way to the writer; bufs goes back to the scorer.
+// scored is a batch's maps on their way to the writer, frame after frame in bufs; bufs goes
+// back to the scorer.
 type scored struct {
-	fo   frameOut
+	fos  []frameOut
 	bufs *outBufs
 	dec  bool
 }
@@ -239,8 +247,9 @@ type reading struct {
 	once     sync.Once
 }
 
-// startReading starts decoding inputs into slots (tensors on the CPU, Go buffers elsewhere).
-func startReading(inputs []input, cpu bool) *reading {
+// startReading starts decoding inputs into slots (tensors on the CPU, Go buffers elsewhere),
+// up to batch consecutive frames of the same size into one slot.
+func startReading(inputs []input, cpu bool, batch int) *reading {
 	rd := &reading{free: make(chan *slot, slots), loadedCh: make(chan loaded, 1), done: make(chan struct{})}
 	rd.ctx, rd.cancel = context.WithCancel(context.Background())
 	for i := 0; i < slots; i++ {
@@ -251,7 +260,9 @@ func startReading(inputs []input, cpu bool) *reading {
 	go func() {
 		defer close(rd.done)
 		defer close(rd.loadedCh)
-		for _, in := range inputs {
+		for i := 0; i < len(inputs); {
+			group := nextGroup(inputs[i:], batch)
+			i += len(group)
 			var sl *slot
 			select {
 			case sl = <-rd.free:
@@ -259,10 +270,10 @@ func startReading(inputs []input, cpu bool) *reading {
 				return
 			}
 			tr := time.Now()
-			c, err := readInto(sl, in, cpu)
+			cs, err := readGroup(sl, group, cpu)
 			rd.took += time.Since(tr)
 			select {
-			case rd.loadedCh <- loaded{in: in, cube: c, sl: sl, err: err}:
+			case rd.loadedCh <- loaded{ins: group, cubes: cs, sl: sl, err: err}:
 			case <-rd.ctx.Done():
 				return
 			}
@@ -290,9 +301,8 @@ func (rd *reading) stop() {
 // stream scores and writes every frame the reader delivers, the writer one frame behind the
 // scorer, and returns the frames' results in input order and when the first and the last
 // frame were written. It stops the reader before returning.
-func stream(r *trainer.Run, rd *reading, stage string, outs Outputs, onFrame func(int), log *logrus.Logger) ([]frameOut, time.Time, time.Time, error) {
+func stream(r *trainer.Run, rd *reading, stage string, outs Outputs, onFrame func(int), log *logrus.Logger) (results []frameOut, first, last time.Time, firstN int, err error) {
 	defer rd.stop()
-	var first, last time.Time
 	ctx, cancel := rd.ctx, rd.cancel
 	var wg sync.WaitGroup
 	var writeTime time.Duration
@@ -302,7 +312,6 @@ func stream(r *trainer.Run, rd *reading, stage string, outs Outputs, onFrame fun
 	outFree <- &outBufs{}
 	outFree <- &outBufs{}
 	writeCh := make(chan scored, 1)
-	var results []frameOut
 	var werr error
 	wg.Add(1)
 	go func() {
@@ -314,29 +323,39 @@ func stream(r *trainer.Run, rd *reading, stage string, outs Outputs, onFrame fun
 				if sc.dec {
 					dec = sc.bufs.dec
 				}
-				tw := time.Now()
-				err := w.write(&sc.fo, sc.bufs.scores, dec)
-				writeTime += time.Since(tw)
-				if err != nil {
-					werr = err
-					cancel()
-				} else {
-					results = append(results, sc.fo)
-					last = time.Now()
-					if len(results) == 1 {
-						first = last
+				off := 0
+				for k := range sc.fos {
+					fo := &sc.fos[k]
+					n := fo.Height * fo.Width
+					var d []bool
+					if dec != nil {
+						d = dec[off : off+n]
 					}
+					tw := time.Now()
+					err := w.write(fo, sc.bufs.scores[off:off+n], d)
+					writeTime += time.Since(tw)
+					off += n
+					if err != nil {
+						werr = err
+						cancel()
+						break
+					}
+					results = append(results, *fo)
+					last = time.Now()
 					if onFrame != nil {
 						onFrame(len(results))
 					}
 				}
+			}
+			if firstN == 0 && werr == nil {
+				first, firstN = last, len(results)
 			}
 			outFree <- sc.bufs
 		}
 	}()
 
 	var st stageTimes
-	err := score(ctx, r, rd.loadedCh, rd.free, outFree, writeCh, &st)
+	err = score(ctx, r, rd.loadedCh, rd.free, outFree, writeCh, &st)
 	close(writeCh)
 	wg.Wait()
 	if err == nil {
@@ -345,20 +364,101 @@ func stream(r *trainer.Run, rd *reading, stage string, outs Outputs, onFrame fun
 	rd.stop()
 	log.Debugf("infer: scorer time waiting for frames %.2f s, taking them in %.2f s, in the pipeline %.2f s, copying maps out %.2f s, waiting for the writer %.2f s; reader %.2f s, writer %.2f s",
 		st.waitLoad.Seconds(), st.copyIn.Seconds(), st.forward.Seconds(), st.copyOut.Seconds(), st.waitWrite.Seconds(), rd.took.Seconds(), writeTime.Seconds())
-	return results, first, last, err
+	return results, first, last, firstN, err
 }
 
-// readInto decodes in into sl: on the CPU straight into the slot's tensor when the size is
-// known from the header (else it is copied in after reading), elsewhere into its buffer.
-func readInto(sl *slot, in input, cpu bool) (*dataset.Cube, error) {
-	if !cpu {
-		c, next, err := in.load(sl.buf)
-		sl.buf = next
-		return c, err
+// nextGroup is the inputs that go into the next batch: up to batch consecutive inputs whose
+// size the headers tell and agree on (a single input otherwise).
+func nextGroup(inputs []input, batch int) []input {
+	if batch <= 1 || len(inputs) == 1 {
+		return inputs[:1]
 	}
+	h, w, c, ok := inputs[0].dims()
+	if !ok {
+		return inputs[:1]
+	}
+	n := 1
+	for n < len(inputs) && n < batch {
+		h2, w2, c2, ok := inputs[n].dims()
+		if !ok || h2 != h || w2 != w || c2 != c {
+			break
+		}
+		n++
+	}
+	return inputs[:n]
+}
+
+// readGroup decodes a group of inputs into sl: on the CPU straight into the slot's tensor
+// when the size is known from the header (else the cube is copied in after reading),
+// elsewhere into its buffer.
+func readGroup(sl *slot, group []input, cpu bool) ([]*dataset.Cube, error) {
+	if !cpu {
+		return readGroupBuffer(sl, group)
+	}
+	cs := make([]*dataset.Cube, len(group))
+	if len(group) == 1 {
+		c, err := readOne(sl, group[0])
+		cs[0] = c
+		return cs, err
+	}
+	h, w, c, _ := group[0].dims()
+	if err := sl.fit(len(group), h, w, c); err != nil {
+		return nil, fmt.Errorf("%s: %w", group[0].path, err)
+	}
+	n := h * w * c
+	for k, in := range group {
+		into := sl.view[k*n : (k+1)*n]
+		cube, _, err := in.load(into)
+		if err != nil {
+			return nil, err
+		}
+		if cube.H != h || cube.W != w || cube.C != c {
+			return nil, fmt.Errorf("%s: cube is %d×%d×%d but its header said %d×%d×%d", in.path, cube.H, cube.W, cube.C, h, w, c)
+		}
+		if &cube.Data[0] != &into[0] {
+			copy(into, cube.Data) // a frame a dataset keeps in memory
+		}
+		cs[k] = &dataset.Cube{H: h, W: w, C: c, Data: into, Wavelengths: cube.Wavelengths, Source: cube.Source}
+	}
+	return cs, nil
+}
+
+// readGroupBuffer decodes a group into the slot's Go buffer (devices other than the CPU).
+func readGroupBuffer(sl *slot, group []input) ([]*dataset.Cube, error) {
+	cs := make([]*dataset.Cube, len(group))
+	if len(group) == 1 {
+		c, next, err := group[0].load(sl.buf)
+		sl.buf, cs[0] = next, c
+		return cs, err
+	}
+	h, w, c, _ := group[0].dims()
+	n := h * w * c
+	if cap(sl.buf) < len(group)*n {
+		sl.buf = make([]float32, len(group)*n)
+	}
+	sl.buf = sl.buf[:len(group)*n]
+	for k, in := range group {
+		into := sl.buf[k*n : (k+1)*n : (k+1)*n]
+		cube, _, err := in.load(into)
+		if err != nil {
+			return nil, err
+		}
+		if cube.H != h || cube.W != w || cube.C != c {
+			return nil, fmt.Errorf("%s: cube is %d×%d×%d but its header said %d×%d×%d", in.path, cube.H, cube.W, cube.C, h, w, c)
+		}
+		if &cube.Data[0] != &into[0] {
+			copy(into, cube.Data)
+		}
+		cs[k] = &dataset.Cube{H: h, W: w, C: c, Data: into, Wavelengths: cube.Wavelengths, Source: cube.Source}
+	}
+	return cs, nil
+}
+
+// readOne decodes one input into sl, refitting the slot's tensor to whatever size it has.
+func readOne(sl *slot, in input) (*dataset.Cube, error) {
 	var into []float32
 	if h, w, c, ok := in.dims(); ok {
-		if err := sl.fit(h, w, c); err != nil {
+		if err := sl.fit(1, h, w, c); err != nil {
 			return nil, fmt.Errorf("%s: %w", in.path, err)
 		}
 		into = sl.view
@@ -370,7 +470,7 @@ func readInto(sl *slot, in input, cpu bool) (*dataset.Cube, error) {
 	if len(c.Data) > 0 && (len(into) == 0 || &c.Data[0] != &into[0]) {
 		// decoded elsewhere (a scene file, a frame a dataset keeps in memory, a header that
 		// changed): copy it in
-		if err := sl.fit(c.H, c.W, c.C); err != nil {
+		if err := sl.fit(1, c.H, c.W, c.C); err != nil {
 			return nil, fmt.Errorf("%s: %w", in.path, err)
 		}
 		copy(sl.view, c.Data)
@@ -401,8 +501,12 @@ func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free cha
 		if l.err != nil {
 			return l.err
 		}
-		c, path, sl := l.cube, l.in.path, l.sl
+		c, path, sl, nb := l.cubes[0], l.ins[0].path, l.sl, len(l.cubes)
 		s.Reset()
+		ids := make([]int, nb)
+		for k := range ids {
+			ids[k] = k
+		}
 		var batch map[string]any
 		if sl.t.Valid() {
 			// the batch datanode.ToBatch builds, around the slot's tensor instead of a copy
@@ -410,11 +514,15 @@ func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free cha
 				datanode.KeyCube:        sl.t,
 				datanode.KeyClassIDs:    []int32(nil),
 				datanode.KeyWavelengths: c.Wavelengths,
-				datanode.KeyFrameIDs:    []int{0},
-				datanode.KeyShape:       [4]int{1, c.H, c.W, c.C},
+				datanode.KeyFrameIDs:    ids,
+				datanode.KeyShape:       [4]int{nb, c.H, c.W, c.C},
 			}
 		} else {
-			b := &dataset.Batch{Cube: c.Data, B: 1, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: []int{0}}
+			data := c.Data
+			if nb > 1 {
+				data = sl.buf
+			}
+			b := &dataset.Batch{Cube: data, B: nb, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: ids}
 			var err error
 			if batch, err = datanode.ToBatch(s, b, r.Device, nil); err != nil {
 				return fmt.Errorf("%s: %w", path, err)
@@ -443,10 +551,14 @@ func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free cha
 		if err := torch.CopyTo(st, ob.scores); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		if bad := dataset.CountNonFinite(ob.scores); bad > 0 {
-			return fmt.Errorf("%s: %d of %d anomaly scores are NaN or infinite (the inputs were finite): nothing written", path, bad, len(ob.scores))
+		px := len(ob.scores) / nb
+		sc := scored{bufs: ob}
+		for k, in := range l.ins {
+			if bad := dataset.CountNonFinite(ob.scores[k*px : (k+1)*px]); bad > 0 {
+				return fmt.Errorf("%s: %d of %d anomaly scores are NaN or infinite (the inputs were finite): nothing written", in.path, bad, px)
+			}
+			sc.fos = append(sc.fos, frameOut{Name: in.name, Source: in.path, Height: c.H, Width: c.W})
 		}
-		sc := scored{fo: frameOut{Name: l.in.name, Source: path, Height: c.H, Width: c.W}, bufs: ob}
 		if dn != "" {
 			if dt, err := o.Tensor(dn, dp); err == nil {
 				ob.dec = grow(ob.dec, int(dt.Numel()))
@@ -456,7 +568,11 @@ func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free cha
 		for _, n := range r.Pipeline.Nodes() {
 			if v, ok := o.Get(n.Name(), "anomaly_score"); ok {
 				if t, ok := v.(*torch.Tensor); ok {
-					sc.fo.AnomalyScore, _ = t.Item()
+					if a, err := torch.Values[float64](t); err == nil && len(a) > 0 {
+						for k := range sc.fos {
+							sc.fos[k].AnomalyScore = a[min(k, len(a)-1)]
+						}
+					}
 				}
 			}
 		}

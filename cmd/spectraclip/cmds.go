@@ -141,7 +141,7 @@ func newEvalCmd(g *globals) *cobra.Command {
 
 func newInferCmd(g *globals) *cobra.Command {
 	var run, input, out, nanPolicy, outputs string
-	var threads int
+	var threads, batch int
 	cmd := &cobra.Command{
 		Use:   "infer --run DIR --input FILE|DIR --out DIR",
 		Short: "write anomaly maps and decisions (PNG, .npy, JSON) for ENVI cubes or a dataset",
@@ -151,7 +151,7 @@ func newInferCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sum, err := infer.Run(run, input, out, infer.Options{NaNPolicy: nanPolicy, Outputs: outs, Threads: threads, Log: g.log})
+			sum, err := infer.Run(run, input, out, infer.Options{NaNPolicy: nanPolicy, Outputs: outs, Threads: threads, Batch: batch, Log: g.log})
 			if err != nil {
 				return err
 			}
@@ -165,6 +165,7 @@ func newInferCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&nanPolicy, "nan-policy", "", "NaN/Inf in an input: error (default; a dataset directory's own nan_policy applies) or zero")
 	cmd.Flags().StringVar(&outputs, "outputs", infer.AllOutputs.String(), "what to write, comma-separated: npy (scores and decisions as (H, W) arrays), png (heat map and decisions images), json (results.json)")
 	cmd.Flags().IntVar(&threads, "threads", 0, "LibTorch threads (0: the run's training.threads)")
+	cmd.Flags().IntVar(&batch, "batch", 1, "frames scored together (consecutive frames of the same size)")
 	for _, f := range []string{"run", "input", "out"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
