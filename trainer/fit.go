@@ -120,6 +120,7 @@ func (r *Run) TrainGradient() error {
 		var lossSum float64
 		var lossN int
 		tTrain := time.Now()
+		var commSec float64 // time in the gradient all-reduce, waiting for the slowest rank included
 		err := r.forEachBatch("train", epoch, fmt.Sprintf("epoch %d/%d", epoch+1, tc.Trainer.MaxEpochs), func(ctx *nodes.Context, batch map[string]any) error {
 			ctx.Stage = nodes.StageTrain
 			ctx.GlobalStep = st.GlobalStep
@@ -144,7 +145,9 @@ func (r *Run) TrainGradient() error {
 			var v float64
 			if r.dist != nil { // every collective runs in a world of 1 too (a check of the backend)
 				// data-parallel: average the gradients (and the loss, in the same buffer)
+				tc := time.Now()
 				mean, bytes, err := r.reduceGrads(s, ts, loss)
+				commSec += time.Since(tc).Seconds()
 				if err != nil {
 					return fmt.Errorf("all-reduce of the gradients at step %d: %w", st.GlobalStep, err)
 				}
@@ -184,7 +187,7 @@ func (r *Run) TrainGradient() error {
 		}
 		if sec := time.Since(tTrain).Seconds(); lossN > 0 {
 			// the optimisation steps alone (no validation): the speed figure of data-parallel runs
-			r.Log.WithFields(logrus.Fields{"epoch": epoch + 1, "rank": r.rank(), "world_size": r.worldSize(), "steps": lossN, "seconds": round4(sec), "steps_per_s": round4(float64(lossN) / sec)}).Debug("train steps")
+			r.Log.WithFields(logrus.Fields{"epoch": epoch + 1, "rank": r.rank(), "world_size": r.worldSize(), "steps": lossN, "seconds": round4(sec), "steps_per_s": round4(float64(lossN) / sec), "allreduce_seconds": round4(commSec)}).Debug("train steps")
 		}
 		rec := EpochRecord{Epoch: epoch, TrainLoss: lossSum / math.Max(1, float64(lossN)), LR: st.LR}
 		if t, ok := r.temperature(epoch); ok {
