@@ -166,6 +166,14 @@ func (g *Group) AllGatherBytes(b []byte) ([][]byte, error) {
 	return out, nil
 }
 
+// Broadcast overwrites the tensors with rank root's, in place.
+func (g *Group) Broadcast(ts []*torch.Tensor, root int) error {
+	if err := g.pg.Broadcast(ts, root); err != nil {
+		return g.explain("broadcast", err)
+	}
+	return nil
+}
+
 // Barrier waits for every rank.
 func (g *Group) Barrier() error {
 	if err := g.pg.Barrier(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"sort"
 
 	"github.com/sirupsen/logrus"
 
@@ -26,6 +27,8 @@ type Collective interface {
 	AllReduceFloat64(v []float64) error
 	// AllGatherBytes returns every rank's bytes in rank order.
 	AllGatherBytes(b []byte) ([][]byte, error)
+	// Broadcast overwrites the tensors (on the run's device) with rank root's, in place.
+	Broadcast(ts []*torch.Tensor, root int) error
 	Barrier() error
 	// Shard returns this rank's part of an epoch's frame order (pad: to equal shards).
 	Shard(order []int, pad bool) []int
@@ -284,4 +287,33 @@ func (r *Run) distKillPoint(step int64) {
 	p, _ := os.FindProcess(os.Getpid())
 	_ = p.Kill()
 	select {} // the signal is on its way
+}
+
+// syncState gives every rank rank 0's node state (parameters and fitted buffers, the float
+// tensors on the run's device), as DistributedDataParallel does when it wraps a module: the
+// ranks start from identical weights whatever rounding their fits or loads had, and evaluate
+// the checkpoint rank 0 restored even where they cannot see its files.
+func (r *Run) syncState(what string) error {
+	if r.dist == nil {
+		return nil
+	}
+	m, err := r.Pipeline.State()
+	if err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(m))
+	for k, t := range m {
+		if t.DType().IsFloat() && t.Device() == r.Device {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	ts := make([]*torch.Tensor, len(keys))
+	for i, k := range keys {
+		ts[i] = m[k]
+	}
+	if err := r.dist.Broadcast(ts, 0); err != nil {
+		return fmt.Errorf("%s: broadcasting rank 0's weights: %w", what, err)
+	}
+	return nil
 }

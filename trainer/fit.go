@@ -114,6 +114,9 @@ func (r *Run) TrainGradient() error {
 	if r.worldSize() > 1 {
 		st.WorldSize = r.worldSize()
 	}
+	if err := r.syncState("training"); err != nil {
+		return err
+	}
 	for epoch := st.Epoch + 1; epoch < tc.Trainer.MaxEpochs; epoch++ {
 		t0 := time.Now()
 		r.Pipeline.SetTraining(true)

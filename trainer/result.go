@@ -102,6 +102,9 @@ func (r *Run) Finish(trainSec float64) (*Result, error) {
 	} else {
 		r.Log.WithField("run", r.Dir).Info(info.Why)
 	}
+	if err := r.syncState("evaluation"); err != nil {
+		return nil, err
+	}
 	res.Detector = r.detectorName()
 	val, err := r.Evaluate("val", nodes.StageVal, 4)
 	if err != nil {
