@@ -20,9 +20,9 @@ type LaunchOptions struct {
 	N    int      // worker processes
 	Exe  string   // the program to run (default: this executable)
 	Args []string // the workers' arguments
-	// Out receives every worker's output lines prefixed with "[rank R] " (default
-	// os.Stderr).
-	Out io.Writer
+	// Out and Err receive every worker's standard output and error lines prefixed with
+	// "[rank R] " (default os.Stdout and os.Stderr).
+	Out, Err io.Writer
 	// Env is added to every worker's environment.
 	Env []string
 	// Grace is how long the other workers get after SIGTERM before SIGKILL when one fails.
@@ -64,7 +64,10 @@ func Launch(o LaunchOptions) error {
 		o.Exe = exe
 	}
 	if o.Out == nil {
-		o.Out = os.Stderr
+		o.Out = os.Stdout
+	}
+	if o.Err == nil {
+		o.Err = os.Stderr
 	}
 	if o.Grace <= 0 {
 		o.Grace = 10 * time.Second
@@ -103,8 +106,9 @@ func Launch(o LaunchOptions) error {
 			"LOCAL_WORLD_SIZE="+strconv.Itoa(o.N), "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port))
 		c.Stdin = nil
 		stdout, err := c.StdoutPipe()
+		var stderr io.ReadCloser
 		if err == nil {
-			c.Stderr = c.Stdout
+			stderr, err = c.StderrPipe()
 		}
 		if err != nil {
 			stopAll(syscall.SIGKILL)
@@ -116,22 +120,28 @@ func Launch(o LaunchOptions) error {
 		}
 		cmds[r] = c
 		started++
-		pipes.Add(1)
-		read := make(chan struct{})
-		go func(r int, rd io.Reader) {
-			defer pipes.Done()
-			defer close(read)
-			sc := bufio.NewScanner(rd)
-			sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-			prefix := fmt.Sprintf("[rank %d] ", r)
-			for sc.Scan() {
-				outMu.Lock()
-				fmt.Fprintln(o.Out, prefix+sc.Text())
-				outMu.Unlock()
-			}
-		}(r, stdout)
+		var read sync.WaitGroup
+		for _, p := range []struct {
+			rd io.Reader
+			w  io.Writer
+		}{{stdout, o.Out}, {stderr, o.Err}} {
+			pipes.Add(1)
+			read.Add(1)
+			go func(r int, rd io.Reader, w io.Writer) {
+				defer pipes.Done()
+				defer read.Done()
+				sc := bufio.NewScanner(rd)
+				sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+				prefix := fmt.Sprintf("[rank %d] ", r)
+				for sc.Scan() {
+					outMu.Lock()
+					fmt.Fprintln(w, prefix+sc.Text())
+					outMu.Unlock()
+				}
+			}(r, p.rd, p.w)
+		}
 		go func(r int, c *exec.Cmd) {
-			<-read // Wait closes the pipe: read it to the end first
+			read.Wait() // Wait closes the pipes: read them to the end first
 			exits <- exit{r, c.Wait()}
 		}(r, c)
 	}

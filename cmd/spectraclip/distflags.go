@@ -36,7 +36,7 @@ func launchWorkers(g *globals, d *distFlags) (bool, error) {
 	}
 	args := withoutFlag(os.Args[1:], "--nproc-per-node")
 	g.log.WithField("workers", d.nproc).Info("launching data-parallel workers")
-	return true, dist.Launch(dist.LaunchOptions{N: d.nproc, Args: args, Out: g.errOut})
+	return true, dist.Launch(dist.LaunchOptions{N: d.nproc, Args: args, Out: g.out, Err: g.errOut})
 }
 
 // withoutFlag drops a flag and its value (--name V or --name=V) from args.
