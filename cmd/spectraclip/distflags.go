@@ -60,7 +60,8 @@ func withoutFlag(args []string, name string) []string {
 }
 
 // joinDist joins the data-parallel group when the environment describes one (torchrun or
-// Slurm variables); nil without. It picks the worker's CUDA device (cuda → cuda:LOCAL_RANK)
+// Slurm variables); nil without. It picks the worker's CUDA device (cuda → cuda:LOCAL_RANK
+// modulo the visible devices)
 // and, unless training.threads is set, an equal share of the CPU cores per local worker.
 func joinDist(g *globals, cfg *trainer.Config, d *distFlags) (*dist.Group, error) {
 	env, ok, err := dist.ParseEnv(os.Getenv)
@@ -71,7 +72,13 @@ func joinDist(g *globals, cfg *trainer.Config, d *distFlags) (*dist.Group, error
 		return nil, nil
 	}
 	if cfg.Training.Device == "cuda" {
-		cfg.Training.Device = fmt.Sprintf("cuda:%d", env.LocalRank)
+		// one GPU per process: LOCAL_RANK's among the visible ones (under srun
+		// --gpus-per-task 1 each task sees one device, its cuda:0)
+		idx := env.LocalRank
+		if n := torch.CUDADeviceCount(); n > 0 {
+			idx %= n
+		}
+		cfg.Training.Device = fmt.Sprintf("cuda:%d", idx)
 	}
 	if cfg.Training.Threads == 0 && env.LocalWorld > 1 {
 		cfg.Training.Threads = max(1, runtime.NumCPU()/env.LocalWorld)
