@@ -167,7 +167,7 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	if sum.Frames > firstN {
 		sum.SteadyFPS = float64(sum.Frames-firstN) / lastDone.Sub(firstDone).Seconds()
 	}
-	log.Infof("infer: %d frames in %.2f s after start-up (first frame %.2f s, then %.2f frames/s)", sum.Frames, sum.Seconds, sum.FirstFrameSeconds, sum.SteadyFPS)
+	log.Infof("infer: %d frames in %.2f s after start-up (first batch %.2f s, then %.2f frames/s)", sum.Frames, sum.Seconds, sum.FirstFrameSeconds, sum.SteadyFPS)
 	return sum, nil
 }
 
