@@ -39,7 +39,7 @@ func benchEnvFor(b *testing.B, variant string) *benchEnv {
 
 func reportFrames(b *testing.B, e *benchEnv) {
 	b.ReportMetric(float64(b.N*e.B)/b.Elapsed().Seconds(), "frames/s")
-	b.SetBytes(int64(len(e.cube) * 4))
+	b.SetBytes(e.cubeBytes)
 }
 
 // BenchmarkInference times normaliser → reducer → detector → decider on one batch, and
@@ -116,5 +116,5 @@ func BenchmarkStatisticalFit(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.SetBytes(int64(len(e.cube) * 4))
+	b.SetBytes(e.cubeBytes)
 }

@@ -709,6 +709,22 @@ sc_err sc_set_caching_allocator(int enable) {
   SC_END
 }
 
+sc_err sc_cpu_allocator_trim(int64_t *released_bytes) {
+  SC_BEGIN
+  Cache &c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  int64_t n = 0;
+  for (auto &kv : c.free) {
+    c.sizes.erase(kv.second);
+    std::free(kv.second);
+    n += static_cast<int64_t>(kv.first);
+  }
+  c.free.clear();
+  c.cached = 0;
+  if (released_bytes != nullptr) *released_bytes = n;
+  SC_END
+}
+
 sc_err sc_cpu_allocator_stats(int64_t *cached_bytes, int64_t *hits, int64_t *misses) {
   SC_BEGIN
   Cache &c = cache();

@@ -270,6 +270,9 @@ sc_err sc_mix_chain(int mode, sc_tensor x, const sc_tensor *ws, const sc_tensor 
  * std hold 3 values. Returns [B,3,size,size], the same bits as the composed ops. */
 sc_err sc_clip_preprocess(int mode, sc_tensor rgb, int64_t size, sc_tensor mean, sc_tensor std_,
                           sc_tensor *out);
+/* Frees every block the caching CPU allocator holds unused (e.g. a statistical fit's float64
+ * temporaries, whose sizes inference never asks for again); *released_bytes may be NULL. */
+sc_err sc_cpu_allocator_trim(int64_t *released_bytes);
 
 /* ---- CPU tensor memory (sc_view.cpp) ----
  * The address and size in bytes of a contiguous CPU tensor's elements; valid while the tensor

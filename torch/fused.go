@@ -94,3 +94,13 @@ func (s *Scope) ClipPreprocess(rgb *Tensor, size int64, mean, std *Tensor) *Tens
 	defer runtime.KeepAlive(rgb)
 	return s.result("clip_preprocess", C.sc_clip_preprocess(s.mode(), rgb.h, C.int64_t(size), mean.h, std.h, &out), out, rgb, mean, std)
 }
+
+// TrimCPUCache frees every block the caching CPU allocator (SetCachingAllocator) holds
+// unused and returns how many bytes that was. Blocks are reused only at their exact rounded
+// size, so the temporaries of a one-off phase — a statistical fit's float64 copies of the
+// cube — stay resident until trimmed.
+func TrimCPUCache() (int64, error) {
+	var n C.int64_t
+	err := takeErr("cpu_allocator_trim", C.sc_cpu_allocator_trim(&n))
+	return int64(n), err
+}

@@ -652,3 +652,41 @@ print(json.dumps(((y - mean) / std).flatten().tolist()))
 		t.Fatalf("4 channels: want a clip_preprocess error naming [B,H,W,3], got %v", err)
 	}
 }
+
+// TrimCPUCache gives back the blocks the caching allocator holds unused, and a block freed
+// afterwards (allocated before the trim) is still freed correctly.
+func TestTrimCPUCache(t *testing.T) {
+	if err := SetCachingAllocator(true); err != nil {
+		t.Fatal(err)
+	}
+	defer SetCachingAllocator(false)
+	s := newScope(t)
+	keep := s.Ones([]int64{3 << 20}, Float32, CPU) // 12 MiB, alive across the trim
+	a := s.Ones([]int64{5 << 20}, Float32, CPU)    // 20 MiB, freed into the cache
+	a.Free()
+	cached, _, _, err := AllocatorStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cached < 20<<20 {
+		t.Fatalf("cached %d B after freeing 20 MiB, want at least that", cached)
+	}
+	released, err := TrimCPUCache()
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _, _, err := AllocatorStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if released != cached || after != 0 {
+		t.Fatalf("trim released %d B of %d cached, %d B left", released, cached, after)
+	}
+	if v, _ := s.Sum(keep, false).Item(); v != 3<<20 {
+		t.Fatalf("kept tensor sums to %v after the trim", v)
+	}
+	keep.Free() // back into the (now empty) cache
+	if c, _, _, _ := AllocatorStats(); c < 12<<20 {
+		t.Fatalf("cached %d B after freeing the kept 12 MiB block", c)
+	}
+}
