@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/spectraclip/spectraclip/internal/procstat"
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
 	"github.com/spectraclip/spectraclip/torch"
@@ -145,7 +145,7 @@ func Run(o Options) (*Report, error) {
 			resetPeakRSS()
 			bv, err = benchVariant(v, o, dev)
 			if bv != nil {
-				bv.PeakRSSMB = procStatusMB("VmHWM:")
+				bv.PeakRSSMB = procstat.MB("VmHWM:")
 			}
 		}
 		if err != nil {
@@ -376,7 +376,7 @@ func benchVariant(variant string, o Options, dev torch.Device) (*Variant, error)
 		_, err := detNode.Forward(&nodes.Context{Stage: nodes.StageInference, Scope: s, Device: dev}, map[string]any{"rgb_image": rgb})
 		return err
 	}
-	bv.RSSStartMB = procStatusMB("VmRSS:")
+	bv.RSSStartMB = procstat.MB("VmRSS:")
 	var tPipe, tDet time.Duration
 	for i := 0; i < o.Iters; i++ {
 		t0 := time.Now()
@@ -394,7 +394,7 @@ func benchVariant(variant string, o Options, dev torch.Device) (*Variant, error)
 	}
 	bv.FPS = float64(B*o.Iters) / tPipe.Seconds()
 	bv.DetectorFPS = float64(B*o.Iters) / tDet.Seconds()
-	bv.RSSEndMB = procStatusMB("VmRSS:")
+	bv.RSSEndMB = procstat.MB("VmRSS:")
 	// stage by stage
 	norm, _ := p.Node("normalizer")
 	detN, _ := p.Node("detector")
@@ -499,23 +499,6 @@ func benchVariant(variant string, o Options, dev torch.Device) (*Variant, error)
 		bv.TrainStepsPerSec = float64(o.TrainIters) / time.Since(t2).Seconds()
 	}
 	return bv, nil
-}
-
-func procStatusMB(key string) float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, key) {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				return kb / 1024
-			}
-		}
-	}
-	return 0
 }
 
 // WriteTable prints a report as a table.

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/spectraclip/spectraclip/internal/procstat"
 	"github.com/spectraclip/spectraclip/nodes"
 	"github.com/spectraclip/spectraclip/torch"
 	"github.com/spectraclip/spectraclip/trainer"
@@ -51,14 +52,14 @@ func BenchmarkInference(b *testing.B) {
 			if err := e.infer(); err != nil {
 				b.Fatal(err)
 			}
-			rss0 := procStatusMB("VmRSS:")
+			rss0 := procstat.MB("VmRSS:")
 			for b.Loop() {
 				if err := e.infer(); err != nil {
 					b.Fatal(err)
 				}
 			}
 			reportFrames(b, e)
-			b.ReportMetric(procStatusMB("VmRSS:")-rss0, "rss-growth-MB")
+			b.ReportMetric(procstat.MB("VmRSS:")-rss0, "rss-growth-MB")
 		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/internal/procstat"
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
 	"github.com/spectraclip/spectraclip/torch"
@@ -106,7 +107,7 @@ func BenchmarkInfer1000x1080(b *testing.B) {
 	b.ReportMetric(inferFPS/pipeFPS, "infer/pipeline")
 	b.ReportMetric(startup/n, "startup_s")
 	b.ReportMetric(first/n, "first_frame_s")
-	b.ReportMetric(procStatusMB("VmHWM:"), "peak_rss_MB")
+	b.ReportMetric(procstat.MB("VmHWM:"), "peak_rss_MB")
 }
 
 // profileInfer starts a CPU profile of infer alone (not the set-up or the pipeline-only
@@ -151,7 +152,7 @@ func BenchmarkInferFlatRSS(b *testing.B) {
 		var rss10, hi float64
 		out := filepath.Join(dir, fmt.Sprintf("out%d", i))
 		_, err := Run(run, frames, out, Options{onFrame: func(n int) {
-			rss := procStatusMB("VmRSS:")
+			rss := procstat.MB("VmRSS:")
 			if n == 10 {
 				rss10 = rss
 			}

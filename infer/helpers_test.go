@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/spectraclip/spectraclip/dataset"
@@ -59,24 +58,6 @@ func writeFrames(tb testing.TB, dir string, n, h, w int, seed uint64) int64 {
 		}
 	}
 	return int64(len(c.Data)) * 4
-}
-
-// procStatusMB reads a VmRSS/VmHWM-style line of /proc/self/status in MB (0 where absent).
-func procStatusMB(key string) float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, key) {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				return kb / 1024
-			}
-		}
-	}
-	return 0
 }
 
 func envInt(name string, def int) int {

@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -196,7 +197,7 @@ type slot struct {
 // fit makes the slot's tensor [1, h, w, c].
 func (sl *slot) fit(b, h, w, c int) error {
 	shape := []int64{int64(b), int64(h), int64(w), int64(c)}
-	if sl.t.Valid() && sameShape(sl.t.Shape(), shape) {
+	if sl.t.Valid() && slices.Equal(sl.t.Shape(), shape) {
 		return nil
 	}
 	sl.s.Reset()
@@ -591,16 +592,4 @@ func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free cha
 		lap(&tm.waitWrite)
 	}
 	return nil
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

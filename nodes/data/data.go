@@ -5,6 +5,7 @@ package data
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
@@ -31,7 +32,7 @@ var BatchKeys = []string{KeyCube, KeyClassIDs, KeyWavelengths, KeyFrameIDs, KeyS
 func ToBatch(s *torch.Scope, b *dataset.Batch, dev torch.Device, reuse *torch.Tensor) (map[string]any, error) {
 	var cube *torch.Tensor
 	shape := []int64{int64(b.B), int64(b.H), int64(b.W), int64(b.C)}
-	if reuse.Valid() && dev.Type == torch.DeviceCPU && sameShape(reuse.Shape(), shape) {
+	if reuse.Valid() && dev.Type == torch.DeviceCPU && slices.Equal(reuse.Shape(), shape) {
 		if err := torch.CopyFrom(reuse, b.Cube); err != nil {
 			return nil, err
 		}
@@ -49,18 +50,6 @@ func ToBatch(s *torch.Scope, b *dataset.Batch, dev torch.Device, reuse *torch.Te
 		KeyFrameIDs:    b.FrameIDs,
 		KeyShape:       [4]int{b.B, b.H, b.W, b.C},
 	}, nil
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Node is LentilsAnomalyDataNode: cube passthrough (float32), the binary anomaly mask from
