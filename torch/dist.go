@@ -117,8 +117,10 @@ func (g *ProcessGroup) AllReduce(ts []*Tensor, scale float64) error {
 		return err
 	}
 	defer free()
-	defer runtime.KeepAlive(ts)
-	return takeErr("allreduce", C.sc_dist_allreduce(g.h, p, C.int(len(ts)), C.double(scale)))
+	e := C.sc_dist_allreduce(g.h, p, C.int(len(ts)), C.double(scale))
+	runtime.KeepAlive(g)
+	runtime.KeepAlive(ts)
+	return takeErr("allreduce", e)
 }
 
 // Broadcast overwrites the tensors with those of rank root.
@@ -134,8 +136,10 @@ func (g *ProcessGroup) Broadcast(ts []*Tensor, root int) error {
 		return err
 	}
 	defer free()
-	defer runtime.KeepAlive(ts)
-	return takeErr("broadcast", C.sc_dist_broadcast(g.h, p, C.int(len(ts)), C.int(root)))
+	e := C.sc_dist_broadcast(g.h, p, C.int(len(ts)), C.int(root))
+	runtime.KeepAlive(g)
+	runtime.KeepAlive(ts)
+	return takeErr("broadcast", e)
 }
 
 // AllGather returns every rank's t concatenated along dim 0 in rank order, owned by s;
@@ -150,6 +154,7 @@ func (g *ProcessGroup) AllGather(s *Scope, t *Tensor) *Tensor {
 	}
 	var out C.sc_tensor
 	e := C.sc_dist_allgather(g.h, t.h, &out)
+	runtime.KeepAlive(g)
 	runtime.KeepAlive(t)
 	return s.result("allgather", e, out, t)
 }
@@ -159,7 +164,9 @@ func (g *ProcessGroup) Barrier() error {
 	if err := g.check("barrier"); err != nil {
 		return err
 	}
-	return takeErr("barrier", C.sc_dist_barrier(g.h))
+	e := C.sc_dist_barrier(g.h)
+	runtime.KeepAlive(g)
+	return takeErr("barrier", e)
 }
 
 // SilentRanks watches the ranks' heartbeats for wait and returns those that did not beat
@@ -172,6 +179,7 @@ func (g *ProcessGroup) SilentRanks(wait time.Duration) (silent []int, storeLost 
 	flags := make([]C.int, g.opts.World)
 	var lost C.int
 	e := C.sc_dist_silent_ranks(g.h, C.int64_t(wait.Milliseconds()), (*C.int)(unsafe.Pointer(&flags[0])), &lost)
+	runtime.KeepAlive(g)
 	if err := takeErr("silent_ranks", e); err != nil {
 		return nil, false, err
 	}

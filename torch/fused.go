@@ -74,6 +74,8 @@ func (s *Scope) MixChain(x *Tensor, ws, bs []*Tensor, slope float64, actHidden, 
 	var out C.sc_tensor
 	defer runtime.KeepAlive(ins)
 	e := C.sc_mix_chain(s.mode(), x.h, wp, bp, C.int(n), C.double(slope), cbool(actHidden), cbool(actLast), &out)
+	runtime.KeepAlive(x)
+	runtime.KeepAlive(ws)
 	return s.result("mix_chain", e, out, ins...)
 }
 
