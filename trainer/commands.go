@@ -14,6 +14,7 @@ import (
 	"github.com/spectraclip/spectraclip/nodes"
 	"github.com/spectraclip/spectraclip/nodes/detect"
 	metriccore "github.com/spectraclip/spectraclip/nodes/metric/core"
+	"github.com/spectraclip/spectraclip/rundir"
 	"github.com/spectraclip/spectraclip/torch"
 )
 
@@ -109,6 +110,15 @@ func Calibrate(dir string, log *logrus.Logger) (*Calibration, error) {
 	if err != nil {
 		return nil, err
 	}
+	// calibration.json is written into the run directory: take its lock like every writer
+	// (once the directory is known to be a run), so a calibrate never races a train or
+	// another calibrate in the same run.
+	lock, err := rundir.Acquire(dir)
+	if err != nil {
+		r.Pipeline.Close()
+		return nil, fmt.Errorf("calibrate: %w", err)
+	}
+	defer lock.Release()
 	defer r.Pipeline.Close()
 	if err := r.openData(); err != nil {
 		return nil, err

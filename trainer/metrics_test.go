@@ -3,6 +3,7 @@ package trainer
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
+	"github.com/spectraclip/spectraclip/rundir"
 )
 
 // numpyRanking runs nodes/metric/testdata/ranking.py: AUROC (Mann–Whitney with average ranks)
@@ -260,4 +262,38 @@ func TestEvaluateLocalRXInATrainrun(t *testing.T) {
 		t.Errorf("local RX: auroc %.12f AP %.12f; numpy %.12f %.12f", ev.Metrics["auroc"], ev.Metrics["average_precision"], auc, ap)
 	}
 	t.Logf("local RX test split: auroc %.4f AP %.4f", ev.Metrics["auroc"], ev.Metrics["average_precision"])
+}
+
+// TestCalibrateRespectsTheRunLock: calibrate writes calibration.json into the run directory,
+// so it takes the run's lock like any writer; while another process (here: another open file
+// description, which flock treats the same way) holds it, calibrate fails naming the holder and
+// writes nothing.
+func TestCalibrateRespectsTheRunLock(t *testing.T) {
+	r := rxRun(t, nil)
+	if err := r.Pipeline.Save(filepath.Join(r.Dir, "pipeline.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	dir := r.Dir
+	r.Close()
+	l, err := rundir.Acquire(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Calibrate(dir, nil)
+	if !errors.Is(err, rundir.ErrLocked) {
+		t.Fatalf("calibrate with the run locked by another writer: err = %v, want ErrLocked", err)
+	}
+	if !strings.Contains(err.Error(), "pid ") {
+		t.Errorf("error does not name the holder: %v", err)
+	}
+	if _, serr := os.Stat(filepath.Join(dir, "calibration.json")); !os.IsNotExist(serr) {
+		t.Fatalf("calibration.json written while the run was locked (stat: %v)", serr)
+	}
+	l.Release()
+	if _, err := Calibrate(dir, nil); err != nil {
+		t.Fatalf("calibrate after the lock was released: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "calibration.json")); err != nil {
+		t.Fatal(err)
+	}
 }
