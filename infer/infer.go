@@ -406,9 +406,15 @@ func readGroup(sl *slot, group []input, cpu bool) ([]*dataset.Cube, error) {
 	if err := sl.fit(len(group), h, w, c); err != nil {
 		return nil, fmt.Errorf("%s: %w", group[0].path, err)
 	}
+	return loadGroupInto(cs, group, sl.view, h, w, c)
+}
+
+// loadGroupInto decodes the group's frames, each h×w×c, one after another into buf (the
+// slot's tensor or its Go buffer) and returns the cubes over their part of buf.
+func loadGroupInto(cs []*dataset.Cube, group []input, buf []float32, h, w, c int) ([]*dataset.Cube, error) {
 	n := h * w * c
 	for k, in := range group {
-		into := sl.view[k*n : (k+1)*n]
+		into := buf[k*n : (k+1)*n : (k+1)*n]
 		cube, _, err := in.load(into)
 		if err != nil {
 			return nil, err
@@ -438,21 +444,7 @@ func readGroupBuffer(sl *slot, group []input) ([]*dataset.Cube, error) {
 		sl.buf = make([]float32, len(group)*n)
 	}
 	sl.buf = sl.buf[:len(group)*n]
-	for k, in := range group {
-		into := sl.buf[k*n : (k+1)*n : (k+1)*n]
-		cube, _, err := in.load(into)
-		if err != nil {
-			return nil, err
-		}
-		if cube.H != h || cube.W != w || cube.C != c {
-			return nil, fmt.Errorf("%s: cube is %d×%d×%d but its header said %d×%d×%d", in.path, cube.H, cube.W, cube.C, h, w, c)
-		}
-		if &cube.Data[0] != &into[0] {
-			copy(into, cube.Data)
-		}
-		cs[k] = &dataset.Cube{H: h, W: w, C: c, Data: into, Wavelengths: cube.Wavelengths, Source: cube.Source}
-	}
-	return cs, nil
+	return loadGroupInto(cs, group, sl.buf, h, w, c)
 }
 
 // readOne decodes one input into sl, refitting the slot's tensor to whatever size it has.

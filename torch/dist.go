@@ -106,26 +106,26 @@ func (g *ProcessGroup) check(op string) error {
 // AllReduce sums the tensors across ranks in place (one flat buffer per dtype) and then
 // multiplies them by scale (1/WorldSize for a mean).
 func (g *ProcessGroup) AllReduce(ts []*Tensor, scale float64) error {
-	if err := g.check("allreduce"); err != nil {
-		return err
-	}
-	if len(ts) == 0 {
-		return nil
-	}
-	p, free, err := handles(ts)
-	if err != nil {
-		return err
-	}
-	defer free()
-	e := C.sc_dist_allreduce(g.h, p, C.int(len(ts)), C.double(scale))
-	runtime.KeepAlive(g)
-	runtime.KeepAlive(ts)
-	return takeErr("allreduce", e)
+	return g.inPlace("allreduce", ts, func(p *C.sc_tensor) C.sc_err {
+		e := C.sc_dist_allreduce(g.h, p, C.int(len(ts)), C.double(scale))
+		runtime.KeepAlive(g)
+		return e
+	})
 }
 
 // Broadcast overwrites the tensors with those of rank root.
 func (g *ProcessGroup) Broadcast(ts []*Tensor, root int) error {
-	if err := g.check("broadcast"); err != nil {
+	return g.inPlace("broadcast", ts, func(p *C.sc_tensor) C.sc_err {
+		e := C.sc_dist_broadcast(g.h, p, C.int(len(ts)), C.int(root))
+		runtime.KeepAlive(g)
+		return e
+	})
+}
+
+// inPlace runs a collective call over the handles of ts (changed in place), keeping the
+// tensors alive until it returns (each call keeps the group alive itself).
+func (g *ProcessGroup) inPlace(op string, ts []*Tensor, call func(p *C.sc_tensor) C.sc_err) error {
+	if err := g.check(op); err != nil {
 		return err
 	}
 	if len(ts) == 0 {
@@ -136,10 +136,9 @@ func (g *ProcessGroup) Broadcast(ts []*Tensor, root int) error {
 		return err
 	}
 	defer free()
-	e := C.sc_dist_broadcast(g.h, p, C.int(len(ts)), C.int(root))
-	runtime.KeepAlive(g)
+	e := call(p)
 	runtime.KeepAlive(ts)
-	return takeErr("broadcast", e)
+	return takeErr(op, e)
 }
 
 // AllGather returns every rank's t concatenated along dim 0 in rank order, owned by s;
