@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/rundir"
+	"github.com/spectraclip/spectraclip/trainer"
 )
 
 // Options say what a sweep invocation does. With Emit set it only writes the Slurm
@@ -500,7 +502,9 @@ func (r *runner) point(p *Point, worker int, gpu, task string, onStart func()) (
 		return st, false, err
 	}
 	base, argv, env := r.command(p, runDir, resume, gpu)
-	st.Command = shellCommand(r.plan.Workdir, env, append(base[:1:1], base[1:]...))
+	// the SPECTRACLIP_ variables of the environment change a run (config overrides, limits),
+	// so the command that reproduces the point carries them
+	st.Command = shellCommand(r.plan.Workdir, append(spectraclipEnv(r.o.Environ), env...), append(base[:1:1], base[1:]...))
 	st.Argv = argv
 	st.Resumed = resume
 	st.Status = Running
@@ -620,6 +624,18 @@ func (r *runner) command(p *Point, runDir, resume, gpu string) (base, argv, env 
 		env = []string{"CUDA_VISIBLE_DEVICES=" + gpu}
 	}
 	return base, argv, env
+}
+
+// spectraclipEnv returns the SPECTRACLIP_ variables of environ, sorted.
+func spectraclipEnv(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		if strings.HasPrefix(kv, trainer.EnvPrefix) {
+			out = append(out, kv)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // shellCommand renders a command for a shell.

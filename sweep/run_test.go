@@ -517,3 +517,39 @@ func TestCancelledSweepIsInterruptedThenFinishes(t *testing.T) {
 		t.Fatalf("rerun: %+v %v", sum, err)
 	}
 }
+
+// TestCommandRecordsSpectraclipEnv: a SPECTRACLIP_ variable in the sweep's environment
+// changes the runs' config (here the learning rate), so the command recorded to reproduce a
+// point must carry it; the other variables of the environment are not recorded.
+func TestCommandRecordsSpectraclipEnv(t *testing.T) {
+	bin := spectraclipBinary(t)
+	work := t.TempDir()
+	data := filepath.Join(work, "data")
+	tinyData(t, data)
+	spec := &Spec{Name: "env", Bases: []Base{{Variant: "drcnn"}}, Seeds: []uint64{0},
+		Overrides: append(tiny(data, 1), "training.threads=1")}
+	dir := filepath.Join(work, "sweep")
+	environ := append(os.Environ(), "SPECTRACLIP_TRAINING__OPTIMIZER__LR=0.00123", "UNRELATED_SWEEP_TEST_VAR=x")
+	o := Options{Dir: dir, Spec: spec, Binary: bin, Workers: 1, Point: -1, Log: quietLog(), Workdir: work, Environ: environ}
+	sum, err := Execute(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Results.Points) != 1 {
+		t.Fatalf("%d points", len(sum.Results.Points))
+	}
+	row := sum.Results.Points[0]
+	cfg, err := os.ReadFile(filepath.Join(dir, row.RunDir, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), "0.00123") {
+		t.Fatalf("the environment did not reach the run's config:\n%s", cfg)
+	}
+	if !strings.Contains(row.Command, "SPECTRACLIP_TRAINING__OPTIMIZER__LR=0.00123 ") {
+		t.Errorf("recorded command does not carry the SPECTRACLIP_ variable that set the learning rate: %s", row.Command)
+	}
+	if strings.Contains(row.Command, "UNRELATED_SWEEP_TEST_VAR") {
+		t.Errorf("recorded command carries an unrelated variable: %s", row.Command)
+	}
+}
