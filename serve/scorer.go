@@ -11,7 +11,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/sirupsen/logrus"
 
@@ -178,8 +177,8 @@ func OpenScorerWith(dir string, o ScorerOptions) (*Scorer, error) {
 		}
 	}
 	s := &Scorer{run: r, Bands: bands, scope: torch.NewScope()}
-	s.scoresNode, s.scoresPort = portRef(r.Cfg.Evaluation.Scores)
-	s.decNode, s.decPort = portRef(r.Cfg.Evaluation.Decisions)
+	s.scoresNode, s.scoresPort = trainer.PortRef(r.Cfg.Evaluation.Scores)
+	s.decNode, s.decPort = trainer.PortRef(r.Cfg.Evaluation.Decisions)
 	if s.scoresNode == "" {
 		s.Close()
 		return nil, fmt.Errorf("run %s: evaluation.scores is not set: nothing to serve", dir)
@@ -419,10 +418,4 @@ func (s *Scorer) Score(frames []*Frame) ([]Result, error) {
 		out[i] = r
 	}
 	return out, nil
-}
-
-// portRef splits "node.port" as trainer does for evaluation.scores.
-func portRef(s string) (string, string) {
-	a, b, _ := strings.Cut(s, ".")
-	return a, b
 }

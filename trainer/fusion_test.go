@@ -91,7 +91,7 @@ func TestAffineFusionMatchesUnfused(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				rn, rp := portRef(reducer[v])
+				rn, rp := PortRef(reducer[v])
 				rt, err := out.Tensor(rn, rp)
 				if err != nil {
 					t.Fatal(err)

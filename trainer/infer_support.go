@@ -28,9 +28,3 @@ func (d *OutputDir) Undo() {
 		d.m.undo()
 	}
 }
-
-// PortRef splits "node.port" (a port reference of the evaluation config).
-func PortRef(s string) (node, port string) { return portRef(s) }
-
-// DetectorName names the run's detector as results files record it.
-func (r *Run) DetectorName() string { return r.detectorName() }

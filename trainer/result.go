@@ -105,7 +105,7 @@ func (r *Run) Finish(trainSec float64) (*Result, error) {
 	if err := r.syncState("evaluation"); err != nil {
 		return nil, err
 	}
-	res.Detector = r.detectorName()
+	res.Detector = r.DetectorName()
 	val, err := r.Evaluate("val", nodes.StageVal, 4)
 	if err != nil {
 		return nil, fmt.Errorf("validation: %w", err)
@@ -198,7 +198,8 @@ func (r *Run) bestCheckpoint() (string, bestInfo) {
 	return dirs[cands[0].Prefix], bestInfo{Epoch: cands[0].Epoch, Value: cands[0].Value}
 }
 
-func (r *Run) detectorName() string {
+// DetectorName names the run's detector as results files record it.
+func (r *Run) DetectorName() string {
 	for _, n := range r.Pipeline.Nodes() {
 		if d, ok := nodes.UnwrapNode(n).(interface{ Metadata() detect.Metadata }); ok {
 			return d.Metadata().DetectorName

@@ -929,7 +929,8 @@ type Sample struct {
 	Hsi      []float32 // H×W×3 false colour
 }
 
-func portRef(s string) (string, string) {
+// PortRef splits "node.port" (a port reference of the evaluation config).
+func PortRef(s string) (node, port string) {
 	a, b, _ := strings.Cut(s, ".")
 	return a, b
 }
@@ -1007,12 +1008,12 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 		if own == nil && len(ev.Samples) >= keep {
 			return nil // the metrics node pooled this batch; no maps to keep
 		}
-		sn, sp := portRef(r.Cfg.Evaluation.Scores)
+		sn, sp := PortRef(r.Cfg.Evaluation.Scores)
 		st, err := out.Tensor(sn, sp)
 		if err != nil {
 			return fmt.Errorf("evaluation.scores: %w", err)
 		}
-		tn, tp := portRef(r.Cfg.Evaluation.Targets)
+		tn, tp := PortRef(r.Cfg.Evaluation.Targets)
 		tt, err := out.Tensor(tn, tp)
 		if err != nil {
 			return fmt.Errorf("evaluation.targets: %w", err)
@@ -1027,7 +1028,7 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 		}
 		var dec []bool
 		if r.Cfg.Evaluation.Decisions != "" {
-			dn, dp := portRef(r.Cfg.Evaluation.Decisions)
+			dn, dp := PortRef(r.Cfg.Evaluation.Decisions)
 			dt, err := out.Tensor(dn, dp)
 			if err != nil {
 				return fmt.Errorf("evaluation.decisions: %w", err)
@@ -1046,7 +1047,7 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 		if len(ev.Samples) < keep {
 			var red []float32
 			if r.Cfg.Evaluation.Reduced != "" {
-				rn, rp := portRef(r.Cfg.Evaluation.Reduced)
+				rn, rp := PortRef(r.Cfg.Evaluation.Reduced)
 				if rt, err := out.Tensor(rn, rp); err == nil {
 					reduced = grow(reduced, int(rt.Numel()))
 					if err := torch.CopyTo(rt, reduced); err == nil {
