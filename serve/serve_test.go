@@ -387,23 +387,8 @@ func TestOverload(t *testing.T) {
 	const n = 32
 	var rss []int64
 	for round := 0; round < 4; round++ {
-		codes := make([]int, n)
-		retry := make([]string, n)
-		var wg sync.WaitGroup
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				resp, err := http.Post(url+"/v1/score", "application/x-npy", bytes.NewReader(body))
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				codes[i], retry[i] = resp.StatusCode, resp.Header.Get("Retry-After")
-			}(i)
-		}
-		wg.Wait()
+		codes, retry, _, wait := postConcurrently(url, body, n)
+		wait()
 		ok, busy := 0, 0
 		for i, c := range codes {
 			switch c {
@@ -435,6 +420,28 @@ func TestOverload(t *testing.T) {
 	}
 }
 
+// postConcurrently posts body as a .npy frame n times at once; after wait returns, each
+// request's status code, Retry-After header and transport error are filled in.
+func postConcurrently(url string, body []byte, n int) (codes []int, retry []string, errs []error, wait func()) {
+	codes, retry, errs = make([]int, n), make([]string, n), make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp, err := http.Post(url+"/v1/score", "application/x-npy", bytes.NewReader(body))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes[i], retry[i] = resp.StatusCode, resp.Header.Get("Retry-After")
+		}(i)
+	}
+	return codes, retry, errs, wg.Wait
+}
+
 func mib(v []int64) []int64 {
 	out := make([]int64, len(v))
 	for i, x := range v {
@@ -450,23 +457,7 @@ func TestGracefulShutdown(t *testing.T) {
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	body := npyBytes(t, randomFrame(rng, 32, 32, s.Scorer().Bands))
 	const n = 12
-	codes := make([]int, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			resp, err := http.Post(url+"/v1/score", "application/x-npy", bytes.NewReader(body))
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			codes[i] = resp.StatusCode
-		}(i)
-	}
+	codes, _, errs, wait := postConcurrently(url, body, n)
 	// wait (bounded) until the server has received every request
 	for i := 0; i < 5000 && testutil.ToFloat64(s.m.requests.WithLabelValues("http")) < n; i++ {
 		time.Sleep(time.Millisecond)
@@ -480,7 +471,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
-	wg.Wait()
+	wait()
 	for i := range codes {
 		if errs[i] != nil || codes[i] != 200 {
 			t.Errorf("request %d (received before shutdown, %d queued then): status %d, %v", i, queued, codes[i], errs[i])
