@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/spectraclip/spectraclip/torch"
 )
 
 // Errors the batcher answers with; the handlers map them to gRPC codes and HTTP statuses.
@@ -53,6 +55,9 @@ type Batcher struct {
 
 	arriving atomic.Int64  // requests being received (see Arrive)
 	wake     chan struct{} // a signal when arriving drops to 0
+
+	free   chan *slot   // staging slots the gatherer may fill
+	staged chan *staged // the gathered batch the forward stage takes next
 }
 
 // Arrival marks a request that is being received and decoded. While any is, a batch that
@@ -94,8 +99,13 @@ func NewBatcher(sc *Scorer, maxBatch int, maxWait time.Duration, queue int, m *M
 	if maxWait < 0 {
 		return nil, fmt.Errorf("--max-wait %v: must be ≥ 0", maxWait)
 	}
-	b := &Batcher{sc: sc, maxBatch: maxBatch, maxWait: maxWait, q: make(chan *job, queue), m: m, onResult: onResult, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	b := &Batcher{sc: sc, maxBatch: maxBatch, maxWait: maxWait, q: make(chan *job, queue), m: m, onResult: onResult, done: make(chan struct{}), wake: make(chan struct{}, 1),
+		free: make(chan *slot, stagingSlots), staged: make(chan *staged)}
+	for range stagingSlots {
+		b.free <- &slot{}
+	}
 	go b.loop()
+	go b.forwardLoop()
 	return b, nil
 }
 
@@ -163,57 +173,74 @@ func (b *Batcher) Close(ctx context.Context) error {
 	}
 }
 
-func (b *Batcher) loop() {
-	defer close(b.done)
-	batch := make([]*job, 0, b.maxBatch)
-	for {
-		j, ok := <-b.q
-		if !ok {
-			return
-		}
-		batch = append(batch[:0], j)
-		open := true
-		var timer *time.Timer
-		var expired <-chan time.Time
-	collect:
-		for len(batch) < b.maxBatch {
-			select { // whatever is queued joins at once
-			case j2, ok := <-b.q:
-				if !ok {
-					open = false
-					break collect
-				}
-				batch = append(batch, j2)
-				continue
-			default:
-			}
-			if b.maxWait <= 0 || b.arriving.Load() == 0 {
-				break // nothing else on its way: go now
-			}
-			if timer == nil {
-				timer = time.NewTimer(b.maxWait)
-				expired = timer.C
-			}
-			select {
-			case j2, ok := <-b.q:
-				if !ok {
-					open = false
-					break collect
-				}
-				batch = append(batch, j2)
-			case <-b.wake: // the last arrival was queued or refused: look again
-			case <-expired:
-				break collect
-			}
-		}
-		if timer != nil {
-			timer.Stop()
-		}
-		b.run(batch)
-		if !open {
-			return
-		}
+// The batcher runs as two stages joined by a hand-off, so that gathering and copying the
+// next batch overlaps the forward pass of the current one:
+//
+//   - the gatherer (loop) takes requests off the queue and copies each frame into a row of
+//     a staging tensor as it joins the batch (the request's bytes go back to the pool at
+//     once). When the batch is ready to go (full, or nothing else on its way, or MaxWait
+//     passed) and the forward stage is still busy, it keeps adding queued frames until the
+//     forward stage takes it;
+//   - the forward stage (forwardLoop) runs the pipeline on the staging tensor's rows and
+//     answers every request of the batch.
+//
+// Two staging slots circulate between them, so the steady state holds two batches' worth
+// of frames in staging memory, reused batch after batch.
+const stagingSlots = 2
+
+// slot is a staging tensor [cap, H, W, C] (float32, on the CPU) that batches are copied
+// into, with a Go view of its values; keep owns the tensor.
+type slot struct {
+	keep    *torch.Scope
+	cube    *torch.Tensor
+	view    []float32
+	h, w, c int
+	cap     int
+}
+
+// ensure makes the slot hold at least n frames of h×w×c, keeping its first rows rows
+// (frames already gathered). It grows by doubling up to maxN, so that the staging memory
+// follows the batches that come instead of the largest the flags allow.
+func (sl *slot) ensure(h, w, c, n, rows, maxN int) error {
+	same := sl.cube != nil && sl.h == h && sl.w == w && sl.c == c
+	if same && sl.cap >= n {
+		return nil
 	}
+	capN := n
+	if same {
+		capN = min(max(2*sl.cap, n), maxN)
+	} else {
+		rows = 0
+	}
+	keep := torch.NewScope()
+	t := keep.Empty([]int64{int64(capN), int64(h), int64(w), int64(c)}, torch.Float32, torch.CPU)
+	if err := keep.Err(); err != nil {
+		keep.Close()
+		return fmt.Errorf("staging tensor for %d frames of %d×%d×%d: %w", capN, h, w, c, err)
+	}
+	v, err := torch.CPUView[float32](t)
+	if err != nil {
+		keep.Close()
+		return err
+	}
+	copy(v, sl.view[:rows*h*w*c])
+	sl.close()
+	sl.keep, sl.cube, sl.view, sl.h, sl.w, sl.c, sl.cap = keep, t, v, h, w, c, capN
+	return nil
+}
+
+// close frees the staging tensor.
+func (sl *slot) close() {
+	if sl.keep != nil {
+		sl.keep.Close()
+	}
+	sl.keep, sl.cube, sl.view, sl.cap = nil, nil, nil, 0
+}
+
+// row is frame i's values in the slot.
+func (sl *slot) row(i int) []float32 {
+	n := sl.h * sl.w * sl.c
+	return sl.view[i*n : (i+1)*n : (i+1)*n]
 }
 
 type shapeKey struct {
@@ -234,55 +261,203 @@ func (b *Batcher) wlKey(wl []float32) string {
 	return string(k)
 }
 
-func (b *Batcher) run(batch []*job) {
-	groups := map[shapeKey][]*job{}
-	var order []shapeKey
+// staged is a batch being gathered into a slot: its jobs' frames are the slot's first
+// len(jobs) rows.
+type staged struct {
+	slot *slot
+	key  shapeKey
+	wl   []float32 // the frames' wavelengths (nil: the run's own)
+	jobs []*job
+}
+
+// add copies j's frame into the next row and gives its bytes back. A job whose context
+// has ended is answered instead. It reports false, taking nothing, when j's frame does not
+// fit this batch (another shape or other wavelengths).
+func (b *Batcher) add(sb *staged, j *job) (bool, error) {
+	if err := j.ctx.Err(); err != nil {
+		j.frame.release()
+		j.done <- jobResult{err: err} // counted by Server.Score
+		return true, nil
+	}
+	f := j.frame
+	k := shapeKey{f.H, f.W, f.C, b.wlKey(f.Wavelengths)}
+	if len(sb.jobs) == 0 {
+		sb.key, sb.wl = k, f.Wavelengths
+	} else if k != sb.key {
+		return false, nil
+	}
+	if err := sb.slot.ensure(f.H, f.W, f.C, len(sb.jobs)+1, len(sb.jobs), b.maxBatch); err != nil {
+		return true, err
+	}
+	t0 := time.Now()
+	copy(sb.slot.row(len(sb.jobs)), f.Data)
+	b.m.stage("copy", time.Since(t0))
+	f.release()
+	sb.jobs = append(sb.jobs, j)
+	return true, nil
+}
+
+func (b *Batcher) loop() {
+	defer close(b.staged)
+	var carry *job // a request that did not fit the last batch: it starts the next
+	open := true
+	for open || carry != nil {
+		j := carry
+		carry = nil
+		if j == nil {
+			var ok bool
+			if j, ok = <-b.q; !ok {
+				return
+			}
+		}
+		sb := &staged{slot: <-b.free}
+		// put tries j in the batch; a frame that does not fit waits for the next one
+		put := func(j *job) bool {
+			fits, err := b.add(sb, j)
+			if err != nil {
+				j.frame.release()
+				j.done <- jobResult{err: err}
+				return true
+			}
+			if !fits {
+				carry = j
+			}
+			return fits
+		}
+		put(j)
+		var timer *time.Timer
+		var expired <-chan time.Time
+	collect:
+		for len(sb.jobs) < b.maxBatch && carry == nil {
+			select { // whatever is queued joins at once
+			case j2, ok := <-b.q:
+				if !ok {
+					open = false
+					break collect
+				}
+				put(j2)
+				continue
+			default:
+			}
+			if b.maxWait <= 0 || b.arriving.Load() == 0 {
+				break // nothing else on its way: go now
+			}
+			if timer == nil {
+				timer = time.NewTimer(b.maxWait)
+				expired = timer.C
+			}
+			select {
+			case j2, ok := <-b.q:
+				if !ok {
+					open = false
+					break collect
+				}
+				put(j2)
+			case <-b.wake: // the last arrival was queued or refused: look again
+			case <-expired:
+				break collect
+			}
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if len(sb.jobs) == 0 { // every request of it was refused or ended: nothing to run
+			b.free <- sb.slot
+			continue
+		}
+		// ready; while the forward stage is busy, what is queued still joins
+		for {
+			if len(sb.jobs) == b.maxBatch || carry != nil || !open {
+				b.staged <- sb
+				break
+			}
+			sent := false
+			select {
+			case b.staged <- sb:
+				sent = true
+			case j2, ok := <-b.q:
+				if !ok {
+					open = false
+					continue
+				}
+				put(j2)
+			}
+			if sent {
+				break
+			}
+		}
+	}
+}
+
+// forwardLoop is the forward stage: it scores each staged batch and gives its slot back.
+func (b *Batcher) forwardLoop() {
+	defer close(b.done)
+	for sb := range b.staged {
+		b.run(sb)
+		b.free <- sb.slot
+	}
+	for range stagingSlots { // both slots are back: the gatherer has stopped
+		(<-b.free).close()
+	}
+}
+
+// run scores the staged batch. Requests whose context ended while it was gathered are
+// answered and their rows closed up; a failed forward of several frames is retried frame
+// by frame, so that one frame's failure does not fail the others.
+func (b *Batcher) run(sb *staged) {
 	now := time.Now()
-	for _, j := range batch {
+	live := sb.jobs[:0]
+	for i, j := range sb.jobs {
 		b.m.stage("queue", now.Sub(j.enq))
 		if err := j.ctx.Err(); err != nil {
-			j.frame.release()
 			j.done <- jobResult{err: err} // counted by Server.Score
 			continue
 		}
-		k := shapeKey{j.frame.H, j.frame.W, j.frame.C, b.wlKey(j.frame.Wavelengths)}
-		if _, ok := groups[k]; !ok {
-			order = append(order, k)
+		if k := len(live); k != i {
+			copy(sb.slot.row(k), sb.slot.row(i))
 		}
-		groups[k] = append(groups[k], j)
+		live = append(live, j)
 	}
-	for _, k := range order {
-		g := groups[k]
-		frames := make([]*Frame, len(g))
-		for i, j := range g {
-			frames[i] = j.frame
-		}
-		t0 := time.Now()
-		res, err := b.sc.Score(frames)
-		b.m.stage("forward", time.Since(t0))
-		b.m.batch(len(frames))
-		if err != nil && len(frames) > 1 {
-			// one frame's failure must not fail the others: score them one by one
-			for _, j := range g {
-				r, err := b.sc.Score([]*Frame{j.frame})
-				j.frame.release()
-				if err != nil {
-					j.done <- jobResult{err: err}
-					continue
-				}
-				b.deliver(j, r[0])
-			}
-			continue
-		}
-		for i, j := range g {
-			j.frame.release()
+	if len(live) == 0 {
+		return
+	}
+	t0 := time.Now()
+	res, err := b.forward(sb, 0, len(live))
+	b.m.stage("forward", time.Since(t0))
+	b.m.batch(len(live))
+	if err != nil && len(live) > 1 {
+		for i, j := range live {
+			r, err := b.forward(sb, i, 1)
 			if err != nil {
 				j.done <- jobResult{err: err}
 				continue
 			}
-			b.deliver(j, res[i])
+			b.deliver(j, r[0])
 		}
+		return
 	}
+	for i, j := range live {
+		if err != nil {
+			j.done <- jobResult{err: err}
+			continue
+		}
+		b.deliver(j, res[i])
+	}
+}
+
+// forward scores rows [i, i+n) of the staged batch.
+func (b *Batcher) forward(sb *staged, i, n int) ([]Result, error) {
+	s := b.sc.scope
+	s.Reset()
+	cube := s.Narrow(sb.slot.cube, 0, int64(i), int64(n))
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	raw, err := b.sc.forward(cube, sb.wl)
+	if err != nil {
+		return nil, err
+	}
+	return b.sc.results(raw)
 }
 
 func (b *Batcher) deliver(j *job, r Result) {

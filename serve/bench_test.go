@@ -1,10 +1,14 @@
 package serve
 
 import (
+	"context"
 	"fmt"
 	"math/rand"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // BenchmarkScorer measures the scorer alone (no transport): frames per second at batch 1
@@ -39,4 +43,51 @@ func BenchmarkScorer(b *testing.B) {
 			b.ReportMetric(float64(bs*b.N)/b.Elapsed().Seconds(), "frames/s")
 		})
 	}
+}
+
+// BenchmarkBatcher measures the batcher (gathering into staging tensors overlapped with the
+// forward) without transport: 16 goroutines submit frames of the run in
+// $SPECTRACLIP_SERVE_BENCH_RUN (default: the tiny test run) with --max-batch 8; frames per
+// second, to compare with BenchmarkScorer's batch of 8 and with `spectraclip bench`.
+func BenchmarkBatcher(b *testing.B) {
+	run, h, w := os.Getenv("SPECTRACLIP_SERVE_BENCH_RUN"), 256, 256
+	if run == "" {
+		run, h, w = testRun, 32, 32
+	}
+	sc, err := OpenScorer(run, "", 0, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sc.Close()
+	rng := rand.New(rand.NewSource(1))
+	const clients = 16
+	frames := make([]*Frame, clients)
+	for i := range frames {
+		frames[i] = randomFrame(rng, h, w, sc.Bands)
+	}
+	bt, err := NewBatcher(sc, 8, 5*time.Millisecond, 64, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bt.Close(context.Background())
+	if _, err := bt.Submit(context.Background(), frames[0]); err != nil { // warm-up
+		b.Fatal(err)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if _, err := bt.Submit(context.Background(), frames[c]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
 }

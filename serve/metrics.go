@@ -27,7 +27,7 @@ func newMetrics(queueDepth func() float64, dev torch.Device) *Metrics {
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spectraclip_serve_requests_total", Help: "scoring requests received, by protocol"}, []string{"protocol"})
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spectraclip_serve_errors_total", Help: "failed scoring requests, by cause (queue_full, deadline, canceled, bad_request, too_large, shutting_down, not_ready, internal)"}, []string{"cause"})
 	m.batches = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spectraclip_serve_batch_size", Help: "frames per forward", Buckets: []float64{1, 2, 4, 8, 16, 32, 64}})
-	m.stages = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "spectraclip_serve_stage_seconds", Help: "latency per stage (decode, queue, forward, encode, total)",
+	m.stages = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "spectraclip_serve_stage_seconds", Help: "latency per stage (decode; copy into the batch; queue; forward; encode; total)",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"stage"})
 	qd := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "spectraclip_serve_queue_depth", Help: "requests waiting in the queue"}, queueDepth)
 	mem := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "spectraclip_serve_cpu_rss_bytes", Help: "resident set size of the process"}, func() float64 { return float64(rssBytes()) })

@@ -290,53 +290,80 @@ func (s *Scorer) Score(frames []*Frame) ([]Result, error) {
 	}
 	f0 := frames[0]
 	wl := f0.Wavelengths
-	if wl == nil {
-		wl = s.Wavelengths
-	}
 	for _, f := range frames[1:] {
 		if f.H != f0.H || f.W != f0.W || f.C != f0.C {
 			return nil, fmt.Errorf("batch mixes shapes (%d,%d,%d) and (%d,%d,%d)", f0.H, f0.W, f0.C, f.H, f.W, f.C)
 		}
 	}
-	b := &dataset.Batch{B: len(frames), H: f0.H, W: f0.W, C: f0.C, Wavelengths: wl, FrameIDs: make([]int, len(frames))}
-	for i := range b.FrameIDs {
-		b.FrameIDs[i] = i
-	}
 	sc := s.scope
 	sc.Reset()
-	var batch map[string]any
-	var err error
-	switch {
-	case len(frames) == 1:
-		b.Cube = f0.Data
-		batch, err = datanode.ToBatch(sc, b, s.run.Device, nil)
-	case s.run.Device.Type == torch.DeviceCPU:
+	shape := []int64{int64(len(frames)), int64(f0.H), int64(f0.W), int64(f0.C)}
+	var cube *torch.Tensor
+	if s.run.Device.Type == torch.DeviceCPU {
 		// one copy per frame straight into the batch tensor (no Go-side concatenation)
-		cube := sc.Empty([]int64{int64(b.B), int64(b.H), int64(b.W), int64(b.C)}, torch.Float32, torch.CPU)
+		cube = sc.Empty(shape, torch.Float32, torch.CPU)
 		for i, f := range frames {
-			if err = sc.Err(); err != nil {
+			if sc.Err() != nil {
 				break
 			}
-			if err = torch.CopyFrom(sc.Narrow(cube, 0, int64(i), 1), f.Data); err != nil {
-				break
+			if err := torch.CopyFrom(sc.Narrow(cube, 0, int64(i), 1), f.Data); err != nil {
+				return nil, fmt.Errorf("batch of %d frames: %w", len(frames), err)
 			}
 		}
-		if err == nil {
-			err = sc.Err()
+	} else {
+		data := f0.Data
+		if len(frames) > 1 {
+			data = make([]float32, 0, len(frames)*len(f0.Data))
+			for _, f := range frames {
+				data = append(data, f.Data...)
+			}
 		}
-		// what datanode.ToBatch gives, with the tensor built here
-		batch = map[string]any{datanode.KeyCube: cube, datanode.KeyClassIDs: b.ClassIDs, datanode.KeyWavelengths: b.Wavelengths,
-			datanode.KeyFrameIDs: b.FrameIDs, datanode.KeyShape: [4]int{b.B, b.H, b.W, b.C}}
-	default:
-		b.Cube = make([]float32, 0, len(frames)*len(f0.Data))
-		for _, f := range frames {
-			b.Cube = append(b.Cube, f.Data...)
-		}
-		batch, err = datanode.ToBatch(sc, b, s.run.Device, nil)
+		cube = torch.FromSlice(sc, s.run.Device, data, shape...)
 	}
-	if err != nil {
+	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("batch of %d frames: %w", len(frames), err)
 	}
+	raw, err := s.forward(cube, wl)
+	if err != nil {
+		return nil, err
+	}
+	return s.results(raw)
+}
+
+// rawScores are one forward's outputs, copied out of the tensors.
+type rawScores struct {
+	n, h, w int
+	scores  []float32 // n×h×w
+	dec     []bool    // n×h×w, nil when the run has no decider
+	img     []float32 // n image scores
+}
+
+// forward runs the pipeline (inference stage) in s.scope on cube, a [N, H, W, C] float32
+// tensor (on the CPU or the run's device) of frames whose wavelengths are wl (nil: the
+// run's own), and copies its maps and image scores out. The caller resets s.scope.
+func (s *Scorer) forward(cube *torch.Tensor, wl []float32) (*rawScores, error) {
+	if wl == nil {
+		wl = s.Wavelengths
+	}
+	sc := s.scope
+	shape := cube.Shape()
+	if len(shape) != 4 {
+		return nil, fmt.Errorf("batch tensor of shape %v: want [N, H, W, C]", shape)
+	}
+	n, h, w, c := int(shape[0]), int(shape[1]), int(shape[2]), int(shape[3])
+	if cube.Device() != s.run.Device {
+		cube = sc.To(cube, s.run.Device, torch.Float32)
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("batch of %d frames to %s: %w", n, s.run.Device, err)
+		}
+	}
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = i
+	}
+	// what datanode.ToBatch gives, with the tensor built by the caller
+	batch := map[string]any{datanode.KeyCube: cube, datanode.KeyClassIDs: []int32(nil), datanode.KeyWavelengths: wl,
+		datanode.KeyFrameIDs: ids, datanode.KeyShape: [4]int{n, h, w, c}}
 	sc.SetGradEnabled(false)
 	ctx := &nodes.Context{Stage: nodes.StageInference, Scope: sc, Device: s.run.Device}
 	o, err := s.run.Pipeline.Run(ctx, batch, nodes.RunOptions{})
@@ -347,30 +374,27 @@ func (s *Scorer) Score(frames []*Frame) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	scores, err := st.Float32s()
-	if err != nil {
+	raw := &rawScores{n: n, h: h, w: w}
+	if raw.scores, err = st.Float32s(); err != nil {
 		return nil, err
 	}
-	n := f0.H * f0.W
-	if len(scores) != n*len(frames) {
-		return nil, fmt.Errorf("%s.%s: %d values for %d frames of %d×%d", s.scoresNode, s.scoresPort, len(scores), len(frames), f0.H, f0.W)
+	if len(raw.scores) != n*h*w {
+		return nil, fmt.Errorf("%s.%s: %d values for %d frames of %d×%d", s.scoresNode, s.scoresPort, len(raw.scores), n, h, w)
 	}
-	var dec []bool
 	if s.decNode != "" {
 		if dt, err := o.Tensor(s.decNode, s.decPort); err == nil {
-			if dec, err = dt.Bools(); err != nil {
+			if raw.dec, err = dt.Bools(); err != nil {
 				return nil, err
 			}
-			if len(dec) != n*len(frames) {
-				return nil, fmt.Errorf("%s.%s: %d values for %d frames of %d×%d", s.decNode, s.decPort, len(dec), len(frames), f0.H, f0.W)
+			if len(raw.dec) != n*h*w {
+				return nil, fmt.Errorf("%s.%s: %d values for %d frames of %d×%d", s.decNode, s.decPort, len(raw.dec), n, h, w)
 			}
 		}
 	}
 	// the image score: the top-k mean of each frame's map (TwoStageBinaryDecider.ImageScores)
-	var img []float32
 	sc.NoGrad(func() {
-		x := sc.Reshape(st, int64(len(frames)), int64(f0.H), int64(f0.W), -1)
-		img, err = (&decide.TwoStageBinaryDecider{TopKFraction: s.Rule.TopKFraction}).ImageScores(sc, x).Float32s()
+		x := sc.Reshape(st, int64(n), int64(h), int64(w), -1)
+		raw.img, err = (&decide.TwoStageBinaryDecider{TopKFraction: s.Rule.TopKFraction}).ImageScores(sc, x).Float32s()
 	})
 	if err == nil {
 		err = sc.Err()
@@ -378,27 +402,33 @@ func (s *Scorer) Score(frames []*Frame) ([]Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image scores: %w", err)
 	}
-	if len(img) != len(frames) {
-		return nil, fmt.Errorf("image scores: %d for %d frames", len(img), len(frames))
+	if len(raw.img) != n {
+		return nil, fmt.Errorf("image scores: %d for %d frames", len(raw.img), n)
 	}
+	return raw, nil
+}
+
+// results makes each frame's Result (decision, anomaly pixels) from a forward's outputs.
+func (s *Scorer) results(raw *rawScores) ([]Result, error) {
+	n := raw.h * raw.w
 	thr, pixThr := float32(s.Rule.Threshold), float32(s.Rule.PixelThreshold)
-	out := make([]Result, len(frames))
-	for i := range frames {
-		r := Result{H: f0.H, W: f0.W, Scores: scores[i*n : (i+1)*n : (i+1)*n]}
-		bad := 0
-		for _, v := range r.Scores {
-			if x := float64(v); math.IsNaN(x) || math.IsInf(x, 0) {
-				bad++
+	out := make([]Result, raw.n)
+	for i := range out {
+		r := Result{H: raw.h, W: raw.w, Scores: raw.scores[i*n : (i+1)*n : (i+1)*n]}
+		if j := firstNonFinite(r.Scores); j >= 0 {
+			bad := 0
+			for _, v := range r.Scores[j:] {
+				if x := float64(v); math.IsNaN(x) || math.IsInf(x, 0) {
+					bad++
+				}
 			}
-		}
-		if bad > 0 {
 			return nil, fmt.Errorf("%d of %d anomaly scores are NaN or infinite (the inputs were finite)", bad, n)
 		}
-		if dec != nil {
-			r.Decisions = dec[i*n : (i+1)*n : (i+1)*n]
+		if raw.dec != nil {
+			r.Decisions = raw.dec[i*n : (i+1)*n : (i+1)*n]
 		}
-		r.ImageScore = float64(img[i])
-		r.Decision = img[i] >= thr // compared in float32, as the decider's gate
+		r.ImageScore = float64(raw.img[i])
+		r.Decision = raw.img[i] >= thr // compared in float32, as the decider's gate
 		if r.Decision {
 			switch {
 			case !math.IsNaN(s.Rule.PixelThreshold):

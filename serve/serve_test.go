@@ -585,7 +585,7 @@ func TestHTTPENVIEqualsInfer(t *testing.T) {
 
 // TestDeadlineWhileQueued: a request whose deadline passes while it waits in a batch being
 // gathered is answered DeadlineExceeded and skipped by the forward; the request that
-// completes the batch is scored.
+// completes the batch is scored, with its own frame (its row moves up over the dropped one).
 func TestDeadlineWhileQueued(t *testing.T) {
 	sc, err := OpenScorer(testRun, "", 0, nil)
 	if err != nil {
@@ -606,6 +606,10 @@ func TestDeadlineWhileQueued(t *testing.T) {
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	a, c := randomFrame(rng, 32, 32, sc.Bands), randomFrame(rng, 32, 32, sc.Bands)
 	a.ID, c.ID = "a", "c"
+	wantC, err := sc.Score([]*Frame{c}) // c alone, before the batcher runs
+	if err != nil {
+		t.Fatal(err)
+	}
 	// c is on its way (its body being read) all along: the worker waits for it
 	arrC := b.Arrive()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -617,6 +621,8 @@ func TestDeadlineWhileQueued(t *testing.T) {
 	if err != nil || len(r.Scores) != 32*32 {
 		t.Fatalf("request c: %v", err)
 	}
+	// a was gathered into the batch first: c's map must be c's own, not a's row
+	compareMaps(t, "request c", wantC[0], r)
 	if err := b.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -950,5 +956,101 @@ func TestImageDecisionTwoStage(t *testing.T) {
 	}
 	if r[0].Decision || !r[2].Decision {
 		t.Errorf("empty tray %v (image score %v), tray with a stone %v (%v): want false, true", r[0].Decision, r[0].ImageScore, r[2].Decision, r[2].ImageScore)
+	}
+}
+
+// TestPipelinedBatchesMixed: many concurrent requests through the two-stage batcher
+// (frames copied into reused staging tensors while the previous batch runs) with two
+// shapes, two sets of wavelengths and some requests whose deadline has already passed:
+// every live request gets exactly the map of its frame scored alone, every expired one a
+// deadline error, no batch mixes shapes or wavelengths (each would be scored wrongly),
+// and the staging tensors never hold more than --max-batch frames.
+func TestPipelinedBatchesMixed(t *testing.T) {
+	sc, err := OpenScorer(testRun, "", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	otherWL := make([]float32, sc.Bands)
+	for i := range otherWL {
+		otherWL[i] = sc.Wavelengths[i] + 3.5
+	}
+	const n = 40
+	frames := make([]*Frame, n)
+	want := make([]Result, n)
+	expired := make([]bool, n)
+	for i := range frames {
+		h, w := 32, 32
+		if rng.Intn(3) == 0 {
+			h, w = 24, 40
+		}
+		frames[i] = randomFrame(rng, h, w, sc.Bands)
+		if rng.Intn(4) == 0 {
+			frames[i].Wavelengths = otherWL
+		}
+		expired[i] = rng.Intn(6) == 0
+		r, err := sc.Score([]*Frame{frames[i]}) // the reference, alone, before the batcher runs
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = r[0]
+	}
+	m := newMetrics(func() float64 { return 0 }, sc.Device())
+	const maxBatch = 3
+	b, err := NewBatcher(sc, maxBatch, 20*time.Millisecond, n, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]Result, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range frames {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if expired[i] {
+				ctx, cancel = context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+			}
+			defer cancel()
+			got[i], errs[i] = b.Submit(ctx, frames[i])
+		}(i)
+	}
+	wg.Wait()
+	if err := b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	live := 0
+	for i := range frames {
+		if expired[i] {
+			if !errors.Is(errs[i], context.DeadlineExceeded) {
+				t.Errorf("request %d (expired): %v, want deadline exceeded", i, errs[i])
+			}
+			continue
+		}
+		live++
+		if errs[i] != nil {
+			t.Errorf("request %d: %v", i, errs[i])
+			continue
+		}
+		compareMaps(t, fmt.Sprintf("request %d (%d×%d, own wavelengths %v)", i, frames[i].H, frames[i].W, frames[i].Wavelengths == nil), want[i], got[i])
+	}
+	forwards, sum := histCountSum(t, m)
+	if int(sum) != live || forwards == 0 {
+		t.Errorf("%v forwards of %v frames in all, want the %d live requests", forwards, sum, live)
+	}
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "spectraclip_serve_batch_size" {
+			for _, bk := range f.GetMetric()[0].GetHistogram().GetBucket() {
+				if bk.GetUpperBound() >= maxBatch && bk.GetCumulativeCount() != forwards {
+					t.Errorf("%d of %d forwards had more than --max-batch %d frames", forwards-bk.GetCumulativeCount(), forwards, maxBatch)
+				}
+			}
+		}
 	}
 }
