@@ -1,0 +1,117 @@
+package serve
+
+import (
+	"math"
+	"math/rand"
+	"slices"
+	"testing"
+	"time"
+	"unsafe"
+
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/spectraclip/spectraclip/serve/servepb"
+)
+
+// TestRequestCodecMatchesProto: the hand decoder of ScoreRequest (requestCodec) gives what
+// proto.Unmarshal gives on fresh random messages, cut into random transport chunks, with
+// unknown fields and unpacked repeated fields mixed in; the cube's values start on a 4-byte
+// boundary whenever the first chunk holds the message's head; a truncated message is an
+// error for both decoders alike.
+func TestRequestCodecMatchesProto(t *testing.T) {
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	str := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('a' + rng.Intn(26))
+		}
+		return string(b)
+	}
+	for it := 0; it < 300; it++ {
+		c := &servepb.Cube{Dtype: str(rng.Intn(10)), Data: make([]byte, rng.Intn(5000))}
+		rng.Read(c.Data)
+		for range rng.Intn(4) {
+			c.Shape = append(c.Shape, rng.Int63n(1<<uint(rng.Intn(40))))
+		}
+		for range rng.Intn(70) {
+			c.Wavelengths = append(c.Wavelengths, rng.Float32()*1000)
+		}
+		req := &servepb.ScoreRequest{Cube: c, FrameId: str(rng.Intn(40)), WantMap: rng.Intn(2) == 0}
+		cb, err := proto.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// extra fields in the cube: unknown ones, and a shape value and a wavelength unpacked
+		// (both encodings are valid proto3 for repeated scalars)
+		extraShape, extraWL := rng.Int63n(1000), rng.Float32()
+		if rng.Intn(2) == 0 {
+			cb = protowire.AppendTag(cb, 9, protowire.VarintType)
+			cb = protowire.AppendVarint(cb, rng.Uint64())
+			cb = protowire.AppendTag(cb, 1, protowire.VarintType)
+			cb = protowire.AppendVarint(cb, uint64(extraShape))
+			cb = protowire.AppendTag(cb, 4, protowire.Fixed32Type)
+			cb = protowire.AppendFixed32(cb, math.Float32bits(extraWL))
+		}
+		var msg []byte
+		if rng.Intn(2) == 0 { // an unknown field first: the cube is not at offset 0
+			msg = protowire.AppendTag(msg, 12, protowire.BytesType)
+			msg = protowire.AppendBytes(msg, []byte(str(rng.Intn(9))))
+		}
+		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
+		msg = protowire.AppendBytes(msg, cb)
+		rest, err := proto.Marshal(&servepb.ScoreRequest{FrameId: req.FrameId, WantMap: req.WantMap})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg = append(msg, rest...)
+
+		want := &servepb.ScoreRequest{}
+		wantErr := proto.Unmarshal(msg, want)
+		if wantErr != nil {
+			t.Fatalf("message %d: proto.Unmarshal: %v", it, wantErr)
+		}
+		// random transport chunks
+		var bs mem.BufferSlice
+		first := 0
+		for off := 0; off < len(msg); {
+			n := 1 + rng.Intn(len(msg)-off)
+			if off == 0 {
+				first = n
+			}
+			bs = append(bs, mem.SliceBuffer(slices.Clone(msg[off:off+n])))
+			off += n
+		}
+		got := &servepb.ScoreRequest{}
+		if err := (requestCodec{}).Unmarshal(bs, got); err != nil {
+			t.Fatalf("message %d: %v", it, err)
+		}
+		buf := takeRequestBuf(got)
+		if buf == nil {
+			t.Fatalf("message %d: no pooled buffer recorded", it)
+		}
+		gc, wc := got.GetCube(), want.GetCube()
+		if !slices.Equal(gc.GetShape(), wc.GetShape()) || gc.GetDtype() != wc.GetDtype() || !slices.Equal(gc.GetData(), wc.GetData()) ||
+			!slices.Equal(gc.GetWavelengths(), wc.GetWavelengths()) || got.GetFrameId() != want.GetFrameId() || got.GetWantMap() != want.GetWantMap() {
+			t.Fatalf("message %d: decoded %v, proto gives %v", it, got, want)
+		}
+		if d := gc.GetData(); len(d) > 0 && cubeDataOffset(msg[:first]) >= 0 && uintptr(unsafe.Pointer(&d[0]))%4 != 0 {
+			t.Errorf("message %d: cube data at a misaligned address although the first chunk (%d bytes) holds its offset", it, first)
+		}
+		putBuf(buf)
+		// truncated: both refuse, or both accept (a cut at a field boundary is a valid message)
+		cut := rng.Intn(len(msg))
+		perr := proto.Unmarshal(msg[:cut], &servepb.ScoreRequest{})
+		tr := &servepb.ScoreRequest{}
+		cerr := (requestCodec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(slices.Clone(msg[:cut]))}, tr)
+		if (perr == nil) != (cerr == nil) {
+			t.Errorf("message %d cut at %d of %d: proto.Unmarshal says %v, the codec %v", it, cut, len(msg), perr, cerr)
+		}
+		if cerr == nil {
+			if b := takeRequestBuf(tr); b != nil {
+				putBuf(b)
+			}
+		}
+	}
+}
