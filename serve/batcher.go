@@ -42,7 +42,8 @@ type job struct {
 // most MaxWait after the first; its queue holds at most Queue requests, and a request that
 // finds it full fails at once with ErrQueueFull. One worker goroutine owns the scorer.
 type Batcher struct {
-	sc       *Scorer
+	sc       *Scorer   // the first worker's (band count, wavelengths)
+	workers  []*Scorer // one forward stage each
 	maxBatch int
 	maxWait  time.Duration
 	q        chan *job
@@ -88,8 +89,18 @@ func (a *Arrival) Done() {
 	}
 }
 
-// NewBatcher starts the worker.
+// NewBatcher starts the gatherer and one forward stage on sc.
 func NewBatcher(sc *Scorer, maxBatch int, maxWait time.Duration, queue int, m *Metrics, onResult func(*Frame, *Result)) (*Batcher, error) {
+	return NewBatcherWorkers([]*Scorer{sc}, maxBatch, maxWait, queue, m, onResult)
+}
+
+// NewBatcherWorkers starts the gatherer and one forward stage per scorer (each a copy of
+// the same run's pipeline): batches go to whichever stage is free, so that on the CPU
+// several batches run at once, each on its share of the threads.
+func NewBatcherWorkers(workers []*Scorer, maxBatch int, maxWait time.Duration, queue int, m *Metrics, onResult func(*Frame, *Result)) (*Batcher, error) {
+	if len(workers) == 0 {
+		return nil, fmt.Errorf("batcher: no scorer")
+	}
 	if maxBatch < 1 {
 		return nil, fmt.Errorf("--max-batch %d: must be ≥ 1", maxBatch)
 	}
@@ -99,13 +110,28 @@ func NewBatcher(sc *Scorer, maxBatch int, maxWait time.Duration, queue int, m *M
 	if maxWait < 0 {
 		return nil, fmt.Errorf("--max-wait %v: must be ≥ 0", maxWait)
 	}
-	b := &Batcher{sc: sc, maxBatch: maxBatch, maxWait: maxWait, q: make(chan *job, queue), m: m, onResult: onResult, done: make(chan struct{}), wake: make(chan struct{}, 1),
-		free: make(chan *slot, stagingSlots), staged: make(chan *staged)}
-	for range stagingSlots {
+	slots := len(workers) + 1 // one per forward stage, and one being gathered
+	b := &Batcher{sc: workers[0], workers: workers, maxBatch: maxBatch, maxWait: maxWait, q: make(chan *job, queue), m: m, onResult: onResult, done: make(chan struct{}), wake: make(chan struct{}, 1),
+		free: make(chan *slot, slots), staged: make(chan *staged)}
+	for range slots {
 		b.free <- &slot{}
 	}
 	go b.loop()
-	go b.forwardLoop()
+	var wg sync.WaitGroup
+	for w, sc := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.forwardLoop(w, sc)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		for range slots { // every slot is back: the gatherer has stopped
+			(<-b.free).close()
+		}
+		close(b.done)
+	}()
 	return b, nil
 }
 
@@ -184,9 +210,10 @@ func (b *Batcher) Close(ctx context.Context) error {
 //   - the forward stage (forwardLoop) runs the pipeline on the staging tensor's rows and
 //     answers every request of the batch.
 //
-// Two staging slots circulate between them, so the steady state holds two batches' worth
-// of frames in staging memory, reused batch after batch.
-const stagingSlots = 2
+// There may be several forward stages (workers), each with its own copy of the pipeline.
+// One staging slot per forward stage and one more circulate between them, so the steady
+// state holds that many batches' worth of frames in staging memory, reused batch after
+// batch.
 
 // slot is a staging tensor [cap, H, W, C] (float32, on the CPU) that batches are copied
 // into, with a Go view of its values; keep owns the tensor.
@@ -389,22 +416,18 @@ func (b *Batcher) loop() {
 	}
 }
 
-// forwardLoop is the forward stage: it scores each staged batch and gives its slot back.
-func (b *Batcher) forwardLoop() {
-	defer close(b.done)
+// forwardLoop is forward stage w: it scores staged batches on sc and gives their slots back.
+func (b *Batcher) forwardLoop(w int, sc *Scorer) {
 	for sb := range b.staged {
-		b.run(sb)
+		b.run(w, sc, sb)
 		b.free <- sb.slot
-	}
-	for range stagingSlots { // both slots are back: the gatherer has stopped
-		(<-b.free).close()
 	}
 }
 
 // run scores the staged batch. Requests whose context ended while it was gathered are
 // answered and their rows closed up; a failed forward of several frames is retried frame
 // by frame, so that one frame's failure does not fail the others.
-func (b *Batcher) run(sb *staged) {
+func (b *Batcher) run(w int, sc *Scorer, sb *staged) {
 	now := time.Now()
 	live := sb.jobs[:0]
 	for i, j := range sb.jobs {
@@ -422,12 +445,12 @@ func (b *Batcher) run(sb *staged) {
 		return
 	}
 	t0 := time.Now()
-	res, err := b.forward(sb, 0, len(live))
+	res, err := forwardRows(sc, sb, 0, len(live))
 	b.m.stage("forward", time.Since(t0))
-	b.m.batch(len(live))
+	b.m.batch(w, len(live))
 	if err != nil && len(live) > 1 {
 		for i, j := range live {
-			r, err := b.forward(sb, i, 1)
+			r, err := forwardRows(sc, sb, i, 1)
 			if err != nil {
 				j.done <- jobResult{err: err}
 				continue
@@ -445,19 +468,19 @@ func (b *Batcher) run(sb *staged) {
 	}
 }
 
-// forward scores rows [i, i+n) of the staged batch.
-func (b *Batcher) forward(sb *staged, i, n int) ([]Result, error) {
-	s := b.sc.scope
+// forwardRows scores rows [i, i+n) of the staged batch on sc.
+func forwardRows(sc *Scorer, sb *staged, i, n int) ([]Result, error) {
+	s := sc.scope
 	s.Reset()
 	cube := s.Narrow(sb.slot.cube, 0, int64(i), int64(n))
 	if err := s.Err(); err != nil {
 		return nil, err
 	}
-	raw, err := b.sc.forward(cube, sb.wl)
+	raw, err := sc.forward(cube, sb.wl)
 	if err != nil {
 		return nil, err
 	}
-	return b.sc.results(raw)
+	return sc.results(raw)
 }
 
 func (b *Batcher) deliver(j *job, r Result) {

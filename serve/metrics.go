@@ -19,10 +19,16 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	errors   *prometheus.CounterVec
 	batches  prometheus.Histogram
+	forwards *prometheus.CounterVec
 	stages   *prometheus.HistogramVec
 }
 
 func newMetrics(queueDepth func() float64, dev torch.Device) *Metrics {
+	return newMetricsWorkers(queueDepth, dev, 1)
+}
+
+// newMetricsWorkers is newMetrics for a server with the given number of forward workers.
+func newMetricsWorkers(queueDepth func() float64, dev torch.Device, workers int) *Metrics {
 	m := &Metrics{Registry: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spectraclip_serve_requests_total", Help: "scoring requests received, by protocol"}, []string{"protocol"})
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spectraclip_serve_errors_total", Help: "failed scoring requests, by cause (queue_full, deadline, canceled, bad_request, too_large, shutting_down, not_ready, internal)"}, []string{"cause"})
@@ -36,7 +42,10 @@ func newMetrics(queueDepth func() float64, dev torch.Device) *Metrics {
 		runtime.ReadMemStats(&ms)
 		return float64(ms.HeapInuse)
 	})
-	m.Registry.MustRegister(m.requests, m.errors, m.batches, m.stages, qd, mem, heap,
+	m.forwards = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spectraclip_serve_forwards_total", Help: "forward passes, by worker"}, []string{"worker"})
+	wk := prometheus.NewGauge(prometheus.GaugeOpts{Name: "spectraclip_serve_workers", Help: "forward workers (copies of the pipeline scoring batches at once)"})
+	wk.Set(float64(workers))
+	m.Registry.MustRegister(m.requests, m.errors, m.batches, m.stages, qd, mem, heap, wk, m.forwards,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if dev.Type == torch.DeviceCUDA {
 		for _, k := range []string{"allocated", "reserved"} {
@@ -74,9 +83,11 @@ func (m *Metrics) stage(name string, d time.Duration) {
 	}
 }
 
-func (m *Metrics) batch(n int) {
+// batch notes a forward of n frames by worker w.
+func (m *Metrics) batch(w, n int) {
 	if m != nil {
 		m.batches.Observe(float64(n))
+		m.forwards.WithLabelValues(strconv.Itoa(w)).Inc()
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/infer"
 	"github.com/spectraclip/spectraclip/serve/client"
+	"github.com/spectraclip/spectraclip/torch"
 	"github.com/spectraclip/spectraclip/trainer"
 )
 
@@ -242,6 +243,53 @@ func TestBatchIndependence(t *testing.T) {
 			t.Fatal(err)
 		}
 		compareMaps(t, fmt.Sprintf("frame %d", i), one[0], batched[i])
+	}
+}
+
+// TestWorkersEqualInfer: with three forward workers (three copies of the pipeline) at two
+// LibTorch threads each, concurrent requests, batched and spread over the workers, each
+// get infer's map of their frame byte for byte (infer ran at the run's one thread), and
+// the server says how many workers it runs. Bad worker and thread counts are refused.
+func TestWorkersEqualInfer(t *testing.T) {
+	f, wantScores, _ := inferOutputs(t)
+	prev := torch.NumThreads()
+	t.Cleanup(func() { torch.SetNumThreads(prev) })
+	s, url, _ := startServer(t, Options{Workers: 3, Threads: 2, MaxBatch: 2, MaxWait: 20 * time.Millisecond})
+	if len(s.workers) != 3 || torch.NumThreads() != 2 {
+		t.Fatalf("%d workers at %d threads, want 3 at 2", len(s.workers), torch.NumThreads())
+	}
+	body := npyBytes(t, f)
+	const n = 12
+	var wg sync.WaitGroup
+	got := make([][]byte, n)
+	codes := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, b := post(t, url+"/v1/score?map=npy", body)
+			got[i], codes[i] = b, resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if codes[i] != 200 || !bytes.Equal(got[i], wantScores) {
+			t.Errorf("request %d: status %d, map equal to infer's: %v", i, codes[i], bytes.Equal(got[i], wantScores))
+		}
+	}
+	_, m := get(t, url+"/metrics")
+	if !strings.Contains(string(m), "spectraclip_serve_workers 3") {
+		t.Errorf("/metrics lacks spectraclip_serve_workers 3:\n%s", grepLines(string(m), "workers"))
+	}
+	// warm-up scores outside the batcher; of the ≥ 6 batches, more than one worker took some
+	if used := strings.Count(string(m), "spectraclip_serve_forwards_total{worker="); used < 2 {
+		t.Errorf("forwards ran on %d of 3 workers:\n%s", used, grepLines(string(m), "forwards_total"))
+	}
+	for _, o := range []Options{{Run: testRun, Workers: -1}, {Run: testRun, Threads: -2}} {
+		if s, err := New(o); err == nil {
+			s.Shutdown(context.Background())
+			t.Errorf("%+v: no error", o)
+		}
 	}
 }
 

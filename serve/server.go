@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/serve/servepb"
+	"github.com/spectraclip/spectraclip/torch"
 	"github.com/spectraclip/spectraclip/trainer/report"
 )
 
@@ -43,6 +45,12 @@ type Options struct {
 	MaxBytes int64         // largest cube in bytes (default 256 MiB)
 	Timeout  time.Duration // per-request deadline when the client sets none (default 30s)
 	PProf    bool          // serve net/http/pprof under /debug/pprof/ on the HTTP address
+	// Workers is the number of forward stages, each with its own copy of the pipeline, that
+	// score batches at the same time (0: 2 on a CPU with two cores or more, else 1).
+	Workers int
+	// Threads is LibTorch's intra-op threads, used by each worker (0: the CPU cores
+	// shared out among the workers, at least 1).
+	Threads int
 	// ImageThreshold, when set, overrides the image-level decision threshold (ImageRule).
 	ImageThreshold *float64
 	Log            *logrus.Logger
@@ -77,7 +85,8 @@ const NoWait time.Duration = -1
 // Server serves one run's pipeline over HTTP and gRPC.
 type Server struct {
 	opts    Options
-	sc      *Scorer
+	sc      *Scorer   // workers[0]
+	workers []*Scorer // one pipeline copy per forward stage
 	b       *Batcher
 	m       *Metrics
 	live    *liveView
@@ -110,20 +119,51 @@ func New(o Options) (*Server, error) {
 // open opens the run and builds the server, not yet warmed up (not ready).
 func open(o Options) (*Server, error) {
 	o.defaults()
-	sc, err := OpenScorerWith(o.Run, ScorerOptions{Device: o.Device, Bands: o.Bands, ImageThreshold: o.ImageThreshold, Log: o.Log})
+	if o.Workers < 0 {
+		return nil, fmt.Errorf("--workers %d: must be ≥ 1 (0: automatic)", o.Workers)
+	}
+	if o.Threads < 0 {
+		return nil, fmt.Errorf("--threads %d: must be ≥ 1 (0: automatic)", o.Threads)
+	}
+	so := ScorerOptions{Device: o.Device, Bands: o.Bands, ImageThreshold: o.ImageThreshold, Log: o.Log}
+	sc, err := OpenScorerWith(o.Run, so)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: o, sc: sc, live: newLiveView(8)}
-	s.m = newMetrics(func() float64 {
+	s := &Server{opts: o, sc: sc, workers: []*Scorer{sc}, live: newLiveView(8)}
+	if o.Workers == 0 {
+		o.Workers = 1
+		if sc.Device().Type == torch.DeviceCPU && runtime.NumCPU() >= 2 {
+			o.Workers = 2
+		}
+	}
+	if o.Threads == 0 {
+		o.Threads = max(1, runtime.NumCPU()/o.Workers)
+	}
+	s.opts = o
+	for len(s.workers) < o.Workers {
+		w, err := OpenScorerWith(o.Run, so)
+		if err != nil {
+			s.closeScorers()
+			return nil, err
+		}
+		s.workers = append(s.workers, w)
+	}
+	// after the runs are open: opening one applies its training.threads
+	if err := torch.SetNumThreads(o.Threads); err != nil {
+		s.closeScorers()
+		return nil, fmt.Errorf("--threads %d: %w", o.Threads, err)
+	}
+	o.Log.Infof("%d forward worker(s) × %d LibTorch thread(s) on %s", o.Workers, o.Threads, sc.Device())
+	s.m = newMetricsWorkers(func() float64 {
 		if s.b == nil {
 			return 0
 		}
 		return float64(s.b.QueueDepth())
-	}, sc.Device())
-	s.b, err = NewBatcher(sc, o.MaxBatch, max(o.MaxWait, 0), o.Queue, s.m, s.live.add)
+	}, sc.Device(), len(s.workers))
+	s.b, err = NewBatcherWorkers(s.workers, o.MaxBatch, max(o.MaxWait, 0), o.Queue, s.m, s.live.add)
 	if err != nil {
-		sc.Close()
+		s.closeScorers()
 		return nil, err
 	}
 	s.health = health.NewServer()
@@ -174,19 +214,28 @@ func (s *Server) warmUp() error {
 		}
 		return f
 	}
-	if _, err := s.sc.Score([]*Frame{mk()}); err != nil {
-		return err
-	}
-	if s.opts.MaxBatch > 1 {
-		fs := make([]*Frame, s.opts.MaxBatch)
-		for i := range fs {
-			fs[i] = mk()
-		}
-		if _, err := s.sc.Score(fs); err != nil {
+	for _, sc := range s.workers {
+		if _, err := sc.Score([]*Frame{mk()}); err != nil {
 			return err
+		}
+		if s.opts.MaxBatch > 1 {
+			fs := make([]*Frame, s.opts.MaxBatch)
+			for i := range fs {
+				fs[i] = mk()
+			}
+			if _, err := sc.Score(fs); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// closeScorers frees every worker's pipeline.
+func (s *Server) closeScorers() {
+	for _, w := range s.workers {
+		w.Close()
+	}
 }
 
 // Serve serves HTTP on httpLn and gRPC on grpcLn (either may be nil) until Shutdown.
@@ -242,7 +291,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			err = berr
 		}
 		if ctx.Err() == nil {
-			s.sc.Close()
+			s.closeScorers()
 		}
 		s.closeErr = err
 	})

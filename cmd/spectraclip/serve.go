@@ -20,7 +20,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	var drain time.Duration
 	var imageThr float64
 	cmd := &cobra.Command{
-		Use:   "serve --run RUN [--addr :8080] [--grpc-addr :9090] [--device D] [--max-batch 8] [--max-wait 5ms] [--queue 64]",
+		Use:   "serve --run RUN [--addr :8080] [--grpc-addr :9090] [--device D] [--max-batch 8] [--max-wait 5ms] [--queue 64] [--workers N] [--threads T]",
 		Short: "serve a trained run's pipeline over HTTP and gRPC (batching, back-pressure, metrics, live page)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -36,6 +36,12 @@ func newServeCmd(g *globals) *cobra.Command {
 			}
 			if o.MaxWait == 0 {
 				o.MaxWait = serve.NoWait
+			}
+			if o.Workers < 0 {
+				return fmt.Errorf("--workers %d: must be ≥ 1 (0 = automatic)", o.Workers)
+			}
+			if o.Threads < 0 {
+				return fmt.Errorf("--threads %d: must be ≥ 1 (0 = automatic)", o.Threads)
 			}
 			if maxMB <= 0 {
 				return fmt.Errorf("--max-cube-mb %d: must be > 0", maxMB)
@@ -62,6 +68,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&o.Device, "device", "", "cpu, cuda, cuda:N (default: the run's)")
 	f.IntVar(&o.MaxBatch, "max-batch", 8, "most frames in one forward (≥ 1; 1 = no batching)")
 	f.DurationVar(&o.MaxWait, "max-wait", 5*time.Millisecond, "longest a request waits for others to join its batch, and only while others are arriving (0 = never wait)")
+	f.IntVar(&o.Workers, "workers", 0, "forward workers, each with its own copy of the pipeline, scoring batches at once (0 = 2 on a CPU with two cores or more, else 1)")
+	f.IntVar(&o.Threads, "threads", 0, "LibTorch threads per worker (0 = the CPU cores shared out among the workers)")
 	f.IntVar(&o.Queue, "queue", 64, "requests that may wait; more are refused (HTTP 503, gRPC RESOURCE_EXHAUSTED)")
 	f.Int64Var(&maxMB, "max-cube-mb", 256, "largest cube accepted, in MiB of values")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per-request deadline when the client sets none")

@@ -120,6 +120,8 @@ func TestServeFlagErrors(t *testing.T) {
 		{"--max-batch", "-2", "--max-batch -2: must be ≥ 1"},
 		{"--queue", "0", "--queue 0: must be ≥ 1"},
 		{"--max-wait", "-1ms", "--max-wait -1ms: must be ≥ 0"},
+		{"--workers", "-1", "--workers -1: must be ≥ 1"},
+		{"--threads", "-3", "--threads -3: must be ≥ 1"},
 	} {
 		_, err := run(t, "serve", "--run", dir, "--addr", "127.0.0.1:0", "--grpc-addr", "", c[0], c[1])
 		if err == nil || !strings.Contains(err.Error(), c[2]) {
