@@ -253,7 +253,9 @@ PYEOF
       kill -0 $spid 2>/dev/null || break
       sleep 0.5
     done
-    if lt=$(timeout 180 ./bin/spectraclip loadtest --server http://127.0.0.1:18080 --clients 1,4,16 --requests 32 --size 256x256 2>&1); then
+    # with bench (same variant, batch and device) around every level: the served/bench ratio
+    if lt=$(timeout 240 ./bin/spectraclip loadtest --server http://127.0.0.1:18080 --clients 1,4,16 --requests 48 --size 256x256 \
+        --bench-variant drcnn --bench-batch 8 --bench-device $dev 2>&1); then
       result train ok "serve on $dev (drcnn, 256×256, max-batch 8):"
       echo "$lt" | sed 's/^/    /' | tee -a "$REPORT"
     else
