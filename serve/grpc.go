@@ -21,20 +21,21 @@ type grpcScorer struct {
 }
 
 func (g *grpcScorer) frame(req *servepb.ScoreRequest) (*Frame, error) {
-	buf := takeRequestBuf(req) // the pooled bytes the cube's data aliases (requestCodec)
+	rb := takeRequestBuf(req) // the pooled bytes the cube's data aliases (requestCodec)
 	c := req.GetCube()
 	if c == nil {
-		if buf != nil {
-			putBuf(buf)
+		if rb != nil {
+			putBuf(rb.buf)
 		}
 		return nil, status.Error(codes.InvalidArgument, "request has no cube")
 	}
 	f, err := FrameFromRaw(c.GetShape(), c.GetDtype(), c.GetData(), Limits{MaxBytes: g.s.opts.MaxBytes})
-	if buf != nil {
+	if rb != nil {
 		if err == nil && len(f.Data) > 0 && unsafe.Pointer(&f.Data[0]) == unsafe.Pointer(&c.GetData()[0]) {
-			f.buf = buf // the frame's values are the request's bytes: back to the pool once scored
+			f.buf = rb.buf // the frame's values are the request's bytes: back to the pool once scored
+			f.scanned, f.nonFinite = rb.scanned, rb.nonFinite
 		} else {
-			putBuf(buf) // converted (another dtype) or refused: the bytes are no longer needed
+			putBuf(rb.buf) // converted (another dtype) or refused: the bytes are no longer needed
 		}
 	}
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math"
 	"math/rand"
@@ -111,6 +112,10 @@ func TestGRPCHealthReflectionAndErrors(t *testing.T) {
 	sc := servepb.NewScorerClient(conn)
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	good := cubeOf(randomFrame(rng, 32, 32, s.Scorer().Bands))
+	// a NaN at a random place (found while the request is copied out of the transport)
+	nf := randomFrame(rng, 32, 32, s.Scorer().Bands)
+	row, col, band := rng.Intn(32), rng.Intn(32), rng.Intn(s.Scorer().Bands)
+	nf.Data[(row*32+col)*s.Scorer().Bands+band] = float32(math.NaN())
 	bad := []struct {
 		name string
 		c    *client.Cube
@@ -120,6 +125,7 @@ func TestGRPCHealthReflectionAndErrors(t *testing.T) {
 		{"bands", cubeOf(randomFrame(rng, 4, 4, s.Scorer().Bands+1)), "bands"},
 		{"too large", &client.Cube{Shape: []int64{2048, 2048, 61}, DType: "float32"}, "larger than the maximum"},
 		{"dtype", &client.Cube{Shape: good.Shape, DType: "complex64", Data: good.Data}, "dtype"},
+		{"NaN", cubeOf(nf), fmt.Sprintf("NaN/Inf) at row %d, column %d, band %d", row, col, band)},
 	}
 	for _, b := range bad {
 		_, err := sc.Score(ctx, client.Request(b.c, false))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"unsafe"
 
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
@@ -34,81 +35,117 @@ func (requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return encoding.GetCodecV2(protoCodecName).Unmarshal(data, v)
 	}
-	shift := 0
+	shift, off, size := 0, -1, 0
 	if len(data) > 0 {
-		if off := cubeDataOffset(data[0].ReadOnlyData()); off >= 0 {
+		if off, size = cubeDataOffset(data[0].ReadOnlyData()); off >= 0 {
 			shift = (4 - off%4) % 4
 		}
 	}
 	buf := getBuf(shift + data.Len())
 	b := (*buf)[shift:]
-	data.CopyTo(b)
+	// copy piece by piece, looking for NaN/Inf in the cube's values (read as float32) while
+	// each piece is in the cache; the frame uses the result if its dtype is float32
+	rb := &requestBuf{buf: buf, nonFinite: -1, scanned: off >= 0 && littleEndian}
+	end, scanned := off+size, off
+	n := 0
+	for _, piece := range data {
+		n += copy(b[n:], piece.ReadOnlyData())
+		if rb.scanned && rb.nonFinite < 0 && n > scanned {
+			upto := min(n, end)
+			upto -= (upto - off) % 4
+			if upto > scanned {
+				v := aliasFloat32s(b[scanned:upto])
+				if v == nil && upto-scanned >= 4 {
+					rb.scanned = false // not aligned after all: Check scans the frame
+				}
+				if i := firstNonFinite(v); i >= 0 {
+					rb.nonFinite = (scanned-off)/4 + i
+				}
+				scanned = upto
+			}
+		}
+	}
 	if err := decodeScoreRequest(b, req); err != nil {
 		putBuf(buf)
 		return err
 	}
-	requestBufs.Store(req, buf)
+	// the scan is the cube's only if the decoded data is the field it covered (a message
+	// may repeat a field: the last one counts)
+	if d := req.GetCube().GetData(); rb.scanned && (len(d) != size || size > 0 && unsafe.Pointer(&d[0]) != unsafe.Pointer(&b[off])) {
+		rb.scanned = false
+	}
+	requestBufs.Store(req, rb)
 	return nil
 }
 
-// requestBufs holds the pooled buffer of each ScoreRequest decoded by requestCodec until its
+// requestBuf is the pooled buffer a decoded ScoreRequest's cube aliases, and what the copy
+// found: with scanned, the index of the first NaN/Inf among its values read as float32
+// (-1: none).
+type requestBuf struct {
+	buf       *[]byte
+	scanned   bool
+	nonFinite int
+}
+
+// requestBufs holds the requestBuf of each ScoreRequest decoded by requestCodec until its
 // handler takes it.
 var requestBufs sync.Map
 
-// takeRequestBuf returns the pooled buffer req's cube aliases (nil if it has none); the
-// caller gives it back (putBuf) or hands it to the frame.
-func takeRequestBuf(req *servepb.ScoreRequest) *[]byte {
+// takeRequestBuf returns what requestCodec kept for req (nil if nothing); the caller gives
+// the buffer back (putBuf) or hands it to the frame.
+func takeRequestBuf(req *servepb.ScoreRequest) *requestBuf {
 	if v, ok := requestBufs.LoadAndDelete(req); ok {
-		return v.(*[]byte)
+		return v.(*requestBuf)
 	}
 	return nil
 }
 
 // cubeDataOffset is where the values of ScoreRequest.cube.data start in a message that
-// begins with b, or -1 when b ends before them (or is not such a message).
-func cubeDataOffset(b []byte) int {
+// begins with b, and their length in bytes; -1 when b ends before them (or is not such a
+// message).
+func cubeDataOffset(b []byte) (int, int) {
 	pos := 0
 	for pos < len(b) {
 		num, typ, n := protowire.ConsumeTag(b[pos:])
 		if n < 0 {
-			return -1
+			return -1, 0
 		}
 		pos += n
 		if num == 1 && typ == protowire.BytesType { // cube
 			l, n := protowire.ConsumeVarint(b[pos:])
 			if n < 0 {
-				return -1
+				return -1, 0
 			}
 			pos += n
 			end := pos + int(min(l, uint64(len(b))))
 			for pos < end && pos < len(b) {
 				num, typ, n := protowire.ConsumeTag(b[pos:])
 				if n < 0 {
-					return -1
+					return -1, 0
 				}
 				pos += n
 				if num == 3 && typ == protowire.BytesType { // data
-					_, n := protowire.ConsumeVarint(b[pos:])
-					if n < 0 {
-						return -1
+					l, n := protowire.ConsumeVarint(b[pos:])
+					if n < 0 || l > uint64(math.MaxInt32)*4 {
+						return -1, 0
 					}
-					return pos + n
+					return pos + n, int(l)
 				}
 				n = protowire.ConsumeFieldValue(num, typ, b[pos:])
 				if n < 0 {
-					return -1
+					return -1, 0
 				}
 				pos += n
 			}
-			return -1
+			return -1, 0
 		}
 		n = protowire.ConsumeFieldValue(num, typ, b[pos:])
 		if n < 0 {
-			return -1
+			return -1, 0
 		}
 		pos += n
 	}
-	return -1
+	return -1, 0
 }
 
 // decodeScoreRequest decodes a ScoreRequest from b, the cube's data aliasing b (unknown

@@ -87,8 +87,8 @@ func TestRequestCodecMatchesProto(t *testing.T) {
 		if err := (requestCodec{}).Unmarshal(bs, got); err != nil {
 			t.Fatalf("message %d: %v", it, err)
 		}
-		buf := takeRequestBuf(got)
-		if buf == nil {
+		rb := takeRequestBuf(got)
+		if rb == nil {
 			t.Fatalf("message %d: no pooled buffer recorded", it)
 		}
 		gc, wc := got.GetCube(), want.GetCube()
@@ -96,10 +96,24 @@ func TestRequestCodecMatchesProto(t *testing.T) {
 			!slices.Equal(gc.GetWavelengths(), wc.GetWavelengths()) || got.GetFrameId() != want.GetFrameId() || got.GetWantMap() != want.GetWantMap() {
 			t.Fatalf("message %d: decoded %v, proto gives %v", it, got, want)
 		}
-		if d := gc.GetData(); len(d) > 0 && cubeDataOffset(msg[:first]) >= 0 && uintptr(unsafe.Pointer(&d[0]))%4 != 0 {
+		headOK := false
+		if off, _ := cubeDataOffset(msg[:first]); off >= 0 {
+			headOK = true
+		}
+		if d := gc.GetData(); len(d) > 0 && headOK && uintptr(unsafe.Pointer(&d[0]))%4 != 0 {
 			t.Errorf("message %d: cube data at a misaligned address although the first chunk (%d bytes) holds its offset", it, first)
 		}
-		putBuf(buf)
+		// the NaN/Inf scan made while copying agrees with a scan of the decoded values
+		if rb.scanned != headOK {
+			t.Errorf("message %d: scanned %v, want %v (head in the first chunk)", it, rb.scanned, headOK)
+		}
+		if d := gc.GetData(); rb.scanned {
+			want := firstNonFinite(aliasFloat32s(d[:len(d)-len(d)%4]))
+			if rb.nonFinite != want {
+				t.Errorf("message %d: scan while copying found the first NaN/Inf at %d, a scan of the values at %d", it, rb.nonFinite, want)
+			}
+		}
+		putBuf(rb.buf)
 		// truncated: both refuse, or both accept (a cut at a field boundary is a valid message)
 		cut := rng.Intn(len(msg))
 		perr := proto.Unmarshal(msg[:cut], &servepb.ScoreRequest{})
@@ -110,7 +124,7 @@ func TestRequestCodecMatchesProto(t *testing.T) {
 		}
 		if cerr == nil {
 			if b := takeRequestBuf(tr); b != nil {
-				putBuf(b)
+				putBuf(b.buf)
 			}
 		}
 	}
