@@ -146,10 +146,11 @@ func TestGRPCHealthReflectionAndErrors(t *testing.T) {
 // TestGRPCOverload: more concurrent unary calls than the queue holds get RESOURCE_EXHAUSTED
 // or a result; none is lost.
 func TestGRPCOverload(t *testing.T) {
-	s, _, gaddr := startServer(t, Options{MaxBatch: 1, Queue: 2})
+	// one worker, one frame a forward (as TestOverload)
+	s, _, gaddr := startServer(t, Options{MaxBatch: 1, Queue: 2, Workers: 1})
 	g := dialGRPC(t, gaddr)
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	req := client.Request(cubeOf(randomFrame(rng, 32, 32, s.Scorer().Bands)), false)
+	req := client.Request(cubeOf(randomFrame(rng, 128, 128, s.Scorer().Bands)), false)
 	const n = 32
 	errs := make([]error, n)
 	var wg sync.WaitGroup

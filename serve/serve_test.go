@@ -429,9 +429,11 @@ func TestBadRequests(t *testing.T) {
 // 503 and Retry-After, the others are scored, and every request gets an answer; repeated
 // overload does not grow the resident memory (rounds 2–4 stay within 64 MiB of round 1).
 func TestOverload(t *testing.T) {
-	s, url, _ := startServer(t, Options{MaxBatch: 1, Queue: 2})
+	// one worker, one frame a forward: at most 2 queued + 1 gathered + 1 running (with more
+	// workers, small frames may be scored as fast as 32 clients send them)
+	s, url, _ := startServer(t, Options{MaxBatch: 1, Queue: 2, Workers: 1})
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	body := npyBytes(t, randomFrame(rng, 64, 64, s.Scorer().Bands))
+	body := npyBytes(t, randomFrame(rng, 128, 128, s.Scorer().Bands))
 	const n = 32
 	var rss []int64
 	for round := 0; round < 4; round++ {
