@@ -436,7 +436,7 @@ func TestOverload(t *testing.T) {
 	body := npyBytes(t, randomFrame(rng, 128, 128, s.Scorer().Bands))
 	const n = 32
 	var rss []int64
-	for round := 0; round < 4; round++ {
+	for round := 0; round < 5; round++ {
 		codes, retry, _, wait := postConcurrently(url, body, n)
 		wait()
 		ok, busy := 0, 0
@@ -458,8 +458,9 @@ func TestOverload(t *testing.T) {
 		}
 		rss = append(rss, rssBytes())
 	}
-	for _, r := range rss[1:] {
-		if r-rss[0] > 64<<20 {
+	// round 0 fills the request-buffer pool and LibTorch's caches: later rounds stay flat
+	for _, r := range rss[2:] {
+		if r-rss[1] > 64<<20 {
 			t.Errorf("resident memory grew under repeated overload: %v MiB", mib(rss))
 		}
 	}
