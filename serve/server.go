@@ -23,6 +23,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -169,7 +170,7 @@ func open(o Options) (*Server, error) {
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(servepb.Scorer_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	s.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(int(o.MaxBytes)+(1<<20)), grpc.MaxSendMsgSize(1<<30), grpc.ForceServerCodecV2(requestCodec{}),
+	s.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(int(o.MaxBytes)+(1<<20)), grpc.MaxSendMsgSize(1<<30), grpc.ForceServerCodecV2(requestCodec{}), experimental.BufferPool(&dirtyPool{}),
 		// cubes are megabytes: wide flow-control windows and buffers save round trips
 		grpc.InitialWindowSize(32<<20), grpc.InitialConnWindowSize(64<<20), grpc.ReadBufferSize(1<<20), grpc.WriteBufferSize(1<<20))
 	servepb.RegisterScorerServer(s.grpcSrv, &grpcScorer{s: s})
