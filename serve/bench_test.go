@@ -15,14 +15,7 @@ import (
 // and 8 on 256×256 frames of the run in $SPECTRACLIP_SERVE_BENCH_RUN (default: the tiny
 // test run with 32×32 frames), to compare with `spectraclip bench` and `spectraclip loadtest`.
 func BenchmarkScorer(b *testing.B) {
-	run, h, w := os.Getenv("SPECTRACLIP_SERVE_BENCH_RUN"), 256, 256
-	if run == "" {
-		run, h, w = testRun, 32, 32
-	}
-	sc, err := OpenScorer(run, "", 0, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	sc, h, w := benchScorer(b)
 	defer sc.Close()
 	rng := rand.New(rand.NewSource(1))
 	for _, bs := range []int{1, 8} {
@@ -50,14 +43,7 @@ func BenchmarkScorer(b *testing.B) {
 // $SPECTRACLIP_SERVE_BENCH_RUN (default: the tiny test run) with --max-batch 8; frames per
 // second, to compare with BenchmarkScorer's batch of 8 and with `spectraclip bench`.
 func BenchmarkBatcher(b *testing.B) {
-	run, h, w := os.Getenv("SPECTRACLIP_SERVE_BENCH_RUN"), 256, 256
-	if run == "" {
-		run, h, w = testRun, 32, 32
-	}
-	sc, err := OpenScorer(run, "", 0, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	sc, h, w := benchScorer(b)
 	defer sc.Close()
 	rng := rand.New(rand.NewSource(1))
 	const clients = 16
@@ -90,4 +76,18 @@ func BenchmarkBatcher(b *testing.B) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+}
+
+// benchScorer opens the run in $SPECTRACLIP_SERVE_BENCH_RUN with 256×256 frames to score,
+// or the tiny test run with 32×32 frames.
+func benchScorer(b *testing.B) (*Scorer, int, int) {
+	run, h, w := os.Getenv("SPECTRACLIP_SERVE_BENCH_RUN"), 256, 256
+	if run == "" {
+		run, h, w = testRun, 32, 32
+	}
+	sc, err := OpenScorer(run, "", 0, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return sc, h, w
 }

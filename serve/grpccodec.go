@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -100,170 +101,135 @@ func takeRequestBuf(req *servepb.ScoreRequest) *requestBuf {
 	return nil
 }
 
+// walk calls field for each field of the protobuf message b. field gets the bytes from the
+// field's value on and returns how many it consumed, or a negative number to leave the
+// field to walk: skipped when it is well formed (an unknown field), an error naming it
+// otherwise.
+func walk(b []byte, what string, field func(num protowire.Number, typ protowire.Type, b []byte) (int, error)) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("grpc: malformed %s: field tag", what)
+		}
+		b = b[n:]
+		n, err := field(num, typ, b)
+		if err != nil {
+			return err
+		}
+		if n < 0 {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return fmt.Errorf("grpc: malformed %s: field %d", what, num)
+			}
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// errFound stops a walk that found what it looked for.
+var errFound = errors.New("found")
+
 // cubeDataOffset is where the values of ScoreRequest.cube.data start in a message that
 // begins with b, and their length in bytes; -1 when b ends before them (or is not such a
 // message).
 func cubeDataOffset(b []byte) (int, int) {
-	pos := 0
-	for pos < len(b) {
-		num, typ, n := protowire.ConsumeTag(b[pos:])
+	off, size := -1, 0
+	walk(b, "", func(num protowire.Number, typ protowire.Type, v []byte) (int, error) {
+		if num != 1 || typ != protowire.BytesType {
+			return -1, nil
+		}
+		l, n := protowire.ConsumeVarint(v)
 		if n < 0 {
-			return -1, 0
+			return 0, errFound // cut short: not found
 		}
-		pos += n
-		if num == 1 && typ == protowire.BytesType { // cube
-			l, n := protowire.ConsumeVarint(b[pos:])
-			if n < 0 {
-				return -1, 0
+		cube := v[n:]
+		if uint64(len(cube)) > l {
+			cube = cube[:l]
+		}
+		walk(cube, "", func(num protowire.Number, typ protowire.Type, d []byte) (int, error) {
+			if num != 3 || typ != protowire.BytesType {
+				return -1, nil
 			}
-			pos += n
-			end := pos + int(min(l, uint64(len(b))))
-			for pos < end && pos < len(b) {
-				num, typ, n := protowire.ConsumeTag(b[pos:])
-				if n < 0 {
-					return -1, 0
-				}
-				pos += n
-				if num == 3 && typ == protowire.BytesType { // data
-					l, n := protowire.ConsumeVarint(b[pos:])
-					if n < 0 || l > uint64(math.MaxInt32)*4 {
-						return -1, 0
-					}
-					return pos + n, int(l)
-				}
-				n = protowire.ConsumeFieldValue(num, typ, b[pos:])
-				if n < 0 {
-					return -1, 0
-				}
-				pos += n
+			if l, n := protowire.ConsumeVarint(d); n >= 0 && l <= uint64(math.MaxInt32)*4 {
+				off, size = cap(b)-cap(d)+n, int(l) // d is a subslice of b: where it starts in b
 			}
-			return -1, 0
-		}
-		n = protowire.ConsumeFieldValue(num, typ, b[pos:])
-		if n < 0 {
-			return -1, 0
-		}
-		pos += n
-	}
-	return -1, 0
+			return 0, errFound
+		})
+		return 0, errFound // the first cube field decides
+	})
+	return off, size
 }
 
 // decodeScoreRequest decodes a ScoreRequest from b, the cube's data aliasing b (unknown
 // fields are skipped, as the proto codec would keep and ignore them).
 func decodeScoreRequest(b []byte, req *servepb.ScoreRequest) error {
-	bad := func(what string) error { return fmt.Errorf("grpc: malformed ScoreRequest: %s", what) }
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return bad("field tag")
-		}
-		b = b[n:]
+	return walk(b, "ScoreRequest", func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch {
 		case num == 1 && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return bad("cube")
+			if n >= 0 {
+				if req.Cube == nil {
+					req.Cube = &servepb.Cube{}
+				}
+				if err := decodeCube(v, req.Cube); err != nil {
+					return 0, err
+				}
 			}
-			if req.Cube == nil {
-				req.Cube = &servepb.Cube{}
-			}
-			if err := decodeCube(v, req.Cube); err != nil {
-				return err
-			}
-			b = b[n:]
+			return n, nil
 		case num == 2 && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return bad("frame_id")
-			}
 			req.FrameId = string(v)
-			b = b[n:]
+			return n, nil
 		case num == 3 && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return bad("want_map")
-			}
 			req.WantMap = v != 0
-			b = b[n:]
-		default:
-			n := protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return bad(fmt.Sprintf("field %d", num))
-			}
-			b = b[n:]
+			return n, nil
 		}
-	}
-	return nil
+		return -1, nil
+	})
 }
 
 func decodeCube(b []byte, c *servepb.Cube) error {
-	bad := func(what string) error { return fmt.Errorf("grpc: malformed Cube: %s", what) }
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return bad("field tag")
-		}
-		b = b[n:]
+	return walk(b, "Cube", func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch {
 		case num == 1 && typ == protowire.BytesType: // packed shape
 			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return bad("shape")
-			}
-			for len(v) > 0 {
+			for len(v) > 0 && n >= 0 {
 				x, k := protowire.ConsumeVarint(v)
 				if k < 0 {
-					return bad("shape")
+					return 0, errors.New("grpc: malformed Cube: shape")
 				}
 				c.Shape = append(c.Shape, int64(x))
 				v = v[k:]
 			}
-			b = b[n:]
+			return n, nil
 		case num == 1 && typ == protowire.VarintType: // unpacked shape
 			x, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return bad("shape")
-			}
 			c.Shape = append(c.Shape, int64(x))
-			b = b[n:]
+			return n, nil
 		case num == 2 && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return bad("dtype")
-			}
 			c.Dtype = string(v)
-			b = b[n:]
+			return n, nil
 		case num == 3 && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return bad("data")
-			}
 			c.Data = v[:len(v):len(v)]
-			b = b[n:]
+			return n, nil
 		case num == 4 && typ == protowire.BytesType: // packed wavelengths
 			v, n := protowire.ConsumeBytes(b)
-			if n < 0 || len(v)%4 != 0 {
-				return bad("wavelengths")
+			if len(v)%4 != 0 {
+				return 0, errors.New("grpc: malformed Cube: wavelengths")
 			}
 			for ; len(v) > 0; v = v[4:] {
 				x, _ := protowire.ConsumeFixed32(v)
 				c.Wavelengths = append(c.Wavelengths, math.Float32frombits(x))
 			}
-			b = b[n:]
+			return n, nil
 		case num == 4 && typ == protowire.Fixed32Type: // unpacked wavelengths
 			x, n := protowire.ConsumeFixed32(b)
-			if n < 0 {
-				return bad("wavelengths")
-			}
 			c.Wavelengths = append(c.Wavelengths, math.Float32frombits(x))
-			b = b[n:]
-		default:
-			n := protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return bad(fmt.Sprintf("field %d", num))
-			}
-			b = b[n:]
+			return n, nil
 		}
-	}
-	return nil
+		return -1, nil
+	})
 }
