@@ -317,9 +317,19 @@ func (b *Batcher) add(sb *staged, j *job) (bool, error) {
 		return true, err
 	}
 	t0 := time.Now()
-	copy(sb.slot.row(len(sb.jobs)), f.Data)
+	row := sb.slot.row(len(sb.jobs))
+	bad := -1
+	if f.Data == nil && f.pieces != nil { // checked here, as they are copied (Scorer.Check left them)
+		bad = f.copyValues(row)
+	} else {
+		copy(row, f.Data)
+	}
 	b.m.stage("copy", time.Since(t0))
 	f.release()
+	if bad >= 0 {
+		j.done <- jobResult{err: &BadRequestError{nonFiniteError(row[bad], bad, f.W, f.C)}}
+		return true, nil
+	}
 	sb.jobs = append(sb.jobs, j)
 	return true, nil
 }

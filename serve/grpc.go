@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"time"
@@ -21,21 +22,45 @@ type grpcScorer struct {
 }
 
 func (g *grpcScorer) frame(req *servepb.ScoreRequest) (*Frame, error) {
-	rb := takeRequestBuf(req) // the pooled bytes the cube's data aliases (requestCodec)
+	rb := takeRequestBuf(req) // what the codec kept of the cube's values (requestCodec)
 	c := req.GetCube()
 	if c == nil {
 		if rb != nil {
-			putBuf(rb.buf)
+			rb.release()
 		}
 		return nil, status.Error(codes.InvalidArgument, "request has no cube")
 	}
-	f, err := FrameFromRaw(c.GetShape(), c.GetDtype(), c.GetData(), Limits{MaxBytes: g.s.opts.MaxBytes})
+	lim := Limits{MaxBytes: g.s.opts.MaxBytes}
+	if rb != nil && rb.pieces != nil {
+		if item, name := itemSize(c.GetDtype()); name == "float32" && littleEndian {
+			// the values stay in the transport's buffers until the batcher stages them
+			h, w, ch, err := checkShape(c.GetShape(), item, lim)
+			if err == nil && h*w*ch*item != rb.size {
+				err = fmt.Errorf("truncated or oversized cube: shape (%d, %d, %d) of %s needs %d bytes, got %d", h, w, ch, name, h*w*ch*item, rb.size)
+			}
+			if err != nil {
+				rb.release()
+				return nil, status.Error(codes.InvalidArgument, err.Error())
+			}
+			return &Frame{H: h, W: w, C: ch, pieces: rb.pieces, freePieces: rb.free, Wavelengths: c.GetWavelengths(), ID: req.GetFrameId()}, nil
+		}
+		// another dtype: gathered into one buffer and converted as usual
+		buf := getBuf(rb.size)
+		n := 0
+		for _, p := range rb.pieces {
+			n += copy((*buf)[n:], p)
+		}
+		rb.release()
+		c.Data = *buf
+		rb = &requestBuf{buf: buf, nonFinite: -1}
+	}
+	f, err := FrameFromRaw(c.GetShape(), c.GetDtype(), c.GetData(), lim)
 	if rb != nil {
 		if err == nil && len(f.Data) > 0 && unsafe.Pointer(&f.Data[0]) == unsafe.Pointer(&c.GetData()[0]) {
 			f.buf = rb.buf // the frame's values are the request's bytes: back to the pool once scored
 			f.scanned, f.nonFinite = rb.scanned, rb.nonFinite
 		} else {
-			putBuf(rb.buf) // converted (another dtype) or refused: the bytes are no longer needed
+			rb.release() // converted (another dtype) or refused: the bytes are no longer needed
 		}
 	}
 	if err != nil {

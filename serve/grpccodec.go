@@ -14,13 +14,15 @@ import (
 	"github.com/spectraclip/spectraclip/serve/servepb"
 )
 
-// requestCodec is gRPC's proto codec, except for ScoreRequest: that one is copied once from
-// the transport's buffers into a pooled buffer, placed so that the cube's values start on a
-// 4-byte boundary, and decoded by hand with the cube's bytes aliasing the buffer. The proto
-// codec would gather the message into a fresh buffer and then copy the bytes field into
-// another fresh one: two 16 MB copies and two allocations (zeroed, page-faulted) per
-// 256×256×61 frame instead of one copy into reused memory. The handler takes the buffer
-// over with takeRequestBuf.
+// requestCodec is gRPC's proto codec, except for ScoreRequest, which is decoded by hand
+// without copying the cube's values: they stay in the transport's buffers (decodePieces),
+// and the batcher copies them from there into its staging tensor. Where that cannot be done
+// (the message's head not in its first buffer, another dtype than float32), the message is
+// copied once into a pooled buffer, placed so that the values start on a 4-byte boundary,
+// and the cube aliases it. The proto codec would gather the message into a fresh buffer and
+// then copy the bytes field into another fresh one: two 16 MB copies and two allocations
+// (zeroed, page-faulted) per 256×256×61 frame. The handler takes what the codec kept over
+// with takeRequestBuf.
 type requestCodec struct{}
 
 const protoCodecName = "proto"
@@ -35,6 +37,10 @@ func (requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	req, ok := v.(*servepb.ScoreRequest)
 	if !ok {
 		return encoding.GetCodecV2(protoCodecName).Unmarshal(data, v)
+	}
+	if rb, ok := decodePieces(data, req); ok {
+		requestBufs.Store(req, rb)
+		return nil
 	}
 	shift, off, size := 0, -1, 0
 	if len(data) > 0 {
@@ -86,6 +92,23 @@ type requestBuf struct {
 	buf       *[]byte
 	scanned   bool
 	nonFinite int
+	// the zero-copy form (decodePieces): the cube's values in the transport's buffers, in
+	// order, size bytes in all; free releases the buffers
+	pieces [][]byte
+	size   int
+	free   func()
+}
+
+// release gives back what the request holds.
+func (rb *requestBuf) release() {
+	if rb.buf != nil {
+		putBuf(rb.buf)
+		rb.buf = nil
+	}
+	if rb.free != nil {
+		rb.free()
+		rb.free, rb.pieces = nil, nil
+	}
 }
 
 // requestBufs holds the requestBuf of each ScoreRequest decoded by requestCodec until its
@@ -129,35 +152,101 @@ func walk(b []byte, what string, field func(num protowire.Number, typ protowire.
 // errFound stops a walk that found what it looked for.
 var errFound = errors.New("found")
 
-// cubeDataOffset is where the values of ScoreRequest.cube.data start in a message that
-// begins with b, and their length in bytes; -1 when b ends before them (or is not such a
-// message).
-func cubeDataOffset(b []byte) (int, int) {
-	off, size := -1, 0
+// cubeLayout is where ScoreRequest.cube and its data field lie in a message (offsets from
+// the message's start): the cube's length varint at cubeLenAt (cubeLenN bytes, value
+// cubeLen), the data's length varint at dataLenAt (dataLenN bytes), and the data's values
+// at off (size bytes).
+type cubeLayout struct {
+	cubeLenAt, cubeLenN, cubeLen int
+	dataLenAt, dataLenN          int
+	off, size                    int
+}
+
+// findCube is the layout of the first cube field of a message that begins with b (b may be
+// only the message's first piece); ok is false when b ends before the data's values start
+// (or is not such a message).
+func findCube(b []byte) (l cubeLayout, ok bool) {
+	at := func(v []byte) int { return cap(b) - cap(v) } // v is a subslice of b: where it starts
 	walk(b, "", func(num protowire.Number, typ protowire.Type, v []byte) (int, error) {
 		if num != 1 || typ != protowire.BytesType {
 			return -1, nil
 		}
-		l, n := protowire.ConsumeVarint(v)
-		if n < 0 {
+		cl, n := protowire.ConsumeVarint(v)
+		if n < 0 || cl > math.MaxInt32*4 {
 			return 0, errFound // cut short: not found
 		}
+		l.cubeLenAt, l.cubeLenN, l.cubeLen = at(v), n, int(cl)
 		cube := v[n:]
-		if uint64(len(cube)) > l {
-			cube = cube[:l]
+		if uint64(len(cube)) > cl {
+			cube = cube[:cl]
 		}
 		walk(cube, "", func(num protowire.Number, typ protowire.Type, d []byte) (int, error) {
 			if num != 3 || typ != protowire.BytesType {
 				return -1, nil
 			}
-			if l, n := protowire.ConsumeVarint(d); n >= 0 && l <= uint64(math.MaxInt32)*4 {
-				off, size = cap(b)-cap(d)+n, int(l) // d is a subslice of b: where it starts in b
+			if dl, n := protowire.ConsumeVarint(d); n >= 0 && dl <= math.MaxInt32*4 {
+				l.dataLenAt, l.dataLenN, l.off, l.size, ok = at(d), n, at(d)+n, int(dl), true
 			}
 			return 0, errFound
 		})
 		return 0, errFound // the first cube field decides
 	})
-	return off, size
+	return l, ok
+}
+
+// cubeDataOffset is where the values of ScoreRequest.cube.data start in a message that
+// begins with b, and their length in bytes; -1 when b ends before them (or is not such a
+// message).
+func cubeDataOffset(b []byte) (int, int) {
+	if l, ok := findCube(b); ok {
+		return l.off, l.size
+	}
+	return -1, 0
+}
+
+// decodePieces decodes req without copying the cube's values: they stay in the transport's
+// buffers (kept with Ref, released by the requestBuf's free), as pieces in order. The rest of
+// the message, the data field emptied, is decoded as usual. It reports false (req untouched)
+// when the message's head is not in its first buffer or the data field is not where a
+// well-formed message has it.
+func decodePieces(data mem.BufferSlice, req *servepb.ScoreRequest) (*requestBuf, bool) {
+	if len(data) < 2 {
+		return nil, false
+	}
+	head := data[0].ReadOnlyData()
+	l, ok := findCube(head)
+	total := data.Len()
+	cubeEnd := l.cubeLenAt + l.cubeLenN + l.cubeLen
+	if !ok || l.off > len(head) || l.off+l.size > cubeEnd || cubeEnd > total {
+		return nil, false
+	}
+	// the message without the data's values: the cube and data lengths rewritten
+	skel := make([]byte, 0, l.off+16+(total-l.off-l.size))
+	skel = append(skel, head[:l.cubeLenAt]...)
+	skel = protowire.AppendVarint(skel, uint64(l.cubeLen-l.dataLenN-l.size+1))
+	skel = append(skel, head[l.cubeLenAt+l.cubeLenN:l.dataLenAt]...)
+	skel = protowire.AppendVarint(skel, 0)
+	pieces := make([][]byte, 0, len(data))
+	pos := 0
+	for _, buf := range data {
+		p := buf.ReadOnlyData()
+		lo, hi := max(l.off, pos), min(l.off+l.size, pos+len(p))
+		if lo < hi {
+			pieces = append(pieces, p[lo-pos:hi-pos:hi-pos])
+		}
+		if t := max(l.off+l.size, pos); t < pos+len(p) {
+			skel = append(skel, p[t-pos:]...)
+		}
+		pos += len(p)
+	}
+	var r servepb.ScoreRequest
+	if err := decodeScoreRequest(skel, &r); err != nil || r.Cube == nil || len(r.Cube.Data) != 0 {
+		return nil, false // malformed, or another data field: the copying path decides
+	}
+	req.Cube, req.FrameId, req.WantMap = r.Cube, r.FrameId, r.WantMap
+	req.Cube.Data = nil
+	data.Ref()
+	return &requestBuf{pieces: pieces, size: l.size, free: data.Free, nonFinite: -1}, true
 }
 
 // decodeScoreRequest decodes a ScoreRequest from b, the cube's data aliasing b (unknown

@@ -1,6 +1,8 @@
 package serve
 
 import (
+	"bytes"
+	"encoding/binary"
 	"math"
 	"math/rand"
 	"slices"
@@ -17,9 +19,10 @@ import (
 
 // TestRequestCodecMatchesProto: the hand decoder of ScoreRequest (requestCodec) gives what
 // proto.Unmarshal gives on fresh random messages, cut into random transport chunks, with
-// unknown fields and unpacked repeated fields mixed in; the cube's values start on a 4-byte
-// boundary whenever the first chunk holds the message's head; a truncated message is an
-// error for both decoders alike.
+// unknown fields and unpacked repeated fields mixed in: without copying (the values as the
+// transport's pieces) when the first chunk holds the message's head, else copied, the
+// values starting on a 4-byte boundary; a truncated message is an error for both decoders
+// alike.
 func TestRequestCodecMatchesProto(t *testing.T) {
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	str := func(n int) string {
@@ -29,6 +32,7 @@ func TestRequestCodecMatchesProto(t *testing.T) {
 		}
 		return string(b)
 	}
+	zeroCopy, copied := 0, 0
 	for it := 0; it < 300; it++ {
 		c := &servepb.Cube{Dtype: str(rng.Intn(10)), Data: make([]byte, rng.Intn(5000))}
 		rng.Read(c.Data)
@@ -89,31 +93,48 @@ func TestRequestCodecMatchesProto(t *testing.T) {
 		}
 		rb := takeRequestBuf(got)
 		if rb == nil {
-			t.Fatalf("message %d: no pooled buffer recorded", it)
+			t.Fatalf("message %d: nothing recorded for the handler", it)
 		}
 		gc, wc := got.GetCube(), want.GetCube()
-		if !slices.Equal(gc.GetShape(), wc.GetShape()) || gc.GetDtype() != wc.GetDtype() || !slices.Equal(gc.GetData(), wc.GetData()) ||
+		values := gc.GetData()
+		if rb.pieces != nil { // zero-copy: the values are the transport's pieces
+			zeroCopy++
+			if len(values) != 0 || rb.buf != nil {
+				t.Fatalf("message %d: pieces and %d bytes of data", it, len(values))
+			}
+			for _, p := range rb.pieces {
+				values = append(values, p...)
+			}
+			if len(values) != rb.size {
+				t.Fatalf("message %d: pieces hold %d bytes, size says %d", it, len(values), rb.size)
+			}
+		} else {
+			copied++
+		}
+		if !slices.Equal(gc.GetShape(), wc.GetShape()) || gc.GetDtype() != wc.GetDtype() || !bytes.Equal(values, wc.GetData()) ||
 			!slices.Equal(gc.GetWavelengths(), wc.GetWavelengths()) || got.GetFrameId() != want.GetFrameId() || got.GetWantMap() != want.GetWantMap() {
-			t.Fatalf("message %d: decoded %v, proto gives %v", it, got, want)
+			t.Fatalf("message %d: decoded %v (values %d bytes), proto gives %v", it, got, len(values), want)
 		}
-		headOK := false
-		if off, _ := cubeDataOffset(msg[:first]); off >= 0 {
-			headOK = true
-		}
-		if d := gc.GetData(); len(d) > 0 && headOK && uintptr(unsafe.Pointer(&d[0]))%4 != 0 {
-			t.Errorf("message %d: cube data at a misaligned address although the first chunk (%d bytes) holds its offset", it, first)
-		}
-		// the NaN/Inf scan made while copying agrees with a scan of the decoded values
-		if rb.scanned != headOK {
-			t.Errorf("message %d: scanned %v, want %v (head in the first chunk)", it, rb.scanned, headOK)
-		}
-		if d := gc.GetData(); rb.scanned {
-			want := firstNonFinite(aliasFloat32s(d[:len(d)-len(d)%4]))
-			if rb.nonFinite != want {
-				t.Errorf("message %d: scan while copying found the first NaN/Inf at %d, a scan of the values at %d", it, rb.nonFinite, want)
+		if rb.buf != nil {
+			headOK := false
+			if off, _ := cubeDataOffset(msg[:first]); off >= 0 {
+				headOK = true
+			}
+			if d := gc.GetData(); len(d) > 0 && headOK && uintptr(unsafe.Pointer(&d[0]))%4 != 0 {
+				t.Errorf("message %d: cube data at a misaligned address although the first chunk (%d bytes) holds its offset", it, first)
+			}
+			// the NaN/Inf scan made while copying agrees with a scan of the decoded values
+			if rb.scanned != headOK {
+				t.Errorf("message %d: scanned %v, want %v (head in the first chunk)", it, rb.scanned, headOK)
+			}
+			if d := gc.GetData(); rb.scanned {
+				want := firstNonFinite(aliasFloat32s(d[:len(d)-len(d)%4]))
+				if rb.nonFinite != want {
+					t.Errorf("message %d: scan while copying found the first NaN/Inf at %d, a scan of the values at %d", it, rb.nonFinite, want)
+				}
 			}
 		}
-		putBuf(rb.buf)
+		rb.release()
 		// truncated: both refuse, or both accept (a cut at a field boundary is a valid message)
 		cut := rng.Intn(len(msg))
 		perr := proto.Unmarshal(msg[:cut], &servepb.ScoreRequest{})
@@ -124,8 +145,50 @@ func TestRequestCodecMatchesProto(t *testing.T) {
 		}
 		if cerr == nil {
 			if b := takeRequestBuf(tr); b != nil {
-				putBuf(b.buf)
+				b.release()
 			}
+		}
+	}
+	if zeroCopy == 0 || copied == 0 {
+		t.Errorf("%d messages decoded without copying, %d copied: want both paths", zeroCopy, copied)
+	}
+}
+
+// TestCopyPieces: a frame whose values are split into transport pieces at random byte
+// offsets (values straddling the cuts) is copied into a staging row exactly, and the first
+// NaN/Inf found while copying is the first of the whole row.
+func TestCopyPieces(t *testing.T) {
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	for it := 0; it < 200; it++ {
+		v := make([]float32, 1+rng.Intn(3000))
+		for i := range v {
+			v[i] = rng.Float32()
+		}
+		for range rng.Intn(3) {
+			bad := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))}
+			v[rng.Intn(len(v))] = bad[rng.Intn(3)]
+		}
+		raw := make([]byte, 4*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(x))
+		}
+		var pieces [][]byte
+		for rest := raw; len(rest) > 0; {
+			n := 1 + rng.Intn(min(len(rest), 700))
+			pieces = append(pieces, rest[:n])
+			rest = rest[n:]
+		}
+		f := &Frame{H: 1, W: len(v), C: 1, pieces: pieces}
+		if f.values() != len(v) {
+			t.Fatalf("values() %d, want %d", f.values(), len(v))
+		}
+		row := make([]float32, len(v))
+		got := f.copyValues(row)
+		if want := firstNonFinite(v); got != want {
+			t.Fatalf("first NaN/Inf found at %d while copying, at %d in the values", got, want)
+		}
+		if got < 0 && !slices.Equal(row, v) {
+			t.Fatalf("copied values differ")
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"unsafe"
 
 	"github.com/sirupsen/logrus"
 
@@ -31,16 +32,72 @@ type Frame struct {
 
 	buf *[]byte // pooled request bytes that Data aliases; back to the pool once scored
 
+	// With Data nil: the values as little-endian float32 bytes, in order, still in the
+	// transport's buffers (gRPC); freePieces releases them. The batcher copies them into its
+	// staging tensor and checks them for NaN/Inf there.
+	pieces     [][]byte
+	freePieces func()
+
 	scanned   bool // Data was checked for NaN/Inf as it was read: nonFinite holds the result
 	nonFinite int  // index of the first NaN/Inf in Data, -1 if none (when scanned)
 }
 
 // release gives the frame's pooled request bytes back; Data must not be used afterwards.
 func (f *Frame) release() {
-	if f != nil && f.buf != nil {
+	if f == nil {
+		return
+	}
+	if f.buf != nil {
 		putBuf(f.buf)
 		f.buf, f.Data = nil, nil
 	}
+	if f.freePieces != nil {
+		f.freePieces()
+		f.freePieces, f.pieces = nil, nil
+	}
+}
+
+// values is the number of values the frame holds.
+func (f *Frame) values() int {
+	if f.Data == nil && f.pieces != nil {
+		n := 0
+		for _, p := range f.pieces {
+			n += len(p)
+		}
+		return n / 4
+	}
+	return len(f.Data)
+}
+
+// copyValues copies the frame's values into dst (values() long) and returns the index of
+// the first NaN/Inf among them, or -1. Pieces are checked as they are copied, while in the
+// cache; Data is checked unless it was as it was read.
+func (f *Frame) copyValues(dst []float32) int {
+	if f.Data != nil || f.pieces == nil {
+		copy(dst, f.Data)
+		if f.scanned {
+			return f.nonFinite
+		}
+		return firstNonFinite(dst)
+	}
+	b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(dst))), 4*len(dst))
+	n, checked := 0, 0
+	for _, p := range f.pieces {
+		n += copy(b[n:], p)
+		if upto := n / 4; upto > checked {
+			if i := firstNonFinite(dst[checked:upto]); i >= 0 {
+				return checked + i
+			}
+			checked = upto
+		}
+	}
+	return -1
+}
+
+// nonFiniteError names the place of value i (a NaN or Inf) of a frame of h×w×c.
+func nonFiniteError(v float32, i, w, c int) error {
+	px, b := i/c, i%c
+	return fmt.Errorf("value %v (NaN/Inf) at row %d, column %d, band %d", v, px/w, px%w, b)
 }
 
 // Result is what scoring one frame gives.
@@ -243,19 +300,21 @@ func (s *Scorer) Check(f *Frame) error {
 	if f.C != s.Bands {
 		return fmt.Errorf("cube has %d bands, the run's pipeline takes %d", f.C, s.Bands)
 	}
-	if len(f.Data) != f.H*f.W*f.C {
-		return fmt.Errorf("cube shape (%d, %d, %d) needs %d values, got %d", f.H, f.W, f.C, f.H*f.W*f.C, len(f.Data))
+	if n := f.values(); n != f.H*f.W*f.C {
+		return fmt.Errorf("cube shape (%d, %d, %d) needs %d values, got %d", f.H, f.W, f.C, f.H*f.W*f.C, n)
 	}
 	if f.Wavelengths != nil && len(f.Wavelengths) != f.C {
 		return fmt.Errorf("%d wavelengths for %d bands", len(f.Wavelengths), f.C)
+	}
+	if f.Data == nil && f.pieces != nil {
+		return nil // checked for NaN/Inf as they are staged (Frame.copyValues)
 	}
 	i := f.nonFinite
 	if !f.scanned {
 		i = firstNonFinite(f.Data)
 	}
 	if i >= 0 {
-		px, b := i/f.C, i%f.C
-		return fmt.Errorf("value %v (NaN/Inf) at row %d, column %d, band %d", f.Data[i], px/f.W, px%f.W, b)
+		return nonFiniteError(f.Data[i], i, f.W, f.C)
 	}
 	return nil
 }
@@ -287,6 +346,16 @@ func firstNonFinite(v []float32) int {
 func (s *Scorer) Score(frames []*Frame) ([]Result, error) {
 	if len(frames) == 0 {
 		return nil, nil
+	}
+	for _, f := range frames {
+		if f.Data == nil && f.pieces != nil { // the batcher stages these; here they are gathered
+			v := make([]float32, f.values())
+			if i := f.copyValues(v); i >= 0 {
+				return nil, nonFiniteError(v[i], i, f.W, f.C)
+			}
+			f.release()
+			f.Data = v
+		}
 	}
 	f0 := frames[0]
 	wl := f0.Wavelengths
