@@ -36,6 +36,22 @@ type job struct {
 	frame *Frame
 	enq   time.Time
 	done  chan jobResult // buffered: the worker never blocks on an abandoned job
+
+	// a frame whose values are transport pieces is copied into its row by a goroutine of
+	// its own (in parallel with the gatherer and the other frames), which sends on copied
+	// the index of the first NaN/Inf it found (-1: none); settle waits for it into bad
+	copied chan int
+	bad    int
+}
+
+// settle waits for the copies of the batch's frames still being made.
+func (sb *staged) settle() {
+	for _, j := range sb.jobs {
+		if j.copied != nil {
+			j.bad = <-j.copied
+			j.copied = nil
+		}
+	}
 }
 
 // Batcher gathers concurrent requests into one forward of up to MaxBatch frames, waiting at
@@ -313,22 +329,28 @@ func (b *Batcher) add(sb *staged, j *job) (bool, error) {
 	} else if k != sb.key {
 		return false, nil
 	}
+	if sb.slot.cap < len(sb.jobs)+1 {
+		sb.settle() // the rows move to a larger tensor: their copies must be done
+	}
 	if err := sb.slot.ensure(f.H, f.W, f.C, len(sb.jobs)+1, len(sb.jobs), b.maxBatch); err != nil {
 		return true, err
 	}
-	t0 := time.Now()
 	row := sb.slot.row(len(sb.jobs))
-	bad := -1
-	if f.Data == nil && f.pieces != nil { // checked here, as they are copied (Scorer.Check left them)
-		bad = f.copyValues(row)
+	j.bad = -1
+	if f.Data == nil && f.pieces != nil {
+		// checked for NaN/Inf as they are copied (Scorer.Check left them), off this goroutine
+		j.copied = make(chan int, 1)
+		go func() {
+			t0 := time.Now()
+			bad := f.copyValues(row)
+			b.m.stage("copy", time.Since(t0))
+			j.copied <- bad
+		}()
 	} else {
+		t0 := time.Now()
 		copy(row, f.Data)
-	}
-	b.m.stage("copy", time.Since(t0))
-	f.release()
-	if bad >= 0 {
-		j.done <- jobResult{err: &BadRequestError{nonFiniteError(row[bad], bad, f.W, f.C)}}
-		return true, nil
+		b.m.stage("copy", time.Since(t0))
+		f.release()
 	}
 	sb.jobs = append(sb.jobs, j)
 	return true, nil
@@ -438,10 +460,21 @@ func (b *Batcher) forwardLoop(w int, sc *Scorer) {
 // answered and their rows closed up; a failed forward of several frames is retried frame
 // by frame, so that one frame's failure does not fail the others.
 func (b *Batcher) run(w int, sc *Scorer, sb *staged) {
+	sb.settle()
 	now := time.Now()
 	live := sb.jobs[:0]
 	for i, j := range sb.jobs {
 		b.m.stage("queue", now.Sub(j.enq))
+		if j.frame.pieces != nil { // copied from the transport's pieces: give them back
+			f := j.frame
+			if j.bad >= 0 {
+				v := sb.slot.row(i)[j.bad]
+				f.release()
+				j.done <- jobResult{err: &BadRequestError{nonFiniteError(v, j.bad, f.W, f.C)}}
+				continue
+			}
+			f.release()
+		}
 		if err := j.ctx.Err(); err != nil {
 			j.done <- jobResult{err: err} // counted by Server.Score
 			continue

@@ -151,6 +151,9 @@ func (g *grpcScorer) ScoreStream(stream servepb.Scorer_ScoreStreamServer) error 
 			recvErr = ctx.Err()
 		}
 		if recvErr != nil {
+			if rb := takeRequestBuf(req); rb != nil { // not scored: give its bytes back
+				rb.release()
+			}
 			break
 		}
 		go func(req *servepb.ScoreRequest) {

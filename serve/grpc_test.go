@@ -178,6 +178,7 @@ func TestGRPCOverload(t *testing.T) {
 	if ok == 0 || busy == 0 {
 		t.Errorf("%d scored, %d RESOURCE_EXHAUSTED: want both", ok, busy)
 	}
+	checkNoRequestBufs(t)
 }
 
 // TestScoreStream: a stream of frames is answered in order; a bad frame in the middle gets
@@ -244,6 +245,25 @@ func TestScoreStream(t *testing.T) {
 	ccancel()
 	if _, err := g.Score(ctx, cubeOf(frames[0]), false); err != nil {
 		t.Errorf("after a client disconnected mid-stream: %v", err)
+	}
+	checkNoRequestBufs(t)
+}
+
+// checkNoRequestBufs fails when requestCodec kept a request's bytes that no handler took
+// over (they would never go back to the transport or the pool), waiting up to 5 s for
+// handlers still finishing.
+func checkNoRequestBufs(t *testing.T) {
+	t.Helper()
+	n := 0
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		n = 0
+		requestBufs.Range(func(any, any) bool { n++; return true })
+		if n == 0 || time.Now().After(end) {
+			break
+		}
+	}
+	if n > 0 {
+		t.Errorf("%d decoded requests' bytes were never taken over by a handler", n)
 	}
 }
 
