@@ -73,3 +73,21 @@ func envString(name, def string) string {
 	}
 	return def
 }
+
+// addFramesOfSize writes len(names) frames of h×w (seed) into scratch and copies them into
+// in under names, so that in's frame size changes where the names sort.
+func addFramesOfSize(t *testing.T, in, scratch string, h, w int, seed uint64, names ...string) {
+	t.Helper()
+	writeFrames(t, scratch, len(names), h, w, seed)
+	for k, name := range names {
+		for _, ext := range []string{".hdr", ".img"} {
+			b, err := os.ReadFile(filepath.Join(scratch, fmt.Sprintf("frame_%03d", k)+ext))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(in, name+ext), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

@@ -68,20 +68,7 @@ func TestInferMatchesPipelinePerFrame(t *testing.T) {
 	run := trainTiny(t, dir, "drcnn", 1)
 	in := filepath.Join(dir, "in")
 	writeFrames(t, in, 3, 24, 20, 5)
-	other := filepath.Join(dir, "other")
-	writeFrames(t, other, 2, 16, 28, 6)
-	for k, name := range []string{"frame_000", "frame_001"} {
-		for _, ext := range []string{".hdr", ".img"} {
-			b, err := os.ReadFile(filepath.Join(other, name+ext))
-			if err != nil {
-				t.Fatal(err)
-			}
-			dst := filepath.Join(in, []string{"frame_001b", "frame_003"}[k]+ext)
-			if err := os.WriteFile(dst, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	addFramesOfSize(t, in, filepath.Join(dir, "other"), 16, 28, 6, "frame_001b", "frame_003")
 	live := torch.LiveTensors()
 	out := filepath.Join(dir, "out")
 	sum, err := Run(run, in, out, Options{})
@@ -226,19 +213,7 @@ func TestInferBatchMatchesSingleFrames(t *testing.T) {
 	run := trainTiny(t, dir, "pca", 1)
 	in := filepath.Join(dir, "in")
 	writeFrames(t, in, 4, 20, 24, 3)
-	other := filepath.Join(dir, "other")
-	writeFrames(t, other, 2, 16, 12, 4)
-	for k, name := range []string{"frame_000", "frame_001"} {
-		for _, ext := range []string{".hdr", ".img"} {
-			b, err := os.ReadFile(filepath.Join(other, name+ext))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(in, []string{"frame_009a", "frame_009b"}[k]+ext), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	addFramesOfSize(t, in, filepath.Join(dir, "other"), 16, 12, 4, "frame_009a", "frame_009b")
 	// sizes in order: 20×24 four times, 16×12 twice → batches of 3, 1 and 2 frames
 	one, three := filepath.Join(dir, "one"), filepath.Join(dir, "three")
 	if _, err := Run(run, in, one, Options{}); err != nil {
