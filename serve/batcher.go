@@ -56,7 +56,7 @@ func (sb *staged) settle() {
 
 // Batcher gathers concurrent requests into one forward of up to MaxBatch frames, waiting at
 // most MaxWait after the first; its queue holds at most Queue requests, and a request that
-// finds it full fails at once with ErrQueueFull. One worker goroutine owns the scorer.
+// finds it full fails at once with ErrQueueFull. Each forward stage owns its scorer.
 type Batcher struct {
 	sc       *Scorer   // the first worker's (band count, wavelengths)
 	workers  []*Scorer // one forward stage each
@@ -220,11 +220,12 @@ func (b *Batcher) Close(ctx context.Context) error {
 //
 //   - the gatherer (loop) takes requests off the queue and copies each frame into a row of
 //     a staging tensor as it joins the batch (the request's bytes go back to the pool at
-//     once). When the batch is ready to go (full, or nothing else on its way, or MaxWait
-//     passed) and the forward stage is still busy, it keeps adding queued frames until the
+//     once; a gRPC frame still in the transport's buffers is copied by a goroutine of its
+//     own). When the batch is ready to go (full, or nothing else on its way, or MaxWait
+//     passed) and every forward stage is still busy, it keeps adding queued frames until a
 //     forward stage takes it;
-//   - the forward stage (forwardLoop) runs the pipeline on the staging tensor's rows and
-//     answers every request of the batch.
+//   - a forward stage (forwardLoop) waits for its batch's copies, runs the pipeline on the
+//     staging tensor's rows and answers every request of the batch.
 //
 // There may be several forward stages (workers), each with its own copy of the pipeline.
 // One staging slot per forward stage and one more circulate between them, so the steady
@@ -342,7 +343,7 @@ func (b *Batcher) add(sb *staged, j *job) (bool, error) {
 		j.copied = make(chan int, 1)
 		go func() {
 			t0 := time.Now()
-			bad := f.copyValues(row)
+			bad := f.copyPieces(row)
 			b.m.stage("copy", time.Since(t0))
 			j.copied <- bad
 		}()
@@ -371,17 +372,14 @@ func (b *Batcher) loop() {
 		}
 		sb := &staged{slot: <-b.free}
 		// put tries j in the batch; a frame that does not fit waits for the next one
-		put := func(j *job) bool {
+		put := func(j *job) {
 			fits, err := b.add(sb, j)
 			if err != nil {
 				j.frame.release()
 				j.done <- jobResult{err: err}
-				return true
-			}
-			if !fits {
+			} else if !fits {
 				carry = j
 			}
-			return fits
 		}
 		put(j)
 		var timer *time.Timer
@@ -424,26 +422,22 @@ func (b *Batcher) loop() {
 			b.free <- sb.slot
 			continue
 		}
-		// ready; while the forward stage is busy, what is queued still joins
-		for {
-			if len(sb.jobs) == b.maxBatch || carry != nil || !open {
-				b.staged <- sb
-				break
-			}
-			sent := false
+		// ready; while every forward stage is busy, what is queued still joins
+		sent := false
+		for !sent && len(sb.jobs) < b.maxBatch && carry == nil && open {
 			select {
 			case b.staged <- sb:
 				sent = true
 			case j2, ok := <-b.q:
-				if !ok {
+				if ok {
+					put(j2)
+				} else {
 					open = false
-					continue
 				}
-				put(j2)
 			}
-			if sent {
-				break
-			}
+		}
+		if !sent {
+			b.staged <- sb
 		}
 	}
 }
@@ -465,15 +459,11 @@ func (b *Batcher) run(w int, sc *Scorer, sb *staged) {
 	live := sb.jobs[:0]
 	for i, j := range sb.jobs {
 		b.m.stage("queue", now.Sub(j.enq))
-		if j.frame.pieces != nil { // copied from the transport's pieces: give them back
+		j.frame.release() // the transport's pieces, when the frame was copied from them
+		if j.bad >= 0 {
 			f := j.frame
-			if j.bad >= 0 {
-				v := sb.slot.row(i)[j.bad]
-				f.release()
-				j.done <- jobResult{err: &BadRequestError{nonFiniteError(v, j.bad, f.W, f.C)}}
-				continue
-			}
-			f.release()
+			j.done <- jobResult{err: &BadRequestError{nonFiniteError(sb.slot.row(i)[j.bad], j.bad, f.W, f.C)}}
+			continue
 		}
 		if err := j.ctx.Err(); err != nil {
 			j.done <- jobResult{err: err} // counted by Server.Score

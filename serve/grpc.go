@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"time"
@@ -35,8 +34,8 @@ func (g *grpcScorer) frame(req *servepb.ScoreRequest) (*Frame, error) {
 		if item, name := itemSize(c.GetDtype()); name == "float32" && littleEndian {
 			// the values stay in the transport's buffers until the batcher stages them
 			h, w, ch, err := checkShape(c.GetShape(), item, lim)
-			if err == nil && h*w*ch*item != rb.size {
-				err = fmt.Errorf("truncated or oversized cube: shape (%d, %d, %d) of %s needs %d bytes, got %d", h, w, ch, name, h*w*ch*item, rb.size)
+			if err == nil {
+				err = checkSize(h, w, ch, item, name, rb.size)
 			}
 			if err != nil {
 				rb.release()

@@ -44,8 +44,8 @@ func (requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	shift, off, size := 0, -1, 0
 	if len(data) > 0 {
-		if off, size = cubeDataOffset(data[0].ReadOnlyData()); off >= 0 {
-			shift = (4 - off%4) % 4
+		if l, ok := findCube(data[0].ReadOnlyData()); ok {
+			off, size, shift = l.off, l.size, (4-l.off%4)%4
 		}
 	}
 	buf := getBuf(shift + data.Len())
@@ -192,16 +192,6 @@ func findCube(b []byte) (l cubeLayout, ok bool) {
 		return 0, errFound // the first cube field decides
 	})
 	return l, ok
-}
-
-// cubeDataOffset is where the values of ScoreRequest.cube.data start in a message that
-// begins with b, and their length in bytes; -1 when b ends before them (or is not such a
-// message).
-func cubeDataOffset(b []byte) (int, int) {
-	if l, ok := findCube(b); ok {
-		return l.off, l.size
-	}
-	return -1, 0
 }
 
 // decodePieces decodes req without copying the cube's values: they stay in the transport's

@@ -116,10 +116,7 @@ func TestRequestCodecMatchesProto(t *testing.T) {
 			t.Fatalf("message %d: decoded %v (values %d bytes), proto gives %v", it, got, len(values), want)
 		}
 		if rb.buf != nil {
-			headOK := false
-			if off, _ := cubeDataOffset(msg[:first]); off >= 0 {
-				headOK = true
-			}
+			_, headOK := findCube(msg[:first])
 			if d := gc.GetData(); len(d) > 0 && headOK && uintptr(unsafe.Pointer(&d[0]))%4 != 0 {
 				t.Errorf("message %d: cube data at a misaligned address although the first chunk (%d bytes) holds its offset", it, first)
 			}
@@ -183,7 +180,7 @@ func TestCopyPieces(t *testing.T) {
 			t.Fatalf("values() %d, want %d", f.values(), len(v))
 		}
 		row := make([]float32, len(v))
-		got := f.copyValues(row)
+		got := f.copyPieces(row)
 		if want := firstNonFinite(v); got != want {
 			t.Fatalf("first NaN/Inf found at %d while copying, at %d in the values", got, want)
 		}

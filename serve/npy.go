@@ -64,6 +64,14 @@ func checkShape(shape []int64, item int, lim Limits) (int, int, int, error) {
 	return int(shape[0]), int(shape[1]), int(shape[2]), nil
 }
 
+// checkSize says whether got bytes fill a cube of h×w×c values of item bytes (dtype name).
+func checkSize(h, w, c, item int, name string, got int) error {
+	if want := h * w * c * item; got != want {
+		return fmt.Errorf("truncated or oversized cube: shape (%d, %d, %d) of %s needs %d bytes, got %d", h, w, c, name, want, got)
+	}
+	return nil
+}
+
 // decodeValues converts raw little-endian values of dtype to float32.
 func decodeValues(raw []byte, dtype string) ([]float32, error) {
 	item, name := itemSize(dtype)
@@ -111,8 +119,8 @@ func FrameFromRaw(shape []int64, dtype string, raw []byte, lim Limits) (*Frame, 
 	if err != nil {
 		return nil, err
 	}
-	if want := h * w * c * item; len(raw) != want {
-		return nil, fmt.Errorf("truncated or oversized cube: shape (%d, %d, %d) of %s needs %d bytes, got %d", h, w, c, name, want, len(raw))
+	if err := checkSize(h, w, c, item, name, len(raw)); err != nil {
+		return nil, err
 	}
 	v, err := decodeValues(raw, dtype)
 	if err != nil {

@@ -69,17 +69,10 @@ func (f *Frame) values() int {
 	return len(f.Data)
 }
 
-// copyValues copies the frame's values into dst (values() long) and returns the index of
-// the first NaN/Inf among them, or -1. Pieces are checked as they are copied, while in the
-// cache; Data is checked unless it was as it was read.
-func (f *Frame) copyValues(dst []float32) int {
-	if f.Data != nil || f.pieces == nil {
-		copy(dst, f.Data)
-		if f.scanned {
-			return f.nonFinite
-		}
-		return firstNonFinite(dst)
-	}
+// copyPieces copies the values of a frame held as transport pieces into dst (values()
+// long), checking each stretch for NaN/Inf right after it is copied, while in the cache; it
+// returns the index of the first NaN/Inf, or -1. It may stop at the first.
+func (f *Frame) copyPieces(dst []float32) int {
 	b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(dst))), 4*len(dst))
 	n, checked := 0, 0
 	for _, p := range f.pieces {
@@ -94,7 +87,8 @@ func (f *Frame) copyValues(dst []float32) int {
 	return -1
 }
 
-// nonFiniteError names the place of value i (a NaN or Inf) of a frame of h×w×c.
+// nonFiniteError names the place of value v, the i-th (a NaN or Inf), in a frame of width w
+// and c bands.
 func nonFiniteError(v float32, i, w, c int) error {
 	px, b := i/c, i%c
 	return fmt.Errorf("value %v (NaN/Inf) at row %d, column %d, band %d", v, px/w, px%w, b)
@@ -307,7 +301,7 @@ func (s *Scorer) Check(f *Frame) error {
 		return fmt.Errorf("%d wavelengths for %d bands", len(f.Wavelengths), f.C)
 	}
 	if f.Data == nil && f.pieces != nil {
-		return nil // checked for NaN/Inf as they are staged (Frame.copyValues)
+		return nil // checked for NaN/Inf as they are staged (Frame.copyPieces)
 	}
 	i := f.nonFinite
 	if !f.scanned {
@@ -346,16 +340,6 @@ func firstNonFinite(v []float32) int {
 func (s *Scorer) Score(frames []*Frame) ([]Result, error) {
 	if len(frames) == 0 {
 		return nil, nil
-	}
-	for _, f := range frames {
-		if f.Data == nil && f.pieces != nil { // the batcher stages these; here they are gathered
-			v := make([]float32, f.values())
-			if i := f.copyValues(v); i >= 0 {
-				return nil, nonFiniteError(v[i], i, f.W, f.C)
-			}
-			f.release()
-			f.Data = v
-		}
 	}
 	f0 := frames[0]
 	wl := f0.Wavelengths
