@@ -44,7 +44,11 @@ type Variant struct {
 	FPS     float64 `json:"fps"`
 	// DetectorFPS is the detector node alone (pre-processing, module, post-processing) on
 	// the reducer's output, timed in the same loop as FPS, alternating with it.
-	DetectorFPS      float64            `json:"detector_fps"`
+	DetectorFPS float64 `json:"detector_fps"`
+	// CPUmsPerFrame is the process's CPU time (user + system, all threads) per frame over
+	// the same timed pipeline iterations as FPS: what a frame costs in CPU, where FPS is
+	// what it costs in wall time (intra-op threads that wait for work count too).
+	CPUmsPerFrame    float64            `json:"cpu_ms_per_frame"`
 	TrainStepsPerSec float64            `json:"train_steps_per_s"`
 	Stages           map[string]float64 `json:"stages"`
 	AroundDetector   float64            `json:"around_detector_s"`
@@ -378,13 +382,16 @@ func benchVariant(variant string, o Options, dev torch.Device) (*Variant, error)
 	}
 	bv.RSSStartMB = procstat.MB("VmRSS:")
 	var tPipe, tDet time.Duration
+	var cpuPipe float64
 	for i := 0; i < o.Iters; i++ {
+		c0 := procstat.CPUSeconds()
 		t0 := time.Now()
 		if err := run(); err != nil {
 			return nil, err
 		}
 		sync()
 		t1 := time.Now()
+		cpuPipe += procstat.CPUSeconds() - c0
 		if err := detAloneRun(); err != nil {
 			return nil, err
 		}
@@ -393,6 +400,7 @@ func benchVariant(variant string, o Options, dev torch.Device) (*Variant, error)
 		tDet += time.Since(t1)
 	}
 	bv.FPS = float64(B*o.Iters) / tPipe.Seconds()
+	bv.CPUmsPerFrame = 1000 * cpuPipe / float64(B*o.Iters)
 	bv.DetectorFPS = float64(B*o.Iters) / tDet.Seconds()
 	bv.RSSEndMB = procstat.MB("VmRSS:")
 	// stage by stage
@@ -505,10 +513,10 @@ func benchVariant(variant string, o Options, dev torch.Device) (*Variant, error)
 func WriteTable(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "device %s · %d threads · LibTorch %s · batch %d × %s × %d bands · detector %s · TF32 matmul %s, conv %s\n\n",
 		r.Device, r.Threads, r.LibTorch, r.Batch, r.Size, r.Bands, r.Detector, onOff(r.TF32Matmul), onOff(r.TF32Conv))
-	fmt.Fprintf(w, "%-9s %9s %12s %10s %10s %10s %10s %10s %10s %10s %12s %8s\n", "variant", "FPS", "detector FPS", "train st/s", "norm ms", "reduce ms", "pre ms", "det ms", "post ms", "decide ms", "RSS MB s→e", "peak MB")
+	fmt.Fprintf(w, "%-9s %9s %10s %12s %10s %10s %10s %10s %10s %10s %10s %12s %8s\n", "variant", "FPS", "CPU ms/fr", "detector FPS", "train st/s", "norm ms", "reduce ms", "pre ms", "det ms", "post ms", "decide ms", "RSS MB s→e", "peak MB")
 	for _, v := range r.Variants {
 		ms := func(k string) float64 { return v.Stages[k] * 1000 }
-		fmt.Fprintf(w, "%-9s %9.2f %12.2f %10.2f %10.2f %10.2f %10.2f %10.2f %10.2f %10.2f %5.0f→%-5.0f %9.0f\n", v.Variant, v.FPS, v.DetectorFPS, v.TrainStepsPerSec,
+		fmt.Fprintf(w, "%-9s %9.2f %10.1f %12.2f %10.2f %10.2f %10.2f %10.2f %10.2f %10.2f %10.2f %5.0f→%-5.0f %9.0f\n", v.Variant, v.FPS, v.CPUmsPerFrame, v.DetectorFPS, v.TrainStepsPerSec,
 			ms("normalize"), ms("reduce"), ms("detector_pre"), ms("detector"), ms("post"), ms("decide"), v.RSSStartMB, v.RSSEndMB, v.PeakRSSMB)
 	}
 	how := "each variant in its own process"

@@ -22,6 +22,11 @@ func TestRunIsolatedPerVariantPeak(t *testing.T) {
 		if v.FPS <= 0 || v.PeakRSSMB <= 0 || v.PeakRSSMB+1 < v.RSSEndMB || len(v.Stages) != 6 {
 			t.Errorf("%s: fps %v peak %v MB, rss at end %v MB, stages %v", v.Variant, v.FPS, v.PeakRSSMB, v.RSSEndMB, v.Stages)
 		}
+		// one LibTorch thread: a frame's CPU time is at most its wall time, plus the Go
+		// runtime's own threads (closed form: 1000/FPS ms of wall per frame)
+		if wall := 1000 / v.FPS; v.CPUmsPerFrame <= 0 || v.CPUmsPerFrame > 1.5*wall+5 {
+			t.Errorf("%s: %.2f CPU ms per frame at one thread and %.2f wall ms per frame", v.Variant, v.CPUmsPerFrame, wall)
+		}
 		peak = max(peak, v.PeakRSSMB)
 	}
 	if rep.PeakRSSMB != peak {

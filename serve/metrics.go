@@ -47,6 +47,21 @@ func newMetricsWorkers(queueDepth func() float64, dev torch.Device, workers int)
 	wk.Set(float64(workers))
 	m.Registry.MustRegister(m.requests, m.errors, m.batches, m.stages, qd, mem, heap, wk, m.forwards,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// the caching CPU allocator: how much it holds, and how often a block was reused
+	// (hits) or had to come fresh from the system (misses: page faults on first touch)
+	alloc := func(i int) func() float64 {
+		return func() float64 {
+			c, h, mi, err := torch.AllocatorStats()
+			if err != nil {
+				return -1
+			}
+			return float64([]int64{c, h, mi}[i])
+		}
+	}
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "spectraclip_serve_cpu_allocator_cached_bytes", Help: "freed CPU tensor memory the caching allocator keeps for reuse"}, alloc(0)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "spectraclip_serve_cpu_allocator_hits_total", Help: "large CPU tensor allocations served from the caching allocator's free blocks"}, alloc(1)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "spectraclip_serve_cpu_allocator_misses_total", Help: "large CPU tensor allocations that took fresh memory from the system"}, alloc(2)))
 	if dev.Type == torch.DeviceCUDA {
 		for _, k := range []string{"allocated", "reserved"} {
 			k := k

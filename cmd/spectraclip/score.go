@@ -73,22 +73,26 @@ type scoreLine struct {
 }
 
 func newLoadtestCmd(g *globals) *cobra.Command {
-	var server, size string
-	var clients []int
-	var requests, bands int
-	var timeout time.Duration
+	var server, size, metrics string
+	var bands int
 	var asJSON bool
+	var lo client.LoadOptions
 	var bo bench.Options
 	var benchVariant string
 	cmd := &cobra.Command{
-		Use:   "loadtest --server ADDR [--clients 1,4,16] [--requests 64] [--size 256x256] [--bands 61] [--bench-variant V --bench-batch 8]",
+		Use:   "loadtest --server ADDR [--clients 1,4,16] [--requests 64] [--warmup 2] [--size 256x256] [--bands 61] [--metrics URL] [--bench-variant V --bench-batch 8]",
 		Short: "measure a running spectraclip serve: throughput and p50/p99 latency per number of concurrent clients",
 		Long: `loadtest sends the same random cube (encoded once) from 1, 4, 16… concurrent clients in
 turn, each sending its next request when the last is answered, and prints throughput and
-p50/p99 latency per level. With --bench-variant it also runs 'spectraclip bench' for that
+p50/p99 latency per level. Before a level is timed each client sends --warmup untimed
+requests, so that the level is measured in the server's steady state at that concurrency.
+
+With --metrics (the server's /metrics URL; the default for an http:// server) it also prints
+the server's CPU time per frame. With --bench-variant it runs 'spectraclip bench' for that
 variant and --bench-batch in this process right before every level and after the last, and
-prints each level's throughput as a share of the mean of the two bench figures around it
-(the served/bench ratio; the server is idle while the bench runs).`,
+prints bench's frames/s and CPU time per frame and each level's throughput as a share of the
+mean of the two bench figures around it (the served/bench ratio; the server is idle while
+the bench runs).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if server == "" {
@@ -104,56 +108,37 @@ prints each level's throughput as a share of the mean of the two bench figures a
 			if benchVariant != "" && bo.Batch < 1 {
 				return fmt.Errorf("--bench-batch %d: must be ≥ 1", bo.Batch)
 			}
-			for _, n := range clients {
-				if n < 1 {
-					return fmt.Errorf("--clients %d: must be ≥ 1", n)
-				}
-			}
 			c, err := client.Dial(server)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
+			if !cmd.Flags().Changed("metrics") {
+				if hc, ok := c.(*client.HTTP); ok {
+					metrics = hc.Base + "/metrics"
+				}
+			}
+			if metrics != "" {
+				lo.ServerCPU = client.MetricsCPU(metrics)
+			}
+			if benchVariant != "" {
+				bo.Variants, bo.H, bo.W, bo.TrainIters, bo.Warmup = []string{benchVariant}, h, w, 0, 1
+				lo.Bench = func() (client.BenchSample, error) {
+					r, err := bench.Run(bo)
+					if err != nil {
+						return client.BenchSample{}, fmt.Errorf("--bench-variant: %w", err)
+					}
+					return client.BenchSample{FPS: r.Variants[0].FPS, CPUmsFrame: r.Variants[0].CPUmsPerFrame}, nil
+				}
+			}
 			rng := rand.New(rand.NewSource(1))
 			v := make([]float32, h*w*bands)
 			for i := range v {
 				v[i] = rng.Float32()
 			}
-			cube := client.Float32Cube(h, w, bands, v)
-			var levels []client.LoadLevel
-			if benchVariant == "" {
-				if levels, err = client.LoadTest(context.Background(), c, cube, clients, requests, timeout); err != nil {
-					return err
-				}
-			} else {
-				// bench, level, bench, level, …, bench: each level between two bench runs
-				bo.Variants, bo.H, bo.W, bo.TrainIters, bo.Warmup = []string{benchVariant}, h, w, 0, 1
-				benchFPS := func() (float64, error) {
-					r, err := bench.Run(bo)
-					if err != nil {
-						return 0, fmt.Errorf("--bench-variant: %w", err)
-					}
-					return r.Variants[0].FPS, nil
-				}
-				before, err := benchFPS()
-				if err != nil {
-					return err
-				}
-				for _, n := range clients {
-					lv, err := client.LoadTest(context.Background(), c, cube, []int{n}, requests, timeout)
-					if err != nil {
-						return err
-					}
-					after, err := benchFPS()
-					if err != nil {
-						return err
-					}
-					l := lv[0]
-					l.BenchFPS = (before + after) / 2
-					l.Ratio = l.Throughput / l.BenchFPS
-					levels = append(levels, l)
-					before = after
-				}
+			levels, err := client.LoadTest(context.Background(), c, client.Float32Cube(h, w, bands, v), lo)
+			if err != nil {
+				return err
 			}
 			if asJSON {
 				return printJSON(g, levels)
@@ -164,11 +149,13 @@ prints each level's throughput as a share of the mean of the two bench figures a
 	}
 	f := cmd.Flags()
 	f.StringVar(&server, "server", "", "server address: http://HOST:PORT or grpc://HOST:PORT")
-	f.IntSliceVar(&clients, "clients", []int{1, 4, 16}, "concurrent clients, one level after the other")
-	f.IntVar(&requests, "requests", 64, "requests per level")
+	f.IntSliceVar(&lo.Clients, "clients", []int{1, 4, 16}, "concurrent clients, one level after the other")
+	f.IntVar(&lo.Requests, "requests", 64, "timed requests per level")
+	f.IntVar(&lo.Warmup, "warmup", 2, "untimed requests per client before each level (0: none)")
 	f.StringVar(&size, "size", "256x256", "frame size HxW (random values)")
 	f.IntVar(&bands, "bands", 61, "bands per frame (the run's band count)")
-	f.DurationVar(&timeout, "timeout", 60*time.Second, "deadline per request")
+	f.DurationVar(&lo.Timeout, "timeout", 60*time.Second, "deadline per request")
+	f.StringVar(&metrics, "metrics", "", "the server's Prometheus URL, for its CPU time per frame (default: SERVER/metrics for an http:// server; \"\" for none)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.StringVar(&benchVariant, "bench-variant", "", "also run 'spectraclip bench' for this variant (the served run's) around every level and print the served/bench ratio")
 	f.IntVar(&bo.Batch, "bench-batch", 8, "with --bench-variant: bench batch size (the server's --max-batch)")

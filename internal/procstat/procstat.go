@@ -1,10 +1,12 @@
-// Package procstat reads the process's own memory figures from /proc/self/status.
+// Package procstat reads the process's own memory figures (/proc/self/status) and CPU time.
 package procstat
 
 import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // MB returns a VmRSS/VmHWM-style line of /proc/self/status (key with its colon, e.g.
@@ -24,4 +26,14 @@ func MB(key string) float64 {
 		}
 	}
 	return 0
+}
+
+// CPUSeconds is the CPU time (user + system) the process has used so far, all its threads
+// (getrusage RUSAGE_SELF), or 0 where that fails.
+func CPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }

@@ -2,8 +2,10 @@ package procstat
 
 import (
 	"os"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestMBTracksAnAllocation: the resident set grows by about the size of a buffer that is
@@ -35,5 +37,34 @@ func TestMBTracksAnAllocation(t *testing.T) {
 	}
 	if MB("NoSuchKey:") != 0 {
 		t.Fatal("an absent key must read 0")
+	}
+}
+
+// TestCPUSecondsTracksWork: two goroutines spinning for a measured wall time add about
+// that much CPU time each (independent check: the wall clock; wide bounds for a shared
+// machine where the goroutines may not both get a core).
+func TestCPUSecondsTracksWork(t *testing.T) {
+	c0 := CPUSeconds()
+	if c0 <= 0 {
+		t.Fatalf("CPUSeconds at start: %v", c0)
+	}
+	const spin = 300 * time.Millisecond
+	var wg sync.WaitGroup
+	sink := make([]uint64, 2)
+	for g := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t0 := time.Now(); time.Since(t0) < spin; {
+				for i := range 10000 {
+					sink[g] += uint64(i) * 2654435761
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	used := CPUSeconds() - c0
+	if used < 0.8*spin.Seconds() || used > 2*spin.Seconds()+0.3 {
+		t.Fatalf("2 goroutines spinning %v used %.3f s of CPU", spin, used)
 	}
 }
