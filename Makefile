@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CSRC_LIB := $(BUILD_DIR)/libspectraclip_c.so
 CSRC_SRC := $(wildcard csrc/*.cpp csrc/*.h) CMakeLists.txt
 GOFILES := $(shell find . -name '*.go' -not -path './third_party/*' 2>/dev/null)
-APT_PKGS := libtorch-dev libgloo-dev cmake ccache g++ python3-torch python3-numpy protobuf-compiler git slurm-wlm munge chromium libtcmalloc-minimal4
+APT_PKGS := libtorch-dev libgloo-dev libopenblas0-openmp cmake ccache g++ python3-torch python3-numpy protobuf-compiler git slurm-wlm munge chromium libtcmalloc-minimal4
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 

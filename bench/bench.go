@@ -63,17 +63,19 @@ type Variant struct {
 
 // Report is what `spectraclip bench --json` prints.
 type Report struct {
-	Variants  []Variant `json:"variants"`
-	Threads   int       `json:"threads"`
-	Device    string    `json:"device"`
-	LibTorch  string    `json:"libtorch"`
-	Batch     int       `json:"batch"`
-	Size      string    `json:"size"`
-	Bands     int       `json:"bands"`
-	Detector  string    `json:"detector"`
-	PeakRSSMB float64   `json:"peak_rss_mb"` // the largest variant's
-	Isolated  bool      `json:"isolated"`    // each variant ran in its own process
-	CUDAPeak  int64     `json:"cuda_peak_bytes,omitempty"`
+	Variants []Variant `json:"variants"`
+	Threads  int       `json:"threads"`
+	Device   string    `json:"device"`
+	LibTorch string    `json:"libtorch"`
+	Batch    int       `json:"batch"`
+	Size     string    `json:"size"`
+	Bands    int       `json:"bands"`
+	Detector string    `json:"detector"`
+	// BLAS is the BLAS library LibTorch's CPU matrix products ran on (torch.BLAS's kind).
+	BLAS      string  `json:"blas"`
+	PeakRSSMB float64 `json:"peak_rss_mb"` // the largest variant's
+	Isolated  bool    `json:"isolated"`    // each variant ran in its own process
+	CUDAPeak  int64   `json:"cuda_peak_bytes,omitempty"`
 	// TF32Matmul and TF32Conv say whether CUDA float32 matmuls and convolutions were
 	// allowed to use TF32 (LibTorch's defaults unless --allow-tf32 was given).
 	TF32Matmul bool `json:"tf32_matmul"`
@@ -129,7 +131,7 @@ func Run(o Options) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Threads: torch.NumThreads(), Device: dev.String(), LibTorch: torch.Version(), Batch: o.Batch,
-		Size: fmt.Sprintf("%dx%d", o.H, o.W), Bands: 61, Detector: o.Detector}
+		Size: fmt.Sprintf("%dx%d", o.H, o.W), Bands: 61, Detector: o.Detector, BLAS: torch.BLAS().Kind}
 	if rep.Detector == "" {
 		rep.Detector = "builtin"
 	}
@@ -511,8 +513,8 @@ func benchVariant(variant string, o Options, dev torch.Device) (*Variant, error)
 
 // WriteTable prints a report as a table.
 func WriteTable(w io.Writer, r *Report) {
-	fmt.Fprintf(w, "device %s · %d threads · LibTorch %s · batch %d × %s × %d bands · detector %s · TF32 matmul %s, conv %s\n\n",
-		r.Device, r.Threads, r.LibTorch, r.Batch, r.Size, r.Bands, r.Detector, onOff(r.TF32Matmul), onOff(r.TF32Conv))
+	fmt.Fprintf(w, "device %s · %d threads · LibTorch %s · BLAS %s · batch %d × %s × %d bands · detector %s · TF32 matmul %s, conv %s\n\n",
+		r.Device, r.Threads, r.LibTorch, r.BLAS, r.Batch, r.Size, r.Bands, r.Detector, onOff(r.TF32Matmul), onOff(r.TF32Conv))
 	fmt.Fprintf(w, "%-9s %9s %10s %12s %10s %10s %10s %10s %10s %10s %10s %12s %8s\n", "variant", "FPS", "CPU ms/fr", "detector FPS", "train st/s", "norm ms", "reduce ms", "pre ms", "det ms", "post ms", "decide ms", "RSS MB s→e", "peak MB")
 	for _, v := range r.Variants {
 		ms := func(k string) float64 { return v.Stages[k] * 1000 }

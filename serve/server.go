@@ -156,6 +156,13 @@ func open(o Options) (*Server, error) {
 		return nil, fmt.Errorf("--threads %d: %w", o.Threads, err)
 	}
 	o.Log.Infof("%d forward worker(s) × %d LibTorch thread(s) on %s", o.Workers, o.Threads, sc.Device())
+	if b := torch.BLAS(); sc.Device().Type == torch.DeviceCPU {
+		if w := b.Warning(); w != "" {
+			o.Log.Warn(w)
+		} else {
+			o.Log.Infof("BLAS: %s %s", b.Kind, b.Path)
+		}
+	}
 	s.m = newMetricsWorkers(func() float64 {
 		if s.b == nil {
 			return 0

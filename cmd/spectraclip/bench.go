@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spectraclip/spectraclip/bench"
+	"github.com/spectraclip/spectraclip/torch"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -36,6 +37,9 @@ func newBenchCmd(g *globals) *cobra.Command {
 			r, err := bench.Run(o)
 			if err != nil {
 				return err
+			}
+			if w := torch.BLAS().Warning(); w != "" && r.Device == "cpu" {
+				g.log.Warn(w)
 			}
 			if asJSON {
 				return printJSON(g, r)

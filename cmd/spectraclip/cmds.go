@@ -19,12 +19,17 @@ import (
 func newVersionCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "print the program version, the LibTorch it runs against and the devices it sees",
+		Short: "print the program version, the LibTorch it runs against, its BLAS and the devices it sees",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fmt.Fprintf(g.out, "spectraclip %s\n", version)
 			fmt.Fprintf(g.out, "libtorch %s\n", torch.Version())
 			fmt.Fprintf(g.out, "threads %d\n", torch.NumThreads())
+			b := torch.BLAS()
+			fmt.Fprintf(g.out, "blas %s %s\n", b.Kind, b.Path)
+			if w := b.Warning(); w != "" {
+				g.log.Warn(w)
+			}
 			fmt.Fprintf(g.out, "devices cpu")
 			for i := 0; i < torch.CUDADeviceCount(); i++ {
 				fmt.Fprintf(g.out, " cuda:%d", i)
