@@ -37,18 +37,26 @@ type job struct {
 	enq   time.Time
 	done  chan jobResult // buffered: the worker never blocks on an abandoned job
 
-	// a frame whose values are transport pieces is copied into its row by a goroutine of
-	// its own (in parallel with the gatherer and the other frames), which sends on copied
-	// the index of the first NaN/Inf it found (-1: none); settle waits for it into bad
-	copied chan int
+	// a frame whose values are elsewhere (transport pieces, a shared-memory file) is copied
+	// into its row by a goroutine of its own (in parallel with the gatherer and the other
+	// frames), which sends on copied the index of the first NaN/Inf it found (-1: none) or
+	// why it could not read them; settle waits for it into bad and badErr
+	copied chan stageResult
 	bad    int
+	badErr error
+}
+
+type stageResult struct {
+	bad int
+	err error
 }
 
 // settle waits for the copies of the batch's frames still being made.
 func (sb *staged) settle() {
 	for _, j := range sb.jobs {
 		if j.copied != nil {
-			j.bad = <-j.copied
+			r := <-j.copied
+			j.bad, j.badErr = r.bad, r.err
 			j.copied = nil
 		}
 	}
@@ -338,14 +346,14 @@ func (b *Batcher) add(sb *staged, j *job) (bool, error) {
 	}
 	row := sb.slot.row(len(sb.jobs))
 	j.bad = -1
-	if f.Data == nil && f.pieces != nil {
+	if f.staged() {
 		// checked for NaN/Inf as they are copied (Scorer.Check left them), off this goroutine
-		j.copied = make(chan int, 1)
+		j.copied = make(chan stageResult, 1)
 		go func() {
 			t0 := time.Now()
-			bad := f.copyPieces(row)
+			bad, err := f.stage(row)
 			b.m.stage("copy", time.Since(t0))
-			j.copied <- bad
+			j.copied <- stageResult{bad, err}
 		}()
 	} else {
 		t0 := time.Now()
@@ -459,7 +467,11 @@ func (b *Batcher) run(w int, sc *Scorer, sb *staged) {
 	live := sb.jobs[:0]
 	for i, j := range sb.jobs {
 		b.m.stage("queue", now.Sub(j.enq))
-		j.frame.release() // the transport's pieces, when the frame was copied from them
+		j.frame.release() // the transport's pieces or the shm file, when the frame was copied from them
+		if j.badErr != nil {
+			j.done <- jobResult{err: &BadRequestError{j.badErr}}
+			continue
+		}
 		if j.bad >= 0 {
 			f := j.frame
 			j.done <- jobResult{err: &BadRequestError{nonFiniteError(sb.slot.row(i)[j.bad], j.bad, f.W, f.C)}}

@@ -30,6 +30,21 @@ func (g *grpcScorer) frame(req *servepb.ScoreRequest) (*Frame, error) {
 		return nil, status.Error(codes.InvalidArgument, "request has no cube")
 	}
 	lim := Limits{MaxBytes: g.s.opts.MaxBytes}
+	if m := c.GetShm(); m != nil {
+		hasData := len(c.GetData()) > 0 || rb != nil && rb.size > 0
+		if rb != nil {
+			rb.release()
+		}
+		if hasData {
+			return nil, status.Error(codes.InvalidArgument, "cube has both data and shm: send one")
+		}
+		f, err := g.s.shmFrame(c.GetShape(), c.GetDtype(), m.GetName(), m.GetOffset())
+		if err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		f.Wavelengths, f.ID = c.GetWavelengths(), req.GetFrameId()
+		return f, nil
+	}
 	if rb != nil && rb.pieces != nil {
 		if item, name := itemSize(c.GetDtype()); name == "float32" && littleEndian {
 			// the values stay in the transport's buffers until the batcher stages them

@@ -308,6 +308,33 @@ func decodeCube(b []byte, c *servepb.Cube) error {
 			x, n := protowire.ConsumeFixed32(b)
 			c.Wavelengths = append(c.Wavelengths, math.Float32frombits(x))
 			return n, nil
+		case num == 5 && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n >= 0 {
+				if c.Shm == nil {
+					c.Shm = &servepb.SharedMemory{}
+				}
+				if err := decodeShm(v, c.Shm); err != nil {
+					return 0, err
+				}
+			}
+			return n, nil
+		}
+		return -1, nil
+	})
+}
+
+func decodeShm(b []byte, m *servepb.SharedMemory) error {
+	return walk(b, "SharedMemory", func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			m.Name = string(v)
+			return n, nil
+		case num == 2 && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			m.Offset = v
+			return n, nil
 		}
 		return -1, nil
 	})

@@ -42,6 +42,9 @@ func TestRequestCodecMatchesProto(t *testing.T) {
 		for range rng.Intn(70) {
 			c.Wavelengths = append(c.Wavelengths, rng.Float32()*1000)
 		}
+		if rng.Intn(3) == 0 {
+			c.Shm = &servepb.SharedMemory{Name: str(rng.Intn(30)), Offset: rng.Uint64() >> uint(rng.Intn(64))}
+		}
 		req := &servepb.ScoreRequest{Cube: c, FrameId: str(rng.Intn(40)), WantMap: rng.Intn(2) == 0}
 		cb, err := proto.Marshal(c)
 		if err != nil {
@@ -112,7 +115,8 @@ func TestRequestCodecMatchesProto(t *testing.T) {
 			copied++
 		}
 		if !slices.Equal(gc.GetShape(), wc.GetShape()) || gc.GetDtype() != wc.GetDtype() || !bytes.Equal(values, wc.GetData()) ||
-			!slices.Equal(gc.GetWavelengths(), wc.GetWavelengths()) || got.GetFrameId() != want.GetFrameId() || got.GetWantMap() != want.GetWantMap() {
+			!slices.Equal(gc.GetWavelengths(), wc.GetWavelengths()) || got.GetFrameId() != want.GetFrameId() || got.GetWantMap() != want.GetWantMap() ||
+			!proto.Equal(gc.GetShm(), wc.GetShm()) {
 			t.Fatalf("message %d: decoded %v (values %d bytes), proto gives %v", it, got, len(values), want)
 		}
 		if rb.buf != nil {

@@ -37,6 +37,9 @@ type Frame struct {
 	// staging tensor and checks them for NaN/Inf there.
 	pieces     [][]byte
 	freePieces func()
+	// With Data nil: the values in a shared-memory file (shm.go), read by the batcher
+	// straight into its staging tensor and checked there.
+	shm *shmSource
 
 	scanned   bool // Data was checked for NaN/Inf as it was read: nonFinite holds the result
 	nonFinite int  // index of the first NaN/Inf in Data, -1 if none (when scanned)
@@ -55,10 +58,30 @@ func (f *Frame) release() {
 		f.freePieces()
 		f.freePieces, f.pieces = nil, nil
 	}
+	if f.shm != nil {
+		f.shm.close()
+		f.shm = nil
+	}
+}
+
+// staged says whether the frame's values are still elsewhere (transport pieces or a
+// shared-memory file): the batcher copies them into its staging tensor with stage.
+func (f *Frame) staged() bool { return f.Data == nil && (f.pieces != nil || f.shm != nil) }
+
+// stage copies the values of a staged() frame into dst (values() long) and returns the
+// index of the first NaN/Inf (-1: none).
+func (f *Frame) stage(dst []float32) (int, error) {
+	if f.shm != nil {
+		return f.shm.read(dst)
+	}
+	return f.copyPieces(dst), nil
 }
 
 // values is the number of values the frame holds.
 func (f *Frame) values() int {
+	if f.Data == nil && f.shm != nil {
+		return f.shm.n
+	}
 	if f.Data == nil && f.pieces != nil {
 		n := 0
 		for _, p := range f.pieces {
@@ -300,8 +323,8 @@ func (s *Scorer) Check(f *Frame) error {
 	if f.Wavelengths != nil && len(f.Wavelengths) != f.C {
 		return fmt.Errorf("%d wavelengths for %d bands", len(f.Wavelengths), f.C)
 	}
-	if f.Data == nil && f.pieces != nil {
-		return nil // checked for NaN/Inf as they are staged (Frame.copyPieces)
+	if f.staged() {
+		return nil // checked for NaN/Inf as they are staged (Frame.stage)
 	}
 	i := f.nonFinite
 	if !f.scanned {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -52,6 +53,9 @@ type Options struct {
 	// Threads is LibTorch's intra-op threads, used by each worker (0: the CPU cores
 	// shared out among the workers, at least 1).
 	Threads int
+	// ShmDir, when set, lets requests name their cube's values in a file of this folder
+	// instead of carrying them (shm.go); "" turns shared memory off.
+	ShmDir string
 	// ImageThreshold, when set, overrides the image-level decision threshold (ImageRule).
 	ImageThreshold *float64
 	Log            *logrus.Logger
@@ -126,6 +130,11 @@ func open(o Options) (*Server, error) {
 	if o.Threads < 0 {
 		return nil, fmt.Errorf("--threads %d: must be ≥ 1 (0: automatic)", o.Threads)
 	}
+	if o.ShmDir != "" {
+		if st, err := os.Stat(o.ShmDir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("--shm-dir %s: not a folder", o.ShmDir)
+		}
+	}
 	so := ScorerOptions{Device: o.Device, Bands: o.Bands, ImageThreshold: o.ImageThreshold, Log: o.Log}
 	sc, err := OpenScorerWith(o.Run, so)
 	if err != nil {
@@ -156,6 +165,9 @@ func open(o Options) (*Server, error) {
 		return nil, fmt.Errorf("--threads %d: %w", o.Threads, err)
 	}
 	o.Log.Infof("%d forward worker(s) × %d LibTorch thread(s) on %s", o.Workers, o.Threads, sc.Device())
+	if o.ShmDir != "" {
+		o.Log.Infof("shared memory on: requests may name their cube's values in a file of %s", o.ShmDir)
+	}
 	if b := torch.BLAS(); sc.Device().Type == torch.DeviceCPU {
 		if w := b.Warning(); w != "" {
 			o.Log.Warn(w)
@@ -377,6 +389,11 @@ type jsonCube struct {
 	Data        []byte    `json:"data"`
 	Wavelengths []float32 `json:"wavelengths"`
 	FrameID     string    `json:"frame_id"`
+	// instead of data: the values in the server's shared-memory folder (shm.go)
+	Shm *struct {
+		Name   string `json:"name"`
+		Offset uint64 `json:"offset"`
+	} `json:"shm"`
 }
 
 func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
@@ -429,7 +446,15 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 		var jc jsonCube
 		dec := json.NewDecoder(body)
 		if err = dec.Decode(&jc); err == nil {
-			if f, err = FrameFromRaw(jc.Shape, jc.DType, jc.Data, lim); err == nil {
+			switch {
+			case jc.Shm != nil && len(jc.Data) > 0:
+				err = errors.New("JSON body has both data and shm: send one")
+			case jc.Shm != nil:
+				f, err = s.shmFrame(jc.Shape, jc.DType, jc.Shm.Name, jc.Shm.Offset)
+			default:
+				f, err = FrameFromRaw(jc.Shape, jc.DType, jc.Data, lim)
+			}
+			if err == nil {
 				f.Wavelengths = jc.Wavelengths
 				if id == "" {
 					id = jc.FrameID

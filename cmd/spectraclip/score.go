@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -73,14 +74,14 @@ type scoreLine struct {
 }
 
 func newLoadtestCmd(g *globals) *cobra.Command {
-	var server, size, metrics string
+	var server, size, metrics, shm string
 	var bands int
 	var asJSON bool
 	var lo client.LoadOptions
 	var bo bench.Options
 	var benchVariant string
 	cmd := &cobra.Command{
-		Use:   "loadtest --server ADDR [--clients 1,4,16] [--requests 64] [--warmup 2] [--size 256x256] [--bands 61] [--metrics URL] [--bench-variant V --bench-batch 8]",
+		Use:   "loadtest --server ADDR [--clients 1,4,16] [--requests 64] [--warmup 2] [--size 256x256] [--bands 61] [--metrics URL] [--shm DIR] [--bench-variant V --bench-batch 8]",
 		Short: "measure a running spectraclip serve: throughput and p50/p99 latency per number of concurrent clients",
 		Long: `loadtest sends the same random cube (encoded once) from 1, 4, 16… concurrent clients in
 turn, each sending its next request when the last is answered, and prints throughput and
@@ -136,7 +137,16 @@ the bench runs).`,
 			for i := range v {
 				v[i] = rng.Float32()
 			}
-			levels, err := client.LoadTest(context.Background(), c, client.Float32Cube(h, w, bands, v), lo)
+			cube := client.Float32Cube(h, w, bands, v)
+			if shm != "" {
+				// written once; every request names it (the cube never changes)
+				name := fmt.Sprintf("spectraclip-loadtest-%d", os.Getpid())
+				if cube, err = client.WriteShm(shm, name, cube); err != nil {
+					return fmt.Errorf("--shm: %w", err)
+				}
+				defer os.Remove(filepath.Join(shm, name))
+			}
+			levels, err := client.LoadTest(context.Background(), c, cube, lo)
 			if err != nil {
 				return err
 			}
@@ -157,6 +167,7 @@ the bench runs).`,
 	f.DurationVar(&lo.Timeout, "timeout", 60*time.Second, "deadline per request")
 	f.StringVar(&metrics, "metrics", "", "the server's Prometheus URL, for its CPU time per frame (default: SERVER/metrics for an http:// server; \"\" for none)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.StringVar(&shm, "shm", "", "send the cube through this shared-memory folder (the server's --shm-dir, on this machine) instead of in each request")
 	f.StringVar(&benchVariant, "bench-variant", "", "also run 'spectraclip bench' for this variant (the served run's) around every level and print the served/bench ratio")
 	f.IntVar(&bo.Batch, "bench-batch", 8, "with --bench-variant: bench batch size (the server's --max-batch)")
 	f.IntVar(&bo.Iters, "bench-iters", 3, "with --bench-variant: timed bench iterations per measurement")

@@ -20,7 +20,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	var drain time.Duration
 	var imageThr float64
 	cmd := &cobra.Command{
-		Use:   "serve --run RUN [--addr :8080] [--grpc-addr :9090] [--device D] [--max-batch 8] [--max-wait 5ms] [--queue 64] [--workers N] [--threads T]",
+		Use:   "serve --run RUN [--addr :8080] [--grpc-addr :9090] [--device D] [--max-batch 8] [--max-wait 5ms] [--queue 64] [--workers N] [--threads T] [--shm-dir /dev/shm]",
 		Short: "serve a trained run's pipeline over HTTP and gRPC (batching, back-pressure, metrics, live page)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -75,6 +75,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per-request deadline when the client sets none")
 	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
 	f.Float64Var(&imageThr, "image-threshold", 0.5, "image-level decision threshold on the image score (top 0.1 % mean of the map); unset: the run's TwoStageBinaryDecider image_threshold, else calibration.json's pixel_threshold, else 0.5")
+	f.StringVar(&o.ShmDir, "shm-dir", "", "let requests name their cube's values in a file of this folder (e.g. /dev/shm) instead of carrying them, for clients on this machine; any file in it becomes readable through the service (default: off)")
 	f.BoolVar(&o.PProf, "pprof", false, "also serve Go profiles (net/http/pprof) under /debug/pprof/ on --addr")
 	f.IntVar(&o.Bands, "bands", 0, "band count, when the run's data root is gone (default: from the data root)")
 	return cmd

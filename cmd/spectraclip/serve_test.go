@@ -61,7 +61,8 @@ func TestServeAndScore(t *testing.T) {
 
 	var out, errOut syncBuffer
 	cmd := NewRootCmd(&out, &errOut)
-	cmd.SetArgs([]string{"--log-level", "warn", "serve", "--run", runDir, "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"})
+	shmDir := t.TempDir()
+	cmd.SetArgs([]string{"--log-level", "warn", "serve", "--run", runDir, "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--shm-dir", shmDir})
 	done := make(chan error, 1)
 	go func() { done <- cmd.Execute() }()
 	re := regexp.MustCompile(`http (\S+) grpc (\S+)`)
@@ -97,6 +98,14 @@ func TestServeAndScore(t *testing.T) {
 	lt := mustRun(t, "loadtest", "--server", "grpc://"+m[2], "--clients", "1,3", "--requests", "6", "--size", "32x32")
 	if !regexp.MustCompile(`(?m)^\| 1 \| 6 \| 6 \| 0 \|`).MatchString(lt) || !regexp.MustCompile(`(?m)^\| 3 \| 6 \| 6 \| 0 \|`).MatchString(lt) {
 		t.Errorf("loadtest table:\n%s", lt)
+	}
+	// through shared memory: the cube written once, named by every request, removed after
+	lt = mustRun(t, "loadtest", "--server", "grpc://"+m[2], "--clients", "2", "--requests", "4", "--warmup", "1", "--size", "32x32", "--shm", shmDir)
+	if !regexp.MustCompile(`(?m)^\| 2 \| 4 \| 4 \| 0 \|`).MatchString(lt) {
+		t.Errorf("loadtest --shm table:\n%s", lt)
+	}
+	if left, _ := os.ReadDir(shmDir); len(left) != 0 {
+		t.Errorf("loadtest --shm left %d file(s) in %s", len(left), shmDir)
 	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +34,35 @@ type Cube struct {
 	Data        []byte
 	Wavelengths []float32
 	FrameID     string
+	// Shm, instead of Data, names the values (float32) in a file of the server's
+	// shared-memory folder (serve --shm-dir), for a client on the server's machine: see
+	// WriteShm. The file must not change until the answer has arrived.
+	Shm *ShmRef
+}
+
+// ShmRef is a cube's values in the server's shared-memory folder: a file name (no folders)
+// and the byte offset of the first value.
+type ShmRef struct {
+	Name   string `json:"name"`
+	Offset uint64 `json:"offset"`
+}
+
+// WriteShm writes the values of c (float32) into the file name of dir (the server's
+// --shm-dir, on the same machine; created or replaced) and returns the cube that refers to
+// them instead of carrying them.
+func WriteShm(dir, name string, c *Cube) (*Cube, error) {
+	if c.DType != "" && c.DType != "float32" {
+		return nil, fmt.Errorf("shm: dtype %q: shared memory takes float32 only", c.DType)
+	}
+	if name == "" || strings.ContainsAny(name, "/\\") || strings.HasPrefix(name, ".") {
+		return nil, fmt.Errorf("shm name %q: want a plain file name", name)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), c.Data, 0o600); err != nil {
+		return nil, fmt.Errorf("shm: %w", err)
+	}
+	r := *c
+	r.Data, r.DType, r.Shm = nil, "float32", &ShmRef{Name: name}
+	return &r, nil
 }
 
 // Float32Cube packs float32 values (H×W×C, channels last).
@@ -153,7 +184,13 @@ func (h *HTTP) prepare(c *Cube, wantMap, joined bool) (*httpPrepared, error) {
 		q.Set("map", "npy")
 	}
 	p := &httpPrepared{h: h, c: c, ctype: "application/x-npy", wantMap: wantMap}
-	if (c.DType == "" || c.DType == "float32") && len(c.Shape) == 3 {
+	if c.Shm != nil {
+		b, err := json.Marshal(map[string]any{"shape": c.Shape, "dtype": c.DType, "shm": c.Shm, "wavelengths": c.Wavelengths, "frame_id": c.FrameID})
+		if err != nil {
+			return nil, err
+		}
+		p.parts, p.ctype = [][]byte{b}, "application/json"
+	} else if (c.DType == "" || c.DType == "float32") && len(c.Shape) == 3 {
 		if len(c.Wavelengths) > 0 {
 			wl := make([]string, len(c.Wavelengths))
 			for i, v := range c.Wavelengths {
@@ -289,7 +326,11 @@ func DialGRPC(addr string) (*GRPC, error) {
 
 // Request builds the protobuf request for a cube.
 func Request(c *Cube, wantMap bool) *servepb.ScoreRequest {
-	return &servepb.ScoreRequest{Cube: &servepb.Cube{Shape: c.Shape, Dtype: c.DType, Data: c.Data, Wavelengths: c.Wavelengths}, FrameId: c.FrameID, WantMap: wantMap}
+	r := &servepb.ScoreRequest{Cube: &servepb.Cube{Shape: c.Shape, Dtype: c.DType, Data: c.Data, Wavelengths: c.Wavelengths}, FrameId: c.FrameID, WantMap: wantMap}
+	if c.Shm != nil {
+		r.Cube.Data, r.Cube.Shm = nil, &servepb.SharedMemory{Name: c.Shm.Name, Offset: c.Shm.Offset}
+	}
+	return r
 }
 
 // ResultOf converts a protobuf response.

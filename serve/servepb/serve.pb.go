@@ -31,7 +31,10 @@ type Cube struct {
 	Dtype string                 `protobuf:"bytes,2,opt,name=dtype,proto3" json:"dtype,omitempty"`
 	Data  []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
 	// Band centres in nm, one per band; empty = the run's own.
-	Wavelengths   []float32 `protobuf:"fixed32,4,rep,packed,name=wavelengths,proto3" json:"wavelengths,omitempty"`
+	Wavelengths []float32 `protobuf:"fixed32,4,rep,packed,name=wavelengths,proto3" json:"wavelengths,omitempty"`
+	// Instead of data: the values (float32) are in a file of the server's shared-memory
+	// folder (serve --shm-dir), for a client on the same machine.
+	Shm           *SharedMemory `protobuf:"bytes,5,opt,name=shm,proto3" json:"shm,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -94,6 +97,67 @@ func (x *Cube) GetWavelengths() []float32 {
 	return nil
 }
 
+func (x *Cube) GetShm() *SharedMemory {
+	if x != nil {
+		return x.Shm
+	}
+	return nil
+}
+
+// SharedMemory names a cube's values in the server's shared-memory folder: the file name
+// (no folders) and the byte offset of the first value.
+type SharedMemory struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Offset        uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedMemory) Reset() {
+	*x = SharedMemory{}
+	mi := &file_serve_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedMemory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedMemory) ProtoMessage() {}
+
+func (x *SharedMemory) ProtoReflect() protoreflect.Message {
+	mi := &file_serve_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedMemory.ProtoReflect.Descriptor instead.
+func (*SharedMemory) Descriptor() ([]byte, []int) {
+	return file_serve_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SharedMemory) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SharedMemory) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
 type ScoreRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Cube  *Cube                  `protobuf:"bytes,1,opt,name=cube,proto3" json:"cube,omitempty"`
@@ -107,7 +171,7 @@ type ScoreRequest struct {
 
 func (x *ScoreRequest) Reset() {
 	*x = ScoreRequest{}
-	mi := &file_serve_proto_msgTypes[1]
+	mi := &file_serve_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -119,7 +183,7 @@ func (x *ScoreRequest) String() string {
 func (*ScoreRequest) ProtoMessage() {}
 
 func (x *ScoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_serve_proto_msgTypes[1]
+	mi := &file_serve_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -132,7 +196,7 @@ func (x *ScoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoreRequest.ProtoReflect.Descriptor instead.
 func (*ScoreRequest) Descriptor() ([]byte, []int) {
-	return file_serve_proto_rawDescGZIP(), []int{1}
+	return file_serve_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ScoreRequest) GetCube() *Cube {
@@ -185,7 +249,7 @@ type ScoreResponse struct {
 
 func (x *ScoreResponse) Reset() {
 	*x = ScoreResponse{}
-	mi := &file_serve_proto_msgTypes[2]
+	mi := &file_serve_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -197,7 +261,7 @@ func (x *ScoreResponse) String() string {
 func (*ScoreResponse) ProtoMessage() {}
 
 func (x *ScoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_serve_proto_msgTypes[2]
+	mi := &file_serve_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -210,7 +274,7 @@ func (x *ScoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoreResponse.ProtoReflect.Descriptor instead.
 func (*ScoreResponse) Descriptor() ([]byte, []int) {
-	return file_serve_proto_rawDescGZIP(), []int{2}
+	return file_serve_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ScoreResponse) GetFrameId() string {
@@ -294,12 +358,16 @@ var File_serve_proto protoreflect.FileDescriptor
 
 const file_serve_proto_rawDesc = "" +
 	"\n" +
-	"\vserve.proto\x12\x14spectraclip.serve.v1\"h\n" +
+	"\vserve.proto\x12\x14spectraclip.serve.v1\"\x9e\x01\n" +
 	"\x04Cube\x12\x14\n" +
 	"\x05shape\x18\x01 \x03(\x03R\x05shape\x12\x14\n" +
 	"\x05dtype\x18\x02 \x01(\tR\x05dtype\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12 \n" +
-	"\vwavelengths\x18\x04 \x03(\x02R\vwavelengths\"t\n" +
+	"\vwavelengths\x18\x04 \x03(\x02R\vwavelengths\x124\n" +
+	"\x03shm\x18\x05 \x01(\v2\".spectraclip.serve.v1.SharedMemoryR\x03shm\":\n" +
+	"\fSharedMemory\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\"t\n" +
 	"\fScoreRequest\x12.\n" +
 	"\x04cube\x18\x01 \x01(\v2\x1a.spectraclip.serve.v1.CubeR\x04cube\x12\x19\n" +
 	"\bframe_id\x18\x02 \x01(\tR\aframeId\x12\x19\n" +
@@ -335,23 +403,25 @@ func file_serve_proto_rawDescGZIP() []byte {
 	return file_serve_proto_rawDescData
 }
 
-var file_serve_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_serve_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_serve_proto_goTypes = []any{
 	(*Cube)(nil),          // 0: spectraclip.serve.v1.Cube
-	(*ScoreRequest)(nil),  // 1: spectraclip.serve.v1.ScoreRequest
-	(*ScoreResponse)(nil), // 2: spectraclip.serve.v1.ScoreResponse
+	(*SharedMemory)(nil),  // 1: spectraclip.serve.v1.SharedMemory
+	(*ScoreRequest)(nil),  // 2: spectraclip.serve.v1.ScoreRequest
+	(*ScoreResponse)(nil), // 3: spectraclip.serve.v1.ScoreResponse
 }
 var file_serve_proto_depIdxs = []int32{
-	0, // 0: spectraclip.serve.v1.ScoreRequest.cube:type_name -> spectraclip.serve.v1.Cube
-	1, // 1: spectraclip.serve.v1.Scorer.Score:input_type -> spectraclip.serve.v1.ScoreRequest
-	1, // 2: spectraclip.serve.v1.Scorer.ScoreStream:input_type -> spectraclip.serve.v1.ScoreRequest
-	2, // 3: spectraclip.serve.v1.Scorer.Score:output_type -> spectraclip.serve.v1.ScoreResponse
-	2, // 4: spectraclip.serve.v1.Scorer.ScoreStream:output_type -> spectraclip.serve.v1.ScoreResponse
-	3, // [3:5] is the sub-list for method output_type
-	1, // [1:3] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	1, // 0: spectraclip.serve.v1.Cube.shm:type_name -> spectraclip.serve.v1.SharedMemory
+	0, // 1: spectraclip.serve.v1.ScoreRequest.cube:type_name -> spectraclip.serve.v1.Cube
+	2, // 2: spectraclip.serve.v1.Scorer.Score:input_type -> spectraclip.serve.v1.ScoreRequest
+	2, // 3: spectraclip.serve.v1.Scorer.ScoreStream:input_type -> spectraclip.serve.v1.ScoreRequest
+	3, // 4: spectraclip.serve.v1.Scorer.Score:output_type -> spectraclip.serve.v1.ScoreResponse
+	3, // 5: spectraclip.serve.v1.Scorer.ScoreStream:output_type -> spectraclip.serve.v1.ScoreResponse
+	4, // [4:6] is the sub-list for method output_type
+	2, // [2:4] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_serve_proto_init() }
@@ -365,7 +435,7 @@ func file_serve_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_serve_proto_rawDesc), len(file_serve_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
