@@ -336,20 +336,34 @@ func (s *Scorer) Check(f *Frame) error {
 	return nil
 }
 
-// firstNonFinite is the index of the first NaN or ±Inf in v, or -1. It tests the exponent
-// bits (all ones for NaN and Inf), eight values a step: on a 16 MB cube this is a few
-// milliseconds instead of the tens that a float64 IsNaN/IsInf pair takes.
+// firstNonFinite is the index of the first NaN or ±Inf in v, or -1. It reads the values
+// two at a time as 64-bit words, without a branch per value: with the sign bits cleared, a
+// value's exponent is all ones (NaN, Inf) exactly when adding 1 to its exponent carries into
+// the sign bit, so OR-ing those sums over 16 values and testing the two sign bits finds a
+// NaN/Inf among them; only then are the 16 looked at one by one. BenchmarkFirstNonFinite:
+// on 32 KiB in the cache 2.3× the speed of a compare per value, on a 16 MB cube read from
+// memory 1.2×.
 func firstNonFinite(v []float32) int {
-	const exp = 0x7f800000
+	const (
+		abs  = 0x7fffffff_7fffffff
+		one  = 0x00800000_00800000 // 1 in each value's exponent
+		sign = 0x80000000_80000000
+	)
 	u := float32Bits(v)
 	i := 0
-	for ; i+8 <= len(u); i += 8 {
-		w := u[i : i+8 : i+8]
-		if w[0]&exp == exp || w[1]&exp == exp || w[2]&exp == exp || w[3]&exp == exp ||
-			w[4]&exp == exp || w[5]&exp == exp || w[6]&exp == exp || w[7]&exp == exp {
-			break
+	if p := unsafe.Pointer(unsafe.SliceData(u)); uintptr(p)%8 == 0 && len(u) >= 16 {
+		w := unsafe.Slice((*uint64)(p), len(u)/2)
+		for ; 2*i+16 <= len(u); i += 8 {
+			x := w[i : i+8 : i+8]
+			f := (x[0]&abs + one) | (x[1]&abs + one) | (x[2]&abs + one) | (x[3]&abs + one) |
+				(x[4]&abs + one) | (x[5]&abs + one) | (x[6]&abs + one) | (x[7]&abs + one)
+			if f&sign != 0 {
+				break
+			}
 		}
+		i *= 2
 	}
+	const exp = 0x7f800000
 	for ; i < len(u); i++ {
 		if u[i]&exp == exp {
 			return i
