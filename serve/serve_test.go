@@ -108,7 +108,12 @@ func npyBytes(t *testing.T, f *Frame) []byte {
 
 func post(t *testing.T, url string, body []byte) (*http.Response, []byte) {
 	t.Helper()
-	resp, err := http.Post(url, "application/x-npy", bytes.NewReader(body))
+	return postAs(t, url, "application/x-npy", body)
+}
+
+func postAs(t *testing.T, url, ctype string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.Post(url, ctype, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

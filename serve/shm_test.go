@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"io"
 	"math"
 	"math/rand"
 	"net/http"
@@ -233,53 +232,5 @@ func postJSON(t *testing.T, url string, v any) (*http.Response, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
-}
-
-// TestFirstNonFinite: the word-at-a-time scan finds the first NaN/±Inf at the same index as
-// math.IsNaN/IsInf value by value, on fresh random slices of every length and alignment,
-// with zero, one or several non-finite values (and the largest finite ones, whose exponent
-// is one short of all ones).
-func TestFirstNonFinite(t *testing.T) {
-	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	specials := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), math.Float32frombits(0x7fc00001), math.Float32frombits(0xff800001)}
-	finite := []float32{math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32, 0, float32(math.Copysign(0, -1))}
-	for it := 0; it < 3000; it++ {
-		n := rng.Intn(200)
-		if it%100 == 0 {
-			n = 1 << 16
-		}
-		buf := make([]float32, n+1)
-		v := buf[rng.Intn(2):][:n] // 8-byte aligned or not
-		for i := range v {
-			v[i] = (rng.Float32() - 0.5) * float32(math.Pow(2, float64(rng.Intn(250)-125)))
-			if rng.Intn(10) == 0 {
-				v[i] = finite[rng.Intn(len(finite))]
-			}
-		}
-		for range rng.Intn(3) {
-			if n > 0 {
-				v[rng.Intn(n)] = specials[rng.Intn(len(specials))]
-			}
-		}
-		want := -1
-		for i, x := range v {
-			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-				want = i
-				break
-			}
-		}
-		if got := firstNonFinite(v); got != want {
-			t.Fatalf("length %d: firstNonFinite %d, value by value %d", n, got, want)
-		}
-	}
+	return postAs(t, url, "application/json", b)
 }
