@@ -12,7 +12,7 @@
 #   4 tests       the whole torch test binary (CUDA tests included), the detector tests
 #   5 train       2 epochs drcnn and concrete on CUDA and on the CPU; torch.load (its
 #                 defaults: weights_only) reads the checkpoints; TensorBoard reads the events;
-#                 serve + loadtest on the trained DRCNN run (1, 4, 16 clients)
+#                 serve + loadtest on the trained DRCNN run (1, 4, 16 clients; 16 over gRPC and shared memory)
 #   6 bench       built-in and full-size random-weights AdaCLIP (ViT-L/14@336 at 518),
 #                 fp32/fp16, batch 1/8, Go and the Python peer
 #   7 dist        data-parallel training over c10d: NCCL on CUDA (train --nproc-per-node
@@ -246,7 +246,8 @@ PYEOF
   [ -d "$srv" ] && [ $HAVE_CUDA = 1 ] || srv=$OUT/run_drcnn_cpu
   if [ -f "$srv/pipeline.yaml" ]; then
     dev=cpu; [ "$srv" = "$OUT/run_drcnn_cuda" ] && dev=cuda
-    ./bin/spectraclip --log-level warn serve --run "$srv" --device $dev --addr 127.0.0.1:18080 --grpc-addr "" >"$OUT/serve.log" 2>&1 &
+    shm=""; [ -d /dev/shm ] && [ -w /dev/shm ] && shm=/dev/shm
+    ./bin/spectraclip --log-level warn serve --run "$srv" --device $dev --addr 127.0.0.1:18080 --grpc-addr 127.0.0.1:19090 ${shm:+--shm-dir $shm} >"$OUT/serve.log" 2>&1 &
     spid=$!
     for _ in $(seq 1 120); do
       "$PY" -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:18080/readyz", timeout=1)' >/dev/null 2>&1 && break
@@ -261,6 +262,18 @@ PYEOF
     else
       result train FAIL "serve/loadtest on $dev: $(echo "$lt" | tail -1)"
     fi
+    # 16 clients over gRPC, and through shared memory (the client on this machine)
+    for how in grpc ${shm:+shm}; do
+      extra=(--server grpc://127.0.0.1:19090 --metrics http://127.0.0.1:18080/metrics)
+      [ $how = shm ] && extra+=(--shm "$shm")
+      if lt=$(timeout 180 ./bin/spectraclip loadtest "${extra[@]}" --clients 16 --requests 48 --size 256x256 \
+          --bench-variant drcnn --bench-batch 8 --bench-device $dev 2>&1); then
+        result train ok "serve on $dev over $how, 16 clients:"
+        echo "$lt" | sed 's/^/    /' | tee -a "$REPORT"
+      else
+        result train FAIL "serve/loadtest over $how on $dev: $(echo "$lt" | tail -1)"
+      fi
+    done
     kill -TERM $spid 2>/dev/null
     wait $spid 2>/dev/null && result train ok "serve drained and exited 0 on SIGTERM" || result train FAIL "serve did not exit 0 on SIGTERM (see serve.log)"
   fi
