@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/spectraclip/spectraclip/serve/servepb"
@@ -20,7 +21,7 @@ type grpcScorer struct {
 	s *Server
 }
 
-func (g *grpcScorer) frame(req *servepb.ScoreRequest) (*Frame, error) {
+func (g *grpcScorer) frame(ctx context.Context, req *servepb.ScoreRequest) (*Frame, error) {
 	rb := takeRequestBuf(req) // what the codec kept of the cube's values (requestCodec)
 	c := req.GetCube()
 	if c == nil {
@@ -37,6 +38,13 @@ func (g *grpcScorer) frame(req *servepb.ScoreRequest) (*Frame, error) {
 		}
 		if hasData {
 			return nil, status.Error(codes.InvalidArgument, "cube has both data and shm: send one")
+		}
+		if p, ok := peer.FromContext(ctx); !ok || !localPeer(p.Addr.String()) {
+			from := "an unknown peer"
+			if ok {
+				from = p.Addr.String()
+			}
+			return nil, status.Error(codes.PermissionDenied, (&remoteShmError{from}).Error())
 		}
 		f, err := g.s.shmFrame(c.GetShape(), c.GetDtype(), m.GetName(), m.GetOffset())
 		if err != nil {
@@ -87,9 +95,13 @@ func (g *grpcScorer) frame(req *servepb.ScoreRequest) (*Frame, error) {
 
 func (g *grpcScorer) score(ctx context.Context, req *servepb.ScoreRequest) (*servepb.ScoreResponse, error) {
 	t0 := time.Now()
-	f, err := g.frame(req)
+	f, err := g.frame(ctx, req)
 	if err != nil {
-		g.s.m.error("bad_request")
+		cause := "bad_request"
+		if status.Code(err) == codes.PermissionDenied {
+			cause = "forbidden"
+		}
+		g.s.m.error(cause)
 		return nil, err
 	}
 	g.s.m.stage("decode", time.Since(t0))

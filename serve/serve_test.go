@@ -61,16 +61,22 @@ func TestMain(m *testing.M) {
 // startServer starts a server on loopback ports and stops it when the test ends.
 func startServer(t *testing.T, o Options) (*Server, string, string) {
 	t.Helper()
+	return startServerOn(t, o, "127.0.0.1")
+}
+
+// startServerOn is startServer on ports of the address host.
+func startServerOn(t *testing.T, o Options, host string) (*Server, string, string) {
+	t.Helper()
 	o.Run = testRun
 	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	hl, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	gl, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

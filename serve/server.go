@@ -449,6 +449,8 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 			switch {
 			case jc.Shm != nil && len(jc.Data) > 0:
 				err = errors.New("JSON body has both data and shm: send one")
+			case jc.Shm != nil && !localPeer(r.RemoteAddr):
+				err = &remoteShmError{r.RemoteAddr}
 			case jc.Shm != nil:
 				f, err = s.shmFrame(jc.Shape, jc.DType, jc.Shm.Name, jc.Shm.Offset)
 			default:
@@ -471,8 +473,11 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		code, cause := http.StatusBadRequest, "bad_request"
+		var rse *remoteShmError
 		if errors.As(err, &mbe) || strings.Contains(err.Error(), "larger than the maximum") {
 			code, cause = http.StatusRequestEntityTooLarge, "too_large"
+		} else if errors.As(err, &rse) {
+			code, cause = http.StatusForbidden, "forbidden"
 		}
 		s.m.error(cause)
 		http.Error(w, err.Error(), code)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,8 +22,10 @@ import (
 // servers such as Triton, without registration: a request names its file.
 //
 // It is off unless the server is started with a folder: any file in it is readable through
-// the service. Names are plain file names (no separators, no leading dot), opened without
-// following symbolic links.
+// the service. Only requests from the server's own machine (a loopback peer) may use it, so
+// a server listening on a network address does not expose the folder to other hosts. Names
+// are plain file names (no separators, no leading dot), opened without following symbolic
+// links.
 
 // shmSource is a frame's values in a shared-memory file: n float32 values at off.
 type shmSource struct {
@@ -120,4 +123,23 @@ func (s *Server) shmFrame(shape []int64, dtype, name string, off uint64) (*Frame
 		return nil, err
 	}
 	return &Frame{H: h, W: w, C: c, shm: src}, nil
+}
+
+// localPeer says whether a request's peer address (host:port) is on this machine's loopback:
+// the only peers that may name shared-memory files.
+func localPeer(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// remoteShmError refuses a shared-memory request from another machine (HTTP 403, gRPC
+// PERMISSION_DENIED).
+type remoteShmError struct{ from string }
+
+func (e *remoteShmError) Error() string {
+	return "shm: only clients on the server's machine may name shared-memory files (this request came from " + e.from + ")"
 }

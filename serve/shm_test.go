@@ -8,6 +8,7 @@ import (
 	"errors"
 	"math"
 	"math/rand"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -233,4 +235,56 @@ func postJSON(t *testing.T, url string, v any) (*http.Response, []byte) {
 		t.Fatal(err)
 	}
 	return postAs(t, url, "application/json", b)
+}
+
+// TestShmOnlyFromThisMachine: a server listening on a network address refuses shared-memory
+// requests that arrive from a non-loopback address (HTTP 403, gRPC PERMISSION_DENIED), and
+// still scores cubes sent in the request from there; the same file is scored for a loopback
+// client.
+func TestShmOnlyFromThisMachine(t *testing.T) {
+	var host string
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			host = ipn.IP.String()
+			break
+		}
+	}
+	if host == "" {
+		t.Skip("no non-loopback IPv4 address on this machine to send from")
+	}
+	dir := t.TempDir()
+	s, url, gaddr := startServerOn(t, Options{MaxBatch: 1, Workers: 1, ShmDir: dir}, host)
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	f := randomFrame(rng, 8, 8, s.Scorer().Bands)
+	ref, err := client.WriteShm(dir, "cam", cubeOf(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{url, "grpc://" + gaddr} {
+		c, err := client.Dial(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Score(context.Background(), ref, false)
+		var se *client.StatusError
+		if err == nil || !strings.Contains(err.Error(), "only clients on the server's machine") || !strings.Contains(err.Error(), host) {
+			t.Errorf("%s: shm from %s: %v", addr, host, err)
+		} else if strings.HasPrefix(addr, "grpc") && status.Code(err) != codes.PermissionDenied {
+			t.Errorf("%s: code %v, want PermissionDenied", addr, status.Code(err))
+		} else if !strings.HasPrefix(addr, "grpc") && (!errors.As(err, &se) || se.Code != 403) {
+			t.Errorf("%s: %v, want HTTP 403", addr, err)
+		}
+		if _, err := c.Score(context.Background(), cubeOf(f), false); err != nil {
+			t.Errorf("%s: the same cube in the request: %v", addr, err)
+		}
+		c.Close()
+	}
+	if got := testutil.ToFloat64(s.Metrics().errors.WithLabelValues("forbidden")); got != 2 {
+		t.Errorf("errors{cause=forbidden} = %v, want 2", got)
+	}
+	// the loopback address of the same server is not a network peer
+	if localPeer(host+":1") || !localPeer("127.0.0.1:5") || !localPeer("[::1]:5") || localPeer("example.org:80") {
+		t.Error("localPeer misjudges an address")
+	}
 }

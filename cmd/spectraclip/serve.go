@@ -75,7 +75,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per-request deadline when the client sets none")
 	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
 	f.Float64Var(&imageThr, "image-threshold", 0.5, "image-level decision threshold on the image score (top 0.1 % mean of the map); unset: the run's TwoStageBinaryDecider image_threshold, else calibration.json's pixel_threshold, else 0.5")
-	f.StringVar(&o.ShmDir, "shm-dir", "", "let requests name their cube's values in a file of this folder (e.g. /dev/shm) instead of carrying them, for clients on this machine; any file in it becomes readable through the service (default: off)")
+	f.StringVar(&o.ShmDir, "shm-dir", "", "let requests name their cube's values in a file of this folder (e.g. /dev/shm) instead of carrying them, for clients on this machine (loopback peers only); any file in it becomes readable through the service (default: off)")
 	f.BoolVar(&o.PProf, "pprof", false, "also serve Go profiles (net/http/pprof) under /debug/pprof/ on --addr")
 	f.IntVar(&o.Bands, "bands", 0, "band count, when the run's data root is gone (default: from the data root)")
 	return cmd
