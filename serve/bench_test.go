@@ -93,20 +93,23 @@ func benchScorer(b *testing.B) (*Scorer, int, int) {
 }
 
 // BenchmarkFirstNonFinite: the NaN/Inf scan on 32 KiB (in the cache, as it runs right after
-// each piece is copied) and on a whole 256×256×61 cube (from memory).
+// each piece is copied) and on a whole 256×256×61 cube (from memory), each starting on an
+// 8-byte boundary and between two.
 func BenchmarkFirstNonFinite(b *testing.B) {
 	v := make([]float32, 256*256*61)
 	for i := range v {
 		v[i] = float32(i%1000) / 7
 	}
-	for _, n := range []int{8192, len(v)} {
-		b.Run(fmt.Sprintf("%d", 4*n), func(b *testing.B) {
-			b.SetBytes(int64(4 * n))
-			for range b.N {
-				if firstNonFinite(v[:n]) != -1 {
-					b.Fatal("found a NaN")
+	for _, n := range []int{8192, len(v) - 1} {
+		for _, at := range []int{0, 1} { // starting on an 8-byte boundary, and between two
+			b.Run(fmt.Sprintf("%d/offset%d", 4*n, 4*at), func(b *testing.B) {
+				b.SetBytes(int64(4 * n))
+				for range b.N {
+					if firstNonFinite(v[at:at+n]) != -1 {
+						b.Fatal("found a NaN")
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }

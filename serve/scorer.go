@@ -350,20 +350,29 @@ func firstNonFinite(v []float32) int {
 		sign = 0x80000000_80000000
 	)
 	u := float32Bits(v)
+	const exp = 0x7f800000
 	i := 0
-	if p := unsafe.Pointer(unsafe.SliceData(u)); uintptr(p)%8 == 0 && len(u) >= 16 {
-		w := unsafe.Slice((*uint64)(p), len(u)/2)
-		for ; 2*i+16 <= len(u); i += 8 {
-			x := w[i : i+8 : i+8]
+	if len(u) > 0 && uintptr(unsafe.Pointer(unsafe.SliceData(u)))%8 != 0 {
+		// a slice starting between two words (a chunk cut after an odd value): one value
+		// alone, then the words
+		if u[0]&exp == exp {
+			return 0
+		}
+		i = 1
+	}
+	if n := (len(u) - i) / 16 * 16; n > 0 {
+		w := unsafe.Slice((*uint64)(unsafe.Pointer(&u[i])), n/2)
+		k := 0
+		for ; k < len(w); k += 8 {
+			x := w[k : k+8 : k+8]
 			f := (x[0]&abs + one) | (x[1]&abs + one) | (x[2]&abs + one) | (x[3]&abs + one) |
 				(x[4]&abs + one) | (x[5]&abs + one) | (x[6]&abs + one) | (x[7]&abs + one)
 			if f&sign != 0 {
 				break
 			}
 		}
-		i *= 2
+		i += 2 * k
 	}
-	const exp = 0x7f800000
 	for ; i < len(u); i++ {
 		if u[i]&exp == exp {
 			return i
