@@ -1,15 +1,14 @@
 package serve
 
 import (
-	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/spectraclip/spectraclip/internal/procstat"
 	"github.com/spectraclip/spectraclip/torch"
 )
 
@@ -106,16 +105,5 @@ func (m *Metrics) batch(w, n int) {
 	}
 }
 
-// rssBytes reads the resident set size from /proc/self/statm (0 where that is missing).
-func rssBytes() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	n, _ := strconv.ParseInt(f[1], 10, 64)
-	return n * int64(os.Getpagesize())
-}
+// rssBytes is the process's resident set size (0 where /proc is missing).
+func rssBytes() int64 { return int64(procstat.MB("VmRSS:") * (1 << 20)) }
