@@ -3,12 +3,31 @@
 SHELL := /bin/bash
 VARIANT ?= drcnn
 GO ?= go
+# TORCH picks the LibTorch: debian (default: Debian's libtorch-dev 1.13.1, CPU) or pip
+# (torch==2.11.0 from PyPI with its CUDA 13 and NCCL wheels, in the project's own virtual
+# environment $(VENV); the shim is then built with CUDA and NCCL). Each has its own build
+# folder and Go build tag, so the two never mix: build/ and build-pip/.
+TORCH ?= debian
+TORCH_PIP_VERSION := 2.11.0
+VENV ?= .venv
+ifeq ($(TORCH),debian)
 BUILD_DIR ?= build
 TORCH_DIR ?=
+else ifeq ($(TORCH),pip)
+BUILD_DIR ?= build-pip
+TORCH_DIR ?= $(shell $(VENV)/bin/python -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)/Torch
+# the Go side links build-pip/ (torch/builddir_pip.go); go commands started by tests inherit it
+export GOFLAGS := -tags=torchpip $(GOFLAGS)
+# the tests' Python (torch.load, exporters, numpy references) is the venv's torch 2.11
+export PYTHON := $(abspath $(VENV))/bin/python
+else
+$(error TORCH=$(TORCH): use TORCH=debian (Debian's LibTorch 1.13) or TORCH=pip (PyPI torch $(TORCH_PIP_VERSION)))
+endif
+TEST_PYTHON := $(if $(filter pip,$(TORCH)),$(PYTHON),/usr/bin/python3)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CSRC_LIB := $(BUILD_DIR)/libspectraclip_c.so
-CSRC_SRC := $(wildcard csrc/*.cpp csrc/*.h) CMakeLists.txt
-GOFILES := $(shell find . -name '*.go' -not -path './third_party/*' 2>/dev/null)
+CSRC_SRC := $(wildcard csrc/*.cpp csrc/*.h) CMakeLists.txt third_party/torch_wheel.cmake
+GOFILES := $(shell find . -path ./.venv -prune -o -name '*.go' -not -path './third_party/*' -print 2>/dev/null)
 APT_PKGS := libtorch-dev libgloo-dev libopenblas0-openmp cmake ccache g++ python3-torch python3-numpy protobuf-compiler git slurm-wlm munge chromium libtcmalloc-minimal4
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
@@ -26,16 +45,23 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null || exit 1; \
 	fi
 	@$(GO) mod download
+ifeq ($(TORCH),pip)
+	@bash scripts/torch_pip.sh "$(VENV)" "$(TORCH_PIP_VERSION)"
+endif
 
-$(BUILD_DIR)/Makefile: CMakeLists.txt
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(if $(TORCH_DIR),-DTORCH_DIR=$(TORCH_DIR)) >/dev/null
+# configure whenever the LibTorch changes (TORCH_DIR is compared inside CMakeLists.txt too)
+$(BUILD_DIR)/Makefile: CMakeLists.txt third_party/torch_wheel.cmake
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release -DTORCH_DIR=$(TORCH_DIR) >/dev/null
 
 $(CSRC_LIB): $(BUILD_DIR)/Makefile $(CSRC_SRC)
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 csrc: $(CSRC_LIB)
 
-bin/spectraclip: $(CSRC_LIB) $(GOFILES) go.mod
+# bin/spectraclip is rebuilt on every make build (go's cache makes that cheap), so that
+# switching TORCH relinks it against the other build folder.
+.PHONY: bin/spectraclip
+bin/spectraclip: $(CSRC_LIB)
 	@mkdir -p bin
 	$(GO) build -o bin/spectraclip ./cmd/spectraclip
 
@@ -47,9 +73,9 @@ version: build
 test: deps csrc
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
-	@if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then \
-	  /usr/bin/python3 -m unittest discover -s scripts -p 'test_*.py' -v; \
-	else echo "skipping Python tests: /usr/bin/python3 with torch not found"; fi
+	@if [ -x $(TEST_PYTHON) ] && $(TEST_PYTHON) -c 'import torch' 2>/dev/null; then \
+	  $(TEST_PYTHON) -m unittest discover -s scripts -p 'test_*.py' -v; \
+	else echo "skipping Python tests: $(TEST_PYTHON) with torch not found"; fi
 
 test-short: csrc
 	$(GO) test -short -count=1 ./...

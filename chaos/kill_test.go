@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/spectraclip/spectraclip/torch"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -48,7 +49,7 @@ func killArgs(variant, data, out string) []string {
 // rebuild of the shim while the harness runs cannot make runs of one trial set differ.
 func pinnedLib(t *testing.T) []string {
 	t.Helper()
-	src := filepath.Join(repoRoot, "build", "libspectraclip_c.so")
+	src := filepath.Join(repoRoot, torch.BuildDir, "libspectraclip_c.so")
 	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Logf("not pinning the shim library: %v", err)

@@ -3,6 +3,7 @@ package dataset
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/spectraclip/spectraclip/internal/testpy"
 	"math"
 	"os"
 	"os/exec"
@@ -12,7 +13,7 @@ import (
 )
 
 // pythonPath is the interpreter that has numpy (the python3 first on PATH may not).
-const pythonPath = "/usr/bin/python3"
+var pythonPath = testpy.Python()
 
 // needNumpy skips the test when /usr/bin/python3 with numpy is not available.
 func needNumpy(t testing.TB) {

@@ -3,6 +3,7 @@ package scene
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/spectraclip/spectraclip/internal/testpy"
 	"math"
 	"os"
 	"os/exec"
@@ -187,7 +188,7 @@ func genScene(t *testing.T, dir string, h, w, c, objects int, seed int) string {
 	t.Helper()
 	py := os.Getenv("PYTHON")
 	if py == "" {
-		py = "/usr/bin/python3"
+		py = testpy.Python()
 	}
 	out := filepath.Join(dir, fmt.Sprintf("g%d.npz", c))
 	b, err := exec.Command(py, "testdata/gen_scene.py", out, fmt.Sprint(h), fmt.Sprint(w), fmt.Sprint(c), fmt.Sprint(objects), fmt.Sprint(seed)).CombinedOutput()

@@ -25,7 +25,7 @@ package torch
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../csrc
-#cgo LDFLAGS: -L${SRCDIR}/../build -lspectraclip_c -Wl,-rpath,${SRCDIR}/../build -Wl,-rpath,$ORIGIN/../build -Wl,-rpath,$ORIGIN/../lib -Wl,-rpath,$ORIGIN
+#cgo LDFLAGS: -lspectraclip_c -Wl,-rpath,$ORIGIN/../lib -Wl,-rpath,$ORIGIN
 #include <stdlib.h>
 #include "spectraclip.h"
 */
@@ -33,6 +33,7 @@ import "C"
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 	"unsafe"
@@ -101,6 +102,18 @@ func Version() string {
 	return C.GoString(out)
 }
 
+// BuildInfo says how csrc/ was built: whether with CUDA (and which CUDA runtime) and which
+// c10d backends it carries, e.g. "cuda compiled (CUDA runtime 13.0); c10d backends: nccl
+// 2.28.9" or "cuda not compiled; c10d backends: gloo".
+func BuildInfo() string {
+	var out *C.char
+	if err := takeErr("build_info", C.sc_build_info(&out)); err != nil {
+		return "unknown"
+	}
+	defer C.sc_free_string(out)
+	return C.GoString(out)
+}
+
 // CUDADeviceCount returns the number of CUDA devices LibTorch sees (0 on CPU builds).
 func CUDADeviceCount() int { return int(C.sc_cuda_device_count()) }
 
@@ -133,6 +146,29 @@ func AllowTF32() (matmul, conv bool, err error) {
 	var m, c C.int
 	err = takeErr("allow_tf32", C.sc_get_allow_tf32(&m, &c))
 	return m != 0, c != 0, err
+}
+
+// SetDeterministic turns LibTorch's deterministic algorithms on or off, process-wide:
+// PyTorch's torch.use_deterministic_algorithms(on, warn_only=True) together with
+// torch.backends.cudnn.deterministic = on (and cudnn.benchmark off). An op with no
+// deterministic kernel (mostly CUDA backward passes) warns instead of failing. On LibTorch
+// 2.1 and later, while it is on, every tensor empty() makes is filled (NaN for floats), which
+// costs a write of each such tensor.
+func SetDeterministic(on bool) error {
+	// cuBLAS is deterministic only with a fixed workspace, read when its first handle is made
+	// (os.Setenv also sets the C environment, which cuBLAS reads)
+	if on && os.Getenv("CUBLAS_WORKSPACE_CONFIG") == "" {
+		os.Setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+	}
+	return takeErr("set_deterministic", C.sc_set_deterministic(cbool(on)))
+}
+
+// Deterministic reports whether LibTorch's deterministic algorithms and cuDNN's
+// deterministic mode are both on.
+func Deterministic() (bool, error) {
+	var on C.int
+	err := takeErr("deterministic", C.sc_get_deterministic(&on))
+	return on != 0, err
 }
 
 // SetNumThreads sets LibTorch's intra-op thread count for every OS thread: the shim

@@ -3,6 +3,7 @@ package trainer
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/spectraclip/spectraclip/internal/testpy"
 	"math"
 	"os"
 	"os/exec"
@@ -325,7 +326,7 @@ for _ in range(13):
     o.step(); s.step(); out.append(o.param_groups[0]["lr"])
 print(json.dumps(out))
 `
-	b, err := exec.Command("/usr/bin/python3", "-c", script).Output()
+	b, err := exec.Command(testpy.Python(), "-c", script).Output()
 	if err != nil {
 		t.Skipf("torch not available: %v", err)
 	}

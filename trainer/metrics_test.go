@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"github.com/spectraclip/spectraclip/internal/testpy"
 	"math"
 	"os"
 	"os/exec"
@@ -35,7 +36,7 @@ func numpyRanking(t *testing.T, scores []float64, labels []bool) (auroc, ap floa
 	if err := os.WriteFile(filepath.Join(dir, "l.bin"), lb, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("/usr/bin/python3", filepath.Join("..", "nodes", "metric", "testdata", "ranking.py"), dir).CombinedOutput()
+	out, err := exec.Command(testpy.Python(), filepath.Join("..", "nodes", "metric", "testdata", "ranking.py"), dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("numpy: %v\n%s", err, out)
 	}
@@ -177,7 +178,7 @@ func TestDetectSceneAllNormalAUCUndefined(t *testing.T) {
 	} {
 		p := filepath.Join(dir, c.name+".npz")
 		script := "import numpy as np; r = np.random.default_rng(3); np.savez(r'" + p + "', data=r.normal(size=(16, 12, 5)).astype(np.float32), map=" + c.gt + ")"
-		if out, err := exec.Command("/usr/bin/python3", "-c", script).CombinedOutput(); err != nil {
+		if out, err := exec.Command(testpy.Python(), "-c", script).CombinedOutput(); err != nil {
 			t.Fatalf("numpy: %v\n%s", err, out)
 		}
 		r, err := DetectScene(p, "", "")

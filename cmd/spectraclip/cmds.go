@@ -24,12 +24,17 @@ func newVersionCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fmt.Fprintf(g.out, "spectraclip %s\n", version)
 			fmt.Fprintf(g.out, "libtorch %s\n", torch.Version())
+			fmt.Fprintf(g.out, "build %s\n", torch.BuildInfo())
+			if why := torch.GlooUnavailable(); why != "" {
+				fmt.Fprintf(g.out, "gloo unavailable: %s\n", why)
+			}
 			fmt.Fprintf(g.out, "threads %d\n", torch.NumThreads())
 			b := torch.BLAS()
 			fmt.Fprintf(g.out, "blas %s %s\n", b.Kind, b.Path)
 			if w := b.Warning(); w != "" {
 				g.log.Warn(w)
 			}
+			fmt.Fprintf(g.out, "cuda devices %d\n", torch.CUDADeviceCount())
 			fmt.Fprintf(g.out, "devices cpu")
 			for i := 0; i < torch.CUDADeviceCount(); i++ {
 				fmt.Fprintf(g.out, " cuda:%d", i)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/spectraclip/spectraclip/internal/testpy"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -327,15 +328,15 @@ func TestTrainThroughTinyAdaCLIP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short mode")
 	}
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+	if _, err := os.Stat(testpy.Python()); err != nil {
 		t.Skip("/usr/bin/python3 not available")
 	}
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
+	if err := exec.Command(testpy.Python(), "-c", "import torch").Run(); err != nil {
 		t.Skip("python3-torch not available")
 	}
 	dir := t.TempDir()
 	det := filepath.Join(dir, "tiny_adaclip.pt")
-	if b, err := exec.Command("/usr/bin/python3", filepath.Join("..", "..", "scripts", "export_adaclip.py"), "--tiny", "--attention", "math", "--out", det).CombinedOutput(); err != nil {
+	if b, err := exec.Command(testpy.Python(), filepath.Join("..", "..", "scripts", "export_adaclip.py"), "--tiny", "--attention", "math", "--out", det).CombinedOutput(); err != nil {
 		t.Fatalf("export: %v\n%s", err, b)
 	}
 	runDir := filepath.Join(dir, "run")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/spectraclip/spectraclip/internal/testpy"
 	"math"
 	"os"
 	"os/exec"
@@ -306,7 +307,7 @@ s=np.load(sys.argv[1]+"/cube_scores.npy"); d=np.load(sys.argv[1]+"/cube_decision
 r=json.load(open(sys.argv[1]+"/results.json"))["frames"][0]
 assert np.isfinite(s).all()
 print(s.shape, d.shape, s.dtype, d.dtype, (r["height"], r["width"]))`
-	o, err := exec.Command("/usr/bin/python3", "-c", py, out).CombinedOutput()
+	o, err := exec.Command(testpy.Python(), "-c", py, out).CombinedOutput()
 	if err != nil {
 		t.Fatalf("numpy: %v\n%s", err, o)
 	}

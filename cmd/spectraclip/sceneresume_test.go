@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/spectraclip/spectraclip/internal/testpy"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,7 @@ import (
 // state value for value, the last epoch and the test metrics. The resume reads the scene,
 // its variables and the split back from the run's config.yaml.
 func TestSceneRunResumesExactly(t *testing.T) {
-	py := "/usr/bin/python3"
+	py := testpy.Python()
 	if _, err := exec.LookPath(py); err != nil {
 		t.Skipf("%s not found: the scene generator needs numpy", py)
 	}

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"bytes"
+	"github.com/spectraclip/spectraclip/internal/testpy"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -32,13 +33,13 @@ for r in range(h):
         cv = cv + (1e-6*np.trace(cv)/k + 1e-12)*np.eye(k)
         d = y[r, q] - m
         res[r, q] = d @ np.linalg.solve(cv, d)
-print(" ".join(repr(v) for v in res.ravel()))
+print(" ".join(repr(float(v)) for v in res.ravel()))
 `
 
 // numpyLocalRX runs the float64 numpy reference of dual-window RX on one h×w×c cube.
 func numpyLocalRX(t *testing.T, cube []float32, h, w, c, k, inner, outer int) []float64 {
 	t.Helper()
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+	if _, err := os.Stat(testpy.Python()); err != nil {
 		t.Skip("/usr/bin/python3 (with numpy) is not there")
 	}
 	var b bytes.Buffer
@@ -49,7 +50,7 @@ func numpyLocalRX(t *testing.T, cube []float32, h, w, c, k, inner, outer int) []
 	if err := os.WriteFile(npy, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("/usr/bin/python3", "-c", localRXPy, npy, strconv.Itoa(k), strconv.Itoa(inner), strconv.Itoa(outer)).CombinedOutput()
+	out, err := exec.Command(testpy.Python(), "-c", localRXPy, npy, strconv.Itoa(k), strconv.Itoa(inner), strconv.Itoa(outer)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("numpy: %v\n%s", err, out)
 	}
@@ -59,7 +60,10 @@ func numpyLocalRX(t *testing.T, cube []float32, h, w, c, k, inner, outer int) []
 	}
 	v := make([]float64, len(f))
 	for i, s := range f {
-		v[i], _ = strconv.ParseFloat(s, 64)
+		var err error
+		if v[i], err = strconv.ParseFloat(s, 64); err != nil {
+			t.Fatalf("numpy printed %q: %v", s, err)
+		}
 	}
 	return v
 }

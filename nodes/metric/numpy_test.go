@@ -3,6 +3,7 @@ package metric
 import (
 	"encoding/binary"
 	"encoding/json"
+	"github.com/spectraclip/spectraclip/internal/testpy"
 	"math"
 	"os"
 	"os/exec"
@@ -30,7 +31,7 @@ func numpyRanking(t *testing.T, scores []float64, labels []bool) (auroc, ap floa
 	if err := os.WriteFile(filepath.Join(dir, "l.bin"), lb, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("/usr/bin/python3", filepath.Join("testdata", "ranking.py"), dir).CombinedOutput()
+	out, err := exec.Command(testpy.Python(), filepath.Join("testdata", "ranking.py"), dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("numpy: %v\n%s", err, out)
 	}
