@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
+#include <torch/version.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -121,8 +122,13 @@ struct Mode {
 
 }  // namespace sc
 
+// SC_TORCH_AT_LEAST(major, minor): the LibTorch being compiled against is that version or newer.
+#define SC_TORCH_AT_LEAST(ma, mi) \
+  (TORCH_VERSION_MAJOR > (ma) || (TORCH_VERSION_MAJOR == (ma) && TORCH_VERSION_MINOR >= (mi)))
+
 // SC_BEGIN / SC_END wrap every extern "C" body: whatever is thrown becomes the
 // returned error string.
+
 #define SC_BEGIN \
   try {          \
     sc::apply_threads();

@@ -10,6 +10,7 @@
 #include "sc_common.h"
 
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
 #ifdef SC_WITH_GLOO  // gloo's headers were found (Debian: libgloo-dev)
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
@@ -21,6 +22,7 @@
 #endif
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#include <nccl.h>
 #endif
 
 #include <cerrno>
@@ -113,10 +115,26 @@ struct sc_pg_s {
     throw std::runtime_error("the process group is not initialised");
   }
 
+  // wait bounds a collective by the group's timeout. LibTorch 1.13 returns false from
+  // Work::wait(timeout) when it runs out; 2.x throws instead (c10::DistBackendError, with a
+  // many-line message from the backend's watchdog). Both become one line naming the rank.
   template <typename W>
   void wait(W &work, const char *what) {
-    // Gloo applies the timeout inside its algorithms as well; wait(timeout) bounds the rest
-    if (!work->wait(timeout)) throw std::runtime_error(std::string(what) + ": timed out");
+    bool done = false;
+    try {
+      done = work->wait(timeout);
+    } catch (const std::exception &e) {
+      std::string m = e.what();
+      auto nl = m.find('\n');
+      if (nl != std::string::npos) m.resize(nl);
+      throw std::runtime_error(std::string(what) + " on rank " + std::to_string(rank) + " of " +
+                               std::to_string(world) + " failed or timed out after " +
+                               std::to_string(timeout.count()) + " ms: " + m);
+    }
+    if (!done)
+      throw std::runtime_error(std::string(what) + " on rank " + std::to_string(rank) + " of " +
+                               std::to_string(world) + " timed out after " +
+                               std::to_string(timeout.count()) + " ms");
   }
 };
 
@@ -238,15 +256,14 @@ sc_err sc_dist_init(const char *master_addr, int port, int rank, int world, int 
     pg->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(pg->store, rank, world, opts);
     pg->dev = at::Device(at::kCPU);
 #else
-    throw std::runtime_error(
-        "the Gloo backend is not built into this csrc library (gloo's headers were not found "
-        "when csrc/ was built; Debian: apt-get install libgloo-dev, then make csrc)");
+    throw std::runtime_error(std::string("the Gloo backend is not built into this csrc library: ") +
+                             sc_dist_gloo_unavailable());
 #endif
   } else if (backend == SC_DIST_NCCL) {
 #if defined(SC_WITH_CUDA) && defined(SC_WITH_NCCL)
-    // the per-op timeout only holds with blocking wait (1.13 and 2.x spellings)
-    setenv("NCCL_BLOCKING_WAIT", "1", 0);
-    setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
+    // the per-op timeout only holds with blocking wait; 2.x reads TORCH_NCCL_BLOCKING_WAIT
+    // and warns that NCCL_BLOCKING_WAIT is deprecated, 1.13 reads only the old name
+    setenv(sc_nccl_blocking_wait_env(), "1", 0);
     pg->dev = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index));
     c10::cuda::set_device(static_cast<c10::DeviceIndex>(device_index));
     auto opts = c10d::ProcessGroupNCCL::Options::create();
@@ -284,11 +301,70 @@ void sc_dist_free(sc_pg pg) {
   }
   pg->cv.notify_all();
   if (pg->hb.joinable()) pg->hb.join();
+#if defined(SC_WITH_CUDA) && defined(SC_WITH_NCCL) && SC_TORCH_AT_LEAST(2, 4)
+  // since 2.4 a ProcessGroupNCCL freed without shutdown() warns and aborts its communicators
+  if (pg->nccl) {
+    try {
+      pg->nccl->shutdown();
+    } catch (...) {
+    }
+  }
+#endif
   try {
     delete pg;
   } catch (...) {
   }
   live_groups.fetch_sub(1);
+}
+
+sc_err sc_build_info(char **out) {
+  SC_BEGIN
+  std::string v;
+#ifdef SC_WITH_CUDA
+  v = "cuda compiled";
+#if defined(CUDART_VERSION)
+  v += " (CUDA runtime " + std::to_string(CUDART_VERSION / 1000) + "." +
+       std::to_string(CUDART_VERSION % 1000 / 10) + ")";
+#endif
+#else
+  v = "cuda not compiled";
+#endif
+  v += "; c10d backends:";
+#ifdef SC_WITH_GLOO
+  v += " gloo";
+#endif
+#if defined(SC_WITH_CUDA) && defined(SC_WITH_NCCL)
+  v += " nccl " + std::to_string(NCCL_MAJOR) + "." + std::to_string(NCCL_MINOR) + "." +
+       std::to_string(NCCL_PATCH);
+#endif
+  *out = sc::dup(v);
+  SC_END
+}
+
+sc_err sc_dist_wait_unfinished(int rank, int world, int64_t timeout_ms) {
+  SC_BEGIN
+  sc_pg_s pg;
+  pg.rank = rank;
+  pg.world = world;
+  pg.timeout = ms(timeout_ms);
+  auto work = c10::make_intrusive<c10d::Work>();  // never completed: wait runs out
+  pg.wait(work, "allreduce");
+  SC_END
+}
+
+const char *sc_nccl_blocking_wait_env(void) {
+  return SC_TORCH_AT_LEAST(2, 0) ? "TORCH_NCCL_BLOCKING_WAIT" : "NCCL_BLOCKING_WAIT";
+}
+
+const char *sc_dist_gloo_unavailable(void) {
+#ifdef SC_WITH_GLOO
+  return nullptr;
+#elif defined(SC_GLOO_MISSING)
+  return SC_GLOO_MISSING;
+#else
+  return "gloo's headers were not found when csrc/ was built (Debian: apt-get install "
+         "libgloo-dev, then make csrc)";
+#endif
 }
 
 int sc_dist_nccl_available(void) {

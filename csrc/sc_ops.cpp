@@ -62,20 +62,71 @@ int sc_get_num_threads(void) {
   }
 }
 
+// TF32: LibTorch 2.11 keeps it as fp32_precision per backend and op (PyTorch's
+// torch.backends.cuda.matmul.fp32_precision and torch.backends.cudnn.{conv,rnn}.fp32_precision),
+// and its old getters (allowTF32CuBLAS, allowTF32CuDNN), which LibTorch and inductor still
+// read, throw when the old state and the new settings disagree ("a mix of the legacy and new
+// APIs"). Setting only the new API leaves the old matmul precision behind, so on 2.11 the
+// shim sets both and leaves them equal: the old setters (which write both) and then the new
+// settings explicitly, matmul and cuDNN convolutions and RNNs together (as cudnn.allow_tf32
+// does). Before 2.11 the old flags are all there is.
+// at::Context holds these flags in every build, CUDA or not (they only act on CUDA).
+#if SC_TORCH_AT_LEAST(2, 11)
+#define SC_TF32_FP32_PRECISION 1
+#endif
+
 sc_err sc_set_allow_tf32(int matmul, int conv) {
   SC_BEGIN
-  // at::Context holds these flags in every build, CUDA or not (they only act on CUDA).
   auto &ctx = at::globalContext();
   if (matmul >= 0) ctx.setAllowTF32CuBLAS(matmul != 0);
   if (conv >= 0) ctx.setAllowTF32CuDNN(conv != 0);
+#ifdef SC_TF32_FP32_PRECISION
+  using at::Float32Backend, at::Float32Op, at::Float32Precision;
+  auto p = [](int on) { return on != 0 ? Float32Precision::TF32 : Float32Precision::IEEE; };
+  if (matmul >= 0) ctx.setFloat32Precision(Float32Backend::CUDA, Float32Op::MATMUL, p(matmul));
+  if (conv >= 0) {
+    ctx.setFloat32Precision(Float32Backend::CUDA, Float32Op::CONV, p(conv));
+    ctx.setFloat32Precision(Float32Backend::CUDA, Float32Op::RNN, p(conv));
+  }
+#endif
   SC_END
 }
 
 sc_err sc_get_allow_tf32(int *matmul, int *conv) {
   SC_BEGIN
   auto &ctx = at::globalContext();
+#ifdef SC_TF32_FP32_PRECISION
+  using at::Float32Backend, at::Float32Op, at::Float32Precision;
+  *matmul = ctx.float32Precision(Float32Backend::CUDA, Float32Op::MATMUL) == Float32Precision::TF32;
+  *conv = ctx.float32Precision(Float32Backend::CUDA, Float32Op::CONV) == Float32Precision::TF32;
+  if ((ctx.allowTF32CuBLAS() ? 1 : 0) != *matmul || (ctx.allowTF32CuDNN() ? 1 : 0) != *conv)
+    throw std::runtime_error("LibTorch's old TF32 flags disagree with its fp32_precision settings");
+#else
   *matmul = ctx.allowTF32CuBLAS() ? 1 : 0;
   *conv = ctx.allowTF32CuDNN() ? 1 : 0;
+#endif
+  SC_END
+}
+
+// Deterministic algorithms (PyTorch's torch.use_deterministic_algorithms(on, warn_only=True)
+// with torch.backends.cudnn.deterministic = on and cudnn.benchmark off): LibTorch picks a
+// deterministic kernel wherever it has one, and an op that has none warns (once, naming it)
+// instead of stopping a training. On 2.1 and later LibTorch also fills every tensor that
+// empty() makes with NaN (float) or the largest integer while it is on, so a read of
+// uninitialised memory is caught; that fill is what it costs on the CPU.
+sc_err sc_set_deterministic(int on) {
+  SC_BEGIN
+  auto &ctx = at::globalContext();
+  ctx.setDeterministicAlgorithms(on != 0, /*warn_only=*/true);
+  ctx.setDeterministicCuDNN(on != 0);
+  if (on != 0) ctx.setBenchmarkCuDNN(false);
+  SC_END
+}
+
+sc_err sc_get_deterministic(int *on) {
+  SC_BEGIN
+  auto &ctx = at::globalContext();
+  *on = ctx.deterministicAlgorithms() && ctx.deterministicCuDNN() ? 1 : 0;
   SC_END
 }
 

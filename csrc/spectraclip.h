@@ -63,6 +63,10 @@ int sc_get_num_threads(void);
 int sc_thread_num_threads(void);
 /* TF32 for CUDA float32 matmuls (cuBLAS) and convolutions (cuDNN), process-wide: 1 allow,
  * 0 forbid, -1 leave as is. Compiles and runs without CUDA (the flags then act on nothing). */
+// sc_set_deterministic: LibTorch's deterministic algorithms (warn-only) and cuDNN's
+// deterministic mode on or off, process-wide; sc_get_deterministic reads both (1: both on).
+sc_err sc_set_deterministic(int on);
+sc_err sc_get_deterministic(int *on);
 sc_err sc_set_allow_tf32(int matmul, int conv);
 sc_err sc_get_allow_tf32(int *matmul, int *conv);
 sc_err sc_set_caching_allocator(int enable);
@@ -242,6 +246,18 @@ sc_err sc_dist_init(const char *master_addr, int port, int rank, int world, int 
                     const char *gloo_hostname, sc_pg *out);
 void sc_dist_free(sc_pg pg);
 int sc_dist_nccl_available(void);
+// sc_dist_gloo_unavailable: NULL when the Gloo backend is built in, else why not (static).
+const char *sc_dist_gloo_unavailable(void);
+// sc_nccl_blocking_wait_env: the variable this LibTorch's NCCL process group reads for
+// blocking wait (TORCH_NCCL_BLOCKING_WAIT on 2.x, NCCL_BLOCKING_WAIT on 1.x); static.
+const char *sc_nccl_blocking_wait_env(void);
+// sc_build_info: how the shim was built: "cuda compiled (CUDA runtime 13.0); c10d backends:
+// nccl 2.28.9" or "cuda not compiled; c10d backends: gloo".
+sc_err sc_build_info(char **out);
+// sc_dist_wait_unfinished waits, as every collective does, on a c10d::Work that never
+// completes, for a group's rank, world size and timeout: the error every backend's timeout
+// becomes (LibTorch 1.13 returns false from Work::wait, 2.x throws). For tests.
+sc_err sc_dist_wait_unfinished(int rank, int world, int64_t timeout_ms);
 /* Sums the tensors across ranks in place, one flat bucket per dtype, then multiplies by
  * scale (1/world for a mean). */
 sc_err sc_dist_allreduce(sc_pg pg, const sc_tensor *ts, int n, double scale);

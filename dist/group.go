@@ -37,6 +37,9 @@ func Join(env Env, dev torch.Device, timeout time.Duration) (*Group, error) {
 		}
 		o.Backend, o.Device = torch.NCCL, dev.Index
 	} else {
+		if why := torch.GlooUnavailable(); why != "" {
+			return nil, fmt.Errorf("data-parallel training on the CPU needs the Gloo backend, which this build of csrc/ (LibTorch %s) lacks: %s", torch.Version(), why)
+		}
 		o.Backend = torch.Gloo
 		o.GlooInterface = os.Getenv("GLOO_SOCKET_IFNAME")
 		if o.GlooInterface == "" && isLoopback(env.MasterAddr) {

@@ -33,6 +33,28 @@ func (b Backend) String() string {
 // NCCLAvailable reports whether csrc/ was built with c10d's NCCL process group.
 func NCCLAvailable() bool { return C.sc_dist_nccl_available() != 0 }
 
+// GlooUnavailable is "" when csrc/ was built with c10d's Gloo process group, else why not
+// (a PyTorch wheel ships no gloo headers, and the shim is never built against another
+// gloo's: see CMakeLists.txt).
+func GlooUnavailable() string {
+	if p := C.sc_dist_gloo_unavailable(); p != nil {
+		return C.GoString(p)
+	}
+	return ""
+}
+
+// NCCLBlockingWaitEnv is the environment variable this LibTorch's NCCL process group reads
+// to bound each collective by its timeout (TORCH_NCCL_BLOCKING_WAIT on 2.x, whose old name
+// NCCL_BLOCKING_WAIT is deprecated there; NCCL_BLOCKING_WAIT on 1.x). NewProcessGroup sets
+// it to 1 unless it is set already.
+func NCCLBlockingWaitEnv() string { return C.GoString(C.sc_nccl_blocking_wait_env()) }
+
+// distWaitUnfinished waits as every collective does on a c10d work that never completes
+// (for tests: the error a timeout becomes on this LibTorch).
+func distWaitUnfinished(rank, world int, timeout time.Duration) error {
+	return takeErr("dist_wait", C.sc_dist_wait_unfinished(C.int(rank), C.int(world), C.int64_t(timeout.Milliseconds())))
+}
+
 // GroupOptions describes one process's place in a process group.
 type GroupOptions struct {
 	MasterAddr string // where rank 0 serves the TCP store

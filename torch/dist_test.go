@@ -112,6 +112,9 @@ func distChild(t *testing.T) {
 // their results.
 func runDistChildren(t *testing.T, test, mode string, seed uint64) [2]distResult {
 	t.Helper()
+	if why := GlooUnavailable(); why != "" {
+		t.Skipf("LibTorch %s: Gloo is not built in: %s", Version(), why)
+	}
 	dir := t.TempDir()
 	port := freePort(t)
 	var cmds [2]*exec.Cmd
@@ -207,4 +210,61 @@ func TestDistPeerDeathIsNamed(t *testing.T) {
 		t.Fatalf("rank 0 took %.1fs to notice (timeout 5 s): %s", after, msg)
 	}
 	t.Log(msg)
+}
+
+// TestDistWaitTimeoutIsOneLine: a collective that runs out of time is one line naming the
+// rank, the world size and the timeout, whether LibTorch's Work::wait returns false (1.13)
+// or throws with the backend's many-line message (2.x).
+func TestDistWaitTimeoutIsOneLine(t *testing.T) {
+	start := time.Now()
+	err := distWaitUnfinished(3, 4, 150*time.Millisecond)
+	if err == nil {
+		t.Fatal("waiting on a work that never completes returned no error")
+	}
+	msg := err.Error()
+	for _, w := range []string{"allreduce on rank 3 of 4", "150 ms"} {
+		if !strings.Contains(msg, w) {
+			t.Errorf("timeout error %q lacks %q", msg, w)
+		}
+	}
+	if strings.Contains(msg, "\n") {
+		t.Errorf("timeout error is not one line: %q", msg)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Errorf("the wait returned after %v, before its 150 ms timeout", d)
+	}
+}
+
+// TestNCCLBlockingWaitEnv: the shim sets the variable this LibTorch reads (2.x renamed it
+// and warns on the old name).
+func TestNCCLBlockingWaitEnv(t *testing.T) {
+	want := "NCCL_BLOCKING_WAIT"
+	if major, _, _ := strings.Cut(Version(), "."); major != "0" && major != "1" {
+		want = "TORCH_NCCL_BLOCKING_WAIT"
+	}
+	if got := NCCLBlockingWaitEnv(); got != want {
+		t.Errorf("LibTorch %s: the shim sets %s, want %s", Version(), got, want)
+	}
+}
+
+// TestBuildInfoMatchesLibrary: the build line says CUDA is compiled exactly when the shim
+// needs libtorch_cuda (read from the library file itself, not from the shim), and Gloo is
+// listed exactly when it is available.
+func TestBuildInfoMatchesLibrary(t *testing.T) {
+	info := BuildInfo()
+	lib := filepath.Join("..", BuildDir, "libspectraclip_c.so")
+	out, err := exec.Command("readelf", "-d", lib).CombinedOutput()
+	if err != nil {
+		t.Fatalf("readelf -d %s: %v\n%s", lib, err, out)
+	}
+	cuda := strings.Contains(string(out), "[libtorch_cuda.so]")
+	if got := strings.HasPrefix(info, "cuda compiled"); got != cuda {
+		t.Errorf("build info %q, but %s needs libtorch_cuda.so: %v", info, lib, cuda)
+	}
+	if got := strings.Contains(info, " gloo"); got != (GlooUnavailable() == "") {
+		t.Errorf("build info %q against GlooUnavailable %q", info, GlooUnavailable())
+	}
+	if NCCLAvailable() != strings.Contains(info, "nccl ") {
+		t.Errorf("build info %q against NCCLAvailable %v", info, NCCLAvailable())
+	}
 }

@@ -381,3 +381,40 @@ func TestThreadsAndAllocator(t *testing.T) {
 	// tensors allocated under the cache are still freed correctly after switching off
 	s.Reset()
 }
+
+// TestDeterministicSetting: SetDeterministic turns LibTorch's deterministic algorithms and
+// cuDNN's deterministic mode on and off, fixes cuBLAS's workspace, and on LibTorch 2.x its
+// documented side effect shows: a float tensor from empty() is all NaN while it is on.
+func TestDeterministicSetting(t *testing.T) {
+	was, err := Deterministic()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer SetDeterministic(was)
+	for _, on := range []bool{true, false, true} {
+		if err := SetDeterministic(on); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := Deterministic(); err != nil || got != on {
+			t.Fatalf("after SetDeterministic(%v): %v, %v", on, got, err)
+		}
+	}
+	if os.Getenv("CUBLAS_WORKSPACE_CONFIG") == "" {
+		t.Error("CUBLAS_WORKSPACE_CONFIG is not set after SetDeterministic(true)")
+	}
+	if major, _, _ := strings.Cut(Version(), "."); major == "0" || major == "1" {
+		return // LibTorch 1.x has no fill of uninitialised memory
+	}
+	s := NewScope()
+	defer s.Close()
+	e := s.Empty([]int64{4096}, Float32, CPU)
+	v, err := e.Float32s()
+	if err != nil || s.Err() != nil {
+		t.Fatal(err, s.Err())
+	}
+	for i, x := range v {
+		if !math.IsNaN(float64(x)) {
+			t.Fatalf("LibTorch %s, deterministic: empty()[%d] = %v, want NaN (fill of uninitialised memory)", Version(), i, x)
+		}
+	}
+}

@@ -103,6 +103,9 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 	if err := SetTF32(cfg.Training.AllowTF32); err != nil {
 		return nil, err
 	}
+	if err := torch.SetDeterministic(cfg.Training.Trainer.Deterministic); err != nil {
+		return nil, fmt.Errorf("training.trainer.deterministic: %w", err)
+	}
 	if err := torch.SetCachingAllocator(true); err != nil {
 		return nil, err
 	}

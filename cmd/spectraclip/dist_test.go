@@ -112,6 +112,7 @@ func bceTrainrun(t *testing.T, dir string) string {
 // mixer, pooled over the ranks) the same within 1e-6 relative. Every write comes from rank
 // 0 alone: the run directory holds one TensorBoard file.
 func TestDataParallelMatchesOneProcess(t *testing.T) {
+	needGloo(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	one, two := filepath.Join(dir, "one"), filepath.Join(dir, "two")
@@ -182,6 +183,7 @@ func TestDataParallelMatchesOneProcess(t *testing.T) {
 // buffers of a float64 fit; equal in practice), and the val/test metrics pooled over the
 // ranks equal the one-process metrics.
 func TestDataParallelStatisticalFitIsPooled(t *testing.T) {
+	needGloo(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	one, two := filepath.Join(dir, "one"), filepath.Join(dir, "two")
@@ -234,6 +236,7 @@ func TestDataParallelStatisticalFitIsPooled(t *testing.T) {
 // checkpoint, and resuming with 2 processes completes the run. Resuming with another world
 // size is refused.
 func TestDataParallelRankDeathAndResume(t *testing.T) {
+	needGloo(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	run := filepath.Join(dir, "run")
@@ -281,6 +284,7 @@ func TestDataParallelRankDeathAndResume(t *testing.T) {
 // (LibTorch 1.13's store client thread may throw when the server resets the connection:
 // that too ends as the one-line error, exit status 1, never a C++ abort).
 func TestDataParallelSurvivorNamesTheRank(t *testing.T) {
+	needGloo(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	if out, err := spectraclipProc(t, nil, "synth", "--out", data, "--frames", "12", "--height", "32", "--width", "32"); err != nil {
@@ -351,6 +355,37 @@ func TestBadDistEnv(t *testing.T) {
 	}
 }
 
+// needGloo skips a data-parallel test on a build of csrc/ without the Gloo backend (the
+// PyPI torch's: its wheel ships no gloo headers), saying why;
+// TestDataParallelRefusedWithoutGloo checks what such a build tells the user instead.
+func needGloo(t *testing.T) {
+	t.Helper()
+	if why := torch.GlooUnavailable(); why != "" {
+		t.Skipf("LibTorch %s: no Gloo backend: %s", torch.Version(), why)
+	}
+}
+
+// TestDataParallelRefusedWithoutGloo: on a build without Gloo, CPU data-parallel training
+// stops: each rank says in one line that Gloo is missing and why, and the launcher fails.
+func TestDataParallelRefusedWithoutGloo(t *testing.T) {
+	why := torch.GlooUnavailable()
+	if why == "" {
+		t.Skip("this build has the Gloo backend: the data-parallel tests run instead")
+	}
+	dir := t.TempDir()
+	out, err := spectraclipProc(t, nil, append([]string{"train", "--variant", "drcnn", "--nproc-per-node", "2", "--dist-timeout", "20s", "--out", filepath.Join(dir, "run")},
+		distTiny(filepath.Join(dir, "data"), "1", 1)...)...)
+	if err == nil {
+		t.Fatalf("data-parallel training without Gloo was accepted:\n%s", out)
+	}
+	// the launcher reports the first rank to fail last; that rank's own line says why
+	want := "] error: data-parallel training on the CPU needs the Gloo backend, which this build of csrc/ (LibTorch " + torch.Version() + ") lacks: " + why
+	last := lastLine(out)
+	if !strings.Contains(out, want+"\n") || !strings.HasPrefix(last, "error: rank ") || !strings.Contains(last, " of 2 failed") || strings.Contains(out, "panic") {
+		t.Errorf("want the line %q and the launcher's error last, got:\n%s", want, out)
+	}
+}
+
 func freeTestPort(t *testing.T) int {
 	t.Helper()
 	p, err := dist.FreePort()
@@ -364,6 +399,7 @@ func freeTestPort(t *testing.T) int {
 // them; MASTER_PORT set because a test cannot pick SLURM_JOB_ID's port) train together:
 // one run directory, rank 0's metrics.json, no error.
 func TestDataParallelUnderSlurmEnv(t *testing.T) {
+	needGloo(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	if out, err := spectraclipProc(t, nil, "synth", "--out", data, "--frames", "12", "--height", "32", "--width", "32"); err != nil {
