@@ -4,24 +4,41 @@
 # on a CPU machine:
 #   make gpu-prep                 # on the CPU machine: bin/spectraclip and bin/*.test
 #   bash scripts/gpu_check.sh     # on the GPU machine; report in $OUT/gpu-report.md
-# Steps (a failing step does not stop the steps that do not depend on it):
-#   1 preflight   python/torch, nvcc vs torch.version.cuda, glibc vs the Go binaries, g++
+# Steps (a failing step does not stop the steps that do not depend on it). The core, run by
+# default (STEPS="1 2 3 4 5 6 7"), is sized for about 6 minutes on 16 cores:
+#   1 preflight   python/torch (values read by key, import warnings aside), nvcc vs
+#                 torch.version.cuda, glibc vs the Go binaries, g++, cmake >= 3.18
 #   2 build       csrc/ against this machine's LibTorch; ldd shows which libtorch_cuda,
-#                 libcudart, libcublas the shim resolves, refusing ones outside the wheel
-#   3 version     spectraclip version names LibTorch 2.x and >= 1 CUDA device
+#                 libcudart, libcublas the shim resolves (symlinks resolved), refusing ones
+#                 outside the wheel
+#   3 version     spectraclip version names this LibTorch and >= 1 CUDA device
 #   4 tests       the whole torch test binary (CUDA tests included), the detector tests
-#   5 train       2 epochs drcnn and concrete on CUDA and on the CPU; torch.load (its
-#                 defaults: weights_only) reads the checkpoints; TensorBoard reads the events;
-#                 serve + loadtest on the trained DRCNN run (1, 4, 16 clients; 16 over gRPC and shared memory)
-#   6 bench       built-in and full-size random-weights AdaCLIP (ViT-L/14@336 at 518),
-#                 fp32/fp16, batch 1/8, Go and the Python peer
-#   7 dist        data-parallel training over c10d: NCCL on CUDA (train --nproc-per-node
-#                 with one process per GPU, a world of 1 on a one-GPU machine) and Gloo on
-#                 the CPU (2 processes), each 1 epoch of drcnn
+#   5 train       1 epoch (TRAIN_EPOCHS) of drcnn and concrete on CUDA (on the CPU without
+#                 one); torch.load (its defaults: weights_only) reads the checkpoints;
+#                 TensorBoard reads the events
+#   6 bench       fp16, batch 8: built-in and full-size random-weights AdaCLIP (ViT-L/14@336
+#                 at 518), Go against the Python peer
+#   7 dist        data-parallel training over NCCL (train --nproc-per-node, one process per
+#                 GPU: a world of 1 on a one-GPU machine), 1 epoch of drcnn
+# Optional steps (STEPS="8 9 10", or --all for every step):
+#   8 serve       serve + loadtest on the step-5 DRCNN run (1, 4, 16 clients; 16 over gRPC and
+#                 shared memory)
+#   9 bench-full  step 6 at fp32 and fp16, batch 1 and 8
+#  10 cpu         drcnn and concrete on the CPU as well, and Gloo data-parallel training (2
+#                 processes on the CPU; reported as skipped on a build without Gloo)
+# Each command should run one step group within 10 minutes, e.g. STEPS="1 2 3 4" then
+# STEPS="5 6 7"; the build folder carries over, the preflight runs every time, and each
+# group writes its own report (gpu-report.md for the default core, gpu-report-s<steps>.md
+# otherwise).
 # Without a CUDA device (or with --cpu-only) the CUDA parts are reported as skipped, so
-# the preflight, the build and the CPU parts can be shown on any machine.
-# Environment: OUT (report folder, default gpu_out), PYTHON (default python3),
-# GPU_BUILD (the build folder the shim is rebuilt in, default build), STEPS (e.g. "1 2 3").
+# the preflight, the build and the CPU parts can be shown on any machine; CI runs
+#   make gpu-prep TORCH=pip && PYTHON=.venv/bin/python GPU_BUILD=build-pip \
+#     bash scripts/gpu_check.sh --cpu-only
+# against the project's PyPI torch 2.11 (CUDA-linked), so the GPU run is not its first on 2.x.
+# Environment: OUT (report folder, default gpu_out: the report, plus the log of a failed
+# step), SCRATCH (data, runs, exports and logs; default a fresh folder in $TMPDIR, removed
+# at the end unless KEEP_SCRATCH is set), PYTHON (default python3), GPU_BUILD (the build
+# folder the shim is rebuilt in, default build), STEPS (e.g. "1 2 3").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -29,11 +46,24 @@ OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 REPORT=$OUT/gpu-report.md
+# scratch (data, runs, exports, logs) lives outside $OUT: what comes back is the report
+# and, for a failed step, its log
+SCRATCH=${SCRATCH:-$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")}
+mkdir -p "$SCRATCH"
+keeplog() { [ -f "$1" ] && cp "$1" "$OUT/" 2>/dev/null; }
 PY=${PYTHON:-python3}
 BUILD=${GPU_BUILD:-build}
 STEPS=${STEPS:-1 2 3 4 5 6 7}
 CPU_ONLY=0
-[ "${1:-}" = "--cpu-only" ] && CPU_ONLY=1
+for a in "$@"; do
+  case "$a" in
+    --cpu-only) CPU_ONLY=1 ;;
+    --all) STEPS="1 2 3 4 5 6 7 8 9 10" ;;
+    *) echo "gpu_check: unknown argument $a (want --cpu-only, --all)" >&2; exit 2 ;;
+  esac
+done
+[ "$STEPS" = "1 2 3 4 5 6 7" ] || REPORT=$OUT/gpu-report-s$(echo "$STEPS" | tr -s ' ' '-').md
+TRAIN_EPOCHS=${TRAIN_EPOCHS:-1}
 : >"$REPORT"
 
 say() { echo "$*" | tee -a "$REPORT"; }
@@ -50,27 +80,39 @@ say ""
 
 # --- 1 preflight ------------------------------------------------------------------------
 TORCH_VER="" TORCH_CUDA="" HAVE_CUDA=0 TORCH_CMAKE="" TORCH_LIB="" SITE=""
-if want 1 || want 2; then
+# the preflight runs for every step group: later steps need its values
+if true; then
   say "## 1 preflight"
   if ! command -v "$PY" >/dev/null; then
     result preflight FAIL "no $PY on PATH (set PYTHON)"
-  elif ! info=$("$PY" - <<'PYEOF' 2>&1
+  elif ! info=$("$PY" - 2>"$SCRATCH/preflight.err" <<'PYEOF'
 import os, torch
-print(torch.__version__)
-print(torch.version.cuda or "")
-print(1 if torch.cuda.is_available() else 0)
-print(torch.utils.cmake_prefix_path)
-print(os.path.join(os.path.dirname(torch.__file__), "lib"))
-print(os.path.dirname(os.path.dirname(torch.__file__)))
-print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device")
+print("TORCH_VER=" + torch.__version__)
+print("TORCH_CUDA=" + (torch.version.cuda or ""))
+print("HAVE_CUDA=" + ("1" if torch.cuda.is_available() else "0"))
+print("TORCH_CMAKE=" + torch.utils.cmake_prefix_path)
+print("TORCH_LIB=" + os.path.join(os.path.dirname(torch.__file__), "lib"))
+print("SITE=" + os.path.dirname(os.path.dirname(torch.__file__)))
+print("DEVICE=" + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"))
 PYEOF
   ); then
-    result preflight FAIL "$PY cannot import torch: $(echo "$info" | tail -1)"
+    result preflight FAIL "$PY cannot import torch: $(tail -1 "$SCRATCH/preflight.err")"
   else
-    mapfile -t I <<<"$info"
-    TORCH_VER=${I[0]} TORCH_CUDA=${I[1]} HAVE_CUDA=${I[2]} TORCH_CMAKE=${I[3]} TORCH_LIB=${I[4]} SITE=${I[5]}
+    # values by key: warnings that an import prints go to stderr, never into a value
+    val() { echo "$info" | sed -n "s/^$1=//p" | tail -1; }
+    TORCH_VER=$(val TORCH_VER) TORCH_CUDA=$(val TORCH_CUDA) HAVE_CUDA=$(val HAVE_CUDA)
+    TORCH_CMAKE=$(val TORCH_CMAKE) TORCH_LIB=$(val TORCH_LIB) SITE=$(val SITE)
     [ $CPU_ONLY = 1 ] && HAVE_CUDA=0
-    result preflight ok "$PY: torch $TORCH_VER, CUDA ${TORCH_CUDA:-none}, device: ${I[6]}"
+    result preflight ok "$PY: torch $TORCH_VER, CUDA ${TORCH_CUDA:-none}, device: $(val DEVICE)"
+    [ -s "$SCRATCH/preflight.err" ] && say "    (import printed: $(head -c 300 "$SCRATCH/preflight.err" | tr '\n' ' '))"
+  fi
+  cv=$(cmake --version 2>/dev/null | head -1 | awk '{print $3}')
+  if [ -z "$cv" ]; then
+    result preflight FAIL "no cmake"
+  elif [ "$(printf '%s\n%s\n' 3.18 "$cv" | sort -V | head -1)" != 3.18 ]; then
+    result preflight FAIL "cmake $cv is older than 3.18 (CMakeLists.txt's minimum)"
+  else
+    result preflight ok "cmake $cv"
   fi
   if [ -n "$TORCH_CUDA" ]; then
     if ! command -v nvcc >/dev/null; then
@@ -110,7 +152,7 @@ PYEOF
     if [ "${gv%%.*}" -lt $gneed ]; then
       result preflight FAIL "g++ $gv is older than $gneed (csrc/ builds as $why)"
     else
-      result preflight ok "g++ $gv, cmake $(cmake --version 2>/dev/null | head -1 | awk '{print $3}')"
+      result preflight ok "g++ $gv"
     fi
   fi
 fi
@@ -120,15 +162,15 @@ BUILT=0
 if want 2 && [ -n "$TORCH_CMAKE" ]; then
   say "## 2 build"
   rm -rf "$BUILD"
-  if ! cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTORCH_DIR="$TORCH_CMAKE/Torch" >"$OUT/cmake.log" 2>&1; then
-    result build FAIL "cmake configure failed: $(grep -m1 -i error "$OUT/cmake.log")"
-    tail -20 "$OUT/cmake.log" >>"$REPORT"
-  elif ! cmake --build "$BUILD" -j "$(nproc)" >>"$OUT/cmake.log" 2>&1; then
-    result build FAIL "csrc build failed: $(grep -m1 'error' "$OUT/cmake.log")"
-    grep -m20 -A3 'error' "$OUT/cmake.log" >>"$REPORT"
+  if ! cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTORCH_DIR="$TORCH_CMAKE/Torch" >"$SCRATCH/cmake.log" 2>&1; then
+    result build FAIL "cmake configure failed: $(grep -m1 -i error "$SCRATCH/cmake.log")"; keeplog "$SCRATCH/cmake.log"
+    tail -20 "$SCRATCH/cmake.log" >>"$REPORT"
+  elif ! cmake --build "$BUILD" -j "$(nproc)" >>"$SCRATCH/cmake.log" 2>&1; then
+    result build FAIL "csrc build failed: $(grep -m1 'error' "$SCRATCH/cmake.log")"; keeplog "$SCRATCH/cmake.log"
+    grep -m20 -A3 'error' "$SCRATCH/cmake.log" >>"$REPORT"
   else
     BUILT=1
-    result build ok "$(grep -E 'C\+\+ standard|building with CUDA' "$OUT/cmake.log" | tr '\n' ' ')"
+    result build ok "$(grep -E 'C\+\+ standard|building with CUDA|Gloo|NCCL|gloo' "$SCRATCH/cmake.log" | sed 's/^-- //' | tr '\n' ' ')"
     lib="$BUILD/libspectraclip_c.so"
     deps=$(LD_LIBRARY_PATH="$TORCH_LIB" ldd "$lib")
     echo "$deps" | grep -E 'libtorch|libc10|cudart|cublas' | sed 's/^\s*/    /' | tee -a "$REPORT"
@@ -139,7 +181,7 @@ if want 2 && [ -n "$TORCH_CMAKE" ]; then
       p=$(echo "$deps" | awk -v l="$l" '$1 ~ "^"l {print $3}' | head -1)
       [ -z "$p" ] && continue
       case "$(readlink -f "$p")" in
-        "$SITE"/*) result build ok "$l -> $p (the wheel's own)" ;;
+        "$(readlink -f "$SITE")"/*) result build ok "$l -> $(readlink -f "$p") (the wheel's own)" ;;
         *) result build FAIL "$l resolves to $p, outside the PyTorch install $SITE (a second CUDA would be mixed in)" ;;
       esac
     done
@@ -156,13 +198,13 @@ if want 3; then
   if v=$(./bin/spectraclip version 2>&1); then
     echo "$v" | sed 's/^/    /' | tee -a "$REPORT"
     lt=$(echo "$v" | awk '/^libtorch/ {print $2}')
-    if [ "${lt%%.*}" != "${TORCH_VER%%.*}" ] || [ -z "$lt" ]; then
+    if [ -z "$lt" ] || [ "$lt" != "${TORCH_VER%%+*}" ]; then
       result version FAIL "spectraclip runs LibTorch ${lt:-?}, the machine's torch is $TORCH_VER"
     else
       result version ok "LibTorch $lt"
     fi
     if [ $HAVE_CUDA = 1 ]; then
-      echo "$v" | grep -q 'cuda' && result version ok "CUDA device listed" || result version FAIL "no CUDA device listed"
+      echo "$v" | grep -q 'cuda:0' && result version ok "CUDA device listed" || result version FAIL "no CUDA device listed"
     fi
   else
     result version FAIL "spectraclip version failed: $(echo "$v" | tail -1)"
@@ -174,13 +216,14 @@ fi
 runtests() {
   local name=$1 bin=$ROOT/$2 dir=$3; shift 3
   [ -x "$bin" ] || { result tests FAIL "missing $2 (make gpu-prep)"; return; }
-  local log=$OUT/$name.log
+  local log=$SCRATCH/$name.log
   (cd "$dir" && timeout 300 "$bin" -test.v -test.count=1 "$@") >"$log" 2>&1
   local rc=$? p f s
   p=$(grep -c -- '--- PASS' "$log") f=$(grep -c -- '--- FAIL' "$log") s=$(grep -c -- '--- SKIP' "$log")
   if [ $rc = 0 ]; then
     result tests ok "$name: $p passed, $f failed, $s skipped"
   else
+    keeplog "$log"
     result tests FAIL "$name exit $rc: $p passed, $f failed, $s skipped; $(grep -- '--- FAIL' "$log" | head -5 | awk '{print $3}' | tr '\n' ' ')"
     grep -B2 -A8 -- '--- FAIL' "$log" | head -60 >>"$REPORT"
   fi
@@ -194,11 +237,11 @@ fi
 
 # --- 5 train ----------------------------------------------------------------------------
 train() {
-  local variant=$1 dev=$2 dir=$OUT/run_${1}_$2
+  local variant=$1 dev=$2 dir=$SCRATCH/run_${1}_$2
   rm -rf "$dir"
   if timeout 300 ./bin/spectraclip --log-level warn train --variant "$variant" --out "$dir" \
-      training.device="$dev" training.trainer.max_epochs=2 data.root="$OUT/data" data.generate_if_missing=true >"$OUT/train_${variant}_$dev.log" 2>&1; then
-    result train ok "$variant on $dev: $(grep -m1 '^test:' "$OUT/train_${variant}_$dev.log")"
+      training.device="$dev" training.trainer.max_epochs="$TRAIN_EPOCHS" data.root="$SCRATCH/data" data.generate_if_missing=true >"$SCRATCH/train_${variant}_$dev.log" 2>&1; then
+    result train ok "$variant on $dev: $(grep -m1 '^test:' "$SCRATCH/train_${variant}_$dev.log")"
     # tensor files are pickled dicts that torch.load reads with its defaults (weights_only
     # on PyTorch >= 2.6); the optimizer state is LibTorch's own archive (torch.jit.load)
     ck=$dir/checkpoints/last/optim.pt
@@ -216,17 +259,19 @@ train() {
       fi
     done
   else
-    result train FAIL "$variant on $dev: $(tail -1 "$OUT/train_${variant}_$dev.log")"
+    result train FAIL "$variant on $dev: $(tail -1 "$SCRATCH/train_${variant}_$dev.log")"; keeplog "$SCRATCH/train_${variant}_$dev.log"
   fi
 }
+MAINDEV=cpu
+[ $HAVE_CUDA = 1 ] && MAINDEV=cuda
 if want 5; then
   say "## 5 train"
   for v in drcnn concrete; do
-    if [ $HAVE_CUDA = 1 ]; then train $v cuda; else result train skipped "$v on cuda: no CUDA device"; fi
-    train $v cpu
+    [ $HAVE_CUDA = 1 ] || result train skipped "$v on cuda: no CUDA device (trained on the CPU instead)"
+    train $v $MAINDEV
   done
-  tb=$OUT/run_drcnn_cuda/tb
-  [ -d "$tb" ] || tb=$OUT/run_drcnn_cpu/tb
+  tb=$SCRATCH/run_drcnn_cuda/tb
+  [ -d "$tb" ] || tb=$SCRATCH/run_drcnn_cpu/tb
   if "$PY" -c 'import tensorboard' 2>/dev/null && [ -d "$tb" ]; then
     if msg=$("$PY" - "$tb" 2>&1 <<'PYEOF'
 import glob, sys
@@ -241,13 +286,18 @@ PYEOF
   else
     result train skipped "TensorBoard check: no tensorboard for $PY or no event folder"
   fi
+fi
+
+# --- 8 serve (optional) -----------------------------------------------------------------
+if want 8; then
+  say "## 8 serve"
+  [ -f "$SCRATCH/run_drcnn_$MAINDEV/pipeline.yaml" ] || train drcnn $MAINDEV
   # the inference service on the trained DRCNN run: throughput and latency per client count
-  srv=$OUT/run_drcnn_cuda
-  [ -d "$srv" ] && [ $HAVE_CUDA = 1 ] || srv=$OUT/run_drcnn_cpu
+  srv=$SCRATCH/run_drcnn_$MAINDEV
   if [ -f "$srv/pipeline.yaml" ]; then
-    dev=cpu; [ "$srv" = "$OUT/run_drcnn_cuda" ] && dev=cuda
+    dev=cpu; [ "$srv" = "$SCRATCH/run_drcnn_cuda" ] && dev=cuda
     shm=""; [ -d /dev/shm ] && [ -w /dev/shm ] && shm=/dev/shm
-    ./bin/spectraclip --log-level warn serve --run "$srv" --device $dev --addr 127.0.0.1:18080 --grpc-addr 127.0.0.1:19090 ${shm:+--shm-dir $shm} >"$OUT/serve.log" 2>&1 &
+    ./bin/spectraclip --log-level warn serve --run "$srv" --device $dev --addr 127.0.0.1:18080 --grpc-addr 127.0.0.1:19090 ${shm:+--shm-dir $shm} >"$SCRATCH/serve.log" 2>&1 &
     spid=$!
     for _ in $(seq 1 120); do
       "$PY" -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:18080/readyz", timeout=1)' >/dev/null 2>&1 && break
@@ -277,22 +327,23 @@ PYEOF
     kill -TERM $spid 2>/dev/null
     wait $spid 2>/dev/null && result train ok "serve drained and exited 0 on SIGTERM" || result train FAIL "serve did not exit 0 on SIGTERM (see serve.log)"
   fi
-  rm -rf "$OUT/data" "$OUT"/run_*/checkpoints
 fi
 
 # --- 6 bench ----------------------------------------------------------------------------
-if want 6; then
+if want 6 || want 9; then
   say "## 6 bench"
+  PRECS="fp16" BATCHES="8"
+  want 9 && PRECS="fp32 fp16" BATCHES="1 8"
   if [ $HAVE_CUDA != 1 ]; then
     result bench skipped "no CUDA device"
   else
-    ./bin/spectraclip export-detector --builtin --out "$OUT/builtin.pt" >/dev/null 2>&1
-    DETS="builtin:$OUT/builtin.pt"
-    if timeout 240 "$PY" scripts/export_adaclip.py --random-weights --out "$OUT/adaclip_random.pt" >"$OUT/export.log" 2>&1; then
-      DETS="$DETS adaclip:$OUT/adaclip_random.pt"
+    ./bin/spectraclip export-detector --builtin --out "$SCRATCH/builtin.pt" >/dev/null 2>&1
+    DETS="builtin:$SCRATCH/builtin.pt"
+    if timeout 240 "$PY" scripts/export_adaclip.py --random-weights --out "$SCRATCH/adaclip_random.pt" >"$SCRATCH/export.log" 2>&1; then
+      DETS="$DETS adaclip:$SCRATCH/adaclip_random.pt"
       result bench ok "exported full-size AdaCLIP (random weights)"
     else
-      result bench FAIL "AdaCLIP export: $(tail -1 "$OUT/export.log")"
+      result bench FAIL "AdaCLIP export: $(tail -1 "$SCRATCH/export.log")"
     fi
     {
       echo ""
@@ -303,12 +354,12 @@ if want 6; then
     } >>"$REPORT"
     for d in $DETS; do
       name=${d%%:*} file=${d#*:}
-      for half in "" "--half"; do
-        prec=fp32; [ -n "$half" ] && prec=fp16
-        for b in 1 8; do
-          g=$OUT/go_${name}_${prec}_b$b.json p=$OUT/py_${name}_${prec}_b$b.json
-          timeout 120 ./bin/spectraclip bench --device cuda --detector "$file" --batch $b --size 256x256 --iters 10 --warmup 3 --train-iters 0 $half --json >"$g" 2>>"$OUT/bench.log" || result bench FAIL "go $name $prec b$b"
-          timeout 120 "$PY" scripts/bench_reference.py --device cuda --detector "$file" --batch $b --size 256x256 --iters 10 --warmup 3 --train-iters 0 $half --json >"$p" 2>>"$OUT/bench.log" || result bench FAIL "python $name $prec b$b"
+      for prec in $PRECS; do
+        half=""; [ $prec = fp16 ] && half=--half
+        for b in $BATCHES; do
+          g=$SCRATCH/go_${name}_${prec}_b$b.json p=$SCRATCH/py_${name}_${prec}_b$b.json
+          timeout 120 ./bin/spectraclip bench --device cuda --detector "$file" --batch $b --size 256x256 --iters 10 --warmup 3 --train-iters 0 $half --json >"$g" 2>>"$SCRATCH/bench.log" || result bench FAIL "go $name $prec b$b"
+          timeout 120 "$PY" scripts/bench_reference.py --device cuda --detector "$file" --batch $b --size 256x256 --iters 10 --warmup 3 --train-iters 0 $half --json >"$p" 2>>"$SCRATCH/bench.log" || result bench FAIL "python $name $prec b$b"
           "$PY" - "$g" "$p" "$name" "$prec" "$b" >>"$REPORT" <<'PYEOF'
 import json, sys
 def load(p):
@@ -327,7 +378,7 @@ PYEOF
         done
       done
     done
-    rm -f "$OUT"/*.pt
+    rm -f "$SCRATCH"/*.pt
   fi
 fi
 
@@ -335,17 +386,17 @@ fi
 # dist BACKEND DEVICE N: one epoch of drcnn with N data-parallel processes; the log must
 # show the backend the workers joined with and the test line of rank 0.
 dist() {
-  local be=$1 dev=$2 n=$3 log=$OUT/dist_$1.log dir=$OUT/run_dist_$1
+  local be=$1 dev=$2 n=$3 log=$SCRATCH/dist_$1.log dir=$SCRATCH/run_dist_$1
   rm -rf "$dir"
   if timeout 300 ./bin/spectraclip --log-level info train --variant drcnn --out "$dir" --nproc-per-node "$n" --dist-timeout 120s \
-      training.device="$dev" training.trainer.max_epochs=1 data.root="$OUT/data" data.generate_if_missing=true >"$log" 2>&1; then
+      training.device="$dev" training.trainer.max_epochs=1 data.root="$SCRATCH/data" data.generate_if_missing=true >"$log" 2>&1; then
     if grep -q "backend=$be" "$log"; then
       result dist ok "$be, $n process(es) on $dev: $(grep -m1 'allreduce_bytes_per_step' "$log" | grep -o 'allreduce_bytes_per_step=[0-9]*') $(grep -m1 '^\[rank 0\] test:' "$log" | sed 's/^\[rank 0\] //')"
     else
       result dist FAIL "$be, $n process(es) on $dev: the workers did not join with $be (see $(basename "$log"))"
     fi
   else
-    result dist FAIL "$be, $n process(es) on $dev: $(tail -1 "$log")"
+    result dist FAIL "$be, $n process(es) on $dev: $(tail -1 "$log")"; keeplog "$log"
   fi
 }
 if want 7; then
@@ -356,9 +407,23 @@ if want 7; then
   else
     result dist skipped "nccl: no CUDA device"
   fi
-  dist gloo cpu 2
-  rm -rf "$OUT/data" "$OUT"/run_dist_*
 fi
+
+# --- 10 cpu (optional) ------------------------------------------------------------------
+if want 10; then
+  say "## 10 cpu"
+  if [ $MAINDEV = cuda ]; then
+    for v in drcnn concrete; do train $v cpu; done
+  else
+    result train skipped "CPU training: step 5 trained on the CPU already"
+  fi
+  if v=$(./bin/spectraclip version 2>/dev/null) && echo "$v" | grep -q '^gloo unavailable'; then
+    result dist skipped "gloo: $(echo "$v" | sed -n 's/^gloo unavailable: //p')"
+  else
+    dist gloo cpu 2
+  fi
+fi
+rm -rf "$SCRATCH/data" "$SCRATCH"/run_*/checkpoints "$SCRATCH"/run_dist_*
 
 say ""
 say "## summary"
@@ -368,4 +433,5 @@ for k in preflight build version tests train bench dist; do
   case "${RESULT[$k]}" in *FAIL*) st=FAIL; fails=$((fails + 1)) ;; *ok*) st=ok ;; *) st=skipped ;; esac
   say "- $k: $st"
 done
+[ -n "${KEEP_SCRATCH:-}" ] || rm -rf "$SCRATCH"
 exit $((fails > 0))
