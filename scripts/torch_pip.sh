@@ -4,7 +4,8 @@
 # cuDNN, NCCL: libraries and headers), plus the two header parts of the CUDA toolkit that
 # the runtime's headers include and the runtime wheel lacks: CRT (cuda_runtime.h →
 # crt/host_config.h) and CCCL (cuda_fp16.h → nv/target; CUDA 13 keeps it in include/cccl),
-# at the toolkit version torch itself pins; and numpy, scipy and PyYAML for the tests' references.
+# at the toolkit version torch itself pins; and numpy, scipy, PyYAML and TensorBoard (an
+# independent reader of the event files) for the tests' references.
 # Everything goes into the virtual environment VENV and nowhere else; a VENV that already
 # has all of it is left as it is.
 set -euo pipefail
@@ -18,7 +19,7 @@ fi
 vpy="$venv/bin/python"
 have() {
   "$vpy" - "$version" <<'PYEOF' 2>/dev/null
-import glob, os, sys, torch, numpy, scipy, yaml
+import glob, os, sys, torch, numpy, scipy, yaml, tensorboard
 assert torch.__version__.split("+")[0] == sys.argv[1], torch.__version__
 site = os.path.dirname(os.path.dirname(torch.__file__))
 if torch.version.cuda:
@@ -30,7 +31,7 @@ if have; then
   exit 0
 fi
 echo "torch_pip: installing torch==$version and its CUDA wheels into $venv"
-"$vpy" -m pip install -q --disable-pip-version-check "torch==$version" numpy scipy pyyaml
+"$vpy" -m pip install -q --disable-pip-version-check "torch==$version" numpy scipy pyyaml tensorboard
 # the CUDA toolkit meta-package torch pins (e.g. cuda-toolkit==13.0.2), with its header parts
 ct=$("$vpy" - <<'PYEOF'
 import importlib.metadata as m, re
@@ -45,7 +46,7 @@ if [ -n "$ct" ]; then
   "$vpy" -m pip install -q --disable-pip-version-check "cuda-toolkit[cccl,crt]==$ct"
 fi
 if ! have; then
-  echo "torch_pip: $venv still lacks torch $version, numpy, scipy, PyYAML or the CUDA headers (CCCL, CRT)" >&2
+  echo "torch_pip: $venv still lacks torch $version, numpy, scipy, PyYAML, TensorBoard or the CUDA headers (CCCL, CRT)" >&2
   exit 1
 fi
 "$vpy" -c 'import torch; print("torch_pip:", torch.__version__, "CUDA", torch.version.cuda, "at", torch.utils.cmake_prefix_path)'
