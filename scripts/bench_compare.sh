@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# bench_compare.sh: run `spectraclip bench` and both Python peers (scripts/bench_reference.py
-# as is, and with tcmalloc preloaded) on the same detector, sizes and device, and print Go
-# against each peer per variant and thread count.
+# bench_compare.sh: run `spectraclip bench` and the Python peers (scripts/bench_reference.py
+# as is, with tcmalloc preloaded, and under torch.compile) on the same detector, sizes and
+# device, and print Go against each peer per variant and thread count.
 #
 # Usage: scripts/bench_compare.sh [--batch B] [--size HxW] [--threads 1,2] [--device D]
 #                                 [--variant V] [--iters N] [--warmup N] [--train-iters N]
-#                                 [--rounds N] [--half] [--no-tcmalloc] [--keep DIR]
+#                                 [--rounds N] [--half] [--no-tcmalloc] [--[no-]compiled] [--keep DIR]
 #
 # It builds nothing: it expects bin/spectraclip (`make build`; override with $SPECTRACLIP),
 # /usr/bin/python3 with torch (override with $PYTHON) and tcmalloc (libtcmalloc-minimal4;
@@ -15,6 +15,11 @@
 # peer and the tcmalloc peer back to back, each variant in a fresh process, so that the
 # three see the same load; the table shows the best of the rounds per side and the spread
 # of the per-round Go/tcmalloc ratios. --keep DIR leaves the detector and every JSON report.
+# The compiled peer (bench_reference.py --compile: the same pipeline under torch.compile,
+# inductor, with tcmalloc preloaded unless --no-tcmalloc) runs after them, on by default
+# where $PYTHON's torch has torch.compile (>= 2.0; --no-compiled turns it off, --compiled
+# insists); its compile time is outside its FPS and shown in its own column, and a failed
+# compiled run is reported and left out of the table rather than ending the comparison.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -35,6 +40,7 @@ rounds=2
 half=()
 keep=""
 use_tcm=1
+compiled=auto
 
 usage() { sed -n '6,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "bench_compare: $1 needs a value" >&2; exit 2; }; }
@@ -52,6 +58,8 @@ while [ $# -gt 0 ]; do
     --rounds) need "$@"; rounds="$2"; shift 2 ;;
     --half) half=(--half); shift ;;
     --no-tcmalloc) use_tcm=0; shift ;;
+    --compiled) compiled=1; shift ;;
+    --no-compiled) compiled=0; shift ;;
     --keep) need "$@"; keep="$2"; shift 2 ;;
     -h|--help) usage ;;
     *) echo "bench_compare: unknown argument $1" >&2; usage ;;
@@ -79,6 +87,15 @@ if ! "$py" -c 'import torch' 2>/dev/null; then
   echo "bench_compare: $py cannot import torch (install python3-torch)" >&2
   exit 1
 fi
+torch_version="$("$py" -c 'import torch; print(torch.__version__)')"
+has_compile="$("$py" -c 'import torch; print(1 if callable(getattr(torch, "compile", None)) else 0)')"
+if [ "$compiled" = auto ]; then
+  compiled="$has_compile"
+elif [ "$compiled" = 1 ] && [ "$has_compile" != 1 ]; then
+  echo "bench_compare: --compiled needs torch >= 2.0 (torch.compile) in $py, which has torch $torch_version; pass --no-compiled" >&2
+  exit 2
+fi
+echo "bench_compare: Python peer $py: torch $torch_version; compiled peer (torch.compile, inductor): $([ "$compiled" = 1 ] && echo on || echo "off$([ "$has_compile" = 1 ] || echo ", torch < 2.0")")" >&2
 if [ "$use_tcm" = 1 ] && [ ! -r "$tcm" ]; then
   echo "bench_compare: $tcm not found: install libtcmalloc-minimal4 (make deps), set \$TCMALLOC, or pass --no-tcmalloc" >&2
   exit 1
@@ -101,7 +118,13 @@ IFS=, read -r -a thread_list <<<"$threads"
 for t in "${thread_list[@]}"; do
   common=(--detector "$tmp/builtin.pt" --json --batch "$batch" --size "$size" --threads "$t"
           --device "$device" --iters "$iters" --warmup "$warmup" --train-iters "$train_iters" "${half[@]}")
-  echo "threads $t: $bin bench ${common[*]} --variant V; $py scripts/bench_reference.py (the same) [LD_PRELOAD=$tcm]" >&2
+  peers="$py scripts/bench_reference.py (the same)"
+  [ "$use_tcm" = 1 ] && peers="$peers; with LD_PRELOAD=$tcm"
+  if [ "$compiled" = 1 ]; then
+    peers="$peers; with --compile"
+    [ "$use_tcm" = 1 ] && peers="$peers and LD_PRELOAD"
+  fi
+  echo "threads $t: $bin bench ${common[*]} --variant V; $peers" >&2
   for r in $(seq 1 "$rounds"); do
     for v in "${variants[@]}"; do
       echo "  round $r $v" >&2
@@ -110,16 +133,26 @@ for t in "${thread_list[@]}"; do
       if [ "$use_tcm" = 1 ]; then
         LD_PRELOAD="$tcm" "$py" "$here/bench_reference.py" "${common[@]}" --variant "$v" >"$tmp/tcmalloc-t$t-r$r-$v.json"
       fi
+      if [ "$compiled" = 1 ]; then
+        out="$tmp/compiled-t$t-r$r-$v"
+        preload=()
+        [ "$use_tcm" = 1 ] && preload=(env LD_PRELOAD="$tcm")
+        if ! "${preload[@]}" "$py" "$here/bench_reference.py" "${common[@]}" --variant "$v" --compile >"$out.json" 2>"$out.err"; then
+          echo "bench_compare: compiled peer failed (threads $t, round $r, $v): $( (grep '^bench_reference:' "$out.err" || grep -v '^\s*$' "$out.err") | tail -1)" >&2
+          mv "$out.json" "$out.failed"
+        fi
+      fi
     done
   done
 done
 
-"$py" - "$tmp" "$threads" "$rounds" "${variants[@]}" <<'EOF2'
+"$py" - "$tmp" "$threads" "$rounds" "$compiled" "${variants[@]}" <<'EOF2'
 import json
 import os
 import sys
 
-tmp, threads, rounds, variants = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4:]
+tmp, threads, rounds, compiled, variants = (sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]),
+                                            sys.argv[4] == "1", sys.argv[5:])
 
 
 def load(side, t, r, v):
@@ -165,6 +198,19 @@ print("Go: %s, LibTorch %s · Python: torch %s · batch %s × %s × %s bands · 
     first.get("device"), first.get("libtorch", "?"), pyrep.get("torch", "?"), first.get("batch"),
     first.get("size"), first.get("bands"), first.get("detector")))
 print("best of %d rounds per side; each variant in a fresh process; ratios above 1: Go is faster" % rounds)
+comp_reps = [r["_rep"] for r in (load("compiled", t, i, v) for t in threads for i in range(1, rounds + 1)
+                                 for v in variants) if r is not None]
+if compiled:
+    if comp_reps:
+        modes = sorted({r.get("compiled", "?") for r in comp_reps})
+        notes = sorted({r.get("compile_note") for r in comp_reps if r.get("compile_note")})
+        print("compiled: torch %s, torch.compile (inductor, default mode, static shapes) of the %s, allocator %s;"
+              " compile s = first call (compilation + one run), not in its FPS%s" % (
+                  comp_reps[0].get("torch", "?"), " / ".join("whole pipeline" if m == "pipeline" else
+                                                          "code around the TorchScript detector" for m in modes),
+                  comp_reps[0].get("allocator", "?"), "; " + "; ".join(notes) if notes else ""))
+    else:
+        print("compiled: every compiled run failed (see the messages above)")
 train = any(num(load("go", t, 1, v).get("train_steps_per_s")) for t in threads for v in variants)
 for t in threads:
     print()
@@ -172,11 +218,13 @@ for t in threads:
     hdr = "%-9s %9s %9s %9s %8s %8s %15s %9s %8s %8s %8s" % (
         "variant", "Go FPS", "naive", "tcmalloc", "Go/naive", "Go/tcm", "Go/tcm rounds", "Go pipe/det",
         "Go MB", "naive MB", "tcm MB")
+    if compiled:
+        hdr += " %9s %8s %8s %9s" % ("compiled", "Go/comp", "comp MB", "compile s")
     if train:
         hdr += " %9s %9s %8s" % ("Go st/s", "tcm st/s", "Go/tcm")
     print(hdr)
     for v in variants:
-        side = {s: [load(s, t, r, v) for r in range(1, rounds + 1)] for s in ("go", "naive", "tcmalloc")}
+        side = {s: [load(s, t, r, v) for r in range(1, rounds + 1)] for s in ("go", "naive", "tcmalloc", "compiled")}
         g, n, c = best(side["go"], "fps"), best(side["naive"], "fps"), best(side["tcmalloc"], "fps")
         per_round = [num(a.get("fps")) / num(b.get("fps")) for a, b in zip(side["go"], side["tcmalloc"])
                      if a is not None and b is not None and num(a.get("fps")) and num(b.get("fps"))]
@@ -188,6 +236,11 @@ for t in threads:
         row = "%-9s %s %s %s %s %s %15s %s %s %s %s" % (
             v, cell(g), cell(n), cell(c), ratio(g, n), ratio(g, c), spread, pd,
             cell(mb(side["go"]), "%8.0f"), cell(mb(side["naive"]), "%8.0f"), cell(mb(side["tcmalloc"]), "%8.0f"))
+        if compiled:
+            k = best(side["compiled"], "fps")
+            cs = [num(r.get("compile_s")) for r in side["compiled"] if r is not None and num(r.get("compile_s"))]
+            row += " %s %s %s %s" % (cell(k), ratio(g, k), cell(mb(side["compiled"]), "%8.0f"),
+                                     cell(min(cs) if cs else None))
         if train:
             gs, cs = best(side["go"], "train_steps_per_s"), best(side["tcmalloc"], "train_steps_per_s")
             row += " %s %s %s" % (cell(gs), cell(cs), ratio(gs, cs))
@@ -195,4 +248,7 @@ for t in threads:
 print()
 print("Go pipe/det = Go pipeline FPS / Go detector-alone FPS (pre + module + post) of the same run (best round)")
 print("MB = the variant's own peak RSS (Go: its bench child process; Python: one process per variant)")
+if compiled:
+    print("compiled = the same Python pipeline under torch.compile (inference only; its training runs eager);"
+          " compile s = the shortest first call over the rounds")
 EOF2

@@ -9,18 +9,32 @@ Gaussian blur is a 2-D conv2d with zero padding, and nothing is fused or
 preallocated. It is deliberately *not* optimised beyond what the reference
 does, so its figures say what the reference costs, not what PyTorch can do.
 
+With --compile (PyTorch >= 2.0) it is instead the same pipeline under
+torch.compile (backend inductor, default mode, dynamic=False): the per-batch
+inference forward that the eager peer times (normalise → reduce → detector
+pre-processing → detector → post-processing → decide) is compiled once, the
+first warm-up call absorbs the compilation (reported as compile_s) and only the
+end-to-end FPS is measured (the stages are fused, so stages is null). For the
+built-in detector (detector_name "builtin-mahalanobis") the TorchScript module
+is replaced by BuiltinDetectorEager, an eager re-implementation of its forward
+built from the file's own buffers and attributes, so the whole pipeline
+compiles ("compiled": "pipeline"); any other detector stays a TorchScript call
+that torch.compile cannot trace, and the code before and after it is compiled
+("compiled": "around-detector"). The training benchmark stays eager.
+
 Usage (from the repository root):
 
     /usr/bin/python3 scripts/bench_reference.py --detector builtin.pt \
         [--variant pca|drcnn|concrete|all] [--batch 4] [--size 256x256] \
         [--bands 61] [--threads N] [--device cpu|cuda] [--half] [--iters 5] \
-        [--warmup 1] [--train-iters 3] [--json]
+        [--warmup 1] [--train-iters 3] [--compile] [--json]
 
 The detector contract (same as the Go detector node): forward(x [B,3,S,S]
 CLIP-normalised) -> (pixel_scores [B,S,S], image_scores [B]); S is the
 module's int attribute `image_size`.
 
-Runs on PyTorch 1.13 (Debian) and 2.x, on the CPU or CUDA.
+Runs on PyTorch 1.13 (Debian) and 2.x, on the CPU or CUDA; --compile needs 2.x
+(and a C++ compiler on the CPU, for inductor's C++ backend).
 """
 
 import argparse
@@ -40,6 +54,11 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 VARIANTS = ("pca", "drcnn", "concrete")
 STAGES = ("normalize", "reduce", "detector_pre", "detector", "post", "decide")
 EPS = 1e-6
+# BUILTIN_NAME is the detector_name of the built-in detector (BuiltinName in nodes/detect/builtin.go).
+BUILTIN_NAME = "builtin-mahalanobis"
+# BUILTIN_CHECK_ATOL is how far (absolute, on scores in [0,1]) BuiltinDetectorEager may be from the
+# TorchScript file on the self-check input before --compile falls back to compiling around the file.
+BUILTIN_CHECK_ATOL = 1e-4
 
 
 # --------------------------------------------------------------------------
@@ -201,6 +220,96 @@ def gaussian_kernel2d(sigma, device, dtype=torch.float32):
     return g2 / g2.sum()
 
 
+def detector_name(module):
+    """detector_name returns a detector module's string attribute detector_name, or None."""
+    try:
+        name = module.detector_name
+    except (AttributeError, RuntimeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
+class BuiltinDetectorEager(nn.Module):
+    """BuiltinDetectorEager is the built-in detector's forward (builtinSource in
+    nodes/detect/builtin.go) re-implemented op for op in eager PyTorch, so that torch.compile
+    can trace it: box means from a float64 integral image (clipped at the border), features
+    [3×3 mean, 3×3 mean − k×k mean for every scale k], per-image float64 covariance with a
+    ridge, linalg.inv, Mahalanobis d², score 1 − exp(−d²/(2F)), image score = mean of the top
+    1 % of pixel scores.
+
+    It is built from a loaded TorchScript built-in detector: buffers clip_mean and clip_std
+    and attributes ridge, scales ("3,7,15"), image_size and the contract metadata are copied
+    from the file, so it always matches the file it replaces."""
+
+    def __init__(self, scripted):
+        super().__init__()
+        name = detector_name(scripted)
+        if name != BUILTIN_NAME:
+            raise ValueError("BuiltinDetectorEager: detector_name %r is not the built-in %r" % (name, BUILTIN_NAME))
+        try:
+            mean = scripted.clip_mean.detach().clone().float()
+            std = scripted.clip_std.detach().clone().float()
+            ridge = float(scripted.ridge)
+            scales = tuple(int(k) for k in str(scripted.scales).split(","))
+            size = int(scripted.image_size)
+        except (AttributeError, RuntimeError, TypeError, ValueError) as e:
+            raise ValueError("BuiltinDetectorEager: the built-in detector lacks a buffer or attribute (%s)" % e) from None
+        if tuple(mean.shape) != (1, 3, 1, 1) or tuple(std.shape) != (1, 3, 1, 1):
+            raise ValueError("BuiltinDetectorEager: clip_mean/clip_std are %s/%s, want [1,3,1,1]" % (
+                list(mean.shape), list(std.shape)))
+        self.register_buffer("clip_mean", mean)
+        self.register_buffer("clip_std", std)
+        self.ridge = ridge
+        self.scales = scales
+        self.image_size = size
+        self.detector_name = name
+        for a in ("backbone", "prompt", "weight_name", "contract_version"):
+            if hasattr(scripted, a):
+                setattr(self, a, getattr(scripted, a))
+
+    @staticmethod
+    def box_mean(p, h, w, k):
+        """box_mean is the k×k mean (clipped at the border) from the zero-padded integral image p."""
+        r = k // 2
+        ys = torch.arange(h, device=p.device)
+        xs = torch.arange(w, device=p.device)
+        y0 = (ys - r).clamp_min(0)
+        y1 = (ys + r + 1).clamp_max(h)
+        x0 = (xs - r).clamp_min(0)
+        x1 = (xs + r + 1).clamp_max(w)
+        a = p.index_select(2, y1) - p.index_select(2, y0)
+        s = a.index_select(3, x1) - a.index_select(3, x0)
+        cnt = ((y1 - y0).view(1, 1, h, 1) * (x1 - x0).view(1, 1, 1, w)).to(p.dtype)
+        return s / cnt
+
+    def forward(self, x):
+        b, h, w = x.size(0), x.size(2), x.size(3)
+        xf = x.float()
+        rgb = xf * self.clip_std.float() + self.clip_mean.float()
+        p = torch.constant_pad_nd(rgb.double().cumsum(2).cumsum(3), [1, 0, 1, 0], 0.0)
+        base = self.box_mean(p, h, w, 3)
+        feats = [base]
+        for k in self.scales:
+            feats.append(base - self.box_mean(p, h, w, k))
+        f = torch.cat(feats, 1).float()
+        nf = f.size(1)
+        n = h * w
+        f = f.reshape(b, nf, n)
+        mu = f.mean(2, True)
+        fc = f - mu
+        cov = torch.bmm(fc, fc.transpose(1, 2)).double() / float(n - 1)
+        tr = torch.diagonal(cov, 0, -2, -1).mean(-1)
+        eye = torch.eye(nf, device=cov.device).to(cov.dtype).unsqueeze(0)
+        reg = cov + (tr * self.ridge + 1e-12).view(b, 1, 1) * eye
+        inv = torch.linalg.inv(reg).float()
+        d = (torch.bmm(inv, fc) * fc).sum(1).clamp_min(0.0)
+        score = 1.0 - torch.exp(-d / (2.0 * float(nf)))
+        k = max(1, n // 100)
+        top, _ = torch.topk(score, k, 1)
+        img = top.mean(1)
+        return score.reshape(b, h, w).to(x.dtype), img.to(x.dtype)
+
+
 class Detector:
     """Detector wraps a contract TorchScript module with the reference AdaCLIPDetector's
     torch preprocessing (float path) and post-processing."""
@@ -221,6 +330,36 @@ class Detector:
         if self.half:
             self.module.half()
         self.sigma = sigma
+        self.name = detector_name(self.module)
+
+    def eager_builtin(self):
+        """eager_builtin returns (BuiltinDetectorEager of this detector, None), or (None, why) when
+        the module is not the built-in detector or the eager copy does not reproduce it: both
+        are run on one seeded CLIP-normalised input [1,3,S,S] and must agree within
+        BUILTIN_CHECK_ATOL on the pixel and image scores."""
+        if self.name != BUILTIN_NAME:
+            return None, "detector_name %r is not the built-in %r" % (self.name, BUILTIN_NAME)
+        try:
+            eager = BuiltinDetectorEager(self.module).to(self.device)
+        except ValueError as e:
+            return None, str(e)
+        eager.eval()
+        g = torch.Generator().manual_seed(12345)
+        x = torch.rand(1, self.size, self.size, 3, generator=g).to(self.device)
+        with torch.no_grad():
+            x = self.preprocess(x)
+            if self.half:
+                x = x.half()
+            want_pix, want_img = self.module(x)
+            got_pix, got_img = eager(x)
+        diff = max((got_pix.float() - want_pix.float()).abs().max().item(),
+                   (got_img.float() - want_img.float()).abs().max().item())
+        if not diff <= BUILTIN_CHECK_ATOL:
+            return None, "BuiltinDetectorEager differs from the file by %.3g (> %g) on the check input" % (
+                diff, BUILTIN_CHECK_ATOL)
+        if self.half:
+            eager.half()
+        return eager, None
 
     def preprocess(self, rgb):
         x = rgb
@@ -235,12 +374,14 @@ class Detector:
         std = torch.tensor(CLIP_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         return (x - mean) / std
 
-    def run(self, x):
+    def run(self, x, module=None):
+        """run calls the detector module (or module, a stand-in such as BuiltinDetectorEager)."""
+        m = self.module if module is None else module
         if self.half:
             with torch.autocast("cuda", dtype=torch.float16):
-                pix, img = self.module(x.half())
+                pix, img = m(x.half())
             return pix.float(), img.float()
-        return self.module(x)
+        return m(x)
 
     def postprocess(self, pix, h, w):
         m = pix.unsqueeze(1).float()
@@ -375,6 +516,102 @@ def bench_inference(pipe, cube, iters, warmup):
     return fps, stages, det_fps
 
 
+def have_compile():
+    """have_compile tells whether this PyTorch has torch.compile (2.0 and later)."""
+    return callable(getattr(torch, "compile", None))
+
+
+def _compile(fn):
+    return torch.compile(fn, backend="inductor", dynamic=False)
+
+
+class CompiledInference:
+    """CompiledInference is a pipeline's per-batch inference forward (what bench_inference
+    times: normalise → reduce → detector pre-processing → detector → post-processing →
+    decide) under torch.compile(backend="inductor", dynamic=False); calling it returns
+    (scores, image_scores, decisions) as Pipeline.forward does.
+
+    mode is "pipeline" when the detector is the built-in one: its TorchScript module is
+    replaced by BuiltinDetectorEager and the whole forward is one compiled function. Otherwise
+    mode is "around-detector": the TorchScript call stays as it is (torch.compile cannot trace
+    a ScriptModule) and the code before it and after it are compiled separately; note says why.
+    Compilation happens lazily, on the first call."""
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.module, self.note = pipe.detector.eager_builtin()
+        if self.module is not None:
+            self.mode = "pipeline"
+            self._whole = _compile(self._whole_fn)
+        else:
+            self.mode = "around-detector"
+            self._pre = _compile(self._pre_fn)
+            self._post = _compile(self._post_fn)
+
+    def _whole_fn(self, cube):
+        pipe, det = self.pipe, self.pipe.detector
+        h, w = cube.shape[1], cube.shape[2]
+        rgb = pipe.reducer(pipe.normalizer(cube))
+        pix, img = det.run(det.preprocess(rgb), module=self.module)
+        scores = det.postprocess(pix, h, w)
+        return scores, img, quantile_decide(scores, pipe.quantile)
+
+    def _pre_fn(self, cube):
+        pipe = self.pipe
+        return pipe.detector.preprocess(pipe.reducer(pipe.normalizer(cube)))
+
+    def _post_fn(self, pix, h, w):
+        scores = self.pipe.detector.postprocess(pix, h, w)
+        return scores, quantile_decide(scores, self.pipe.quantile)
+
+    def __call__(self, cube):
+        if self.mode == "pipeline":
+            return self._whole(cube)
+        pix, img = self.pipe.detector.run(self._pre(cube))
+        scores, dec = self._post(pix, cube.shape[1], cube.shape[2])
+        return scores, img, dec
+
+
+def _graph_breaks():
+    """_graph_breaks returns how many graph breaks TorchDynamo has counted so far (None if unknown)."""
+    try:
+        from torch._dynamo.utils import counters
+        return int(sum(counters["graph_break"].values()))
+    except Exception:  # private API: absent or changed in this version
+        return None
+
+
+def bench_inference_compiled(pipe, cube, iters, warmup):
+    """bench_inference_compiled returns (fps, info): end-to-end frames/s of the compiled forward
+    and a dict with compile_s (wall time of the first call: compilation plus one run),
+    compiled (CompiledInference.mode), compile_note and graph_breaks. The first of the warmup
+    calls (at least one) compiles; the timed calls run the compiled code only."""
+    dev = cube.device
+    b = cube.shape[0]
+    from torch import _dynamo  # PyTorch >= 2.0
+    _dynamo.reset()  # every variant compiles from scratch (the on-disk inductor cache stays)
+    breaks0 = _graph_breaks()
+    comp = CompiledInference(pipe)
+    with torch.no_grad():
+        _sync(dev)
+        t0 = time.perf_counter()
+        comp(cube)
+        _sync(dev)
+        compile_s = time.perf_counter() - t0
+        for _ in range(max(warmup, 1) - 1):
+            comp(cube)
+        _sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            comp(cube)
+        _sync(dev)
+        fps = b * iters / (time.perf_counter() - t0)
+    breaks1 = _graph_breaks()
+    info = {"compile_s": compile_s, "compiled": comp.mode, "compile_note": comp.note,
+            "graph_breaks": None if breaks0 is None or breaks1 is None else breaks1 - breaks0}
+    return fps, info
+
+
 def train_step(pipe, opt, cube, target, step):
     """train_step runs one gradient step (normaliser → reducer → detector with autograd →
     IoU loss → backward → AdamW) and returns the loss."""
@@ -409,12 +646,20 @@ def bench_train(pipe, cube, target, iters, warmup=1, lr=1e-3):
 
 
 def run_bench(detector_path, variants=VARIANTS, batch=4, size=(256, 256), bands=61, threads=0,
-              device="cpu", half=False, iters=5, warmup=1, train_iters=3, sigma=2.0, quantile=0.99, seed=0):
-    """run_bench measures every variant and returns the JSON-able report."""
+              device="cpu", half=False, iters=5, warmup=1, train_iters=3, sigma=2.0, quantile=0.99, seed=0,
+              compile=False):
+    """run_bench measures every variant and returns the JSON-able report.
+
+    With compile, inference runs under torch.compile (bench_inference_compiled; warmup is
+    raised to at least 1) and training stays eager."""
     if threads and threads > 0:
         torch.set_num_threads(threads)
     if batch < 1 or bands < 1 or iters < 1 or warmup < 0 or train_iters < 0:
         raise ValueError("batch, bands and iters must be >= 1, warmup and train-iters >= 0")
+    if compile and not have_compile():
+        raise ValueError("--compile needs PyTorch >= 2.0 (torch.compile); this is torch %s" % torch.__version__)
+    if compile:
+        warmup = max(warmup, 1)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device %s: CUDA is not available in this PyTorch" % device)
@@ -427,13 +672,23 @@ def run_bench(detector_path, variants=VARIANTS, batch=4, size=(256, 256), bands=
     target = make_target(batch, h, w, seed=seed + 2, device=dev)
     rep = {"variants": [], "threads": torch.get_num_threads(), "device": str(dev), "torch": torch.__version__,
            "batch": batch, "size": "%dx%d" % (h, w), "bands": bands, "detector": detector_path,
-           "half": det.half, "detector_size": det.size}
+           "half": det.half, "detector_size": det.size, "detector_name": det.name,
+           "peer": "compiled" if compile else "eager", "warmup": warmup, "train": "eager"}
+    if compile:
+        rep["compile"] = {"backend": "inductor", "mode": "default", "dynamic": False}
     for v in variants:
         pipe = Pipeline(v, det, bands, cube, seed=seed, quantile=quantile)
-        fps, stages, det_fps = bench_inference(pipe, cube, iters, warmup)
-        steps = bench_train(pipe, cube, target, train_iters, warmup=warmup)
-        rep["variants"].append({"variant": v, "fps": fps, "detector_fps": det_fps, "train_steps_per_s": steps,
-                                "stages": stages})
+        if compile:
+            fps, info = bench_inference_compiled(pipe, cube, iters, warmup)
+            row = {"variant": v, "fps": fps, "detector_fps": None, "stages": None}
+            row.update(info)
+            rep["compiled"] = info["compiled"]
+            rep["compile_note"] = info["compile_note"]
+        else:
+            fps, stages, det_fps = bench_inference(pipe, cube, iters, warmup)
+            row = {"variant": v, "fps": fps, "detector_fps": det_fps, "stages": stages}
+        row["train_steps_per_s"] = bench_train(pipe, cube, target, train_iters, warmup=warmup)
+        rep["variants"].append(row)
         del pipe
     # the process's peak resident set (run one variant per process for a variant's own)
     rep["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -451,24 +706,45 @@ def allocator():
 
 
 def format_table(rep):
-    """format_table renders a report as a plain-text table."""
-    lines = ["device %s · %d threads · torch %s · batch %d × %s × %d bands · detector %s (S=%d)%s" % (
-        rep["device"], rep["threads"], rep["torch"], rep["batch"], rep["size"], rep["bands"], rep["detector"],
-        rep["detector_size"], " · fp16" if rep.get("half") else ""), ""]
+    """format_table renders a report as a plain-text table; a figure that is null (the stages
+    and detector FPS of a compiled run, the training rate of a variant with nothing to train)
+    prints as "-"."""
+    compiled = rep.get("peer") == "compiled"
+    peer = "eager"
+    if compiled:
+        peer = "torch.compile (inductor, %s)" % rep.get("compiled", "?")
+    lines = ["device %s · %d threads · torch %s · %s · batch %d × %s × %d bands · detector %s (S=%d)%s" % (
+        rep["device"], rep["threads"], rep["torch"], peer, rep["batch"], rep["size"], rep["bands"], rep["detector"],
+        rep["detector_size"], " · fp16" if rep.get("half") else "")]
+    if compiled:
+        lines.append("stages are fused: only the end-to-end FPS is measured; training (train st/s) runs eager")
+        if rep.get("compile_note"):
+            lines.append("compiled around the detector: %s" % rep["compile_note"])
+    lines.append("")
+
+    def fmt(v, width, scale=1.0):
+        return "%*s" % (width, "-") if v is None else "%*.2f" % (width, v * scale)
+
     hdr = "%-9s %9s %12s %10s " % ("variant", "FPS", "detector FPS", "train st/s")
     hdr += " ".join("%10s" % (s.replace("detector_pre", "pre").replace("detector", "det") + " ms") for s in STAGES)
+    if compiled:
+        hdr += " %10s %7s" % ("compile s", "breaks")
     lines.append(hdr)
     for v in rep["variants"]:
-        steps = v["train_steps_per_s"]
-        row = "%-9s %9.2f %12.2f %10s " % (v["variant"], v["fps"], v["detector_fps"],
-                                           "-" if steps is None else "%.2f" % steps)
-        row += " ".join("%10.2f" % (v["stages"][s] * 1000) for s in STAGES)
+        stages = v.get("stages") or {}
+        row = "%-9s %s %s %s " % (v["variant"], fmt(v["fps"], 9), fmt(v.get("detector_fps"), 12),
+                                  fmt(v.get("train_steps_per_s"), 10))
+        row += " ".join(fmt(stages.get(s), 10, 1000) for s in STAGES)
+        if compiled:
+            gb = v.get("graph_breaks")
+            row += " %s %7s" % (fmt(v.get("compile_s"), 10), "-" if gb is None else gb)
         lines.append(row)
     return "\n".join(lines) + "\n"
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description="Python (eager PyTorch) peer of `spectraclip bench`.")
+    p = argparse.ArgumentParser(description="Python (eager PyTorch, or torch.compile with --compile) peer of "
+                                            "`spectraclip bench`.")
     p.add_argument("--detector", required=True, help="TorchScript detector file (contract v1)")
     p.add_argument("--variant", default="all", choices=VARIANTS + ("all",))
     p.add_argument("--batch", type=int, default=4)
@@ -478,17 +754,28 @@ def build_parser():
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--half", action="store_true", help="run the detector module in fp16 (CUDA only)")
     p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--train-iters", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed calls before timing (with --compile at least 1: the first one compiles)")
+    p.add_argument("--train-iters", type=int, default=3,
+                   help="training steps to time (0 = skip); training always runs eager, also with --compile")
     p.add_argument("--sigma", type=float, default=2.0, help="Gaussian blur sigma of the scores")
     p.add_argument("--quantile", type=float, default=0.99, help="QuantileBinaryDecider quantile")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true",
+                   help="run the inference forward under torch.compile (inductor, default mode, dynamic=False; "
+                        "PyTorch >= 2.0): compiled once in the first warm-up call (compile_s), only the "
+                        "end-to-end FPS is timed; the whole pipeline for the built-in detector, around the "
+                        "TorchScript call for any other. Training stays eager")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.compile and not have_compile():
+        print("bench_reference: --compile needs PyTorch >= 2.0 (torch.compile); this is torch %s" % torch.__version__,
+              file=sys.stderr)
+        return 2
     try:
         size = parse_size(args.size)
         if not 0.0 <= args.quantile <= 1.0:
@@ -497,9 +784,12 @@ def main(argv=None):
         rep = run_bench(args.detector, variants=variants, batch=args.batch, size=size, bands=args.bands,
                         threads=args.threads, device=args.device, half=args.half, iters=args.iters,
                         warmup=args.warmup, train_iters=args.train_iters, sigma=args.sigma,
-                        quantile=args.quantile, seed=args.seed)
+                        quantile=args.quantile, seed=args.seed, compile=args.compile)
     except (ValueError, RuntimeError, OSError) as e:
-        print("bench_reference: %s" % e, file=sys.stderr)
+        msg = str(e)
+        if args.compile:  # torch.compile's errors end in paragraphs of hints: keep the reason
+            msg = next((line for line in msg.splitlines() if line.strip()), msg)
+        print("bench_reference: %s" % msg, file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(rep, indent=2))

@@ -2,10 +2,15 @@
 
 Run from the repository root:  /usr/bin/python3 -m unittest scripts/test_bench_reference.py
 
-Tiny sizes only (B=1..2, 32×32 or smaller, 8 bands) so the whole file runs in seconds.
+Tiny sizes only (B=1..2, 40×40 or smaller, 8 bands) so the whole file runs in seconds
+without torch.compile; the --compile tests (PyTorch >= 2.0 and a C++ compiler, else skipped)
+compile two small pipelines with inductor, about a minute on two cold CPU cores.
 Each node is compared against an independent float64 numpy computation on seeded, non-zero
 random input, with the tolerance stated at the assertion; the end-to-end runs check shapes,
 JSON keys and that figures are finite and positive.
+
+The built-in detector tests need the real exported file: bin/spectraclip (or $SPECTRACLIP)
+export-detector --builtin; they skip, saying so, where the binary is absent or does not start.
 """
 
 import contextlib
@@ -13,6 +18,7 @@ import io
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +29,7 @@ import torch
 import torch.nn as nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import bench_reference as br  # noqa: E402
 
@@ -59,6 +66,65 @@ def write_detector(dirname, module, name="det.pt"):
     path = os.path.join(dirname, name)
     torch.jit.script(module).save(path)
     return path
+
+
+_builtin_cache = {}
+
+
+def export_builtin(dirname, image_size=32):
+    """export_builtin writes the real built-in detector with `spectraclip export-detector --builtin`
+    and returns (path, None), or (None, why) when the binary is absent or fails (it is retried
+    with build-pip/ on LD_LIBRARY_PATH, where `make` may have put LibTorch)."""
+    exe = os.environ.get("SPECTRACLIP") or os.path.join(ROOT, "bin", "spectraclip")
+    if not os.access(exe, os.X_OK):
+        return None, "%s absent (make build; or set $SPECTRACLIP)" % exe
+    path = os.path.join(dirname, "builtin%d.pt" % image_size)
+    cmd = [exe, "export-detector", "--builtin", "--image-size", str(image_size), "--out", path]
+    envs = [None]
+    pip = os.path.join(ROOT, "build-pip")
+    if os.path.isdir(pip):
+        ld = os.environ.get("LD_LIBRARY_PATH", "")
+        envs.append(dict(os.environ, LD_LIBRARY_PATH=pip + (":" + ld if ld else "")))
+    why = ""
+    for env in envs:
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            why = str(e)
+            continue
+        if r.returncode == 0 and os.path.exists(path):
+            try:
+                torch.jit.load(path)
+            except RuntimeError as e:  # e.g. a file format newer than this PyTorch
+                return None, "torch %s cannot load the exported built-in detector: %s" % (
+                    torch.__version__, str(e).splitlines()[0])
+            return path, None
+        why = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]
+    return None, "%s export-detector --builtin failed: %s" % (exe, why)
+
+
+def builtin_detector(testcase, image_size=32):
+    """builtin_detector returns the path of a built-in detector file exported once per process
+    (kept in a directory removed at exit), or skips testcase with the reason."""
+    if image_size not in _builtin_cache:
+        d = tempfile.mkdtemp(prefix="bench_ref_builtin")
+        import atexit
+        atexit.register(shutil.rmtree, d, True)
+        _builtin_cache[image_size] = export_builtin(d, image_size)
+    path, why = _builtin_cache[image_size]
+    if path is None:
+        testcase.skipTest(why)
+    return path
+
+
+def compile_skip_reason():
+    """compile_skip_reason says why torch.compile (inductor, CPU) cannot run here, or None."""
+    if not br.have_compile():
+        return "torch.compile needs PyTorch >= 2.0 (this is torch %s)" % torch.__version__
+    cxx = os.environ.get("CXX") or "g++"  # what inductor's CPU backend runs
+    if not shutil.which(cxx):
+        return "no C++ compiler %s for inductor's CPU backend" % cxx
+    return None
 
 
 def rand(*shape, seed=0):
@@ -359,6 +425,159 @@ class TestBench(unittest.TestCase):
         rep = json.loads(r.stdout)
         self.assertEqual(rep["allocator"], "tcmalloc")
         self.assertGreater(rep["variants"][0]["fps"], 0)
+
+
+class TestBuiltinEager(unittest.TestCase):
+    def test_matches_torchscript(self):
+        # the eager re-implementation against the real exported file, on fresh inputs of
+        # several shapes (square S, non-square, batch 3): the same ops in the same order, so
+        # the scores agree to 1e-5 absolute (scores are in [0,1]; in practice they are equal)
+        path = builtin_detector(self)
+        ts = torch.jit.load(path)
+        self.assertEqual(ts.detector_name, br.BUILTIN_NAME)
+        m = br.BuiltinDetectorEager(ts)
+        self.assertEqual(m.scales, tuple(int(k) for k in ts.scales.split(",")))
+        self.assertEqual((m.ridge, m.image_size), (ts.ridge, 32))
+        torch.testing.assert_close(m.clip_mean, ts.clip_mean, rtol=0, atol=0)
+        torch.testing.assert_close(m.clip_std, ts.clip_std, rtol=0, atol=0)
+        g = torch.Generator().manual_seed(21)
+        for shape in [(2, 3, 32, 32), (1, 3, 20, 28), (3, 3, 16, 16)]:
+            with self.subTest(shape=shape):
+                x = torch.randn(*shape, generator=g) * 1.5
+                x[0, :, 3:6, 4:8] += 4.0  # a bright patch: some high scores, so the top 1 % is not flat
+                with torch.no_grad():
+                    want_pix, want_img = ts(x)
+                    got_pix, got_img = m(x)
+                self.assertEqual(got_pix.shape, want_pix.shape)
+                self.assertEqual(got_img.shape, want_img.shape)
+                self.assertGreater(want_pix.max().item(), 0.5)
+                np.testing.assert_allclose(got_pix.numpy(), want_pix.numpy(), rtol=0, atol=1e-5)
+                np.testing.assert_allclose(got_img.numpy(), want_img.numpy(), rtol=0, atol=1e-5)
+
+    def test_eager_builtin_selection(self):
+        with tempfile.TemporaryDirectory() as d:
+            det = br.Detector(write_detector(d, TinyDetector(16)))
+            m, why = det.eager_builtin()
+            self.assertIsNone(m)
+            self.assertIn("tiny-test", why)
+            with self.assertRaisesRegex(ValueError, "not the built-in"):
+                br.BuiltinDetectorEager(det.module)
+            # named like the built-in but computing something else: the self-check catches it
+            fake = TinyDetector(16)
+            fake.detector_name = br.BUILTIN_NAME
+            fake.ridge = 1e-3
+            fake.scales = "3,7"
+            fake.register_buffer("clip_mean", torch.tensor(br.CLIP_MEAN).view(1, 3, 1, 1))
+            fake.register_buffer("clip_std", torch.tensor(br.CLIP_STD).view(1, 3, 1, 1))
+            det = br.Detector(write_detector(d, fake, "fake.pt"))
+            m, why = det.eager_builtin()
+            self.assertIsNone(m)
+            self.assertIn("differs from the file", why)
+        m, why = br.Detector(builtin_detector(self)).eager_builtin()
+        self.assertIsNone(why)
+        self.assertIsInstance(m, br.BuiltinDetectorEager)
+
+
+class TestCompile(unittest.TestCase):
+    def setUp(self):
+        why = compile_skip_reason()
+        if why:
+            self.skipTest(why)
+
+    def check_same(self, pipe, cube, want_mode):
+        # compiled (inductor fuses and reorders the float32 reductions) against eager on the same
+        # input: pixel and image scores within 1e-4 absolute (scores in [0,1]); decisions equal
+        # wherever the eager score is more than 1e-4 away from the eager per-image threshold
+        with torch.no_grad():
+            s0, i0, d0 = pipe.forward(cube)
+            comp = br.CompiledInference(pipe)
+            self.assertEqual(comp.mode, want_mode, comp.note)
+            s1, i1, d1 = comp(cube)
+            s2, _, _ = comp(cube)  # a second call runs the compiled code again: the same answer
+        self.assertEqual((s1.shape, i1.shape, d1.shape), (s0.shape, i0.shape, d0.shape))
+        self.assertEqual(d1.dtype, torch.bool)
+        np.testing.assert_allclose(s1.numpy(), s0.numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(i1.numpy(), i0.numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_array_equal(s2.numpy(), s1.numpy())
+        b = cube.shape[0]
+        thr = torch.quantile(s0.reshape(b, -1), pipe.quantile, dim=1).view(b, 1, 1, 1)
+        clear = (s0 - thr).abs() > 1e-4
+        np.testing.assert_array_equal(d1[clear].numpy(), d0[clear].numpy())
+        self.assertGreater(d1.sum().item(), 0)
+
+    def test_compiled_pipeline_matches_eager(self):
+        # the whole pipeline (built-in detector → BuiltinDetectorEager), batch 2, 40×40 → S=32
+        path = builtin_detector(self)
+        det = br.Detector(path)
+        cube = br.make_cube(2, 40, 40, 8, seed=31)
+        self.check_same(br.Pipeline("pca", det, 8, cube), cube, "pipeline")
+        # the benchmark entry point on the same shapes (inductor's cache makes this compile quick)
+        rep = br.run_bench(path, variants=("pca",), batch=2, size=(40, 40),
+                           bands=8, threads=2, iters=1, warmup=0, train_iters=0, seed=30, compile=True)
+        json.dumps(rep)
+        self.assertEqual((rep["peer"], rep["compiled"], rep["warmup"], rep["train"]), ("compiled", "pipeline", 1, "eager"))
+        self.assertEqual(rep["compile"], {"backend": "inductor", "mode": "default", "dynamic": False})
+        self.assertEqual(rep["torch"], torch.__version__)
+        v = rep["variants"][0]
+        self.assertGreater(v["fps"], 0)
+        self.assertGreater(v["compile_s"], 0)
+        self.assertIsNone(v["stages"])
+        self.assertIsNone(v["detector_fps"])
+        self.assertEqual(v["compiled"], "pipeline")
+        table = br.format_table(rep)
+        self.assertIn("torch.compile (inductor, pipeline)", table)
+        self.assertIn("compile s", table)
+
+    def test_compiled_around_detector_matches_eager(self):
+        # any other detector stays a TorchScript call; the code around it is compiled
+        with tempfile.TemporaryDirectory() as d:
+            det = br.Detector(write_detector(d, TinyDetector(16)))
+        cube = br.make_cube(2, 24, 24, 8, seed=32)
+        torch.manual_seed(3)
+        self.check_same(br.Pipeline("drcnn", det, 8, cube), cube, "around-detector")
+
+
+class TestCompileFlag(unittest.TestCase):
+    def test_eager_report_says_eager(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = write_detector(d, TinyDetector(16))
+            rep = br.run_bench(path, variants=("pca",), batch=1, size=(16, 16), bands=8, threads=1, iters=1,
+                               warmup=0, train_iters=0)
+        self.assertEqual(rep["peer"], "eager")
+        self.assertEqual(rep["torch"], torch.__version__)
+        self.assertNotIn("compile_s", rep["variants"][0])
+        self.assertEqual(set(rep["variants"][0]["stages"]), set(br.STAGES))
+
+    def test_compile_needs_torch2(self):
+        # on PyTorch < 2.0 (no torch.compile) --compile is one clear error line and exit code 2
+        real = br.have_compile
+        br.have_compile = lambda: False
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                rc, out, err = run_main(["--detector", write_detector(d, TinyDetector(16)), "--compile",
+                                         "--size", "16x16", "--bands", "8", "--iters", "1"])
+        finally:
+            br.have_compile = real
+        self.assertEqual(rc, 2)
+        self.assertEqual(out, "")
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        self.assertIn("--compile needs PyTorch >= 2.0", err)
+        self.assertIn(torch.__version__, err)
+
+    def test_format_table_compiled_report(self):
+        # a compiled report has null stages and detector FPS: the table prints "-" for them
+        rep = {"device": "cpu", "threads": 1, "torch": "2.x", "batch": 1, "size": "8x8", "bands": 8,
+               "detector": "d.pt", "detector_size": 8, "peer": "compiled", "compiled": "around-detector",
+               "compile_note": "detector_name 'x' is not the built-in",
+               "variants": [{"variant": "pca", "fps": 3.5, "detector_fps": None, "stages": None,
+                             "train_steps_per_s": None, "compile_s": 12.25, "graph_breaks": 2}]}
+        table = br.format_table(rep)
+        self.assertIn("torch.compile (inductor, around-detector)", table)
+        self.assertIn("is not the built-in", table)
+        row = [l for l in table.splitlines() if l.startswith("pca")][0].split()
+        self.assertEqual(row[1], "3.50")
+        self.assertEqual(row[2:10], ["-"] * 8)
+        self.assertEqual(row[10:], ["12.25", "2"])
 
 
 if __name__ == "__main__":
