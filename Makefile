@@ -70,7 +70,7 @@ build: bin/spectraclip
 version: build
 	./bin/spectraclip version
 
-test: deps csrc
+test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
 	@if [ -x $(TEST_PYTHON) ] && $(TEST_PYTHON) -c 'import torch' 2>/dev/null; then \

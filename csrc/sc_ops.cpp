@@ -7,6 +7,9 @@
 #include <chrono>
 #include <cmath>
 #include <stdexcept>
+#include <algorithm>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "sc_common.h"
@@ -127,6 +130,24 @@ sc_err sc_get_deterministic(int *on) {
   SC_BEGIN
   auto &ctx = at::globalContext();
   *on = ctx.deterministicAlgorithms() && ctx.deterministicCuDNN() ? 1 : 0;
+  SC_END
+}
+
+// sc_parallel_threads runs at::parallel_for over n items (grain 1) as the fused kernels do
+// and counts the distinct threads that ran a chunk.
+sc_err sc_parallel_threads(int64_t n, int *threads) {
+  SC_BEGIN
+  std::mutex mu;
+  std::vector<std::thread::id> seen;
+  at::parallel_for(0, n, 1, [&](int64_t b, int64_t e) {
+    volatile double sink = 0;
+    for (int64_t i = b; i < e; i++)
+      for (int k = 0; k < 200000; k++) sink = sink + k;  // long enough for every thread to start
+    std::lock_guard<std::mutex> lk(mu);
+    if (std::find(seen.begin(), seen.end(), std::this_thread::get_id()) == seen.end())
+      seen.push_back(std::this_thread::get_id());
+  });
+  *threads = static_cast<int>(seen.size());
   SC_END
 }
 

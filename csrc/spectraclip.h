@@ -66,6 +66,9 @@ int sc_thread_num_threads(void);
 // sc_set_deterministic: LibTorch's deterministic algorithms (warn-only) and cuDNN's
 // deterministic mode on or off, process-wide; sc_get_deterministic reads both (1: both on).
 sc_err sc_set_deterministic(int on);
+// sc_parallel_threads: how many distinct threads at::parallel_for, as the shim's own kernels
+// call it, ran n items on (for tests).
+sc_err sc_parallel_threads(int64_t n, int *threads);
 sc_err sc_get_deterministic(int *on);
 sc_err sc_set_allow_tf32(int matmul, int conv);
 sc_err sc_get_allow_tf32(int *matmul, int *conv);

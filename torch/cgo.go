@@ -179,6 +179,13 @@ func SetNumThreads(n int) error { return takeErr("set_num_threads", C.sc_set_num
 // NumThreads returns the intra-op thread count LibTorch uses for calls from now on.
 func NumThreads() int { return int(C.sc_get_num_threads()) }
 
+// parallelThreads is how many threads at::parallel_for inside the shim runs n items on.
+func parallelThreads(n int) (int, error) {
+	var t C.int
+	err := takeErr("parallel_threads", C.sc_parallel_threads(C.int64_t(n), &t))
+	return int(t), err
+}
+
 // threadNumThreads is LibTorch's intra-op thread count on the calling OS thread as it is,
 // without applying the wanted count first (for tests).
 func threadNumThreads() int { return int(C.sc_thread_num_threads()) }

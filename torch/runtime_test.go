@@ -418,3 +418,26 @@ func TestDeterministicSetting(t *testing.T) {
 		}
 	}
 }
+
+// TestShimKernelsRunInParallel: at::parallel_for inside the shim (which every fused kernel
+// uses) runs on as many threads as SetNumThreads allows, not on one: the shim must be built
+// with OpenMP, LibTorch's parallel backend, whose parallel body is inline in the headers.
+func TestShimKernelsRunInParallel(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("one CPU: nothing to run in parallel")
+	}
+	was := NumThreads()
+	defer SetNumThreads(was)
+	for _, n := range []int{1, 2} {
+		if err := SetNumThreads(n); err != nil {
+			t.Fatal(err)
+		}
+		got, err := parallelThreads(64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != n {
+			t.Errorf("SetNumThreads(%d): the shim's parallel_for ran on %d thread(s)", n, got)
+		}
+	}
+}
