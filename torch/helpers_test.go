@@ -2,6 +2,7 @@ package torch
 
 import (
 	"errors"
+	"github.com/spectraclip/spectraclip/internal/testpy"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -112,20 +113,10 @@ func torchError(t testing.TB, err error, op string) *Error {
 	return te
 }
 
-const sysPython = "/usr/bin/python3"
-
-// testPython is the Python whose torch the tests compare against: $PYTHON when set (the
-// GPU check points it at the PyTorch 2.x install whose LibTorch the shim was built
-// against), else /usr/bin/python3 (Debian's torch 1.13).
-func testPython() string {
-	if p := os.Getenv("PYTHON"); p != "" {
-		if lp, err := exec.LookPath(p); err == nil {
-			return lp
-		}
-		return p
-	}
-	return sysPython
-}
+// testPython is the Python whose torch the tests compare against (testpy.Python: $PYTHON,
+// which make ... TORCH=pip and the GPU check point at a PyTorch 2.x whose LibTorch the shim
+// was built against, else Debian's /usr/bin/python3 with torch 1.13).
+func testPython() string { return testpy.Python() }
 
 // pythonTorch runs a script with testPython and skips the test when that Python (or its
 // torch) is absent.
