@@ -50,7 +50,16 @@ REPORT=$OUT/gpu-report.md
 # and, for a failed step, its log
 SCRATCH=${SCRATCH:-$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")}
 mkdir -p "$SCRATCH"
-keeplog() { [ -f "$1" ] && cp "$1" "$OUT/" 2>/dev/null; }
+# keeplog copies a failed step's log into $OUT, at most 7 of them beside the reports (what
+# comes back from the GPU machine is at most 8 files); the rest are named in the report
+keeplog() {
+  [ -f "$1" ] || return 0
+  if [ "$(find "$OUT" -maxdepth 1 -type f | wc -l)" -ge 8 ]; then
+    say "    (log $(basename "$1") not kept: $OUT holds 8 files already)"
+    return 0
+  fi
+  cp "$1" "$OUT/" 2>/dev/null
+}
 PY=${PYTHON:-python3}
 BUILD=${GPU_BUILD:-build}
 STEPS=${STEPS:-1 2 3 4 5 6 7}
