@@ -328,7 +328,7 @@ print(json.dumps(out))
 `
 	b, err := exec.Command(testpy.Python(), "-c", script).Output()
 	if err != nil {
-		t.Skipf("torch not available: %v", err)
+		t.Fatalf("%s with torch (make deps installs it) failed: %v", testpy.Python(), err)
 	}
 	var torchLR []float64
 	if err := json.Unmarshal(b, &torchLR); err != nil {

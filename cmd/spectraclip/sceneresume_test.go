@@ -19,12 +19,12 @@ import (
 func TestSceneRunResumesExactly(t *testing.T) {
 	py := testpy.Python()
 	if _, err := exec.LookPath(py); err != nil {
-		t.Skipf("%s not found: the scene generator needs numpy", py)
+		t.Fatalf("%s not found: the scene generator needs numpy (make deps installs it)", py)
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "scene.npz")
 	if b, err := exec.Command(py, filepath.Join("..", "..", "scene", "testdata", "gen_scene.py"), path, "40", "40", "23", "10", fmt.Sprint(os.Getpid()%1000)).CombinedOutput(); err != nil {
-		t.Skipf("gen_scene.py (numpy): %v\n%s", err, b)
+		t.Fatalf("gen_scene.py (numpy): %v\n%s", err, b)
 	}
 	args := func(out, epochs string) []string {
 		return []string{"train", "--variant", "drcnn", "--scene", path, "--cube-var", "cube", "--gt-var", "gt", "--out", out,
