@@ -62,6 +62,7 @@ func NewConcreteBandSelector(name string, params map[string]any) (nodes.Node, er
 	n.LogitsInit = p.String("logits_init", "zeros", "zeros", "uniform_noise")
 	p.Check(n.In >= 1, "input_channels", "must be >= 1, got %d", n.In)
 	p.Check(n.Out >= 1, "output_channels", "must be >= 1, got %d", n.Out)
+	p.Check(n.Out <= n.In, "output_channels", "must be <= input_channels (%d): each output channel selects a band of its own, got %d", n.In, n.Out)
 	p.Check(n.TauStart > 0, "tau_start", "must be > 0, got %g", n.TauStart)
 	p.Check(n.TauEnd > 0, "tau_end", "must be > 0, got %g", n.TauEnd)
 	p.Check(n.MaxEpochs >= 0, "max_epochs", "must be >= 0, got %d", n.MaxEpochs)
@@ -145,8 +146,38 @@ func (n *ConcreteBandSelector) SelectionWeights(s *torch.Scope, deterministic bo
 	return s.Softmax(s.DivScalar(n.logits, tau), 1)
 }
 
-// bands returns argmax(logits) per output channel, ties going to the lowest index.
+// bands returns the band each output channel selects: channel by channel in order, the band
+// of highest logit among those no earlier channel took (top-k without replacement, ties
+// going to the lowest index), so the hard selection is always Out distinct bands. Plain
+// argmax per channel picked band 0 three times at initialisation (equal logits), and later
+// whenever two channels came to prefer the same band.
 func (n *ConcreteBandSelector) bands() ([]int, error) {
+	v, err := n.logits.Float32s()
+	if err != nil {
+		return nil, fmt.Errorf("node %q: %w", n.Name(), err)
+	}
+	return distinctBands(v, n.Out, n.In), nil
+}
+
+func distinctBands(v []float32, out, in int) []int {
+	taken := make([]bool, in)
+	b := make([]int, out)
+	for k := range b {
+		row := v[k*in : (k+1)*in]
+		best := -1
+		for c, x := range row {
+			if !taken[c] && (best < 0 || x > row[best]) {
+				best = c
+			}
+		}
+		b[k], taken[best] = best, true
+	}
+	return b
+}
+
+// preferred returns argmax(logits) per output channel (ties to the lowest index): the band
+// each channel would take on its own.
+func (n *ConcreteBandSelector) preferred() ([]int, error) {
 	v, err := n.logits.Float32s()
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w", n.Name(), err)
@@ -185,10 +216,10 @@ func (n *ConcreteBandSelector) SelectedBands(wavelengths []float32) ([]int, []fl
 	return b, wl, nil
 }
 
-// Collapsed reports whether two output channels currently select the same band (they then
-// carry identical images in hard inference).
+// Collapsed reports whether two output channels currently prefer the same band (their
+// argmaxes coincide); the hard selection then gives the later channel its best free band.
 func (n *ConcreteBandSelector) Collapsed() bool {
-	b, err := n.bands()
+	b, err := n.preferred()
 	return err == nil && collapsed(b)
 }
 
@@ -203,9 +234,9 @@ func collapsed(b []int) bool {
 	return false
 }
 
-// checkCollapse warns once per distinct collapsed selection.
+// checkCollapse warns once per distinct collapsed preference.
 func (n *ConcreteBandSelector) checkCollapse() {
-	b, err := n.bands()
+	b, err := n.preferred()
 	if err != nil || !collapsed(b) {
 		n.warnedBands = ""
 		return
@@ -213,7 +244,8 @@ func (n *ConcreteBandSelector) checkCollapse() {
 	key := fmt.Sprint(b)
 	if key != n.warnedBands {
 		n.warnedBands = key
-		logrus.Warnf("node %q: band collapse: output channels select bands %v (two or more channels carry the same band)", n.Name(), b)
+		sel, _ := n.bands()
+		logrus.Warnf("node %q: band collapse: output channels prefer bands %v (two or more the same); the hard selection takes %v", n.Name(), b, sel)
 	}
 }
 
@@ -281,14 +313,24 @@ func (n *ConcreteBandSelector) Close() {
 }
 
 // Weights returns the [out,in] weights Forward would use in this context: one Gumbel
-// sample per call in training, else the one-hot argmax or softmax(logits/tau_end).
+// sample per call in training, else the one-hot of the distinct hard selection (bands) or
+// softmax(logits/tau_end).
 func (n *ConcreteBandSelector) Weights(ctx *nodes.Context) *torch.Tensor {
 	s := ctx.Scope
 	if n.training && ctx.Stage == nodes.StageTrain {
 		return s.GumbelSoftmax(n.logits, n.Temperature(ctx.Epoch), n.Eps, false, n.gen)
 	}
 	if n.HardInfer {
-		return s.ToDType(s.OneHot(s.Argmax(n.logits, false, 1), int64(n.In)), torch.Float32)
+		b, err := n.bands()
+		if err != nil {
+			s.Fail(err)
+			return nil
+		}
+		idx := make([]int64, len(b))
+		for i, k := range b {
+			idx[i] = int64(k)
+		}
+		return s.To(s.OneHot(s.FromInt64(idx, int64(len(idx))), int64(n.In)), n.logits.Device(), torch.Float32)
 	}
 	return s.Softmax(s.DivScalar(n.logits, n.TauEnd), 1)
 }

@@ -3,6 +3,7 @@ package reduce
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/spectraclip/spectraclip/nodes"
@@ -141,9 +142,59 @@ func TestConcreteForward(t *testing.T) {
 			t.Fatalf("soft inference weight %g is not strictly inside (0,1)", v)
 		}
 	}
-	// Zero logits: every channel picks band 0 (ties → lowest index) and collapses.
+	// Zero logits: every channel prefers band 0 (a collapse), but the hard selection takes
+	// distinct bands, ties to the lowest free index: 0, 1, 2; and the forward uses them.
 	z := mustNode(t, "ConcreteBandSelector", map[string]any{"input_channels": c}).(*ConcreteBandSelector)
-	if b, _, _ := z.SelectedBands(nil); b[0] != 0 || b[1] != 0 || b[2] != 0 || !z.Collapsed() {
-		t.Fatalf("zero logits: bands %v collapsed %v, want [0 0 0] true", b, z.Collapsed())
+	if b, _, _ := z.SelectedBands(nil); b[0] != 0 || b[1] != 1 || b[2] != 2 || !z.Collapsed() {
+		t.Fatalf("zero logits: bands %v collapsed %v, want [0 1 2] true", b, z.Collapsed())
+	}
+	zw, _ := check(z, vctx)
+	for r := 0; r < k; r++ {
+		for j := 0; j < c; j++ {
+			if e := map[bool]float64{true: 1, false: 0}[j == r]; zw[r*c+j] != e {
+				t.Fatalf("zero logits: hard weights row %d = %v, want one-hot at %d", r, zw[r*c:(r+1)*c], r)
+			}
+		}
+	}
+}
+
+// TestMoreOutputsThanBandsRefused: distinct bands need output_channels <= input_channels.
+func TestMoreOutputsThanBandsRefused(t *testing.T) {
+	_, err := nodes.Builtins.New("ConcreteBandSelector", "sel", map[string]any{"input_channels": 2, "output_channels": 3})
+	if err == nil || !strings.Contains(err.Error(), "output_channels") {
+		t.Fatalf("3 outputs from 2 bands: %v", err)
+	}
+}
+
+// TestHardSelectionDistinct: on fresh random logits with many ties and shared favourites, the
+// hard selection is always Out distinct bands, and equals an independent brute force: the
+// greedy order of the definition (channel by channel, best free band, ties to the lowest).
+func TestHardSelectionDistinct(t *testing.T) {
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 7))
+	for trial := 0; trial < 2000; trial++ {
+		in, out := 1+rng.IntN(8), 0
+		out = 1 + rng.IntN(in)
+		v := make([]float32, out*in)
+		for i := range v {
+			v[i] = float32(rng.IntN(3)) // many ties
+		}
+		got := distinctBands(v, out, in)
+		seen := map[int]bool{}
+		for k, b := range got {
+			if b < 0 || b >= in || seen[b] {
+				t.Fatalf("logits %v (%d×%d): selection %v is not distinct", v, out, in, got)
+			}
+			seen[b] = true
+			// no free band (not taken by an earlier channel) beats b, and none ties it at a lower index
+			for c := 0; c < in; c++ {
+				free := true
+				for _, e := range got[:k] {
+					free = free && e != c
+				}
+				if free && (v[k*in+c] > v[k*in+b] || (v[k*in+c] == v[k*in+b] && c < b)) {
+					t.Fatalf("logits %v: channel %d took %d, but free band %d is better or an earlier tie", v, k, b, c)
+				}
+			}
+		}
 	}
 }
