@@ -94,20 +94,21 @@ func int64s(v []int64) (*C.int64_t, C.int) {
 
 // Version returns the version of the LibTorch that csrc/ was built against.
 func Version() string {
-	var out *C.char
-	if err := takeErr("version", C.sc_version(&out)); err != nil {
-		return "unknown"
-	}
-	defer C.sc_free_string(out)
-	return C.GoString(out)
+	return shimString("version", func(out **C.char) C.sc_err { return C.sc_version(out) })
 }
 
 // BuildInfo says how csrc/ was built: whether with CUDA (and which CUDA runtime) and which
 // c10d backends it carries, e.g. "cuda compiled (CUDA runtime 13.0); c10d backends: nccl
 // 2.28.9" or "cuda not compiled; c10d backends: gloo".
 func BuildInfo() string {
+	return shimString("build_info", func(out **C.char) C.sc_err { return C.sc_build_info(out) })
+}
+
+// shimString returns the string a shim call writes to its out parameter (and frees it), or
+// "unknown" when the call fails.
+func shimString(op string, call func(**C.char) C.sc_err) string {
 	var out *C.char
-	if err := takeErr("build_info", C.sc_build_info(&out)); err != nil {
+	if err := takeErr(op, call(&out)); err != nil {
 		return "unknown"
 	}
 	defer C.sc_free_string(out)
