@@ -148,7 +148,8 @@ func write(t *testing.T, dir, name string, content []byte) string {
 func allCases() []Case {
 	var cs []Case
 	for _, g := range [][]Case{enviCases(), npyCases(), npzCases(), matCases(), cocoCases(), manifestCases(),
-		pngCases(), cu3sCases(), trainrunCases(), overrideCases(), envCases(), cliCases()} {
+		pngCases(), cu3sCases(), trainrunCases(), overrideCases(), envCases(), cliCases(),
+		diskCases(), boundsCases(), serveCases()} {
 		cs = append(cs, g...)
 	}
 	for i := range cs {
