@@ -46,14 +46,6 @@ type Options struct {
 	MaxWait  time.Duration // longest a request waits for others to join its batch (0: the default 5ms; NoWait: never)
 	Queue    int           // requests that may wait (default 64)
 	MaxBytes int64         // largest cube in bytes (default 256 MiB)
-	// MaxInflight is the memory, in bytes, that all requests being read, queued or scored
-	// may hold together (budget.go); more are answered 503 before their bodies are read
-	// (default: DefaultInflightMB MiB, at least MaxBytes).
-	MaxInflight int64
-	// Token, when set, is the bearer token every request but health checks must carry (auth.go).
-	Token string
-	// TLS, when set, serves HTTPS and gRPC over TLS.
-	TLS *tls.Config
 	Timeout  time.Duration // per-request deadline when the client sets none (default 30s)
 	PProf    bool          // serve net/http/pprof under /debug/pprof/ on the HTTP address
 	// Workers is the number of forward stages, each with its own copy of the pipeline, that
@@ -68,6 +60,14 @@ type Options struct {
 	// ImageThreshold, when set, overrides the image-level decision threshold (ImageRule).
 	ImageThreshold *float64
 	Log            *logrus.Logger
+	// MaxInflight is the memory, in bytes, that all requests being read, queued or scored
+	// may hold together (budget.go); more are answered 503 before their bodies are read
+	// (default: DefaultInflightMB MiB, at least MaxBytes).
+	MaxInflight int64
+	// Token, when set, is the bearer token every request but health checks must carry (auth.go).
+	Token string
+	// TLS, when set, serves HTTPS and gRPC over TLS.
+	TLS *tls.Config
 }
 
 func (o *Options) defaults() {
