@@ -30,6 +30,13 @@ func ListenAndServe(ctx context.Context, o Options, httpAddr, grpcAddr string, d
 			return fmt.Errorf("--grpc-addr: %w", err)
 		}
 	}
+	if o.Token == "" && o.Log != nil {
+		for _, a := range []struct{ flag, addr string }{{"--addr", httpAddr}, {"--grpc-addr", grpcAddr}} {
+			if a.addr != "" && exposed(a.addr) {
+				o.Log.Warnf("%s %s listens beyond this machine without authentication: anyone who can reach it may score cubes; give --token-file (and --tls-cert/--tls-key), or listen on 127.0.0.1", a.flag, a.addr)
+			}
+		}
+	}
 	// /healthz answers while the pipeline warms up; /readyz and scoring only after
 	s, err := open(o)
 	if err != nil {

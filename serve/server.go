@@ -25,6 +25,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -198,9 +199,16 @@ func open(o Options) (*Server, error) {
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(servepb.Scorer_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	s.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(int(o.MaxBytes)+(1<<20)), grpc.MaxSendMsgSize(1<<30), grpc.ForceServerCodecV2(requestCodec{}), experimental.BufferPool(&dirtyPool{}),
+	gopts := []grpc.ServerOption{grpc.MaxRecvMsgSize(int(o.MaxBytes) + (1 << 20)), grpc.MaxSendMsgSize(1 << 30), grpc.ForceServerCodecV2(requestCodec{}), experimental.BufferPool(&dirtyPool{}),
 		// cubes are megabytes: wide flow-control windows and buffers save round trips
-		grpc.InitialWindowSize(32<<20), grpc.InitialConnWindowSize(64<<20), grpc.ReadBufferSize(1<<20), grpc.WriteBufferSize(1<<20))
+		grpc.InitialWindowSize(32 << 20), grpc.InitialConnWindowSize(64 << 20), grpc.ReadBufferSize(1 << 20), grpc.WriteBufferSize(1 << 20)}
+	if o.Token != "" {
+		gopts = append(gopts, grpcAuth(o.Token)...)
+	}
+	if o.TLS != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(o.TLS.Clone())))
+	}
+	s.grpcSrv = grpc.NewServer(gopts...)
 	servepb.RegisterScorerServer(s.grpcSrv, &grpcScorer{s: s})
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)
 	reflection.Register(s.grpcSrv)
@@ -274,7 +282,13 @@ func (s *Server) Serve(httpLn, grpcLn net.Listener) error {
 	if httpLn != nil {
 		n++
 		go func() {
-			err := s.httpSrv.Serve(httpLn)
+			var err error
+			if s.opts.TLS != nil {
+				s.httpSrv.TLSConfig = s.opts.TLS.Clone()
+				err = s.httpSrv.ServeTLS(httpLn, "", "")
+			} else {
+				err = s.httpSrv.Serve(httpLn)
+			}
 			if errors.Is(err, http.ErrServerClosed) {
 				err = nil
 			}
@@ -376,6 +390,9 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	if s.opts.Token != "" {
+		return requireToken(mux, s.opts.Token) // auth.go
 	}
 	return mux
 }

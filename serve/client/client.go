@@ -4,6 +4,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // the codec rawCodec delegates to
@@ -96,17 +98,44 @@ type Client interface {
 // Dial connects to addr: "grpc://host:port" uses gRPC, "http://host:port" (or a bare
 // host:port) uses HTTP.
 func Dial(addr string) (Client, error) {
+	return DialWith(addr, Options{})
+}
+
+// Options are a client's credentials for a secured server (serve --token-file, --tls-cert).
+type Options struct {
+	// Token is sent as "Authorization: Bearer Token" (HTTP header, gRPC metadata).
+	Token string
+	// TLS, when set, makes the connection TLS (RootCAs: the server's CA; nil: the
+	// system's). "https://" and "grpcs://" addresses use TLS with the system's roots
+	// without it.
+	TLS *tls.Config
+}
+
+// DialWith is Dial with credentials: "grpcs://host:port" is gRPC over TLS, "https://" HTTP
+// over TLS; o.TLS makes grpc:// and http:// addresses TLS too.
+func DialWith(addr string, o Options) (Client, error) {
+	if rest, ok := strings.CutPrefix(addr, "grpcs://"); ok {
+		if o.TLS == nil {
+			o.TLS = &tls.Config{}
+		}
+		return DialGRPCWith(rest, o)
+	}
 	if rest, ok := strings.CutPrefix(addr, "grpc://"); ok {
-		return DialGRPC(rest)
+		return DialGRPCWith(rest, o)
 	}
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
 	u, err := url.Parse(addr)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("--server %q: want http://HOST:PORT or grpc://HOST:PORT", addr)
+		return nil, fmt.Errorf("--server %q: want http://HOST:PORT, https://HOST:PORT, grpc://HOST:PORT or grpcs://HOST:PORT", addr)
 	}
-	return &HTTP{Base: strings.TrimRight(addr, "/"), C: &http.Client{Transport: newTransport()}}, nil
+	t := newTransport()
+	if o.TLS != nil {
+		u.Scheme = "https"
+		t.TLSClientConfig = o.TLS.Clone()
+	}
+	return &HTTP{Base: strings.TrimRight(u.String(), "/"), C: &http.Client{Transport: t}, Token: o.Token}, nil
 }
 
 // newTransport is an HTTP transport for megabyte bodies: idle connections kept for many
@@ -134,8 +163,9 @@ type Preparer interface {
 
 // HTTP is the HTTP client (POST /v1/score with a JSON body).
 type HTTP struct {
-	Base string
-	C    *http.Client
+	Base  string
+	C     *http.Client
+	Token string // sent as "Authorization: Bearer Token" when set
 }
 
 // StatusError is a non-200 answer.
@@ -243,6 +273,9 @@ func (p *httpPrepared) Send(ctx context.Context) (*Result, error) {
 	}
 	req.ContentLength = p.n // a known length: no chunked encoding
 	req.Header.Set("Content-Type", p.ctype)
+	if p.h.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.h.Token)
+	}
 	resp, err := p.h.C.Do(req)
 	if err != nil {
 		return nil, err
@@ -315,9 +348,23 @@ type GRPC struct {
 
 // DialGRPC connects to a server's gRPC address (plaintext; loopback or a trusted network).
 func DialGRPC(addr string) (*GRPC, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	return DialGRPCWith(addr, Options{})
+}
+
+// DialGRPCWith connects to a server's gRPC address with credentials: TLS when o.TLS is
+// set, the token as metadata "authorization: Bearer …" on every call.
+func DialGRPCWith(addr string, o Options) (*GRPC, error) {
+	creds := insecure.NewCredentials()
+	if o.TLS != nil {
+		creds = credentials.NewTLS(o.TLS.Clone())
+	}
+	dopts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(1<<30)),
-		grpc.WithInitialWindowSize(32<<20), grpc.WithInitialConnWindowSize(64<<20), grpc.WithReadBufferSize(1<<20), grpc.WithWriteBufferSize(1<<20))
+		grpc.WithInitialWindowSize(32 << 20), grpc.WithInitialConnWindowSize(64 << 20), grpc.WithReadBufferSize(1 << 20), grpc.WithWriteBufferSize(1 << 20)}
+	if o.Token != "" {
+		dopts = append(dopts, grpc.WithPerRPCCredentials(bearer(o.Token)))
+	}
+	conn, err := grpc.NewClient(addr, dopts...)
 	if err != nil {
 		return nil, fmt.Errorf("grpc %s: %w", addr, err)
 	}
@@ -404,3 +451,13 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 func (rawCodec) Name() string { return protoCodecName }
 
 const protoCodecName = "proto"
+
+// bearer sends a token as gRPC metadata "authorization: Bearer …". It does not demand TLS:
+// a token over plaintext on loopback is the user's choice.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
