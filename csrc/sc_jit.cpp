@@ -5,14 +5,20 @@
 #include <torch/optim/sgd.h>
 #include <torch/script.h>
 #include <torch/serialize.h>
+#include <torch/csrc/jit/serialization/export.h>
 #include <torch/csrc/jit/serialization/pickler.h>
 #include <caffe2/serialize/inline_container.h>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #ifdef SC_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -110,6 +116,72 @@ void restore_options(torch::optim::Optimizer &o, torch::serialize::InputArchive 
   }
 }
 
+// FileSink is the writer function every LibTorch archive writer here gets (through
+// PyTorchStreamWriter's writer-function constructor, ExportModule and OutputArchive::save_to).
+// It never reports a short write: after the first failed write(2) it keeps the errno, drops
+// the rest of the archive and still answers "all written". A PyTorchStreamWriter that sees a
+// short write marks itself failed, throws from writeRecord, and then its destructor calls
+// writeEndOfFile, which writes again, fails its position check ("unexpected pos") and throws
+// out of the destructor: std::terminate, the process aborts (#25 item 1). Fed by a FileSink the
+// writer always finishes normally; finish() then reports the first error, naming the file
+// and, for ENOSPC, saying the disk is full.
+class FileSink {
+ public:
+  explicit FileSink(const char *path) : path_(path) {
+    fd_ = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw std::runtime_error(std::string("cannot create ") + path + ": " + std::strerror(errno));
+  }
+  FileSink(const FileSink &) = delete;
+  FileSink &operator=(const FileSink &) = delete;
+  ~FileSink() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  size_t operator()(const void *buf, size_t n) {
+    const char *p = static_cast<const char *>(buf);
+    size_t left = n;
+    while (err_ == 0 && left > 0) {
+      ssize_t w = ::write(fd_, p, left);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        err_ = errno;
+      } else if (w == 0) {
+        err_ = EIO;
+      } else {
+        p += w;
+        left -= static_cast<size_t>(w);
+        written_ += static_cast<uint64_t>(w);
+      }
+    }
+    return n;  // never short: see the type's comment
+  }
+
+  std::function<size_t(const void *, size_t)> func() {
+    return [this](const void *buf, size_t n) -> size_t { return (*this)(buf, n); };
+  }
+
+  // finish closes the file and throws the first error of the writes or the close.
+  void finish() {
+    if (fd_ >= 0) {
+      int rc = ::close(fd_);
+      fd_ = -1;
+      if (rc != 0 && err_ == 0) err_ = errno;
+    }
+    if (err_ == 0) return;
+    std::string cause = std::strerror(err_);
+    if (err_ == ENOSPC || err_ == EDQUOT)
+      cause = "the disk is full (" + cause + ")";
+    throw std::runtime_error(cause + " writing " + path_ + " after " + std::to_string(written_) +
+                             " bytes");
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  int err_ = 0;
+  uint64_t written_ = 0;
+};
+
 }  // namespace
 
 extern "C" {
@@ -180,23 +252,26 @@ sc_err sc_save_tensors(const char *path, const char **names, const sc_tensor *ts
   pickler.protocol();
   pickler.pushIValue(c10::IValue(d));
   pickler.stop();
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) throw std::runtime_error(std::string("cannot create ") + path);
-  caffe2::serialize::PyTorchStreamWriter writer([&](const void *buf, size_t size) -> size_t {
-    f.write(static_cast<const char *>(buf), static_cast<std::streamsize>(size));
-    return f ? size : 0;
-  });
-  // records as torch::jit::writeArchiveAndTensors names them: data/<key>, then data.pkl
-  // (each record is the tensor's whole CPU storage, as getWriteableTensorData gives it)
-  const std::vector<at::Tensor> &tensors = pickler.tensorData();
-  for (size_t i = 0; i < tensors.size(); i++) {
-    const at::Storage &st = tensors[i].storage();
-    writer.writeRecord("data/" + std::to_string(i), st.data_ptr().get(), st.nbytes());
+  FileSink sink(path);
+  // On the heap so that a failure part-way can abandon it: its destructor would call
+  // writeEndOfFile on a half-written archive, and a throw from there ends the process.
+  auto writer = std::make_unique<caffe2::serialize::PyTorchStreamWriter>(sink.func());
+  try {
+    // records as torch::jit::writeArchiveAndTensors names them: data/<key>, then data.pkl
+    // (each record is the tensor's whole CPU storage, as getWriteableTensorData gives it)
+    const std::vector<at::Tensor> &tensors = pickler.tensorData();
+    for (size_t i = 0; i < tensors.size(); i++) {
+      const at::Storage &st = tensors[i].storage();
+      writer->writeRecord("data/" + std::to_string(i), st.data_ptr().get(), st.nbytes());
+    }
+    writer->writeRecord("data.pkl", pkl.data(), pkl.size());
+    writer->writeEndOfFile();
+  } catch (...) {
+    if (!writer->finalized()) (void)writer.release();  // abandoned: a few KB of zip state leak
+    throw;
   }
-  writer.writeRecord("data.pkl", pkl.data(), pkl.size());
-  writer.writeEndOfFile();
-  f.close();
-  if (!f) throw std::runtime_error(std::string("cannot write ") + path);
+  writer.reset();
+  sink.finish();
   SC_END
 }
 
@@ -276,7 +351,9 @@ void sc_jit_free(sc_module m) { delete m; }
 
 sc_err sc_jit_save(sc_module m, const char *path) {
   SC_BEGIN
-  m->m.save(path);
+  FileSink sink(path);
+  torch::jit::ExportModule(m->m, sink.func());
+  sink.finish();
   SC_END
 }
 
@@ -445,7 +522,9 @@ sc_err sc_optim_save(sc_optim o, const char *path) {
   SC_BEGIN
   torch::serialize::OutputArchive a;
   o->o->save(a);
-  a.save_to(path);
+  FileSink sink(path);
+  a.save_to(sink.func());
+  sink.finish();
   SC_END
 }
 
