@@ -151,3 +151,51 @@ func colMajorToRowMajor(src []float32, shape []int) []float32 {
 	}
 	return dst
 }
+
+// colMajorWalker places the elements of an array stored column-major (first index fastest, as
+// MATLAB and Fortran-ordered .npy write it) at their row-major positions while they are decoded,
+// so that a reader fills the final array directly instead of reordering a copy.
+type colMajorWalker struct {
+	shape, strides, idx []int
+	off                 int
+}
+
+func newColMajorWalker(shape []int) *colMajorWalker {
+	w := &colMajorWalker{shape: shape, strides: make([]int, len(shape)), idx: make([]int, len(shape))}
+	s := 1
+	for i := len(shape) - 1; i >= 0; i-- {
+		w.strides[i] = s
+		s *= shape[i]
+	}
+	return w
+}
+
+// scatter writes src, the next len(src) elements in column-major order, into dst (row-major).
+func (w *colMajorWalker) scatter(dst, src []float32) {
+	k := len(w.shape)
+	if k <= 1 {
+		copy(dst[w.off:], src)
+		w.off += len(src)
+		return
+	}
+	d0, s0 := w.shape[0], w.strides[0]
+	for _, v := range src {
+		dst[w.off] = v
+		w.idx[0]++
+		w.off += s0
+		if w.idx[0] < d0 {
+			continue
+		}
+		w.off -= s0 * d0
+		w.idx[0] = 0
+		for a := 1; a < k; a++ {
+			w.idx[a]++
+			w.off += w.strides[a]
+			if w.idx[a] < w.shape[a] {
+				break
+			}
+			w.off -= w.strides[a] * w.shape[a]
+			w.idx[a] = 0
+		}
+	}
+}

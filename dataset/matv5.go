@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"bufio"
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
@@ -49,18 +50,26 @@ type MATFile struct {
 }
 
 // ReadMAT reads a MATLAB v5 .mat file (plain or compressed elements, either byte order).
+//
+// The file is parsed as a stream: a numeric variable's values are converted to float32 as they
+// are read (or inflated) and written straight to their row-major places in the array returned,
+// so reading holds little more than that array, whatever the stored type or compression.
 func ReadMAT(path string) (*MATFile, error) {
 	limit, err := cubeLimit()
 	if err != nil {
 		return nil, fmt.Errorf("mat %s: %w", path, err)
 	}
-	// A variable's stored bytes are at most twice its float32 size (float64, int64), and a
-	// file may hold a cube and its ground truth.
-	b, err := ReadRegularFile(path, "mat", 4*limit+1<<20)
+	f, size, err := openRegular(path, "mat")
 	if err != nil {
 		return nil, err
 	}
-	return ParseMAT(b, path)
+	defer f.Close()
+	// A variable's stored bytes are at most twice its float32 size (float64, int64), and a
+	// file may hold a cube and its ground truth.
+	if maxBytes := 4*limit + 1<<20; size > maxBytes {
+		return nil, fmt.Errorf("mat %s: the file has %s, more than the %s this reader accepts", path, FormatBytes(size), FormatBytes(maxBytes))
+	}
+	return parseMAT(bufio.NewReaderSize(f, 1<<16), size, path)
 }
 
 func mat73Error(name string) error {
@@ -72,17 +81,27 @@ func mat73Error(name string) error {
 
 // ParseMAT parses the bytes of a MATLAB v5 file; name is used in error messages.
 func ParseMAT(b []byte, name string) (*MATFile, error) {
-	if len(b) >= 10 && bytes.HasPrefix(b, []byte("MATLAB 7.3")) {
+	return parseMAT(bufio.NewReaderSize(bytes.NewReader(b), 1<<16), int64(len(b)), name)
+}
+
+// parseMAT parses a MAT v5 file of size bytes from r.
+func parseMAT(r *bufio.Reader, size int64, name string) (*MATFile, error) {
+	first, _ := r.Peek(int(min(size, 520)))
+	if len(first) >= 10 && bytes.HasPrefix(first, []byte("MATLAB 7.3")) {
 		return nil, mat73Error(name)
 	}
-	if len(b) >= 520 && bytes.HasPrefix(b[512:], []byte("\x89HDF\r\n\x1a\n")) || bytes.HasPrefix(b, []byte("\x89HDF\r\n\x1a\n")) {
+	if len(first) >= 520 && bytes.HasPrefix(first[512:], []byte("\x89HDF\r\n\x1a\n")) || bytes.HasPrefix(first, []byte("\x89HDF\r\n\x1a\n")) {
 		return nil, mat73Error(name)
 	}
-	if len(b) < 128 {
-		return nil, fmt.Errorf("mat %s: %d bytes is too short for a MAT v5 header (128 bytes)", name, len(b))
+	if size < 128 {
+		return nil, fmt.Errorf("mat %s: %d bytes is too short for a MAT v5 header (128 bytes)", name, size)
+	}
+	hdr := make([]byte, 128)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		return nil, fmt.Errorf("mat %s: reading the header: %w", name, err)
 	}
 	var bo binary.ByteOrder
-	switch string(b[126:128]) {
+	switch string(hdr[126:128]) {
 	case "IM":
 		bo = binary.LittleEndian
 	case "MI":
@@ -90,45 +109,59 @@ func ParseMAT(b []byte, name string) (*MATFile, error) {
 	default:
 		return nil, fmt.Errorf("mat %s: no MAT v5 endian indicator at bytes 126-127 (MAT v4 and other formats are not supported)", name)
 	}
-	if v := bo.Uint16(b[124:]); v != 0x0100 {
+	if v := bo.Uint16(hdr[124:]); v != 0x0100 {
 		return nil, fmt.Errorf("mat %s: header version 0x%04x; only MAT v5 (0x0100) is supported", name, v)
 	}
-	m := &MATFile{Path: name, Header: strings.TrimRight(string(bytes.TrimRight(b[:116], "\x00")), " "), Skipped: map[string]string{}}
-	p := 128
-	for p < len(b) {
-		if len(b)-p < 8 {
-			if allZero(b[p:]) {
+	m := &MATFile{Path: name, Header: strings.TrimRight(string(bytes.TrimRight(hdr[:116], "\x00")), " "), Skipped: map[string]string{}}
+	p := int64(128)
+	var tag [8]byte
+	for p < size {
+		if size-p < 8 {
+			rest := make([]byte, size-p)
+			if _, err := io.ReadFull(r, rest); err != nil {
+				return nil, fmt.Errorf("mat %s: reading at offset %d: %w", name, p, err)
+			}
+			if allZero(rest) {
 				break
 			}
 			return nil, fmt.Errorf("mat %s: truncated data element tag at offset %d", name, p)
 		}
-		typ, n, small := matTag(b[p:], bo)
+		if _, err := io.ReadFull(r, tag[:]); err != nil {
+			return nil, fmt.Errorf("mat %s: reading at offset %d: %w", name, p, err)
+		}
+		typ, n, small := matTag(tag[:], bo)
 		if small {
 			p += 8
 			continue
 		}
-		if n > uint64(len(b)-p-8) {
-			return nil, fmt.Errorf("mat %s: data element at offset %d declares %d bytes but only %d remain (file truncated?)", name, p, n, len(b)-p-8)
+		if n > uint64(size-p-8) {
+			return nil, fmt.Errorf("mat %s: data element at offset %d declares %d bytes but only %d remain (file truncated?)", name, p, n, size-p-8)
 		}
-		payload := b[p+8 : p+8+int(n)]
+		lr := &io.LimitedReader{R: r, N: int64(n)}
+		var err error
 		switch typ {
 		case miCOMPRESSED:
-			inner, err := inflateElement(payload, bo)
-			if err != nil {
-				return nil, fmt.Errorf("mat %s: compressed element at offset %d: %w", name, p, err)
-			}
-			if err := m.topElement(inner, bo, name, p); err != nil {
-				return nil, err
-			}
-			p += 8 + int(n)
+			err = m.compressed(lr, bo, name, p)
 		case miMATRIX:
-			if err := m.matrix(payload, bo, name, p); err != nil {
-				return nil, err
+			er := &elemReader{r: lr, total: n}
+			err = m.matrix(er, bo, name, int(p), false)
+			if err == nil && er.ioErr != nil {
+				err = fmt.Errorf("mat %s: matrix at offset %d: %w", name, p, er.ioErr)
 			}
-			p += 8 + int(pad8(n))
-		default:
-			p += 8 + int(pad8(n))
 		}
+		if err != nil {
+			return nil, err
+		}
+		// What the element's reader left, and the padding to 8 bytes (compressed elements
+		// are not padded).
+		skip := lr.N
+		if typ != miCOMPRESSED {
+			skip += min(int64(pad8(n)-n), size-p-8-int64(n))
+		}
+		if _, err := io.CopyN(io.Discard, r, skip); err != nil {
+			return nil, fmt.Errorf("mat %s: reading at offset %d: %w", name, p, err)
+		}
+		p += 8 + int64(n) + skip - lr.N
 	}
 	return m, nil
 }
@@ -154,202 +187,289 @@ func matTag(b []byte, bo binary.ByteOrder) (typ int, n uint64, small bool) {
 	return int(w), uint64(bo.Uint32(b[4:])), false
 }
 
-// maxMATNameBytes bounds the name sub-element of a compressed matrix (MATLAB allows 63
-// characters).
+// maxMATNameBytes bounds the name sub-element of a matrix (MATLAB allows 63 characters).
 const maxMATNameBytes = 4096
 
-// inflateElement decompresses a miCOMPRESSED payload, which holds exactly one more element.
-// For a numeric matrix the dimensions are read first and checked against MaxCubeBytes, and the
-// element's declared length must not exceed what those dimensions can need; the stream is then
-// read through a limit of that length, so a decompression bomb fails before it is inflated.
-// Elements of other kinds (cells, structs, chars) are bounded by MaxCubeBytes.
-func inflateElement(payload []byte, bo binary.ByteOrder) ([]byte, error) {
-	zr, err := zlib.NewReader(bytes.NewReader(payload))
+// maxMATHeadBytes bounds the array flags and dimensions sub-elements (8 bytes of flags; 4 per
+// dimension).
+const maxMATHeadBytes = 4096
+
+// errShortElement reports a matrix whose stream ended before the bytes its tag declares.
+var errShortElement = errors.New("element ends early")
+
+// elemReader reads one matrix element of total bytes from a stream (the file, or a zlib
+// stream), counting what it has read; ioErr keeps the first read error other than an early end.
+type elemReader struct {
+	r          io.Reader
+	pos, total uint64
+	ioErr      error
+}
+
+func (e *elemReader) left() uint64 { return e.total - e.pos }
+
+// full reads len(b) bytes (the caller checked that they lie within the element).
+func (e *elemReader) full(b []byte) error {
+	k, err := io.ReadFull(e.r, b)
+	e.pos += uint64(k)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return errShortElement
+	}
+	if err != nil && e.ioErr == nil {
+		e.ioErr = err
+	}
+	return err
+}
+
+// skip discards n bytes, or what is left of the element when that is less.
+func (e *elemReader) skip(n uint64) error {
+	n = min(n, e.left())
+	k, err := io.CopyN(io.Discard, e.r, int64(n))
+	e.pos += uint64(k)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return errShortElement
+	}
+	if err != nil && e.ioErr == nil {
+		e.ioErr = err
+	}
+	return err
+}
+
+// sub is one sub-element of a matrix as far as it has been read: its type and length, and its
+// payload when the caller asked for it (small elements always carry theirs).
+type sub struct {
+	typ     int
+	n       uint64
+	small   bool
+	at      uint64 // offset of the tag within the matrix
+	payload []byte
+}
+
+// next reads a sub-element tag and, when read is true, its payload and padding; ok is false at
+// the end of the element (fewer than 8 bytes left).
+func (e *elemReader) next(bo binary.ByteOrder, read bool, maxRead uint64) (s sub, ok bool, err error) {
+	if e.left() < 8 {
+		return s, false, nil
+	}
+	s.at = e.pos
+	var tag [8]byte
+	if err := e.full(tag[:]); err != nil {
+		return s, false, err
+	}
+	s.typ, s.n, s.small = matTag(tag[:], bo)
+	if s.small {
+		if s.n > 4 {
+			return s, false, fmt.Errorf("small sub-element at byte %d declares %d bytes (at most 4)", s.at, s.n)
+		}
+		s.payload = append([]byte(nil), tag[4:4+s.n]...)
+		return s, true, nil
+	}
+	if s.n > e.left() {
+		return s, false, fmt.Errorf("sub-element at byte %d declares %d bytes but only %d remain", s.at, s.n, e.left())
+	}
+	if read {
+		if s.n > maxRead {
+			return s, false, fmt.Errorf("sub-element at byte %d declares %d bytes, more than the %d it may hold", s.at, s.n, maxRead)
+		}
+		b := make([]byte, min(pad8(s.n), e.left()))
+		if err := e.full(b); err != nil {
+			return s, false, err
+		}
+		s.payload = b[:s.n]
+	}
+	return s, true, nil
+}
+
+// skipPayload discards a sub-element's payload and padding (not yet read).
+func (e *elemReader) skipPayload(s sub) error {
+	if s.small {
+		return nil
+	}
+	return e.skip(pad8(s.n))
+}
+
+// compressed reads a miCOMPRESSED element, which holds exactly one more element: a matrix is
+// decoded while it is inflated (its dimensions are checked against MaxCubeBytes before any of
+// its data is, and the element may not declare more bytes than they can need, so a
+// decompression bomb fails before it is inflated); anything else is ignored.
+func (m *MATFile) compressed(lr io.Reader, bo binary.ByteOrder, name string, at int64) error {
+	fail := func(err error) error { return fmt.Errorf("mat %s: compressed element at offset %d: %w", name, at, err) }
+	zr, err := zlib.NewReader(lr)
 	if err != nil {
-		return nil, fmt.Errorf("zlib: %w", err)
+		return fail(fmt.Errorf("zlib: %w", err))
 	}
 	defer zr.Close()
 	var tag [8]byte
 	if _, err := io.ReadFull(zr, tag[:]); err != nil {
-		return nil, fmt.Errorf("zlib: %w", err)
+		return fail(fmt.Errorf("zlib: %w", err))
 	}
 	typ, n, small := matTag(tag[:], bo)
 	if small || typ != miMATRIX {
-		return tag[:], nil // ignored by topElement: not inflated
+		return nil // not inflated
 	}
-	limit, err := cubeLimit()
+	er := &elemReader{r: zr, total: n}
+	err = m.matrix(er, bo, name, int(at), true)
+	if er.ioErr != nil {
+		return fail(fmt.Errorf("zlib: %w", er.ioErr))
+	}
+	if errors.Is(err, errShortElement) {
+		return fail(fmt.Errorf("decompressed element holds %d bytes but declares %d", er.pos+8, n+8))
+	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	// Array flags (16 bytes) and the dimensions tag (8).
-	head := make([]byte, 24)
-	if n < 24 {
-		head = head[:n]
+	// Read through the end of the stream so that zlib verifies its checksum (MATLAB pads
+	// nothing, but allow a few bytes).
+	if _, err := io.Copy(io.Discard, io.LimitReader(zr, 64)); err != nil {
+		return fail(fmt.Errorf("zlib: %w", err))
 	}
-	if _, err := io.ReadFull(zr, head); err != nil {
-		return nil, fmt.Errorf("zlib: reading the matrix header: %w", err)
-	}
-	bound := limit // non-numeric classes and malformed headers (matrix reports those)
-	if len(head) == 24 {
-		class := int(bo.Uint32(head[8:]) & 0xff)
-		dt, dn, dsmall := matTag(head[16:], bo)
-		var dims []byte
-		if dsmall {
-			dims = head[20 : 20+min(int(dn), 4)]
-		} else if dt == miINT32 && dn%4 == 0 && dn <= 4*64 && dn <= n-24 {
-			dims = make([]byte, pad8(dn))
-			if _, err := io.ReadFull(zr, dims); err != nil {
-				return nil, fmt.Errorf("zlib: reading the dimensions: %w", err)
-			}
-			head = append(head, dims...)
-			dims = dims[:dn]
-		}
-		if class >= 6 && class <= 15 && len(dims) >= 4 {
-			count, desc := int64(1), make([]string, 0, len(dims)/4)
-			for i := 0; i+4 <= len(dims); i += 4 {
-				d := int64(int32(bo.Uint32(dims[i:])))
-				desc = append(desc, fmt.Sprint(d))
-				if d < 0 || (d > 0 && count > maxElements/d) {
-					count = -1
-					break
-				}
-				count *= d
-			}
-			className := matClassNames[class]
-			if count >= 0 {
-				if err := checkCubeSize("", fmt.Sprintf("a %s %s array", strings.Join(desc, "×"), className), count); err != nil {
-					return nil, err
-				}
-				// Header, name, and real and imaginary parts of at most 8 bytes per element.
-				need := uint64(len(head)) + 8 + maxMATNameBytes + 2*(8+pad8(uint64(count)*8))
-				if n > need {
-					return nil, fmt.Errorf("compressed %s %s matrix declares %d bytes, more than its dimensions can need (%d)", strings.Join(desc, "×"), className, n, need)
-				}
-			}
-		}
-	}
-	if n > uint64(bound)+uint64(len(head))+maxMATNameBytes+64 {
-		return nil, fmt.Errorf("compressed matrix declares %s, over the cube memory limit of %s (set %s to raise it)", FormatBytes(int64(min(n, 1<<62))), FormatBytes(limit), EnvMaxCubeBytes)
-	}
-	// Read through the end of the stream so that zlib verifies its checksum, but never more
-	// than the declared element plus padding; the buffer grows with the data that arrives.
-	rest, err := io.ReadAll(io.LimitReader(zr, int64(n)-int64(len(head))+64))
-	if err != nil {
-		return nil, fmt.Errorf("zlib: %w", err)
-	}
-	if uint64(len(head)+len(rest)) < n {
-		return nil, fmt.Errorf("decompressed element holds %d bytes but declares %d", len(head)+len(rest), n)
-	}
-	out := make([]byte, 0, 8+len(head)+len(rest))
-	return append(append(append(out, tag[:]...), head...), rest...), nil
+	return nil
 }
 
-// topElement handles the element found inside a miCOMPRESSED block.
-func (m *MATFile) topElement(b []byte, bo binary.ByteOrder, name string, at int) error {
-	typ, n, small := matTag(b, bo)
-	if small || typ != miMATRIX {
-		return nil
-	}
-	if n > uint64(len(b)-8) {
-		return fmt.Errorf("mat %s: compressed element at offset %d: matrix declares %d bytes but holds %d", name, at, n, len(b)-8)
-	}
-	return m.matrix(b[8:8+int(n)], bo, name, at)
-}
-
-// subElements splits a miMATRIX payload into its sub-elements.
-func subElements(b []byte, bo binary.ByteOrder) (types []int, payloads [][]byte, err error) {
-	q := 0
-	for q < len(b) {
-		if len(b)-q < 8 {
-			if allZero(b[q:]) {
-				break
-			}
-			return nil, nil, fmt.Errorf("truncated sub-element tag at byte %d", q)
+// matrix decodes one miMATRIX element (read from er, after its tag) into a variable, or records
+// it as skipped. compressed elements are also checked against what their dimensions can need.
+func (m *MATFile) matrix(er *elemReader, bo binary.ByteOrder, name string, at int, compressed bool) error {
+	bad := func(err error) error {
+		if errors.Is(err, errShortElement) || er.ioErr != nil {
+			return err
 		}
-		typ, n, small := matTag(b[q:], bo)
-		if small {
-			if n > 4 {
-				return nil, nil, fmt.Errorf("small sub-element at byte %d declares %d bytes (at most 4)", q, n)
-			}
-			types = append(types, typ)
-			payloads = append(payloads, b[q+4:q+4+int(n)])
-			q += 8
-			continue
-		}
-		if n > uint64(len(b)-q-8) {
-			return nil, nil, fmt.Errorf("sub-element at byte %d declares %d bytes but only %d remain", q, n, len(b)-q-8)
-		}
-		types = append(types, typ)
-		payloads = append(payloads, b[q+8:q+8+int(n)])
-		q += 8 + int(pad8(n))
-	}
-	return types, payloads, nil
-}
-
-// matrix decodes one miMATRIX payload into a variable, or records it as skipped.
-func (m *MATFile) matrix(b []byte, bo binary.ByteOrder, name string, at int) error {
-	types, pl, err := subElements(b, bo)
-	if err != nil {
 		return fmt.Errorf("mat %s: matrix at offset %d: %w", name, at, err)
 	}
-	if len(types) < 1 || types[0] != miUINT32 || len(pl[0]) < 8 {
+	flags, ok, err := er.next(bo, true, maxMATHeadBytes)
+	if err != nil {
+		return bad(err)
+	}
+	if !ok || flags.typ != miUINT32 || len(flags.payload) < 8 {
 		return fmt.Errorf("mat %s: matrix at offset %d: missing array flags", name, at)
 	}
-	flags := bo.Uint32(pl[0])
-	class := int(flags & 0xff)
-	complexFlag := flags&0x0800 != 0
+	fl := bo.Uint32(flags.payload)
+	class := int(fl & 0xff)
+	complexFlag := fl&0x0800 != 0
 	className, known := matClassNames[class]
 	if !known {
 		className = fmt.Sprintf("class %d", class)
 	}
-	if len(types) < 3 || types[1] != miINT32 || len(pl[1])%4 != 0 || len(pl[1]) < 8 {
-		if class >= 6 && class <= 15 {
+	numeric := class >= 6 && class <= 15
+	limit, err := cubeLimit()
+	if err != nil {
+		return fmt.Errorf("mat %s: %w", name, err)
+	}
+	if compressed && !numeric && er.total > uint64(limit)+maxMATHeadBytes+maxMATNameBytes+64 {
+		return fmt.Errorf("mat %s: compressed element at offset %d: compressed matrix declares %s, over the cube memory limit of %s (set %s to raise it)",
+			name, at, FormatBytes(int64(min(er.total, 1<<62))), FormatBytes(limit), EnvMaxCubeBytes)
+	}
+	dimsSub, ok, err := er.next(bo, true, maxMATHeadBytes)
+	if err != nil && !(errors.Is(err, errShortElement) || er.ioErr != nil) && !numeric {
+		ok = false // a malformed header of a class this reader skips anyway
+	} else if err != nil {
+		return bad(err)
+	}
+	var nameSub sub
+	nameOK := false
+	if ok && dimsSub.typ == miINT32 && len(dimsSub.payload)%4 == 0 && len(dimsSub.payload) >= 8 {
+		nameSub, nameOK, err = er.next(bo, true, maxMATNameBytes)
+		if err != nil {
+			return bad(err)
+		}
+	}
+	if !nameOK {
+		if numeric {
 			return fmt.Errorf("mat %s: matrix at offset %d: missing or malformed dimensions", name, at)
 		}
 		m.Skipped[fmt.Sprintf("(unnamed at offset %d)", at)] = className
 		return nil
 	}
-	dims := make([]int, len(pl[1])/4)
+	dims := make([]int, len(dimsSub.payload)/4)
 	dims64 := make([]int64, len(dims))
 	for i := range dims {
-		d := int32(bo.Uint32(pl[1][4*i:]))
+		d := int32(bo.Uint32(dimsSub.payload[4*i:]))
 		if d < 0 {
 			return fmt.Errorf("mat %s: matrix at offset %d: negative dimension %d", name, at, d)
 		}
 		dims[i], dims64[i] = int(d), int64(d)
 	}
-	if types[2] != miINT8 && types[2] != miUTF8 && types[2] != miUINT8 {
-		return fmt.Errorf("mat %s: matrix at offset %d: array name has element type %d, expected miINT8", name, at, types[2])
+	if nameSub.typ != miINT8 && nameSub.typ != miUTF8 && nameSub.typ != miUINT8 {
+		return fmt.Errorf("mat %s: matrix at offset %d: array name has element type %d, expected miINT8", name, at, nameSub.typ)
 	}
-	varName := string(pl[2])
-	if class < 6 || class > 15 {
+	varName := string(nameSub.payload)
+	if !numeric {
 		if varName == "" {
 			varName = fmt.Sprintf("(unnamed at offset %d)", at)
 		}
 		m.Skipped[varName] = className
 		return nil
 	}
+	desc := make([]string, len(dims))
+	for i, d := range dims {
+		desc[i] = fmt.Sprint(d)
+	}
 	count, ok := checkedMul(maxElements, dims64...)
 	if !ok {
 		return fmt.Errorf("mat %s: variable %q: dimensions %v are too large", name, varName, dims)
 	}
-	if err := checkCubeSize("mat "+name, fmt.Sprintf("variable %q (%s %v)", varName, className, dims), count); err != nil {
+	if err := checkCubeSize("mat "+name, fmt.Sprintf("variable %q (a %s %s array)", varName, strings.Join(desc, "×"), className), count); err != nil {
 		return err
 	}
-	if len(types) < 4 {
+	if compressed {
+		// Header, name, and real and imaginary parts of at most 8 bytes per element.
+		need := er.pos + 8 + maxMATNameBytes + 2*(8+pad8(uint64(count)*8))
+		if er.total > need {
+			return fmt.Errorf("mat %s: compressed element at offset %d: compressed %s %s matrix declares %d bytes, more than its dimensions can need (%d)",
+				name, at, strings.Join(desc, "×"), className, er.total, need)
+		}
+	}
+	re, ok, err := er.next(bo, false, 0)
+	if err != nil {
+		return bad(err)
+	}
+	if !ok {
 		return fmt.Errorf("mat %s: variable %q (%s %v) has no data sub-element", name, varName, className, dims)
 	}
-	esize, kind, dtype := miType(types[3])
+	esize, kind, dtype := miType(re.typ)
 	if esize == 0 {
-		return fmt.Errorf("mat %s: variable %q: real part stored as element type %d, which is not numeric", name, varName, types[3])
+		return fmt.Errorf("mat %s: variable %q: real part stored as element type %d, which is not numeric", name, varName, re.typ)
 	}
-	if int64(len(pl[3])) != count*int64(esize) {
-		return fmt.Errorf("mat %s: variable %q: real part holds %d bytes of %s but dimensions %v need %d", name, varName, len(pl[3]), dtype, dims, count*int64(esize))
+	if re.n != uint64(count)*uint64(esize) {
+		return fmt.Errorf("mat %s: variable %q: real part holds %d bytes of %s but dimensions %v need %d", name, varName, re.n, dtype, dims, count*int64(esize))
 	}
 	data := make([]float32, count)
-	decodeNumeric(data, pl[3], kind, esize, bo)
-	if complexFlag && len(types) < 5 {
-		return fmt.Errorf("mat %s: variable %q is flagged complex but has no imaginary part", name, varName)
+	if re.small {
+		decodeNumeric(data, re.payload, kind, esize, bo)
+		if len(dims) > 1 {
+			newColMajorWalker(dims).scatter(data, append([]float32(nil), data...))
+		}
+	} else {
+		// Convert block by block straight into the row-major array.
+		w := newColMajorWalker(dims)
+		block := min(int64(decodeBlockBytes/esize), count)
+		buf := make([]byte, block*int64(esize))
+		tmp := make([]float32, block)
+		for i := int64(0); i < count; {
+			k := min(count-i, block)
+			if err := er.full(buf[:k*int64(esize)]); err != nil {
+				return bad(err)
+			}
+			decodeNumeric(tmp[:k], buf[:k*int64(esize)], kind, esize, bo)
+			w.scatter(data, tmp[:k])
+			i += k
+		}
+		if err := er.skip(pad8(re.n) - re.n); err != nil {
+			return bad(err)
+		}
+	}
+	if complexFlag {
+		imag, ok, err := er.next(bo, false, 0)
+		if err != nil {
+			return bad(err)
+		}
+		if !ok {
+			return fmt.Errorf("mat %s: variable %q is flagged complex but has no imaginary part", name, varName)
+		}
+		if err := er.skipPayload(imag); err != nil {
+			return bad(err)
+		}
+	}
+	if err := er.skip(er.left()); err != nil {
+		return bad(err)
 	}
 	m.Variables = append(m.Variables, &Array{
 		Name:    varName,
@@ -357,7 +477,7 @@ func (m *MATFile) matrix(b []byte, bo binary.ByteOrder, name string, at int) err
 		DType:   dtype,
 		Class:   className,
 		Complex: complexFlag,
-		Data:    colMajorToRowMajor(data, dims),
+		Data:    data,
 	})
 	return nil
 }

@@ -55,19 +55,34 @@ func ReadNPY(path string) (*Array, error) {
 // readNPYData reads and converts the n elements at offset dataOff of r into a.Data.
 func readNPYData(a *Array, r io.ReaderAt, dataOff int, n int64, es int, kind byte, bo binary.ByteOrder, fortran bool, path string) error {
 	buf := make([]byte, min(int64(decodeBlockBytes)/int64(es)*int64(es), n*int64(es)))
+	put := newBlockSink(a, len(buf)/es, fortran)
 	for i := int64(0); i < n; {
 		m := min(n-i, int64(len(buf)/es))
 		blk := buf[:m*int64(es)]
 		if err := readAtFull(r, blk, int64(dataOff)+i*int64(es)); err != nil {
 			return fmt.Errorf("npy %s: reading data: %w", path, err)
 		}
-		decodeNumeric(a.Data[i:i+m], blk, kind, es, bo)
+		put(i, m, blk, kind, es, bo)
 		i += m
 	}
-	if fortran {
-		a.Data = colMajorToRowMajor(a.Data, a.Shape)
-	}
 	return nil
+}
+
+// newBlockSink returns the function that decodes block m elements starting at element i into
+// a.Data: in place for C order, through a small buffer and a colMajorWalker for Fortran order,
+// so that the values are converted once, into the final array.
+func newBlockSink(a *Array, block int, fortran bool) func(i, m int64, blk []byte, kind byte, es int, bo binary.ByteOrder) {
+	if !fortran || len(a.Shape) <= 1 {
+		return func(i, m int64, blk []byte, kind byte, es int, bo binary.ByteOrder) {
+			decodeNumeric(a.Data[i:i+m], blk, kind, es, bo)
+		}
+	}
+	tmp := make([]float32, block)
+	w := newColMajorWalker(a.Shape)
+	return func(i, m int64, blk []byte, kind byte, es int, bo binary.ByteOrder) {
+		decodeNumeric(tmp[:m], blk, kind, es, bo)
+		w.scatter(a.Data, tmp[:m])
+	}
 }
 
 // DecodeNPY decodes the bytes of a .npy file; name is used in error messages.
@@ -350,6 +365,7 @@ func decodeNPYStream(r io.Reader, name string) (*Array, error) {
 	}
 	head = head[dataOff:] // data bytes read with the header (none for a well-formed file)
 	buf := make([]byte, min(int64(decodeBlockBytes)/int64(es)*int64(es), n*int64(es)))
+	put := newBlockSink(a, len(buf)/es, fortran)
 	for i := int64(0); i < n; {
 		m := min(n-i, int64(len(buf)/es))
 		blk := buf[:m*int64(es)]
@@ -361,7 +377,7 @@ func decodeNPYStream(r io.Reader, name string) (*Array, error) {
 			}
 			return nil, fmt.Errorf("npy %s: reading data: %w", name, err)
 		}
-		decodeNumeric(a.Data[i:i+m], blk, kind, es, bo)
+		put(i, m, blk, kind, es, bo)
 		i += m
 	}
 	var one [1]byte
@@ -370,9 +386,6 @@ func decodeNPYStream(r io.Reader, name string) (*Array, error) {
 	}
 	if k, _ := io.ReadFull(r, one[:]); k > 0 {
 		return nil, fmt.Errorf("npy %s: data has trailing bytes after the %d that shape %v needs", name, n*int64(es), a.Shape)
-	}
-	if fortran {
-		a.Data = colMajorToRowMajor(a.Data, a.Shape)
 	}
 	return a, nil
 }

@@ -54,26 +54,89 @@ func RXScores(s *torch.Scope, cube *torch.Tensor) *torch.Tensor {
 	return s.Reshape(d, b, h, w)
 }
 
+// rxChunkBytes bounds the float64 working set of one block of pixels in RX.
+const rxChunkBytes = 32 << 20
+
 // RX runs global RX on one channels-last cube (h×w×c values, pixel (r,col) band k at
 // (r*w+col)*c+k) on the CPU and returns the h×w scores in float64.
+//
+// It computes what RXScores does (mean, unbiased covariance, pseudo-inverse, squared
+// Mahalanobis distance) in blocks of pixels of at most rxChunkBytes as float64, so that a whole
+// scene takes the cube, its scores and a few such blocks instead of several float64 copies of
+// the cube.
 func RX(cube []float32, h, w, c int) ([]float64, error) {
 	if h <= 0 || w <= 0 || c <= 0 || len(cube) != h*w*c {
 		return nil, fmt.Errorf("rx: %d values do not make a %d×%d×%d cube", len(cube), h, w, c)
 	}
-	s := torch.NewScope()
-	defer s.Close()
-	var out []float64
-	var err error
-	s.NoGrad(func() {
-		d := RXScores(s, s.FromFloat32(cube, int64(h), int64(w), int64(c)))
-		if s.Err() == nil {
-			out, err = d.Float64s()
-		}
-	})
-	if e := s.Err(); e != nil {
-		return nil, e
+	n := h * w
+	if n < 2 {
+		return nil, fmt.Errorf("rx: need at least 2 pixels, got %d×%d", h, w)
 	}
-	return out, err
+	chunk := max(1, rxChunkBytes/(8*c))
+	// The mean, accumulated in float64.
+	mean := make([]float64, c)
+	for i := 0; i < len(cube); i += c {
+		for k, v := range cube[i : i+c] {
+			mean[k] += float64(v)
+		}
+	}
+	for k := range mean {
+		mean[k] /= float64(n)
+	}
+	// block runs fn on the centred float64 pixels [p0, p1) as an [m, c] tensor, in a scope of
+	// its own so that each block's tensors are freed before the next.
+	block := func(p0, p1 int, fn func(s *torch.Scope, xc *torch.Tensor)) error {
+		s := torch.NewScope()
+		defer s.Close()
+		s.NoGrad(func() {
+			x := s.ToDType(s.FromFloat32(cube[p0*c:p1*c], int64(p1-p0), int64(c)), torch.Float64)
+			fn(s, s.Sub(x, s.FromFloat64(mean, 1, int64(c))))
+		})
+		return s.Err()
+	}
+	cov := make([]float64, c*c)
+	for p0 := 0; p0 < n; p0 += chunk {
+		p1 := min(n, p0+chunk)
+		var part []float64
+		var err error
+		if e := block(p0, p1, func(s *torch.Scope, xc *torch.Tensor) {
+			part, err = s.Mm(s.Transpose(xc, 0, 1), xc).Float64s()
+		}); e != nil {
+			return nil, e
+		}
+		if err != nil {
+			return nil, err
+		}
+		for i, v := range part {
+			cov[i] += v
+		}
+	}
+	for i := range cov {
+		cov[i] /= float64(n - 1)
+	}
+	ps := torch.NewScope()
+	defer ps.Close()
+	var pinv *torch.Tensor
+	ps.NoGrad(func() { pinv = ps.Pinv(ps.FromFloat64(cov, int64(c), int64(c))) })
+	if err := ps.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]float64, 0, n)
+	for p0 := 0; p0 < n; p0 += chunk {
+		p1 := min(n, p0+chunk)
+		var d []float64
+		var err error
+		if e := block(p0, p1, func(s *torch.Scope, xc *torch.Tensor) {
+			d, err = s.Sum(s.Mul(s.Mm(xc, pinv), xc), false, 1).Float64s()
+		}); e != nil {
+			return nil, e
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d...)
+	}
+	return out, nil
 }
 
 // ROCAUC is the exact pixel ROC AUC of scores against labels (Mann–Whitney, ties count ½);
