@@ -302,8 +302,8 @@ func newExportDetectorCmd(g *globals) *cobra.Command {
 			if !builtin {
 				return fmt.Errorf("only --builtin can be exported here; export AdaCLIP with scripts/export_adaclip.py")
 			}
-			if cmd.Flags().Changed("image-size") && size < 1 {
-				return fmt.Errorf("--image-size %d: the detector's input size must be >= 1 pixel (default 224)", size)
+			if cmd.Flags().Changed("image-size") && (size < 8 || size > detect.MaxImageSize) {
+				return fmt.Errorf("--image-size %d: the detector's input size must be in 8..%d pixels (default 224)", size, detect.MaxImageSize)
 			}
 			opts := detect.BuiltinOptions{}
 			if size > 0 {
@@ -318,7 +318,7 @@ func newExportDetectorCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&out, "out", "builtin_detector.pt", "output file")
 	cmd.Flags().BoolVar(&builtin, "builtin", false, "export the built-in detector")
-	cmd.Flags().IntVar(&size, "image-size", 0, "the detector's input size (default 224)")
+	cmd.Flags().IntVar(&size, "image-size", 0, fmt.Sprintf("the detector's input size, 8..%d (default 224)", detect.MaxImageSize))
 	return cmd
 }
 

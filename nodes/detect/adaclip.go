@@ -24,10 +24,20 @@ func init() {
 		Aliases: []string{"cuvis_ai_adaclip.node.adaclip_node.AdaCLIPDetector"},
 		Factory: func(name string, params map[string]any) (nodes.Node, error) { return NewAdaCLIP(name, params) },
 		Doc: "Zero-shot anomaly detector over a TorchScript module meeting the detector contract " +
-			"(detector_path; empty = the built-in Mahalanobis detector). rgb_image [B,H,W,3] → scores [B,H,W,1], anomaly_score [B].",
+			"(detector_path; empty = the built-in Mahalanobis detector). rgb_image [B,H,W,3] → scores [B,H,W,1], anomaly_score [B]. " +
+			"image_size: 0..1024 (0 = the module's own); gaussian_sigma: 0..256 pixels (default 4).",
 	})
 	nodes.RegisterPluginKind(PluginKind, NewFromFiles)
 }
+
+// MaxImageSize is the largest detector input side (image_size, a module's own image_size
+// attribute, export-detector --image-size): at 1024 pixels a ViT-L/14 module already holds
+// 5329 tokens per image; larger sizes only exhaust memory.
+const MaxImageSize = 1024
+
+// MaxGaussianSigma is the largest gaussian_sigma in pixels: the blur kernel has about 8σ+1
+// taps, so 256 already spans twice the largest image_size.
+const MaxGaussianSigma = 256
 
 // Metadata names the detector behind a node, read from the module's attributes, so that
 // outputs and reports say which detector produced them (the built-in one is not AdaCLIP).
@@ -78,8 +88,8 @@ func NewAdaCLIP(name string, params map[string]any) (*AdaCLIP, error) {
 	wantWeight := p.String("weight_name", "")
 	wantBackbone := p.String("backbone", "")
 	wantPrompt := p.String("prompt_text", "")
-	p.Check(d.imageSize >= 0, "image_size", "must be >= 0 (0 = the module's own size), got %d", d.imageSize)
-	p.Check(d.sigma >= 0 && !math.IsNaN(d.sigma), "gaussian_sigma", "must be >= 0, got %g", d.sigma)
+	p.Check(d.imageSize >= 0 && d.imageSize <= MaxImageSize, "image_size", "must be in 0..%d (0 = the module's own size), got %d", MaxImageSize, d.imageSize)
+	p.Check(d.sigma >= 0 && d.sigma <= MaxGaussianSigma, "gaussian_sigma", "must be in 0..%d pixels, got %g", MaxGaussianSigma, d.sigma)
 	if err := p.Done(); err != nil {
 		return nil, err
 	}
@@ -195,6 +205,9 @@ func readMetadata(m *torch.Module) (Metadata, error) {
 	}
 	if is.Kind != "int" || is.Int < 1 {
 		return meta, fmt.Errorf("module attribute image_size is missing or not a positive int (kind %q, value %d)", is.Kind, is.Int)
+	}
+	if is.Int > MaxImageSize {
+		return meta, fmt.Errorf("module attribute image_size %d is over the maximum of %d", is.Int, MaxImageSize)
 	}
 	meta.ImageSize = int(is.Int)
 	for _, a := range []struct {

@@ -47,8 +47,8 @@ func (o BuiltinOptions) withDefaults() (BuiltinOptions, error) {
 	if o.ImageSize == 0 {
 		o.ImageSize = 224
 	}
-	if o.ImageSize < 8 {
-		return o, fmt.Errorf("builtin detector: image size %d is too small (want >= 8)", o.ImageSize)
+	if o.ImageSize < 8 || o.ImageSize > MaxImageSize {
+		return o, fmt.Errorf("builtin detector: image size %d is out of range 8..%d", o.ImageSize, MaxImageSize)
 	}
 	if o.Scales == nil {
 		o.Scales = []int{3, 7, 15}
