@@ -2,11 +2,13 @@ package nodes
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/spectraclip/spectraclip/torch"
 	"go.yaml.in/yaml/v3"
@@ -199,7 +201,7 @@ func (p *Pipeline) State() (map[string]*torch.Tensor, error) {
 func WriteFileAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return err
+		return diskFull(path, err)
 	}
 	name := tmp.Name()
 	_, werr := tmp.Write(data)
@@ -215,7 +217,16 @@ func WriteFileAtomic(path string, data []byte) error {
 	if werr != nil {
 		os.Remove(name)
 	}
-	return werr
+	return diskFull(path, werr)
+}
+
+// diskFull says that the disk is full, naming path, when err is ENOSPC or EDQUOT; other
+// errors are returned as they are.
+func diskFull(path string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%s: the disk is full (%w)", path, err)
+	}
+	return err
 }
 
 // ReadPipelineConfig reads a pipeline YAML, rejecting unknown keys.

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -54,7 +55,7 @@ func Stage(parent, name string) (*Staging, error) {
 	}
 	d, err := os.MkdirTemp(parent, tmpPrefix+name+"-")
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint %s: %w", filepath.Join(parent, name), err)
+		return nil, fmt.Errorf("checkpoint %s: %w", filepath.Join(parent, name), diskFull(parent, err))
 	}
 	return &Staging{parent: parent, name: name, Dir: d}, nil
 }
@@ -351,6 +352,15 @@ func writeSynced(p string, b []byte) error {
 	}
 	if err != nil {
 		os.Remove(p)
+	}
+	return diskFull(p, err)
+}
+
+// diskFull says that the disk is full, naming path, when err is ENOSPC or EDQUOT; other
+// errors are returned as they are.
+func diskFull(path string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%s: the disk is full (%w)", path, err)
 	}
 	return err
 }

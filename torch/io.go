@@ -7,11 +7,13 @@ package torch
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"syscall"
 	"unsafe"
 )
 
@@ -54,6 +56,9 @@ func SaveTensors(path string, tensors map[string]*Tensor) error {
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return fmt.Errorf("torch: save %s: the disk is full (%w)", path, err)
+		}
 		return fmt.Errorf("torch: save %s: %w", path, err)
 	}
 	tmpName := tmp.Name()
