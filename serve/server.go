@@ -110,6 +110,7 @@ type Server struct {
 	health  *health.Server
 	grpcSrv *grpc.Server
 	httpSrv *http.Server
+	flight  inFlight // requests in progress, for a drain cut short (drain.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -208,11 +209,12 @@ func open(o Options) (*Server, error) {
 	if o.TLS != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(o.TLS.Clone())))
 	}
+	gopts = append(gopts, grpc.StatsHandler(&s.flight))
 	s.grpcSrv = grpc.NewServer(gopts...)
 	servepb.RegisterScorerServer(s.grpcSrv, &grpcScorer{s: s})
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)
 	reflection.Register(s.grpcSrv)
-	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ConnState: s.flight.connState}
 	return s, nil
 }
 
@@ -310,7 +312,9 @@ func (s *Server) Serve(httpLn, grpcLn net.Listener) error {
 }
 
 // Shutdown stops accepting requests, answers those in flight and queued (until ctx ends,
-// then cuts the rest off), and frees the pipeline.
+// then cuts the rest off), and frees the pipeline. When ctx ends first, it is an error only
+// if a request received in full was not answered; requests still arriving are cut off with
+// a warning (drainVerdict).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.ready.Store(false)
@@ -324,14 +328,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			select {
 			case <-done:
 			case <-ctx.Done():
+				s.flight.noteCut() // before the cut
 				s.grpcSrv.Stop()
 				<-done
 			}
 		}()
 		err := s.httpSrv.Shutdown(ctx)
+		if ctx.Err() != nil {
+			s.flight.noteCut()
+			s.httpSrv.Close()
+		}
 		wg.Wait()
 		if berr := s.b.Close(ctx); err == nil {
 			err = berr
+		}
+		if ctx.Err() != nil {
+			err = s.drainVerdict()
 		}
 		if ctx.Err() == nil {
 			s.closeScorers()
@@ -359,6 +371,8 @@ func (s *Server) score(ctx context.Context, f *Frame, a *Arrival) (Result, error
 		s.m.error("not_ready")
 		return Result{}, ErrNotReady
 	}
+	s.flight.scoring.Add(1)
+	defer s.flight.scoring.Add(-1)
 	t0 := time.Now()
 	r, err := s.b.submit(ctx, f, a)
 	s.m.stage("total", time.Since(t0))

@@ -77,7 +77,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&tlsCert, "tls-cert", "", "serve HTTPS and gRPC over TLS with this PEM certificate (chain) and --tls-key")
 	f.StringVar(&tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per-request deadline when the client sets none (> 0)")
-	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish (≥ 0)")
+	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish (≥ 0); then those still arriving are cut off with a warning and serve exits 0 (finishing an upload in time is the client's part), but a request received in full and not yet answered makes it exit 1")
 	f.Float64Var(&imageThr, "image-threshold", 0.5, "image-level decision threshold on the image score (top 0.1 % mean of the map); unset: the run's TwoStageBinaryDecider image_threshold, else calibration.json's pixel_threshold, else 0.5")
 	f.StringVar(&o.ShmDir, "shm-dir", "", "let requests name their cube's values in a file of this folder (e.g. /dev/shm) instead of carrying them, for clients on this machine (loopback peers only). Trust model: whoever may create files in the folder may have the server read them, so give a folder only trusted local users can write to; symbolic links, files with several hard links (st_nlink > 1: a link to a file elsewhere) and non-regular files are refused (default: off)")
 	f.BoolVar(&o.PProf, "pprof", false, "also serve Go profiles (net/http/pprof) under /debug/pprof/ on --addr")
