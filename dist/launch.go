@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +31,7 @@ type LaunchOptions struct {
 }
 
 // distVars are the variables a launch sets; inherited values are dropped.
-var distVars = []string{"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK", "NODE_RANK"}
+var distVars = []string{"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK", "NODE_RANK", EnvLauncherFD}
 
 // FreePort returns a TCP port free on the loopback right now.
 func FreePort() (int, error) {
@@ -52,6 +53,14 @@ type exit struct {
 // lines with their rank, and waits for all. When one fails, the others are stopped
 // (SIGTERM, then SIGKILL after Grace) and the error names the rank that failed first.
 // SIGINT and SIGTERM sent to the launcher are passed on to the workers.
+//
+// The workers die with the launcher, however it ends (SIGKILL included), so that none is
+// left training and writing the run directory, holding its lock against a resume: on Linux
+// the kernel SIGKILLs each when the thread that started it exits (Pdeathsig; this function
+// keeps its goroutine on that thread until it returns), and every worker watches a pipe
+// whose write end only the launcher holds (WatchLauncher, EnvLauncherFD) and SIGKILLs itself
+// at its end of file. The workers share a process group of their own, led by rank 0: the
+// launcher signals them all at once, and a terminal's Ctrl-C reaches them through it.
 func Launch(o LaunchOptions) error {
 	if o.N < 1 {
 		return fmt.Errorf("--nproc-per-node %d: want at least 1", o.N)
@@ -87,24 +96,47 @@ func Launch(o LaunchOptions) error {
 			base = append(base, kv)
 		}
 	}
+	// the workers' parent-death signal fires when this thread exits: stay on it
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	// the launcher's lifeline: the workers read the read end; this process alone holds the
+	// write end (close-on-exec), which the kernel closes when it dies
+	lifeR, lifeW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("launch: %w", err)
+	}
+	defer lifeW.Close() // and keeps it reachable (no finalizer closes it) until then
+	defer lifeR.Close()
 	var outMu sync.Mutex
 	cmds := make([]*exec.Cmd, o.N)
 	var pipes sync.WaitGroup
 	exits := make(chan exit, o.N)
 	started := 0
+	pgid := 0 // the workers' process group (rank 0's pid) once rank 0 runs
 	stopAll := func(sig os.Signal) {
+		if s, ok := sig.(syscall.Signal); ok && pgid > 0 && signalGroup(pgid, s) == nil {
+			return
+		}
 		for _, c := range cmds[:started] {
 			if c != nil && c.Process != nil {
 				_ = c.Process.Signal(sig)
 			}
 		}
 	}
+	// no worker is reaped before every one has joined rank 0's group (a reaped leader's
+	// group would be gone)
+	allStarted := make(chan struct{})
+	releaseWaits := sync.OnceFunc(func() { close(allStarted) })
+	defer releaseWaits()
 	for r := 0; r < o.N; r++ {
 		c := exec.Command(o.Exe, o.Args...)
 		c.Env = append(append(append([]string(nil), base...), o.Env...),
 			"RANK="+strconv.Itoa(r), "WORLD_SIZE="+strconv.Itoa(o.N), "LOCAL_RANK="+strconv.Itoa(r),
-			"LOCAL_WORLD_SIZE="+strconv.Itoa(o.N), "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port))
+			"LOCAL_WORLD_SIZE="+strconv.Itoa(o.N), "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port),
+			EnvLauncherFD+"=3")
 		c.Stdin = nil
+		c.ExtraFiles = []*os.File{lifeR} // descriptor 3
+		c.SysProcAttr = workerAttr(pgid)
 		stdout, err := c.StdoutPipe()
 		var stderr io.ReadCloser
 		if err == nil {
@@ -120,6 +152,9 @@ func Launch(o LaunchOptions) error {
 		}
 		cmds[r] = c
 		started++
+		if r == 0 && c.SysProcAttr != nil && c.SysProcAttr.Setpgid {
+			pgid = c.Process.Pid
+		}
 		var read sync.WaitGroup
 		for _, p := range []struct {
 			rd io.Reader
@@ -142,9 +177,11 @@ func Launch(o LaunchOptions) error {
 		}
 		go func(r int, c *exec.Cmd) {
 			read.Wait() // Wait closes the pipes: read them to the end first
+			<-allStarted
 			exits <- exit{r, c.Wait()}
 		}(r, c)
 	}
+	releaseWaits()
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)

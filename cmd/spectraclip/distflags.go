@@ -28,6 +28,10 @@ func (d *distFlags) add(cmd *cobra.Command) {
 // launchWorkers re-executes this program as --nproc-per-node workers (torchrun's local
 // launch); it reports false when this process is itself a worker or no launch is asked.
 func launchWorkers(g *globals, d *distFlags) (bool, error) {
+	// a worker of the local launcher dies with it; first of all, as the rendezvous may wait
+	if err := dist.WatchLauncher(); err != nil {
+		return true, err
+	}
 	if d.nproc == 0 || os.Getenv("RANK") != "" {
 		return false, nil
 	}
