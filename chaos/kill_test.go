@@ -317,7 +317,7 @@ func metricsForCompare(p string) ([]byte, error) {
 		return nil, err
 	}
 	keep := map[string]any{}
-	for _, k := range []string{"val", "test", "selected_bands", "checkpoint", "epochs", "variant", "detector"} {
+	for _, k := range []string{"val", "test", "selected_bands", "checkpoint", "checkpoint_epoch", "epochs", "trained", "variant", "detector"} {
 		keep[k] = m[k]
 	}
 	var hist []any

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -245,11 +246,11 @@ func TestWorkersGiveSameResultsAsSequential(t *testing.T) {
 		}
 		ha := readMetrics(t, filepath.Join(work, "w1", a.RunDir, "metrics.json")).History
 		hb := readMetrics(t, filepath.Join(work, "w2", b.RunDir, "metrics.json")).History
-		if len(ha) != 2 || len(hb) != 2 {
-			t.Fatalf("point %d: history %d/%d epochs", i, len(ha), len(hb))
+		if len(ha) != 3 || len(hb) != 3 { // epoch 0 (the initialisation, no train loss) and 2 training epochs
+			t.Fatalf("point %d: history %d/%d entries, want 3", i, len(ha), len(hb))
 		}
 		for e := range ha {
-			if ha[e].TrainLoss != hb[e].TrainLoss {
+			if la, lb := float64(ha[e].TrainLoss), float64(hb[e].TrainLoss); la != lb && !(e == 0 && math.IsNaN(la) && math.IsNaN(lb)) {
 				t.Errorf("point %d epoch %d train loss %v vs %v", i, e, ha[e].TrainLoss, hb[e].TrainLoss)
 			}
 		}
@@ -405,8 +406,8 @@ func TestSigkillSweepThenRerun(t *testing.T) {
 			if st.Resumed != "" {
 				resumed++
 				m := readMetrics(t, filepath.Join(dir, p.RunDir, "metrics.json"))
-				if len(m.History) != 12 {
-					t.Errorf("resumed point %d: %d epochs of history, want 12", p.Index, len(m.History))
+				if len(m.History) != 13 {
+					t.Errorf("resumed point %d: %d entries of history, want 13 (epoch 0, the initialisation, and 12 training epochs)", p.Index, len(m.History))
 				}
 			}
 		}

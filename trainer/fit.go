@@ -20,7 +20,7 @@ import (
 
 // TrainerState is the part of a checkpoint that is not tensors.
 type TrainerState struct {
-	Epoch      int              `json:"epoch"` // the last completed epoch
+	Epoch      int              `json:"epoch"` // the last completed epoch: 0 the initialisation's validation, N after N training epochs
 	GlobalStep int64            `json:"global_step"`
 	LR         float64          `json:"lr"`
 	Scheduler  *SchedulerState  `json:"scheduler,omitempty"`
@@ -32,6 +32,32 @@ type TrainerState struct {
 	Mode       string           `json:"mode,omitempty"`
 	Self       *CheckpointInfo  `json:"self,omitempty"`       // set in a top-k checkpoint: its own record
 	WorldSize  int              `json:"world_size,omitempty"` // data-parallel processes (0 or 1: one)
+	// EpochZero: epochs are numbered from the initialisation, validated before training as
+	// epoch 0 (training epochs are 1, 2, …). A checkpoint written before epoch 0 existed
+	// numbered its training epochs from 0; it is renumbered when read (fromInit).
+	EpochZero bool `json:"epoch_zero,omitempty"`
+}
+
+// fromInit renumbers a state whose training epochs were numbered from 0 (a checkpoint
+// written before the initialisation was validated as epoch 0) so that training epoch e is
+// e+1, as now; a state numbered from the initialisation is left as it is.
+func (st *TrainerState) fromInit() {
+	if st.EpochZero {
+		return
+	}
+	if st.Epoch >= 0 {
+		st.Epoch++
+	}
+	for i := range st.History {
+		st.History[i].Epoch++
+	}
+	for i := range st.Best {
+		st.Best[i].Epoch++
+	}
+	if st.Self != nil {
+		st.Self.Epoch++
+	}
+	st.EpochZero = true
 }
 
 // CheckpointInfo names a kept checkpoint (Prefix: its directory relative to the run
@@ -47,6 +73,13 @@ const rngKey = trainerKeys + "rng_default_cpu"
 // TrainGradient runs the epochs: optimisation over the training split with the loss nodes,
 // validation each epoch, the LR schedule, checkpoints and early stopping. It resumes from
 // Options.Resume when set.
+//
+// Before the first training epoch the initialised pipeline is validated as epoch 0: the
+// history's first entry (validation metrics, no train loss), a top-k checkpoint candidate
+// and early stopping's first reference, so that the checkpoint chosen is never worse on
+// validation than the initialisation. Epoch 0 does not step the LR schedule. Training epoch
+// e (0-based: the loader's shuffle, the Concrete temperature and the schedule count it so)
+// is recorded, logged and checkpointed as epoch e+1.
 func (r *Run) TrainGradient() error {
 	// Every step is recorded and differentiated on one OS thread. LibTorch numbers autograd
 	// functions from a thread-local counter and its backward engine runs the ready ones in
@@ -90,7 +123,7 @@ func (r *Run) TrainGradient() error {
 	if err != nil {
 		return err
 	}
-	st := TrainerState{Epoch: -1, LR: tc.Optimizer.LR, EarlyBest: Float(math.NaN())}
+	st := TrainerState{Epoch: -1, LR: tc.Optimizer.LR, EarlyBest: Float(math.NaN()), EpochZero: true}
 	loggedDist := false
 	if r.resumeState != nil {
 		st = *r.resumeState
@@ -109,7 +142,7 @@ func (r *Run) TrainGradient() error {
 			sched.SetState(*st.Scheduler)
 		}
 		r.History = st.History
-		r.Log.WithFields(logrus.Fields{"from": r.resume, "epoch": st.Epoch + 1}).Info("resuming")
+		r.Log.WithFields(logrus.Fields{"from": r.resume, "epoch": st.Epoch}).Info("resuming")
 	}
 	if r.worldSize() > 1 {
 		st.WorldSize = r.worldSize()
@@ -117,7 +150,14 @@ func (r *Run) TrainGradient() error {
 	if err := r.syncState("training"); err != nil {
 		return err
 	}
-	for epoch := st.Epoch + 1; epoch < tc.Trainer.MaxEpochs; epoch++ {
+	if st.Epoch < 0 {
+		if err := r.validateInit(&st, sched, opt); err != nil {
+			return err
+		}
+	}
+	// epoch is the 0-based training epoch; st.Epoch (the last completed, 0 = the
+	// initialisation) is the next one's index
+	for epoch := st.Epoch; epoch < tc.Trainer.MaxEpochs; epoch++ {
 		t0 := time.Now()
 		r.Pipeline.SetTraining(true)
 		var lossSum float64
@@ -192,10 +232,10 @@ func (r *Run) TrainGradient() error {
 			// the optimisation steps alone (no validation): the speed figure of data-parallel runs
 			r.Log.WithFields(logrus.Fields{"epoch": epoch + 1, "rank": r.rank(), "world_size": r.worldSize(), "steps": lossN, "seconds": round4(sec), "steps_per_s": round4(float64(lossN) / sec), "allreduce_seconds": round4(commSec)}).Debug("train steps")
 		}
-		rec := EpochRecord{Epoch: epoch, TrainLoss: lossSum / math.Max(1, float64(lossN)), LR: st.LR}
+		rec := EpochRecord{Epoch: epoch + 1, TrainLoss: Float(lossSum / math.Max(1, float64(lossN))), LR: st.LR}
 		if t, ok := r.temperature(epoch); ok {
 			rec.Temperature = t
-			_ = r.TB.AddScalar("concrete/temperature", t, int64(epoch))
+			_ = r.TB.AddScalar("concrete/temperature", t, int64(rec.Epoch))
 		}
 		ev, err := r.Evaluate("val", nodes.StageVal, 2)
 		if err != nil {
@@ -213,23 +253,54 @@ func (r *Run) TrainGradient() error {
 				if err := opt.SetLR(newLR); err != nil {
 					return err
 				}
-				r.Log.WithFields(logrus.Fields{"epoch": epoch, "lr": newLR}).Info("learning rate changed")
+				r.Log.WithFields(logrus.Fields{"epoch": rec.Epoch, "lr": newLR}).Info("learning rate changed")
 				st.LR = newLR
 			}
 			ss := sched.State()
 			st.Scheduler = &ss
 		}
-		st.Epoch = epoch
+		st.Epoch = rec.Epoch
 		stop := r.earlyStop(&st, rec)
 		if err := r.checkpoint(&st, rec, opt); err != nil {
 			return err
 		}
 		_ = r.TB.Flush()
 		if stop {
-			r.Log.WithField("epoch", epoch).Info("early stopping")
+			r.Log.WithField("epoch", rec.Epoch).Info("early stopping")
 			break
 		}
 	}
+	return nil
+}
+
+// validateInit validates the initialised pipeline as epoch 0 (before any training step):
+// its record opens the history with validation metrics and no train loss (NaN, null in
+// JSON), it is early stopping's first reference and a top-k checkpoint candidate like any
+// epoch (checkpoints/epoch=00 holds the initial weights and the optimizer's initial state).
+// The LR schedule is not stepped. Every data-parallel rank validates (the metrics are pooled
+// across ranks); rank 0 writes the checkpoint.
+func (r *Run) validateInit(st *TrainerState, sched Scheduler, opt *torch.Optimizer) error {
+	t0 := time.Now()
+	ev, err := r.Evaluate("val", nodes.StageVal, 2)
+	if err != nil {
+		return fmt.Errorf("epoch 0 (the initialisation) validation: %w", err)
+	}
+	rec := EpochRecord{Epoch: 0, TrainLoss: Float(math.NaN()), LR: st.LR, ValLoss: Float(ev.Loss), Val: ev.Metrics, Seconds: time.Since(t0).Seconds()}
+	r.logEpoch(rec, ev)
+	r.History = append(r.History, rec)
+	st.History = r.History
+	if sched != nil {
+		ss := sched.State()
+		st.Scheduler = &ss
+	}
+	st.Epoch = 0
+	if es := r.Cfg.Training.Callbacks.EarlyStopping; es.Enabled && !math.IsNaN(monitored(rec, es.Monitor)) {
+		r.earlyStop(st, rec) // the first defined value: an improvement, never a stop
+	}
+	if err := r.checkpoint(st, rec, opt); err != nil {
+		return err
+	}
+	_ = r.TB.Flush()
 	return nil
 }
 
@@ -239,7 +310,7 @@ func monitored(rec EpochRecord, name string) float64 {
 	case "", "val/loss", "val_loss":
 		return float64(rec.ValLoss)
 	case "train/loss", "train_loss":
-		return rec.TrainLoss
+		return float64(rec.TrainLoss)
 	}
 	short := name
 	if i := strings.LastIndex(name, "/"); i >= 0 {
@@ -262,7 +333,9 @@ func (r *Run) temperature(epoch int) (float64, bool) {
 
 func (r *Run) logEpoch(rec EpochRecord, ev *Evaluation) {
 	step := int64(rec.Epoch)
-	_ = r.TB.AddScalar("train/epoch_loss", rec.TrainLoss, step)
+	if !math.IsNaN(float64(rec.TrainLoss)) {
+		_ = r.TB.AddScalar("train/epoch_loss", float64(rec.TrainLoss), step)
+	}
 	if !math.IsNaN(float64(rec.ValLoss)) {
 		_ = r.TB.AddScalar("val/loss", float64(rec.ValLoss), step)
 	}
@@ -276,7 +349,12 @@ func (r *Run) logEpoch(rec EpochRecord, ev *Evaluation) {
 	}
 	r.logImages(ev, step)
 	r.logBands(step)
-	f := logrus.Fields{"epoch": rec.Epoch + 1, "train_loss": round4(rec.TrainLoss), "val_loss": round4(float64(rec.ValLoss)), "lr": rec.LR, "seconds": round4(rec.Seconds)}
+	f := logrus.Fields{"epoch": rec.Epoch, "val_loss": round4(float64(rec.ValLoss)), "lr": rec.LR, "seconds": round4(rec.Seconds)}
+	if math.IsNaN(float64(rec.TrainLoss)) {
+		f["initialisation"] = true // epoch 0: validated before training, no train loss
+	} else {
+		f["train_loss"] = round4(float64(rec.TrainLoss))
+	}
 	for _, k := range []string{"iou", "f1_score", "average_precision", "auroc"} {
 		f["val_"+k] = round4(rec.Val[k])
 	}
@@ -542,6 +620,7 @@ func (r *Run) loadCheckpoint(path string) (TrainerState, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return st, fmt.Errorf("%s: %w", sf, err)
 	}
+	st.fromInit()
 	m, err := torch.LoadTensors(wf, r.Device)
 	if err != nil {
 		return st, err

@@ -21,22 +21,26 @@ import (
 
 // Result is what metrics.json holds.
 type Result struct {
-	Name          string        `json:"name"`
-	Variant       string        `json:"variant"`
-	Detector      string        `json:"detector"`
-	Val           Metrics       `json:"val"`
-	Test          Metrics       `json:"test"`
-	SelectedBands []BandInfo    `json:"selected_bands,omitempty"`
-	TrainSeconds  float64       `json:"train_seconds"`
-	InferenceFPS  float64       `json:"inference_fps"`
-	Epochs        int           `json:"epochs"`
-	Checkpoint    string        `json:"checkpoint,omitempty"`
-	Device        string        `json:"device"`
-	Threads       int           `json:"threads"`
-	LibTorch      string        `json:"libtorch"`
-	Seed          uint64        `json:"seed"`
-	History       []EpochRecord `json:"history,omitempty"`
-	Dir           string        `json:"run_dir"`
+	Name          string     `json:"name"`
+	Variant       string     `json:"variant"`
+	Detector      string     `json:"detector"`
+	Val           Metrics    `json:"val"`
+	Test          Metrics    `json:"test"`
+	SelectedBands []BandInfo `json:"selected_bands,omitempty"`
+	TrainSeconds  float64    `json:"train_seconds"`
+	InferenceFPS  float64    `json:"inference_fps"`
+	Epochs        int        `json:"epochs"`  // training epochs run (epoch 0, the initialisation's validation, is not one)
+	Trained       bool       `json:"trained"` // whether any gradient epoch ran: false for a statistical variant and for a learned one run with max_epochs 0 (its initialisation)
+	Checkpoint    string     `json:"checkpoint,omitempty"`
+	// CheckpointEpoch is the epoch of the evaluated checkpoint (0: the initialisation was
+	// best on validation); absent when no top-k checkpoint was evaluated.
+	CheckpointEpoch *int          `json:"checkpoint_epoch,omitempty"`
+	Device          string        `json:"device"`
+	Threads         int           `json:"threads"`
+	LibTorch        string        `json:"libtorch"`
+	Seed            uint64        `json:"seed"`
+	History         []EpochRecord `json:"history,omitempty"`
+	Dir             string        `json:"run_dir"`
 }
 
 // BandInfo is one band chosen by a band selector.
@@ -76,9 +80,15 @@ func Train(cfg *Config, o Options) (res *Result, err error) {
 // Finish restores the best checkpoint (if any), evaluates val and test, and writes
 // metrics.json, pipeline.yaml (+ weights) and report.md.
 func (r *Run) Finish(trainSec float64) (*Result, error) {
-	res := &Result{Name: r.Cfg.Name, Variant: r.Cfg.Variant, TrainSeconds: trainSec, Epochs: len(r.History),
+	res := &Result{Name: r.Cfg.Name, Variant: r.Cfg.Variant, TrainSeconds: trainSec,
 		Device: r.Device.String(), Threads: torch.NumThreads(), LibTorch: torch.Version(), Seed: r.Cfg.Training.Seed,
 		History: r.History, Dir: r.Dir}
+	for _, h := range r.History {
+		if h.Epoch > 0 {
+			res.Epochs++
+		}
+	}
+	res.Trained = res.Epochs > 0
 	// data-parallel: rank 0 has committed its last checkpoint before any rank reads the best
 	if err := r.barrier(); err != nil {
 		return nil, fmt.Errorf("waiting for the other ranks: %w", err)
@@ -98,7 +108,13 @@ func (r *Run) Finish(trainSec float64) (*Result, error) {
 		} else {
 			res.Checkpoint = best
 		}
-		r.Log.WithFields(logrus.Fields{"checkpoint": best, "epoch": info.Epoch + 1, "monitor": r.Cfg.Training.Callbacks.Checkpoint.Monitor, "value": info.Value}).Info("evaluating the best checkpoint")
+		ep := info.Epoch
+		res.CheckpointEpoch = &ep
+		f := logrus.Fields{"checkpoint": best, "epoch": info.Epoch, "monitor": r.Cfg.Training.Callbacks.Checkpoint.Monitor, "value": info.Value}
+		if info.Epoch == 0 {
+			f["initialisation"] = true // no training epoch did better on validation
+		}
+		r.Log.WithFields(f).Info("evaluating the best checkpoint")
 	} else {
 		r.Log.WithField("run", r.Dir).Info(info.Why)
 	}
@@ -119,8 +135,12 @@ func (r *Run) Finish(trainSec float64) (*Result, error) {
 		res.InferenceFPS = float64(test.Frames) / test.Seconds
 	}
 	res.SelectedBands = r.selectedBands()
+	testStep := int64(0) // one past the last epoch's step
+	if n := len(r.History); n > 0 {
+		testStep = int64(r.History[n-1].Epoch + 1)
+	}
 	for _, k := range sortedFloatKeys(res.Test) {
-		_ = r.TB.AddScalar("test/"+k, res.Test[k], int64(len(r.History)))
+		_ = r.TB.AddScalar("test/"+k, res.Test[k], testStep)
 	}
 	if !r.leader() {
 		return res, nil // rank 0 writes the results
@@ -163,8 +183,10 @@ func (r *Run) bestCheckpoint() (string, bestInfo) {
 		lastEpoch = r.History[n-1].Epoch
 	}
 	current := "the weights after the statistical fit (no gradient epochs)"
-	if lastEpoch >= 0 {
-		current = fmt.Sprintf("the weights of the last trained epoch (%d)", lastEpoch+1)
+	if lastEpoch > 0 {
+		current = fmt.Sprintf("the weights of the last trained epoch (%d)", lastEpoch)
+	} else if lastEpoch == 0 {
+		current = "the initialised weights (epoch 0, no training epoch completed)"
 	}
 	cc := r.Cfg.Training.Callbacks.Checkpoint
 	if lastEpoch < 0 {
@@ -187,6 +209,7 @@ func (r *Run) bestCheckpoint() (string, bestInfo) {
 		if json.Unmarshal(b, &st) != nil || st.Self == nil || math.IsNaN(st.Self.Value) {
 			continue
 		}
+		st.fromInit()
 		cands = append(cands, *st.Self)
 		dirs[st.Self.Prefix] = c.Dir
 	}
@@ -237,6 +260,9 @@ func (r *Run) writeReport(res *Result, test *Evaluation) error {
 	if res.Checkpoint != "" {
 		rep.Summary = append(rep.Summary, report.KV{Key: "checkpoint", Value: res.Checkpoint})
 	}
+	if res.CheckpointEpoch != nil && *res.CheckpointEpoch == 0 {
+		rep.Notes = append(rep.Notes, "The evaluated checkpoint is epoch 0, the initialisation: no training epoch did better on validation.")
+	}
 	cols := []string{"iou", "precision", "recall", "f1_score", "average_precision", "auroc"}
 	tab := report.Table{Title: "Metrics (pooled over all pixels of the split)", RowHeader: "split", Columns: cols}
 	for _, row := range []struct {
@@ -270,8 +296,10 @@ func (r *Run) writeReport(res *Result, test *Evaluation) error {
 		iou := map[string][]report.XY{}
 		lr := map[string][]report.XY{}
 		for _, h := range r.History {
-			x := float64(h.Epoch + 1)
-			loss["train"] = append(loss["train"], report.XY{X: x, Y: h.TrainLoss})
+			x := float64(h.Epoch) // 0: the initialisation (validation only)
+			if !math.IsNaN(float64(h.TrainLoss)) {
+				loss["train"] = append(loss["train"], report.XY{X: x, Y: float64(h.TrainLoss)})
+			}
 			if !math.IsNaN(float64(h.ValLoss)) {
 				loss["val"] = append(loss["val"], report.XY{X: x, Y: float64(h.ValLoss)})
 			}

@@ -70,10 +70,11 @@ type Run struct {
 	tbTemp string     // ranks other than 0: their TensorBoard directory, removed at Close
 }
 
-// EpochRecord is one epoch of training history.
+// EpochRecord is one epoch of training history. Epoch 0 is the initialised pipeline,
+// validated before training (TrainLoss NaN: null in JSON); epoch N follows N training epochs.
 type EpochRecord struct {
 	Epoch       int     `json:"epoch"`
-	TrainLoss   float64 `json:"train_loss"`
+	TrainLoss   Float   `json:"train_loss"`
 	ValLoss     Float   `json:"val_loss"`
 	LR          float64 `json:"lr"`
 	Temperature float64 `json:"temperature,omitempty"`

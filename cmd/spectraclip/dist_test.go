@@ -134,7 +134,7 @@ func TestDataParallelMatchesOneProcess(t *testing.T) {
 	if !strings.Contains(out, "[rank 1] ") || !strings.Contains(out, "allreduce_bytes_per_step") {
 		t.Fatalf("no rank-prefixed worker output or all-reduce size in:\n%s", out)
 	}
-	// the fit: epoch=00 has trained once; compare the fitted buffers of the final weights
+	// the fit: compare the fitted buffers of the final weights
 	// (the normaliser's are never trained) and the fit logged by both
 	wa := loadWeights(t, filepath.Join(one, "checkpoints", "last", "weights.pt"))
 	wb := loadWeights(t, filepath.Join(two, "checkpoints", "last", "weights.pt"))
@@ -273,8 +273,8 @@ func TestDataParallelRankDeathAndResume(t *testing.T) {
 		t.Fatalf("resume: %v\n%s", err, out2)
 	}
 	m := readMetrics(t, run)
-	if h, _ := m["history"].([]any); len(h) != 3 {
-		t.Fatalf("resumed run has %d epochs of history, want 3", len(h))
+	if h, _ := m["history"].([]any); len(h) != 4 {
+		t.Fatalf("resumed run has %d entries of history, want 4 (epoch 0, the initialisation, and 3 training epochs)", len(h))
 	}
 }
 
@@ -426,7 +426,7 @@ func TestDataParallelUnderSlurmEnv(t *testing.T) {
 	if !strings.Contains(outs[0], "from=slurm") || !strings.Contains(outs[1], "rank=1") {
 		t.Fatalf("the ranks did not join from Slurm's variables:\n%s\n----\n%s", outs[0], outs[1])
 	}
-	if h, _ := readMetrics(t, run)["history"].([]any); len(h) != 1 {
-		t.Fatalf("metrics.json history has %d epochs, want 1", len(h))
+	if h, _ := readMetrics(t, run)["history"].([]any); len(h) != 2 {
+		t.Fatalf("metrics.json history has %d entries, want 2 (epoch 0, the initialisation, and 1 training epoch)", len(h))
 	}
 }

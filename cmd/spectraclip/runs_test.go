@@ -128,7 +128,7 @@ func TestTornCheckpointIsNotResumed(t *testing.T) {
 	mustRun(t, args(ref, "3")...)
 	mustRun(t, args(c, "2")...)
 	_, lastOptim := lastFiles(c, "last")
-	_, oldOptim := lastFiles(c, "epoch=00")
+	_, oldOptim := lastFiles(c, "epoch=01") // the previous epoch's (epoch=00 is the initialisation's)
 	b, err := os.ReadFile(oldOptim)
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func TestTornCheckpointIsNotResumed(t *testing.T) {
 		return // refusing is allowed
 	}
 	hr, hc := history(t, ref), history(t, c)
-	if len(hc) != 3 || !sameJSON(hr[2], hc[2]) {
+	if len(hc) != 4 || !sameJSON(hr[3], hc[3]) { // epoch 0 (the initialisation) and 3 training epochs
 		t.Fatalf("resumed from a torn checkpoint, diverged:\n%v\n%v", hr[len(hr)-1], hc[len(hc)-1])
 	}
 }
@@ -218,7 +218,7 @@ func TestResumeUsesTheRunsConfig(t *testing.T) {
 		t.Fatal("resume generated the default data root instead of using the run's")
 	}
 	hr, hc := history(t, ref), history(t, c)
-	if len(hc) != 3 || !sameJSON(hr[2], hc[2]) {
+	if len(hc) != 4 || !sameJSON(hr[3], hc[3]) { // epoch 0 (the initialisation) and 3 training epochs
 		t.Fatalf("resumed run differs:\n%v\n%v", hr[len(hr)-1], hc[len(hc)-1])
 	}
 	b, err := os.ReadFile(filepath.Join(c, "resume.json"))

@@ -37,11 +37,11 @@ func TestSceneRunResumesExactly(t *testing.T) {
 	mustRun(t, "train", "--resume", filepath.Join(c, "checkpoints", "last"), "training.trainer.max_epochs=3")
 	ma, mc := readMetrics(t, a), readMetrics(t, c)
 	ha, hc := ma["history"].([]any), mc["history"].([]any)
-	if len(ha) != 3 || len(hc) != 3 {
-		t.Fatalf("history lengths %d and %d, want 3", len(ha), len(hc))
+	if len(ha) != 4 || len(hc) != 4 { // epoch 0 (the initialisation) and 3 training epochs
+		t.Fatalf("history lengths %d and %d, want 4", len(ha), len(hc))
 	}
-	if !sameJSON(ha[2].(map[string]any)["val"], hc[2].(map[string]any)["val"]) || ha[2].(map[string]any)["train_loss"] != hc[2].(map[string]any)["train_loss"] {
-		t.Errorf("resumed epoch 3 differs:\n%v\n%v", ha[2], hc[2])
+	if !sameJSON(ha[3].(map[string]any)["val"], hc[3].(map[string]any)["val"]) || ha[3].(map[string]any)["train_loss"] != hc[3].(map[string]any)["train_loss"] || hc[3].(map[string]any)["epoch"] != 3.0 {
+		t.Errorf("resumed epoch 3 differs:\n%v\n%v", ha[3], hc[3])
 	}
 	// the resume trained epoch 3 only, from the checkpoint
 	var res []struct {
