@@ -45,6 +45,12 @@ type Row struct {
 	Bands   string       `json:"bands,omitempty"`
 	RunDir  string       `json:"run_dir,omitempty"`
 	Trainer Value        `json:"trainer_test_auroc"` // the run's own test AUROC (the same pixels), as a check
+	// Trained is set on a learned variant's row: false when no gradient epoch ran (split
+	// none), the row then being its initialisation (and labelled so).
+	Trained *bool `json:"trained,omitempty"`
+	// CheckpointEpoch is the epoch of the checkpoint a learned variant's row evaluates (0: the
+	// initialisation was best on validation).
+	CheckpointEpoch *int `json:"checkpoint_epoch,omitempty"`
 }
 
 // Summary is a row's mean and spread over seeds on one scene (Scene "mean": over scenes).
@@ -231,7 +237,12 @@ func runVariant(o CompareOptions, sp Spec, sc *Scene, name, v string, seed uint6
 	if err != nil {
 		return Row{}, err
 	}
-	row := Row{Scene: name, Seed: seed, Row: rowOf[v], Test: m, TrainS: res.TrainSeconds, RunDir: res.Dir, Trainer: Def(res.Test["auroc"])}
+	row := Row{Scene: name, Seed: seed, Row: rowOf[v], Test: m, TrainS: res.TrainSeconds, RunDir: res.Dir, Trainer: Def(res.Test["auroc"]), CheckpointEpoch: res.CheckpointEpoch}
+	if learned := len(cfg.LossNodes) > 0; learned {
+		trained := res.Trained
+		row.Trained = &trained
+		row.Row = trainer.RowLabel(row.Row, learned, trained)
+	}
 	var bands []string
 	for _, b := range res.SelectedBands {
 		if sc.Cube.Wavelengths != nil {
@@ -350,19 +361,23 @@ func (c *Comparison) markdown() string {
 	b.WriteString("# Scene comparison\n\n")
 	fmt.Fprintf(&b, "Seeds %v. Every row is scored on the same test pixels of each scene (pixel split `%s`); the decision threshold for IoU and F1 is the F1-best on the validation pixels (split none: the 0.99 quantile of the scene's scores, no labels). Whole-scene evaluation is transductive: every detector sees the spectra of all pixels (as RX does), the labels of val/test pixels are never used in training. Cells are mean ± sample std over seeds; \"undefined\" = the metric has no value (e.g. no anomaly pixel in the test split).\n\n", c.Seeds, c.Scenes[0].Rule)
 	bands := map[string]string{}
+	epochs := map[string][]string{} // the checkpoint epoch of every seed, in seed order
 	for _, r := range c.Rows {
 		if r.Seed == c.Seeds[0] {
 			bands[r.Scene+"/"+r.Row] = r.Bands
 		}
+		if r.CheckpointEpoch != nil {
+			epochs[r.Scene+"/"+r.Row] = append(epochs[r.Scene+"/"+r.Row], strconv.Itoa(*r.CheckpointEpoch))
+		}
 	}
 	table := func(scene string) {
-		b.WriteString("| row | test AUROC | test AP | test IoU | test F1 | train s | bands (first seed) |\n|---|---|---|---|---|---|---|\n")
+		b.WriteString("| row | test AUROC | test AP | test IoU | test F1 | train s | bands (first seed) | checkpoint epoch per seed (0 = initialisation) |\n|---|---|---|---|---|---|---|---|\n")
 		for _, s := range c.Summary {
 			if s.Scene != scene {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", s.Row, cellMS(s.Mean["auroc"], s.Std["auroc"]), cellMS(s.Mean["average_precision"], s.Std["average_precision"]),
-				cellMS(s.Mean["iou"], s.Std["iou"]), cellMS(s.Mean["f1_score"], s.Std["f1_score"]), cellMS(s.Mean["train_seconds"], Undefined), bands[scene+"/"+s.Row])
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Row, cellMS(s.Mean["auroc"], s.Std["auroc"]), cellMS(s.Mean["average_precision"], s.Std["average_precision"]),
+				cellMS(s.Mean["iou"], s.Std["iou"]), cellMS(s.Mean["f1_score"], s.Std["f1_score"]), cellMS(s.Mean["train_seconds"], Undefined), bands[scene+"/"+s.Row], strings.Join(epochs[scene+"/"+s.Row], ", "))
 		}
 		b.WriteString("\n")
 	}
@@ -392,10 +407,17 @@ func (c *Comparison) write(out string) error {
 	}
 	var cb strings.Builder
 	w := csv.NewWriter(&cb)
-	_ = w.Write([]string{"scene", "seed", "row", "test_auroc", "test_average_precision", "test_iou", "test_f1", "threshold", "test_pixels", "test_anomaly_pixels", "train_seconds", "bands", "run_dir"})
+	_ = w.Write([]string{"scene", "seed", "row", "test_auroc", "test_average_precision", "test_iou", "test_f1", "threshold", "test_pixels", "test_anomaly_pixels", "train_seconds", "bands", "run_dir", "trained", "checkpoint_epoch"})
 	for _, r := range c.Rows {
+		trained, epoch := "", "" // empty: not a learned variant / no checkpoint
+		if r.Trained != nil {
+			trained = strconv.FormatBool(*r.Trained)
+		}
+		if r.CheckpointEpoch != nil {
+			epoch = strconv.Itoa(*r.CheckpointEpoch)
+		}
 		_ = w.Write([]string{r.Scene, strconv.FormatUint(r.Seed, 10), r.Row, r.Test.AUROC.String(), r.Test.AP.String(), r.Test.IoU.String(), r.Test.F1.String(),
-			r.Test.Threshold.String(), strconv.Itoa(r.Test.Pixels), strconv.Itoa(r.Test.Anomalies), fmt.Sprintf("%.2f", r.TrainS), r.Bands, r.RunDir})
+			r.Test.Threshold.String(), strconv.Itoa(r.Test.Pixels), strconv.Itoa(r.Test.Anomalies), fmt.Sprintf("%.2f", r.TrainS), r.Bands, r.RunDir, trained, epoch})
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {

@@ -61,6 +61,7 @@ func Compare(o CompareOptions) (*Comparison, error) {
 		return nil, fmt.Errorf("--out %s: %w", o.Out, err)
 	}
 	c := &Comparison{}
+	var learned []bool // per result: a gradient-trained variant (loss nodes)
 	for i, v := range o.Variants {
 		if o.Log != nil {
 			o.Log.WithField("variant", v).Info("training")
@@ -73,6 +74,7 @@ func Compare(o CompareOptions) (*Comparison, error) {
 			return nil, fmt.Errorf("variant %s: %w", v, err)
 		}
 		c.Results = append(c.Results, res)
+		learned = append(learned, len(cfgs[i].LossNodes) > 0)
 	}
 	var b strings.Builder
 	b.WriteString("# Variant comparison\n\n")
@@ -80,9 +82,9 @@ func Compare(o CompareOptions) (*Comparison, error) {
 		r0 := c.Results[0]
 		fmt.Fprintf(&b, "Detector: %s · device %s · %d threads · LibTorch %s · seed %d. Metrics are pooled over every pixel of the split; anomaly = stone for every variant.\n\n", r0.Detector, r0.Device, r0.Threads, r0.LibTorch, r0.Seed)
 	}
-	b.WriteString("| variant | val IoU | test IoU | precision | recall | F1 | AP | AUROC | train s | inference FPS | bands |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, r := range c.Results {
+	b.WriteString("| variant | val IoU | test IoU | precision | recall | F1 | AP | AUROC | train s | inference FPS | bands | checkpoint |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for i, r := range c.Results {
 		bands := ""
 		for i, sb := range r.SelectedBands {
 			if i > 0 {
@@ -91,14 +93,15 @@ func Compare(o CompareOptions) (*Comparison, error) {
 			bands += fmt.Sprintf("%.0f nm", sb.Wavelength)
 		}
 		f := FormatMetric
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %.2f | %s |\n", r.Variant,
-			f(r.Val["iou"]), f(r.Test["iou"]), f(r.Test["precision"]), f(r.Test["recall"]), f(r.Test["f1_score"]), f(r.Test["average_precision"]), f(r.Test["auroc"]), r.TrainSeconds, r.InferenceFPS, bands)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %.2f | %s | %s |\n", RowLabel(r.Variant, learned[i], r.Trained),
+			f(r.Val["iou"]), f(r.Test["iou"]), f(r.Test["precision"]), f(r.Test["recall"]), f(r.Test["f1_score"]), f(r.Test["average_precision"]), f(r.Test["auroc"]), r.TrainSeconds, r.InferenceFPS, bands, CheckpointLabel(r.CheckpointEpoch))
 	}
 	c.Markdown = b.String()
 	series := map[string][]report.XY{}
-	for _, r := range c.Results {
-		for _, h := range r.History {
-			series[r.Variant] = append(series[r.Variant], report.XY{X: float64(h.Epoch + 1), Y: h.Val["iou"]})
+	for i, r := range c.Results {
+		for _, h := range r.History { // epoch 0: the initialisation
+			l := RowLabel(r.Variant, learned[i], r.Trained)
+			series[l] = append(series[l], report.XY{X: float64(h.Epoch), Y: h.Val["iou"]})
 		}
 	}
 	md := c.Markdown
@@ -107,8 +110,8 @@ func Compare(o CompareOptions) (*Comparison, error) {
 			md += "\n![validation IoU](val_iou.png)\n"
 		}
 	}
-	for _, r := range c.Results {
-		md += fmt.Sprintf("\n- %s: run directory `%s`, report `%s/report.md`\n", r.Variant, r.Dir, r.Dir)
+	for i, r := range c.Results {
+		md += fmt.Sprintf("\n- %s: run directory `%s`, report `%s/report.md`\n", RowLabel(r.Variant, learned[i], r.Trained), r.Dir, r.Dir)
 	}
 	js, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
@@ -121,4 +124,28 @@ func Compare(o CompareOptions) (*Comparison, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// Untrained is the label of a learned variant's row when no gradient epoch ran (e.g.
+// max_epochs 0, or a scene compared with split none): its result is its initialisation.
+const Untrained = "(initialisation, untrained)"
+
+// RowLabel names a result row: a learned variant (one with loss nodes) that was not
+// trained is labelled Untrained, so it does not read as a result of the learned variant.
+func RowLabel(name string, learned, trained bool) string {
+	if learned && !trained {
+		return name + " " + Untrained
+	}
+	return name
+}
+
+// CheckpointLabel describes the evaluated checkpoint's epoch for a comparison table.
+func CheckpointLabel(epoch *int) string {
+	switch {
+	case epoch == nil:
+		return "none"
+	case *epoch == 0:
+		return "epoch 0 (initialisation)"
+	}
+	return fmt.Sprintf("epoch %d", *epoch)
 }
