@@ -18,6 +18,8 @@
 //     fails the case instead of the machine).
 //   - kill_test.go (engineer H3's): SIGKILL at random points and at each checkpoint rename,
 //     then resume, compared with an uninterrupted run.
+//   - kill_dp_test.go: SIGKILL of a 2-rank data-parallel launcher; its ranks must die with it,
+//     leave the run directory alone, and the resume must equal an uninterrupted 2-rank run.
 //
 // # Running
 //
