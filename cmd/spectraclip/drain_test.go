@@ -21,8 +21,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/serve/client"
+	"github.com/spectraclip/spectraclip/serve/servepb"
 )
 
 // serveProc is `spectraclip serve` running as a process of its own (this test binary as
@@ -152,6 +156,44 @@ func (u *slowUpload) finish() (*http.Response, []byte, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp, b, err
+}
+
+// gatedConn passes the first limit bytes written and then holds every write until gate
+// is closed: a gRPC client on it sends its call's headers and the head of the cube, and
+// the rest of the cube never comes.
+type gatedConn struct {
+	net.Conn
+	limit int
+	sent  int
+	gate  chan struct{}
+}
+
+func (c *gatedConn) Write(p []byte) (int, error) {
+	if c.sent+len(p) > c.limit {
+		<-c.gate
+		return 0, net.ErrClosed
+	}
+	c.sent += len(p)
+	return c.Conn.Write(p)
+}
+
+// startSlowGRPC starts a Score call whose cube stops arriving after its first 64 KiB.
+func startSlowGRPC(t *testing.T, addr string, cube *client.Cube) {
+	t.Helper()
+	gate := make(chan struct{})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", a)
+			if err != nil {
+				return nil, err
+			}
+			return &gatedConn{Conn: c, limit: 64 << 10, gate: gate}, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { close(gate); conn.Close() })
+	go servepb.NewScorerClient(conn).Score(context.Background(), client.Request(cube, false))
 }
 
 // drainRun trains a small run (PCA, 32×32 frames) and returns it with n random cubes
@@ -312,9 +354,9 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 
 // TestServeDrainTimeout: what --drain-timeout does to requests still in flight.
 //
-//   - An upload still arriving when the drain time is up is the client's to finish: serve
-//     waits the whole --drain-timeout for it, then cuts it off, logs a warning naming it,
-//     and exits 0.
+//   - An upload still arriving when the drain time is up (over HTTP, or over gRPC) is the
+//     client's to finish: serve waits the whole --drain-timeout for it, then cuts it off,
+//     logs a warning naming it, and exits 0.
 //   - A request received in full and not answered by then is the server's failure: with
 //     --max-wait longer than --drain-timeout a gRPC request waits in its batch for that
 //     same upload; serve cuts it off (the client gets UNAVAILABLE), says so, and exits 1.
@@ -325,11 +367,13 @@ func TestServeDrainTimeout(t *testing.T) {
 		name    string
 		maxWait string
 		grpc    bool // a gRPC request waits in the batch
+		slowRPC bool // and a gRPC upload is still arriving too
 		code    int
 		log     string
 	}{
-		{"upload cut off", "5ms", false, 0, `level=warning msg="drain timed out: cut off 1 request(s) still arriving or reading their answer (1 HTTP, 0 gRPC); every request received in full was answered"`},
-		{"received request cut off", "60s", true, 1, `drain timed out: 1 request(s) received in full were not answered (in flight then: 1 HTTP, 1 gRPC)`},
+		{"upload cut off", "5ms", false, false, 0, `level=warning msg="drain timed out: cut off 1 request(s) still arriving or reading their answer (1 HTTP, 0 gRPC); every request received in full was answered"`},
+		{"uploads cut off, HTTP and gRPC", "5ms", false, true, 0, `level=warning msg="drain timed out: cut off 2 request(s) still arriving or reading their answer (1 HTTP, 1 gRPC); every request received in full was answered"`},
+		{"received request cut off", "60s", true, false, 1, `drain timed out: 1 request(s) received in full were not answered (in flight then: 1 HTTP, 1 gRPC)`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := startServe(t, run, "--max-wait", c.maxWait, "--workers", "1", "--drain-timeout", drain.String())
@@ -352,6 +396,12 @@ func TestServeDrainTimeout(t *testing.T) {
 				if len(grpcErr) != 0 {
 					t.Fatalf("the gRPC request was answered before SIGTERM: %v", <-grpcErr)
 				}
+			}
+			if c.slowRPC {
+				startSlowGRPC(t, p.grpc, cubes[1])
+				// nothing on the server counts a call before its message is in: give its
+				// transport a moment to read the headers that did go out
+				time.Sleep(time.Second)
 			}
 			t0 := time.Now()
 			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
