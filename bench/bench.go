@@ -82,13 +82,20 @@ type Report struct {
 	TF32Conv   bool `json:"tf32_conv"`
 }
 
+// MaxSide is the largest frame side bench takes (--size): a 1024×4096×4096×61 float32 batch
+// would already be far beyond memory; see also trainer.MaxBatchSize.
+const MaxSide = 4096
+
+// MaxIters bounds --iters, --warmup and --train-iters.
+const MaxIters = 10000
+
 // ParseSize reads "HxW".
 func ParseSize(s string) (int, int, error) {
 	a, b, ok := strings.Cut(strings.ToLower(s), "x")
 	h, err1 := strconv.Atoi(a)
 	w, err2 := strconv.Atoi(b)
-	if !ok || err1 != nil || err2 != nil || h < 1 || w < 1 {
-		return 0, 0, fmt.Errorf("--size %q: want HxW, e.g. 256x256", s)
+	if !ok || err1 != nil || err2 != nil || h < 1 || w < 1 || h > MaxSide || w > MaxSide {
+		return 0, 0, fmt.Errorf("--size %q: want HxW with sides 1..%d, e.g. 256x256", s, MaxSide)
 	}
 	return h, w, nil
 }
@@ -101,7 +108,27 @@ var reducerNodes = map[string][]string{
 
 // Run measures inference FPS per variant stage by stage, the detector alone, and
 // training steps per second, on random cubes of the given size.
+//
+// Bounds: Threads 0..trainer.MaxThreads(), Batch up to trainer.MaxBatchSize (1024), sides up to
+// MaxSide (4096), Iters, Warmup and TrainIters up to MaxIters (10000).
 func Run(o Options) (*Report, error) {
+	if err := trainer.CheckThreads("--threads", o.Threads); err != nil {
+		return nil, err
+	}
+	if o.Batch > trainer.MaxBatchSize {
+		return nil, fmt.Errorf("--batch %d: over the maximum of %d", o.Batch, trainer.MaxBatchSize)
+	}
+	if o.H > MaxSide || o.W > MaxSide {
+		return nil, fmt.Errorf("--size %dx%d: sides must be 1..%d", o.H, o.W, MaxSide)
+	}
+	for _, it := range []struct {
+		flag string
+		n    int
+	}{{"--iters", o.Iters}, {"--warmup", o.Warmup}, {"--train-iters", o.TrainIters}} {
+		if it.n > MaxIters {
+			return nil, fmt.Errorf("%s %d: over the maximum of %d", it.flag, it.n, MaxIters)
+		}
+	}
 	if o.Batch < 1 {
 		o.Batch = 4
 	}

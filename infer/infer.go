@@ -95,11 +95,11 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	if o.Outputs == (Outputs{}) {
 		o.Outputs = AllOutputs
 	}
-	if o.Threads < 0 {
-		return sum, fmt.Errorf("--threads %d must be 0 (the run's) or positive", o.Threads)
+	if maxT := trainer.MaxThreads(); o.Threads < 0 || o.Threads > maxT {
+		return sum, fmt.Errorf("--threads %d: out of range 0..%d (0 = the run's training.threads; the limit is 4 per CPU core, at least 64)", o.Threads, maxT)
 	}
-	if o.Batch < 0 {
-		return sum, fmt.Errorf("--batch %d must be positive", o.Batch)
+	if o.Batch < 0 || o.Batch > trainer.MaxBatchSize {
+		return sum, fmt.Errorf("--batch %d: out of range 1..%d", o.Batch, trainer.MaxBatchSize)
 	}
 	o.Batch = max(o.Batch, 1)
 	inputs, err := listInputs(input, dataset.NaNPolicy(o.NaNPolicy))

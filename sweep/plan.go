@@ -73,6 +73,9 @@ func Expand(s *Spec, workdir string, environ []string) (*Plan, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
+	if err := s.CheckPointCount(); err != nil {
+		return nil, err
+	}
 	settings := []Setting{nil}
 	for _, ax := range s.Grid {
 		var next []Setting

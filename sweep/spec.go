@@ -10,6 +10,7 @@ package sweep
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/trainer"
 )
 
@@ -39,6 +41,58 @@ type Spec struct {
 	Data []DataSource
 	// Metric is the test metric that picks the best setting (default average_precision).
 	Metric string
+	// MaxPoints is the most points the sweep may expand to (0: DefaultMaxPoints); the CLI's
+	// --max-points sets it.
+	MaxPoints int64
+}
+
+// DefaultMaxPoints is the most points (trainings) a sweep expands to unless MaxPoints
+// (--max-points) raises it: every point is a training run and its directory, and each is
+// resolved (its config loaded and checked) before the first one runs.
+const DefaultMaxPoints = 10000
+
+// MaxSeedCount bounds a seed count ("seeds: N", --seeds N).
+const MaxSeedCount = 1000000
+
+// maxSweepFileBytes bounds a sweep file read into memory.
+const maxSweepFileBytes = 16 << 20
+
+// PointCount is the number of points the spec expands to (trainruns × data sources ×
+// settings × seeds), saturating at math.MaxInt64, and the factors as text.
+func (s *Spec) PointCount() (int64, string) {
+	settings := int64(1)
+	mul := func(a, b int64) int64 {
+		if a != 0 && b > math.MaxInt64/a {
+			return math.MaxInt64
+		}
+		return a * b
+	}
+	for _, ax := range s.Grid {
+		settings = mul(settings, int64(len(ax.Values)))
+	}
+	if len(s.List) > 0 {
+		settings = mul(settings, int64(len(s.List)))
+	}
+	data, seeds := int64(max(1, len(s.Data))), int64(max(1, len(s.Seeds)))
+	n := mul(mul(mul(int64(len(s.Bases)), data), settings), seeds)
+	return n, fmt.Sprintf("%d trainruns × %d data sources × %d settings × %d seeds", len(s.Bases), data, settings, seeds)
+}
+
+// CheckPointCount refuses a spec of more points than its maximum.
+func (s *Spec) CheckPointCount() error {
+	limit := s.MaxPoints
+	if limit <= 0 {
+		limit = DefaultMaxPoints
+	}
+	n, how := s.PointCount()
+	if n > limit {
+		count := fmt.Sprint(n)
+		if n == math.MaxInt64 {
+			count = "more than 9223372036854775807"
+		}
+		return fmt.Errorf("sweep %s: %s points (%s), more than the maximum of %d; shrink the grid or raise the maximum with --max-points", s.Name, count, how, limit)
+	}
+	return nil
 }
 
 // Base is one trainrun: a shipped variant (Variant) or a trainrun file (File).
@@ -97,10 +151,12 @@ const DefaultMetric = "average_precision"
 //	data:                           # data sources (default: the trainrun's own)
 //	  - {name: small, root: data/small, overrides: [data.batch_size=1]}
 //	metric: average_precision       # test metric that picks the best setting
+//
+// The file must be a regular file of at most 16 MiB.
 func LoadSpec(path string) (*Spec, error) {
-	b, err := os.ReadFile(path)
+	b, err := dataset.ReadRegularFile(path, "sweep file", maxSweepFileBytes)
 	if err != nil {
-		return nil, fmt.Errorf("sweep file: %w", err)
+		return nil, err
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
@@ -311,8 +367,8 @@ func ParseSeeds(s string) ([]uint64, error) {
 	}
 	if !strings.Contains(s, ",") {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("seeds %q: want a count >= 1 or a list like 1,7,9", s)
+		if err != nil || n < 1 || n > MaxSeedCount {
+			return nil, fmt.Errorf("seeds %q: want a count in 1..%d or a list like 1,7,9", s, MaxSeedCount)
 		}
 		out := make([]uint64, n)
 		for i := range out {

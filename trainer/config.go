@@ -41,6 +41,9 @@ type Config struct {
 }
 
 // DataConfig selects and batches the data.
+//
+// Bounds: root must not be empty unless scene is given; batch_size 1..MaxBatchSize (1024);
+// prefetch -1..MaxPrefetch (64; -1 = synchronous, 0 = 2).
 type DataConfig struct {
 	Root              string         `mapstructure:"root" yaml:"root"`
 	GenerateIfMissing bool           `mapstructure:"generate_if_missing" yaml:"generate_if_missing"`
@@ -58,9 +61,10 @@ type DataConfig struct {
 
 // TrainingConfig holds the trainer, optimizer, scheduler and callbacks.
 type TrainingConfig struct {
-	Seed    uint64 `mapstructure:"seed" yaml:"seed"`
-	Device  string `mapstructure:"device" yaml:"device"`
-	Threads int    `mapstructure:"threads" yaml:"threads"`
+	Seed   uint64 `mapstructure:"seed" yaml:"seed"`
+	Device string `mapstructure:"device" yaml:"device"`
+	// Threads are LibTorch's threads, 0..MaxThreads() (0 = one per CPU core).
+	Threads int `mapstructure:"threads" yaml:"threads"`
 	// AllowTF32 lets CUDA float32 matmuls and convolutions use TF32 (Ampere and newer):
 	// nil keeps LibTorch's defaults (matmuls off, convolutions on).
 	AllowTF32 *bool           `mapstructure:"allow_tf32" yaml:"allow_tf32"`
@@ -113,11 +117,12 @@ type CallbacksConfig struct {
 
 // CheckpointConfig keeps the best top-k checkpoints by a monitored metric, and the last.
 type CheckpointConfig struct {
-	Enabled  bool   `mapstructure:"enabled" yaml:"enabled"`
-	Monitor  string `mapstructure:"monitor" yaml:"monitor"`
-	Mode     string `mapstructure:"mode" yaml:"mode"`
-	SaveTopK int    `mapstructure:"save_top_k" yaml:"save_top_k"`
-	SaveLast bool   `mapstructure:"save_last" yaml:"save_last"`
+	Enabled bool   `mapstructure:"enabled" yaml:"enabled"`
+	Monitor string `mapstructure:"monitor" yaml:"monitor"`
+	Mode    string `mapstructure:"mode" yaml:"mode"`
+	// SaveTopK keeps the best k checkpoints: -1 = all of them, 0 = none; below -1 is refused.
+	SaveTopK int  `mapstructure:"save_top_k" yaml:"save_top_k"`
+	SaveLast bool `mapstructure:"save_last" yaml:"save_last"`
 }
 
 // EarlyStoppingConfig stops training when a metric stops improving.
@@ -288,6 +293,11 @@ func ApplyOverrides(v *viper.Viper, overrides []string) error {
 		var x any
 		if err := yaml.Unmarshal([]byte(val), &x); err != nil {
 			return fmt.Errorf("override %q: bad value: %w", o, err)
+		}
+		if strings.TrimSpace(val) == "" {
+			// key= is the empty string: viper ignores a nil value and would keep the default
+			// silently (data.root= trained on the default root).
+			x = ""
 		}
 		// a key whose default is null is known although viper does not count it as set
 		if !add && !v.IsSet(k) && !slices.Contains(childKeys(v, parentKey(k)), k[strings.LastIndex(k, ".")+1:]) {
@@ -503,6 +513,18 @@ func (c *Config) Validate() error {
 	if c.Data.BatchSize < 1 && c.Data.Scene == nil { // a whole scene is one frame per batch
 		return fmt.Errorf("data.batch_size: %d must be >= 1", c.Data.BatchSize)
 	}
+	if c.Data.BatchSize > MaxBatchSize {
+		return fmt.Errorf("data.batch_size: %d is over the maximum of %d", c.Data.BatchSize, MaxBatchSize)
+	}
+	if c.Data.Prefetch < -1 || c.Data.Prefetch > MaxPrefetch {
+		return fmt.Errorf("data.prefetch: %d is out of range -1..%d (-1 = load synchronously, 0 = the default, 2)", c.Data.Prefetch, MaxPrefetch)
+	}
+	if c.Data.Scene == nil && strings.TrimSpace(c.Data.Root) == "" {
+		return fmt.Errorf("data.root: empty; name the dataset directory (a dataset.yaml or a synthetic set to generate there), or give a scene (train --scene FILE)")
+	}
+	if k := c.Training.Callbacks.Checkpoint.SaveTopK; k < -1 {
+		return fmt.Errorf("training.callbacks.checkpoint.save_top_k: %d is out of range (-1 = keep every checkpoint, 0 = none, k > 0 = the best k)", k)
+	}
 	if c.Training.Trainer.MaxEpochs < 0 {
 		return fmt.Errorf("training.trainer.max_epochs: %d must be >= 0", c.Training.Trainer.MaxEpochs)
 	}
@@ -614,8 +636,25 @@ func (c *Config) MonitorNames() []string {
 	return out
 }
 
-// MaxThreads is the largest training.threads accepted: 4 per CPU core, at least 64.
+// MaxBatchSize is the largest data.batch_size (and infer --batch, bench --batch): frames
+// decoded and run together.
+const MaxBatchSize = 1024
+
+// MaxPrefetch is the largest data.prefetch: batches prepared ahead, each held in memory.
+const MaxPrefetch = 64
+
+// MaxThreads is the largest training.threads accepted: 4 per CPU core, at least 64. The
+// --threads flags of infer, bench and sweep and sweep's --workers take the same bound.
 func MaxThreads() int { return max(64, 4*runtime.NumCPU()) }
+
+// CheckThreads refuses a LibTorch thread count outside 0..MaxThreads(); what names the flag
+// or key ("--threads").
+func CheckThreads(what string, n int) error {
+	if maxT := MaxThreads(); n < 0 || n > maxT {
+		return fmt.Errorf("%s %d: out of range 0..%d (0 = one per CPU core; the limit is 4 per CPU core, at least 64)", what, n, maxT)
+	}
+	return nil
+}
 
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spectraclip/spectraclip/bench"
 	"github.com/spectraclip/spectraclip/torch"
+	"github.com/spectraclip/spectraclip/trainer"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -51,12 +52,12 @@ func newBenchCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&variant, "variant", "all", "pca, drcnn, concrete or all")
 	cmd.Flags().StringVar(&o.Detector, "detector", "", "TorchScript detector file (default: the built-in detector)")
 	cmd.Flags().StringVar(&o.Device, "device", "auto", "cpu, cuda, cuda:N or auto")
-	cmd.Flags().IntVar(&o.Batch, "batch", 4, "batch size")
-	cmd.Flags().StringVar(&size, "size", "256x256", "frame size HxW")
-	cmd.Flags().IntVar(&o.Threads, "threads", 0, "LibTorch threads (0: one per CPU core)")
-	cmd.Flags().IntVar(&o.Iters, "iters", 5, "timed iterations")
-	cmd.Flags().IntVar(&o.Warmup, "warmup", 1, "untimed iterations first")
-	cmd.Flags().IntVar(&o.TrainIters, "train-iters", 3, "timed training steps (0: skip)")
+	cmd.Flags().IntVar(&o.Batch, "batch", 4, fmt.Sprintf("batch size, at most %d", trainer.MaxBatchSize))
+	cmd.Flags().StringVar(&size, "size", "256x256", fmt.Sprintf("frame size HxW, sides 1..%d", bench.MaxSide))
+	cmd.Flags().IntVar(&o.Threads, "threads", 0, fmt.Sprintf("LibTorch threads, at most %d (0: one per CPU core)", trainer.MaxThreads()))
+	cmd.Flags().IntVar(&o.Iters, "iters", 5, fmt.Sprintf("timed iterations, at most %d", bench.MaxIters))
+	cmd.Flags().IntVar(&o.Warmup, "warmup", 1, fmt.Sprintf("untimed iterations first, at most %d", bench.MaxIters))
+	cmd.Flags().IntVar(&o.TrainIters, "train-iters", 3, fmt.Sprintf("timed training steps, at most %d (0: skip)", bench.MaxIters))
 	cmd.Flags().BoolVar(&o.Half, "half", false, "fp16 detector on CUDA")
 	cmd.Flags().StringVar(&tf32, "allow-tf32", "default", "TF32 for CUDA float32 matmuls and convolutions: default (LibTorch's), true or false")
 	cmd.Flags().BoolVar(&o.Isolate, "isolate", true, "run each variant in a child process, so each starts fresh and reports its own peak RSS")

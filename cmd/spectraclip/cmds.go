@@ -174,8 +174,8 @@ func newInferCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", "", "output directory")
 	cmd.Flags().StringVar(&nanPolicy, "nan-policy", "", "NaN/Inf in an input: error (default; a dataset directory's own nan_policy applies) or zero")
 	cmd.Flags().StringVar(&outputs, "outputs", infer.AllOutputs.String(), "what to write, comma-separated: npy (scores and decisions as (H, W) arrays), png (heat map and decisions images), json (results.json)")
-	cmd.Flags().IntVar(&threads, "threads", 0, "LibTorch threads (0: the run's training.threads)")
-	cmd.Flags().IntVar(&batch, "batch", 1, "frames scored together (consecutive frames of the same size)")
+	cmd.Flags().IntVar(&threads, "threads", 0, fmt.Sprintf("LibTorch threads, at most %d (0: the run's training.threads)", trainer.MaxThreads()))
+	cmd.Flags().IntVar(&batch, "batch", 1, fmt.Sprintf("frames scored together (consecutive frames of the same size), 1..%d", trainer.MaxBatchSize))
 	for _, f := range []string{"run", "input", "out"} {
 		_ = cmd.MarkFlagRequired(f)
 	}

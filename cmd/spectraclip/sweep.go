@@ -12,11 +12,13 @@ import (
 
 	"github.com/spectraclip/spectraclip/sweep"
 	"github.com/spectraclip/spectraclip/torch"
+	"github.com/spectraclip/spectraclip/trainer"
 )
 
 func newSweepCmd(g *globals) *cobra.Command {
 	var file, seeds, gpus, emit, bin string
 	var variants, trainruns, scenes []string
+	var maxPoints int64
 	o := sweep.Options{}
 	cmd := &cobra.Command{
 		Use:   "sweep (-c SWEEP.yaml | --variant V,... [--seeds N] [key=v1,v2 ...]) --out DIR",
@@ -53,6 +55,23 @@ func newSweepCmd(g *globals) *cobra.Command {
 				o.Spec = s
 			case seeds != "" || len(args) > 0 || len(scenes) > 0:
 				return fmt.Errorf("sweep: --seeds, --scene and key=value arguments need --variant or --trainrun")
+			}
+			if maxPoints < 1 {
+				return fmt.Errorf("--max-points %d: must be >= 1 (default %d)", maxPoints, sweep.DefaultMaxPoints)
+			}
+			if maxT := trainer.MaxThreads(); o.Workers < 0 || o.Workers > maxT {
+				return fmt.Errorf("--workers %d: out of range 0..%d (0 = one, or one per --gpus entry; the limit is 4 per CPU core, at least 64)", o.Workers, maxT)
+			}
+			if err := trainer.CheckThreads("--threads", o.Threads); err != nil {
+				return err
+			}
+			if o.Spec != nil {
+				o.Spec.MaxPoints = maxPoints
+				if err := o.Spec.CheckPointCount(); err != nil {
+					return err
+				}
+				n, how := o.Spec.PointCount()
+				g.log.Infof("sweep %s: %d points (%s)", o.Spec.Name, n, how)
 			}
 			if gpus != "" {
 				ids, err := parseGPUs(gpus)
@@ -91,8 +110,9 @@ func newSweepCmd(g *globals) *cobra.Command {
 	f.StringVar(&seeds, "seeds", "", "seeds: a count N (0..N-1) or a list 1,7,9")
 	f.StringArrayVar(&scenes, "scene", nil, "a labelled scene to train every point on (train --scene), repeatable: one data source each")
 	f.StringVar(&o.Dir, "out", "", "the sweep directory (required)")
-	f.IntVar(&o.Workers, "workers", 0, "runs at once (default 1, or one per --gpus entry)")
-	f.IntVar(&o.Threads, "threads", 0, "training.threads of each run (default: CPU cores / workers; under Slurm SLURM_CPUS_PER_TASK)")
+	f.IntVar(&o.Workers, "workers", 0, fmt.Sprintf("runs at once, at most %d (default 1, or one per --gpus entry)", trainer.MaxThreads()))
+	f.IntVar(&o.Threads, "threads", 0, fmt.Sprintf("training.threads of each run, at most %d (default: CPU cores / workers; under Slurm SLURM_CPUS_PER_TASK)", trainer.MaxThreads()))
+	f.Int64Var(&maxPoints, "max-points", sweep.DefaultMaxPoints, "refuse a sweep that expands to more points (trainings) than this; the count is printed before anything runs")
 	f.StringVar(&gpus, "gpus", "", "GPUs to use, one worker each: all, or ids 0,1,...")
 	f.BoolVar(&o.RetryFailed, "retry-failed", false, "rerun points that failed before")
 	f.IntVar(&o.Point, "point", -1, "run only this point (a Slurm array task: $SLURM_ARRAY_TASK_ID)")
