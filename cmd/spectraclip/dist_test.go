@@ -1,12 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -233,14 +237,25 @@ func TestDataParallelStatisticalFitIsPooled(t *testing.T) {
 // TestDataParallelRankDeathAndResume: rank 1 is killed at training step 5 (epoch 2 of 3 with
 // 4 steps an epoch); rank 0 ends with an error naming rank 1 within the 10 s timeout (not a
 // hang), the launcher names the rank and stops; the run directory keeps epoch 1's
-// checkpoint, and resuming with 2 processes completes the run. Resuming with another world
-// size is refused.
+// checkpoint. Resuming with another world size is refused; resuming with 2 processes trains
+// epochs 2 and 3 only (rank 0's "epoch done" lines; a resume that started again from
+// scratch would train 1 to 3) and ends byte for byte as an uninterrupted 2-process run of
+// the same command (weights files and metrics.json, sameFinishedRun).
 func TestDataParallelRankDeathAndResume(t *testing.T) {
 	needGloo(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	run := filepath.Join(dir, "run")
-	args := append([]string{"train", "--variant", "drcnn", "--out", run, "--nproc-per-node", "2", "--dist-timeout", "10s"}, distTiny(data, "3", 1)...)
+	if out, err := spectraclipProc(t, nil, "synth", "--out", data, "--frames", "12", "--height", "32", "--width", "32"); err != nil {
+		t.Fatalf("synth: %v\n%s", err, out)
+	}
+	run, ref := filepath.Join(dir, "run"), filepath.Join(dir, "ref")
+	argsTo := func(out string) []string {
+		return append([]string{"train", "--variant", "drcnn", "--out", out, "--nproc-per-node", "2", "--dist-timeout", "10s"}, distTiny(data, "3", 1)...)
+	}
+	if out, err := spectraclipProc(t, nil, argsTo(ref)...); err != nil {
+		t.Fatalf("uninterrupted 2-process run: %v\nrank 0:\n%s", err, rankLines(out, 0))
+	}
+	args := argsTo(run)
 	start := time.Now()
 	out, err := spectraclipProc(t, []string{trainer.EnvTestDistKill + "=1:5"}, args...)
 	took := time.Since(start)
@@ -268,15 +283,48 @@ func TestDataParallelRankDeathAndResume(t *testing.T) {
 	if !strings.Contains(out1, "trained with 2 data-parallel process(es), this one has 1") {
 		t.Errorf("world-size refusal: %s", lastLine(out1))
 	}
+	// the checkpoint's own record of where it stands
+	var st struct {
+		Epoch      int   `json:"epoch"`
+		GlobalStep int64 `json:"global_step"`
+	}
+	if b, err := os.ReadFile(filepath.Join(run, "checkpoints", "last", "state.json")); err != nil || json.Unmarshal(b, &st) != nil {
+		t.Fatalf("checkpoints/last/state.json: %v", err)
+	}
+	if st.Epoch != 1 || st.GlobalStep != 4 {
+		t.Fatalf("checkpoints/last holds epoch %d, step %d: want epoch 1, step 4 (rank 1 died at step 5)", st.Epoch, st.GlobalStep)
+	}
 	out2, err := spectraclipProc(t, nil, "train", "--resume", filepath.Join(run, "checkpoints", "last"), "--nproc-per-node", "2")
 	if err != nil {
-		t.Fatalf("resume: %v\n%s", err, out2)
+		t.Fatalf("resume: %v\nrank 0:\n%s\nlauncher: %s", err, rankLines(out2, 0), lastLine(out2))
 	}
-	m := readMetrics(t, run)
-	if h, _ := m["history"].([]any); len(h) != 4 {
-		t.Fatalf("resumed run has %d entries of history, want 4 (epoch 0, the initialisation, and 3 training epochs)", len(h))
+	if got := epochsDone(rankLines(out2, 0)); !slices.Equal(got, []int{2, 3}) {
+		t.Errorf("the resume from epoch 1 completed epochs %v: want [2 3] (not a restart from scratch)", got)
+	}
+	if h, _ := readMetrics(t, run)["history"].([]any); len(h) != 4 {
+		t.Errorf("resumed run has %d entries of history, want 4 (epoch 0, the initialisation, and 3 training epochs)", len(h))
+	}
+	if why := sameFinishedRun(t, ref, run); why != "" {
+		t.Errorf("the resumed 2-process run differs from the uninterrupted one: %s", why)
 	}
 }
+
+// epochsDone lists the epochs of a rank's "epoch done" log lines, in order.
+func epochsDone(log string) []int {
+	var out []int
+	for _, l := range strings.Split(log, "\n") {
+		if !strings.Contains(l, `msg="epoch done"`) {
+			continue
+		}
+		if m := epochField.FindStringSubmatch(l); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+var epochField = regexp.MustCompile(`\bepoch=(\d+)\b`)
 
 // TestDataParallelSurvivorNamesTheRank: without the launcher (torchrun-style env set by the
 // test), one rank dies at step 2; the other fails on its own within the 10 s timeout with
