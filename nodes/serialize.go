@@ -268,7 +268,7 @@ func Load(yamlPath string, reg *Registry, dev torch.Device) (*Pipeline, error) {
 // LoadWeights reads a weights file written by Save into the Stateful nodes; every node's
 // state must be present and nothing else.
 func (p *Pipeline) LoadWeights(path string, dev torch.Device) error {
-	loaded, err := torch.LoadTensors(path, dev)
+	loaded, err := torch.LoadTensorsMax(path, dev, p.expectedStateBytes())
 	if err != nil {
 		return fmt.Errorf("weights: %w", err)
 	}
@@ -277,6 +277,33 @@ func (p *Pipeline) LoadWeights(path string, dev torch.Device) error {
 		return fmt.Errorf("weights %s: %w", path, err)
 	}
 	return nil
+}
+
+// openStateAllowance is the tensor data a weights file may hold for each node whose state is
+// only known after its fit (a PCA's components, a plugin node's fitted buffers).
+const openStateAllowance = 256 << 20
+
+// expectedStateBytes bounds the tensor data of the pipeline's weights file, so that a file far
+// larger (a sparse 8 GiB file, #25 item 6) is refused before it is read: every Stateful
+// node's state as built, and openStateAllowance per node whose state comes from a fit.
+func (p *Pipeline) expectedStateBytes() int64 {
+	var n int64
+	for _, name := range p.order {
+		st, ok := p.nodes[name].(Stateful)
+		if !ok {
+			continue
+		}
+		names := st.State()
+		if f, ok := p.nodes[name].(Fitter); ok && f.RequiresFit() {
+			n += openStateAllowance
+		}
+		for _, nt := range names {
+			if nt.Tensor != nil && nt.Tensor.Valid() {
+				n += nt.Tensor.Numel() * int64(nt.Tensor.DType().Size())
+			}
+		}
+	}
+	return max(n, 1)
 }
 
 // LoadState copies "node/param" tensors (as State returns them) into the Stateful nodes;

@@ -7,6 +7,7 @@ package torch
 import "C"
 
 import (
+	"archive/zip"
 	"errors"
 	"fmt"
 	"os"
@@ -78,9 +79,18 @@ func SaveTensors(path string, tensors map[string]*Tensor) error {
 }
 
 // LoadTensors reads a file written by SaveTensors (or torch.save of a dict of tensors) onto
-// dev. The tensors are unowned: free them (FreeAll) or hand them to a scope.
+// dev. The tensors are unowned: free them (FreeAll) or hand them to a scope. The file is
+// checked before it is read (CheckTensorArchive): it must be a zip archive whose central
+// directory accounts for its size.
 func LoadTensors(path string, dev Device) (map[string]*Tensor, error) {
-	if _, err := os.Stat(path); err != nil {
+	return LoadTensorsMax(path, dev, 0)
+}
+
+// LoadTensorsMax is LoadTensors for a caller that knows how many bytes of tensor data it
+// expects: a file whose records hold more than maxData bytes is refused before it is read
+// (maxData <= 0: no bound beyond the archive's own).
+func LoadTensorsMax(path string, dev Device, maxData int64) (map[string]*Tensor, error) {
+	if err := CheckTensorArchive(path, maxData); err != nil {
 		return nil, fmt.Errorf("torch: load %s: %w", path, err)
 	}
 	cp := cstr(path)
@@ -93,6 +103,63 @@ func LoadTensors(path string, dev Device) (map[string]*Tensor, error) {
 	}
 	out := takeNamed(names, ts, int(n))
 	return out, nil
+}
+
+// Per-record bytes of a zip archive beyond a record's data and name, at most: PyTorch's local
+// header (30) with its alignment padding (up to 64 + 4) and zip64 extra (20), the central
+// directory entry (46) with its zip64 extra (28); and per archive the end records (22 + 56 +
+// 20) and a comment (up to 65535).
+const (
+	zipRecordOverhead  = 30 + 68 + 20 + 46 + 28
+	zipArchiveOverhead = 22 + 56 + 20 + 65535
+)
+
+// CheckTensorArchive checks, reading only its end and central directory, that path is a
+// regular file holding a zip archive (PyTorch's tensor format) whose records account for its
+// size, and, when maxData > 0, whose records hold at most maxData bytes. A file that is
+// larger than its directory says (a sparse file, data appended) or whose records claim more
+// than the caller expects is refused before any of it is read (#25 item 6).
+func CheckTensorArchive(path string, maxData int64) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("not a regular file (%v)", st.Mode().Type())
+	}
+	size := st.Size()
+	limit := 2*maxData + 1<<20 // storages may be larger than their tensors; the pickle
+	if maxData > 0 && size > limit {
+		return fmt.Errorf("the file is %d bytes, more than the at most %d bytes of tensors expected here; refusing to read it", size, maxData)
+	}
+	zr, err := zip.NewReader(f, size)
+	if err != nil {
+		return fmt.Errorf("not a PyTorch tensor archive (%v)", err)
+	}
+	if len(zr.File) == 0 {
+		return fmt.Errorf("not a PyTorch tensor archive (no records)")
+	}
+	var data, accounted uint64
+	accounted = zipArchiveOverhead
+	for _, zf := range zr.File {
+		if zf.CompressedSize64 > uint64(size) || zf.Method == zip.Store && zf.UncompressedSize64 != zf.CompressedSize64 {
+			return fmt.Errorf("record %s claims %d bytes (%d stored), the file has %d", zf.Name, zf.UncompressedSize64, zf.CompressedSize64, size)
+		}
+		data += zf.UncompressedSize64
+		accounted += zf.CompressedSize64 + zipRecordOverhead + 2*uint64(len(zf.Name)) + uint64(len(zf.Extra)+len(zf.Comment))
+	}
+	if uint64(size) > accounted {
+		return fmt.Errorf("the file is %d bytes but its zip central directory accounts for at most %d; refusing to read it", size, accounted)
+	}
+	if maxData > 0 && data > uint64(limit) {
+		return fmt.Errorf("its records hold %d bytes, more than the at most %d bytes of tensors expected here; refusing to read it", data, maxData)
+	}
+	return nil
 }
 
 func takeNamed(names **C.char, ts *C.sc_tensor, n int) map[string]*Tensor {
