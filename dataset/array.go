@@ -58,6 +58,9 @@ func (a *Array) ToCube(source string) (*Cube, error) {
 	if a.Complex {
 		return nil, fmt.Errorf("%s: variable %q is complex; a cube must be real", source, a.Name)
 	}
+	if a.Shape[0] < 1 || a.Shape[1] < 1 || a.Shape[2] < 1 {
+		return nil, fmt.Errorf("%s: variable %q is empty (shape %d×%d×%d); a cube needs at least one row, column and band", source, a.Name, a.Shape[0], a.Shape[1], a.Shape[2])
+	}
 	return &Cube{H: a.Shape[0], W: a.Shape[1], C: a.Shape[2], Data: a.Data, Source: source}, nil
 }
 

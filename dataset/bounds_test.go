@@ -146,3 +146,39 @@ func matVar(path string) (*Array, error) {
 	}
 	return m.Var("data")
 }
+
+// writeNPYF32 writes a C-order float32 .npy of shape with every value v.
+func writeNPYF32(t *testing.T, path string, v float32, shape ...int) {
+	t.Helper()
+	dims := ""
+	n := 1
+	for _, d := range shape {
+		dims += fmt.Sprint(d) + ", "
+		n *= d
+	}
+	hdr := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }", dims[:len(dims)-2])
+	for (10+len(hdr)+1)%64 != 0 {
+		hdr += " "
+	}
+	b := append([]byte("\x93NUMPY\x01\x00"), byte(len(hdr)+1), byte((len(hdr)+1)>>8))
+	b = append(append(b, hdr...), '\n')
+	for i := 0; i < n; i++ {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEmptyCubeRefused: a cube with no rows, columns or bands (a 0×32×61 .npy) is refused when
+// it is loaded, naming the file and the empty axis (before: infer got as far as LibTorch's
+// "aminmax: Expected reduction dim 1 to have non-zero size").
+func TestEmptyCubeRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, shape := range [][]int{{0, 32, 61}, {32, 0, 61}, {32, 32, 0}} {
+		p := filepath.Join(dir, fmt.Sprintf("empty_%d_%d_%d.npy", shape[0], shape[1], shape[2]))
+		writeNPYF32(t, p, 0, shape...)
+		_, _, err := LoadScene(p, SceneOptions{})
+		mustContain(t, err, p, "empty", fmt.Sprint(shape[0]), "at least one row, column and band")
+	}
+}

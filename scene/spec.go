@@ -183,5 +183,21 @@ func Load(s Spec) (*dataset.Cube, *dataset.LabelImage, error) {
 	if gt == nil {
 		return nil, nil, fmt.Errorf("scene %s: no ground truth; give a mask file (data.scene.mask_path, --mask) or the variable that holds it (gt_var)", s.Path)
 	}
+	if constantCube(cube.Data) {
+		return nil, nil, fmt.Errorf("scene %s: the cube is constant (every value is %v): no pixel differs from another, so there is nothing to detect and no gradient to train on", s.Path, cube.Data[0])
+	}
 	return cube, gt, nil
+}
+
+// constantCube reports whether every value of a non-empty cube is the same.
+func constantCube(v []float32) bool {
+	if len(v) == 0 {
+		return false
+	}
+	for _, x := range v[1:] {
+		if x != v[0] {
+			return false
+		}
+	}
+	return true
 }
