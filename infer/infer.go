@@ -17,7 +17,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -129,11 +131,13 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	if err != nil {
 		return sum, fmt.Errorf("--out %s: %w", out, err)
 	}
-	stage, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), "."+filepath.Base(filepath.Clean(out))+".partial-")
+	cleanStalePartials(out, log)
+	stage, stageLock, err := makeStage(out)
 	if err != nil {
 		made.Undo()
 		return sum, fmt.Errorf("--out %s: %w", out, err)
 	}
+	defer stageLock.Close()
 	fail := func(err error) (Summary, error) {
 		_ = os.RemoveAll(stage)
 		made.Undo()
@@ -584,4 +588,86 @@ func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free cha
 		lap(&tm.waitWrite)
 	}
 	return nil
+}
+
+// partialPrefix starts the name of out's staging folders: "."+base(out)+".partial-".
+func partialPrefix(out string) string { return "." + filepath.Base(filepath.Clean(out)) + ".partial-" }
+
+// makeStage creates out's staging folder and returns it with an open handle that holds an
+// exclusive flock on it until the command ends: the mark of a live infer, which
+// cleanStalePartials leaves alone. The folder is made under another name and renamed to its
+// ".partial-" name only once locked, so that no ".partial-" folder of a live infer is ever
+// unlocked.
+func makeStage(out string) (string, *os.File, error) {
+	parent := filepath.Dir(filepath.Clean(out))
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(filepath.Clean(out))+".staging-")
+	if err != nil {
+		return "", nil, err
+	}
+	f, err := lockDir(tmp, syscall.LOCK_EX)
+	if err != nil {
+		os.Remove(tmp)
+		return "", nil, err
+	}
+	stage := filepath.Join(parent, partialPrefix(out)+strings.TrimPrefix(filepath.Base(tmp), "."+filepath.Base(filepath.Clean(out))+".staging-"))
+	if err := os.Rename(tmp, stage); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return "", nil, err
+	}
+	return stage, f, nil
+}
+
+// lockDir opens the directory p (not a link to one) and takes how (LOCK_EX or LOCK_SH)
+// without waiting.
+func lockDir(p string, how int) (*os.File, error) {
+	fd, err := syscall.Open(p, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), p)
+	if err := syscall.Flock(fd, how|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, &os.PathError{Op: "flock", Path: p, Err: err}
+	}
+	return f, nil
+}
+
+// cleanStalePartials removes the staging folders a killed infer left beside out (#25 item
+// 4): out's own ".partial-" folders (and ".staging-" ones older than a minute) that no live
+// infer holds locked. Other folders, links and folders of other outputs are never touched;
+// a folder that cannot be removed is left for the next run (a warning, not an error).
+func cleanStalePartials(out string, log *logrus.Logger) {
+	parent := filepath.Dir(filepath.Clean(out))
+	base := "." + filepath.Base(filepath.Clean(out))
+	ents, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		n := e.Name()
+		staging := strings.HasPrefix(n, base+".staging-")
+		if !strings.HasPrefix(n, base+".partial-") && !staging {
+			continue
+		}
+		p := filepath.Join(parent, n)
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.IsDir() {
+			continue // a link or a file: not a staging folder of ours
+		}
+		if staging && time.Since(fi.ModTime()) < time.Minute {
+			continue // maybe being locked and renamed right now
+		}
+		f, err := lockDir(p, syscall.LOCK_EX)
+		if err != nil {
+			continue // held by a live infer (or not ours to open)
+		}
+		err = os.RemoveAll(p)
+		f.Close()
+		if err != nil {
+			log.Warnf("infer: could not remove %s, left by an interrupted infer: %v", p, err)
+			continue
+		}
+		log.Infof("infer: removed %s, left by an interrupted infer", p)
+	}
 }
