@@ -64,13 +64,15 @@ func (r *Run) worldSize() int {
 }
 
 // sampler shards a split between the ranks: training frames padded to equal shards (every
-// rank takes the same number of steps), evaluation frames split without padding (pooled
-// metrics count each pixel once).
+// rank takes the same number of steps), evaluation frames and the statistical fit's pass
+// over the training split without padding (pooled metrics count each pixel once, and the
+// pooled fit counts each frame once, as one process does: a repeated frame would weigh
+// twice in the min/max and covariance statistics).
 func (r *Run) sampler(split string) func(epoch int, order []int) []int {
 	if r.dist == nil || r.dist.WorldSize() == 1 {
 		return nil
 	}
-	pad := split == "train"
+	pad := split == "train" && !r.fitting
 	return func(_ int, order []int) []int { return r.dist.Shard(order, pad) }
 }
 

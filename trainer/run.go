@@ -65,6 +65,7 @@ type Run struct {
 	lock        *rundir.Lock  // held from Prepare to Close
 	made        *madePaths    // what a fresh run created (removed when it fails before its first complete checkpoint)
 	resumeState *TrainerState // the state of the checkpoint resumed from
+	fitting     bool          // FitStatistics streams the training split (unpadded shards, see sampler)
 
 	dist   Collective // nil: one process
 	tbTemp string     // ranks other than 0: their TensorBoard directory, removed at Close
@@ -879,6 +880,8 @@ func (r *Run) bar(n int, desc string) *progressbar.ProgressBar {
 // FitStatistics fits every node that needs a statistical pass, in topological order,
 // streaming over the training split (the pipeline run up to each node).
 func (r *Run) FitStatistics() error {
+	r.fitting = true
+	defer func() { r.fitting = false }()
 	for _, n := range r.Pipeline.Nodes() {
 		f, ok := n.(nodes.Fitter)
 		if !ok || !f.RequiresFit() {
