@@ -68,6 +68,14 @@ func readENVIForm(r *http.Request, body io.Reader, lim Limits) (*Frame, error) {
 	if _, _, _, err := checkShape([]int64{int64(h.Lines), int64(h.Samples), int64(h.Bands)}, 4, lim); err != nil {
 		return nil, fmt.Errorf("ENVI: %w", err)
 	}
+	// the reader holds the raw data and the float32 cube (in-flight budget, budget.go)
+	raw := int64(0)
+	if st, err := os.Stat(filepath.Join(dir, "cube.img")); err == nil {
+		raw = st.Size()
+	}
+	if err := lim.need(raw + 4*int64(h.Lines)*int64(h.Samples)*int64(h.Bands)); err != nil {
+		return nil, err
+	}
 	c, err := dataset.ReadENVI(filepath.Join(dir, "cube.hdr"))
 	if err != nil {
 		return nil, fmt.Errorf("ENVI: %w", err)

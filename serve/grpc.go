@@ -23,6 +23,10 @@ type grpcScorer struct {
 
 func (g *grpcScorer) frame(ctx context.Context, req *servepb.ScoreRequest) (*Frame, error) {
 	rb := takeRequestBuf(req) // what the codec kept of the cube's values (requestCodec)
+	if rb != nil && rb.err != nil {
+		// the in-flight budget was spent: the message was not decoded (budget.go)
+		return nil, status.Error(codes.ResourceExhausted, rb.err.Error())
+	}
 	c := req.GetCube()
 	if c == nil {
 		if rb != nil {
@@ -95,11 +99,17 @@ func (g *grpcScorer) frame(ctx context.Context, req *servepb.ScoreRequest) (*Fra
 
 func (g *grpcScorer) score(ctx context.Context, req *servepb.ScoreRequest) (*servepb.ScoreResponse, error) {
 	t0 := time.Now()
+	if v, ok := requestBufs.Load(req); ok {
+		defer v.(*requestBuf).res.release() // the request's share of the budget, once answered
+	}
 	f, err := g.frame(ctx, req)
 	if err != nil {
 		cause := "bad_request"
-		if status.Code(err) == codes.PermissionDenied {
+		switch status.Code(err) {
+		case codes.PermissionDenied:
 			cause = "forbidden"
+		case codes.ResourceExhausted:
+			cause = "busy"
 		}
 		g.s.m.error(cause)
 		return nil, err
@@ -179,6 +189,7 @@ func (g *grpcScorer) ScoreStream(stream servepb.Scorer_ScoreStreamServer) error 
 		if recvErr != nil {
 			if rb := takeRequestBuf(req); rb != nil { // not scored: give its bytes back
 				rb.release()
+				rb.res.release()
 			}
 			break
 		}

@@ -23,7 +23,9 @@ import (
 // then copy the bytes field into another fresh one: two 16 MB copies and two allocations
 // (zeroed, page-faulted) per 256×256×61 frame. The handler takes what the codec kept over
 // with takeRequestBuf.
-type requestCodec struct{}
+type requestCodec struct {
+	b *budget // the in-flight budget a request's bytes are reserved in (nil: none)
+}
 
 const protoCodecName = "proto"
 
@@ -33,13 +35,28 @@ func (requestCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return encoding.GetCodecV2(protoCodecName).Marshal(v)
 }
 
-func (requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
+func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	req, ok := v.(*servepb.ScoreRequest)
 	if !ok {
 		return encoding.GetCodecV2(protoCodecName).Unmarshal(data, v)
 	}
+	// the message is in memory already (the transport assembled it, at most
+	// MaxRecvMsgSize); it is reserved now, held until answered, and refused
+	// (RESOURCE_EXHAUSTED, grpcScorer.frame) when the budget is spent
+	share := c.b.reserve()
+	if err := share.need(int64(data.Len())); err != nil {
+		requestBufs.Store(req, &requestBuf{nonFinite: -1, err: err})
+		return nil
+	}
 	if rb, ok := decodePieces(data, req); ok {
+		rb.res = share
 		requestBufs.Store(req, rb)
+		return nil
+	}
+	// the copying form: the copy beside the transport's buffers
+	if err := share.need(2 * int64(data.Len())); err != nil {
+		share.release()
+		requestBufs.Store(req, &requestBuf{nonFinite: -1, err: err})
 		return nil
 	}
 	shift, off, size := 0, -1, 0
@@ -65,7 +82,7 @@ func (requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 				if v == nil && upto-scanned >= 4 {
 					rb.scanned = false // not aligned after all: Check scans the frame
 				}
-				if i := firstNonFinite(v); i >= 0 {
+				if i := firstUnusable(v); i >= 0 {
 					rb.nonFinite = (scanned-off)/4 + i
 				}
 				scanned = upto
@@ -74,8 +91,10 @@ func (requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	if err := decodeScoreRequest(b, req); err != nil {
 		putBuf(buf)
+		share.release()
 		return err
 	}
+	rb.res = share
 	// the scan is the cube's only if the decoded data is the field it covered (a message
 	// may repeat a field: the last one counts)
 	if d := req.GetCube().GetData(); rb.scanned && (len(d) != size || size > 0 && unsafe.Pointer(&d[0]) != unsafe.Pointer(&b[off])) {
@@ -97,6 +116,10 @@ type requestBuf struct {
 	pieces [][]byte
 	size   int
 	free   func()
+	// res is the request's share of the in-flight budget, held until it is answered;
+	// err, when set, says the budget was spent and the message was not decoded
+	res *reservation
+	err error
 }
 
 // release gives back what the request holds.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"runtime/debug"
 	"time"
 )
 
@@ -36,6 +38,16 @@ func ListenAndServe(ctx context.Context, o Options, httpAddr, grpcAddr string, d
 				o.Log.Warnf("%s %s listens beyond this machine without authentication: anyone who can reach it may score cubes; give --token-file (and --tls-cert/--tls-key), or listen on 127.0.0.1", a.flag, a.addr)
 			}
 		}
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// the Go heap's soft limit: the in-flight budget and room for the runtime, so
+		// that garbage left by requests is collected before the heap doubles (GOGC)
+		// instead of adding up to another budget's worth of RSS
+		inflight := o.MaxInflight
+		if inflight == 0 {
+			inflight = max(DefaultInflightMB<<20, o.MaxBytes, 256<<20)
+		}
+		debug.SetMemoryLimit(inflight + 64<<20)
 	}
 	// /healthz answers while the pipeline warms up; /readyz and scoring only after
 	s, err := open(o)

@@ -30,7 +30,7 @@ func newMetrics(queueDepth func() float64, dev torch.Device) *Metrics {
 func newMetricsWorkers(queueDepth func() float64, dev torch.Device, workers int) *Metrics {
 	m := &Metrics{Registry: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spectraclip_serve_requests_total", Help: "scoring requests received, by protocol"}, []string{"protocol"})
-	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spectraclip_serve_errors_total", Help: "failed scoring requests, by cause (queue_full, deadline, canceled, bad_request, too_large, forbidden, shutting_down, not_ready, internal)"}, []string{"cause"})
+	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spectraclip_serve_errors_total", Help: "failed scoring requests, by cause (queue_full, busy: the in-flight memory budget spent, deadline, canceled, bad_request, too_large, forbidden, shutting_down, not_ready, internal)"}, []string{"cause"})
 	m.batches = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spectraclip_serve_batch_size", Help: "frames per forward", Buckets: []float64{1, 2, 4, 8, 16, 32, 64}})
 	m.stages = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "spectraclip_serve_stage_seconds", Help: "latency per stage (decode; copy into the batch; queue; forward; encode; total)",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"stage"})

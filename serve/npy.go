@@ -20,6 +20,18 @@ import (
 type Limits struct {
 	// MaxBytes is the largest cube accepted, in bytes of its values (shape × item size).
 	MaxBytes int64
+	// reserve, when set, is told the bytes a decoder is about to hold in all (the
+	// values read, a converted copy) before it allocates them; an error (the in-flight
+	// budget is spent, budget.go) stops the decoding.
+	reserve func(total int64) error
+}
+
+// need asks lim's reserve for total bytes.
+func (lim Limits) need(total int64) error {
+	if lim.reserve == nil {
+		return nil
+	}
+	return lim.reserve(total)
 }
 
 var (
@@ -122,6 +134,12 @@ func FrameFromRaw(shape []int64, dtype string, raw []byte, lim Limits) (*Frame, 
 	if err := checkSize(h, w, c, item, name, len(raw)); err != nil {
 		return nil, err
 	}
+	if name != "float32" || aliasFloat32s(raw) == nil {
+		// converted into a float32 copy
+		if err := lim.need(int64(len(raw)) + 4*int64(h)*int64(w)*int64(c)); err != nil {
+			return nil, err
+		}
+	}
 	v, err := decodeValues(raw, dtype)
 	if err != nil {
 		return nil, err
@@ -203,6 +221,13 @@ func readNPY(r io.Reader, lim Limits, ndim int) (*Frame, error) {
 		return nil, fmt.Errorf(".npy: %w", err)
 	}
 	want := hh * ww * cc * item
+	conv := int64(0)
+	if name != "float32" {
+		conv = 4 * int64(hh) * int64(ww) * int64(cc) // the float32 copy decodeValues makes
+	}
+	if err := lim.need(int64(want) + conv); err != nil {
+		return nil, err
+	}
 	// the bytes go into a pooled buffer (a cube is megabytes: no fresh zeroed allocation
 	// per request); float32 data is then used in place and the buffer goes back to the
 	// pool when the frame has been scored (Frame.release)
@@ -217,7 +242,7 @@ func readNPY(r io.Reader, lim Limits, ndim int) (*Frame, error) {
 		end := min(n+readChunk, want)
 		m, err := io.ReadFull(r, raw[n:end])
 		if scan && bad < 0 && m > 0 {
-			if i := firstNonFinite(aliasFloat32s(raw[n : n+m-m%4])); i >= 0 {
+			if i := firstUnusable(aliasFloat32s(raw[n : n+m-m%4])); i >= 0 {
 				bad = n/4 + i
 			}
 		}

@@ -101,7 +101,7 @@ func (f *Frame) copyPieces(dst []float32) int {
 	for _, p := range f.pieces {
 		n += copy(b[n:], p)
 		if upto := n / 4; upto > checked {
-			if i := firstNonFinite(dst[checked:upto]); i >= 0 {
+			if i := firstUnusable(dst[checked:upto]); i >= 0 {
 				return checked + i
 			}
 			checked = upto
@@ -114,6 +114,10 @@ func (f *Frame) copyPieces(dst []float32) int {
 // and c bands.
 func nonFiniteError(v float32, i, w, c int) error {
 	px, b := i/c, i%c
+	if x := float64(v); !math.IsNaN(x) && !math.IsInf(x, 0) {
+		return fmt.Errorf("value %g at row %d, column %d, band %d is too large: magnitudes of 2^50 (%.3g) or more overflow float32 inside the pipeline (normalisation, band mixing); rescale the cube",
+			v, px/w, px%w, b, float64(MaxAbsValue))
+	}
 	return fmt.Errorf("value %v (NaN/Inf) at row %d, column %d, band %d", v, px/w, px%w, b)
 }
 
@@ -328,7 +332,7 @@ func (s *Scorer) Check(f *Frame) error {
 	}
 	i := f.nonFinite
 	if !f.scanned {
-		i = firstNonFinite(f.Data)
+		i = firstUnusable(f.Data)
 	}
 	if i >= 0 {
 		return nonFiniteError(f.Data[i], i, f.W, f.C)
@@ -343,19 +347,39 @@ func (s *Scorer) Check(f *Frame) error {
 // NaN/Inf among them; only then are the 16 looked at one by one. BenchmarkFirstNonFinite:
 // on 32 KiB in the cache 2.3× the speed of a compare per value, on a 16 MB cube read from
 // memory 1.2×.
-func firstNonFinite(v []float32) int {
+func firstNonFinite(v []float32) int { return firstExpAtLeast(v, 0xff) }
+
+// MaxAbsValue is the largest magnitude a cube's value may have: 2^50 ≈ 1.1e15. Larger
+// finite values (3e38, say) pass a NaN/Inf check but overflow float32 to Inf inside the
+// pipeline — the min-max normaliser keeps them as large, the band mixer sums 61 of them
+// times its weights, a detector squares them — and the scores come out NaN (#25 item 10);
+// they are refused up front instead. Real cubes are reflectances (about 0 to 1) or counts
+// (at most 65535 for 16-bit sensors).
+const MaxAbsValue = 1 << 50
+
+// maxAbsExp is MaxAbsValue's biased float32 exponent: a value is refused when its exponent
+// is at least this.
+const maxAbsExp = 127 + 50
+
+// firstUnusable is the index of the first value of a cube that cannot be scored: a NaN,
+// ±Inf, or a magnitude ≥ MaxAbsValue; -1 if none.
+func firstUnusable(v []float32) int { return firstExpAtLeast(v, maxAbsExp) }
+
+// firstExpAtLeast is the index of the first value in v whose biased exponent is at least e
+// (0xff: NaN or ±Inf), or -1; the word-wise scan of firstNonFinite.
+func firstExpAtLeast(v []float32, e uint32) int {
 	const (
 		abs  = 0x7fffffff_7fffffff
-		one  = 0x00800000_00800000 // 1 in each value's exponent
 		sign = 0x80000000_80000000
 	)
+	one := uint64(256-e)<<23 | uint64(256-e)<<55 // carries into the sign bit when the exponent is ≥ e
 	u := float32Bits(v)
-	const exp = 0x7f800000
+	exp := e << 23
 	i := 0
 	if len(u) > 0 && uintptr(unsafe.Pointer(unsafe.SliceData(u)))%8 != 0 {
 		// a slice starting between two words (a chunk cut after an odd value): one value
 		// alone, then the words
-		if u[0]&exp == exp {
+		if u[0]&0x7fffffff >= exp {
 			return 0
 		}
 		i = 1
@@ -374,7 +398,7 @@ func firstNonFinite(v []float32) int {
 		i += 2 * k
 	}
 	for ; i < len(u); i++ {
-		if u[i]&exp == exp {
+		if u[i]&0x7fffffff >= exp {
 			return i
 		}
 	}

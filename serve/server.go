@@ -84,6 +84,9 @@ func (o *Options) defaults() {
 	if o.MaxBytes == 0 {
 		o.MaxBytes = 256 << 20
 	}
+	if o.MaxInflight == 0 {
+		o.MaxInflight = max(DefaultInflightMB<<20, o.MaxBytes)
+	}
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second
 	}
@@ -104,6 +107,7 @@ type Server struct {
 	workers []*Scorer // one pipeline copy per forward stage
 	b       *Batcher
 	m       *Metrics
+	budget  *budget // the in-flight byte budget (budget.go)
 	live    *liveView
 	ready   atomic.Bool // warmed up and not shutting down (/readyz)
 	warm    atomic.Bool // warmed up
@@ -141,6 +145,9 @@ func open(o Options) (*Server, error) {
 	if o.Threads < 0 {
 		return nil, fmt.Errorf("--threads %d: must be ≥ 1 (0: automatic)", o.Threads)
 	}
+	if o.Timeout < 0 {
+		return nil, fmt.Errorf("--timeout %v: must be > 0", o.Timeout)
+	}
 	if o.ShmDir != "" {
 		if st, err := os.Stat(o.ShmDir); err != nil || !st.IsDir() {
 			return nil, fmt.Errorf("--shm-dir %s: not a folder", o.ShmDir)
@@ -151,7 +158,7 @@ func open(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: o, sc: sc, workers: []*Scorer{sc}, live: newLiveView(8)}
+	s := &Server{opts: o, sc: sc, workers: []*Scorer{sc}, live: newLiveView(8), budget: newBudget(o.MaxInflight)}
 	if o.Workers == 0 {
 		o.Workers = 1
 		if sc.Device().Type == torch.DeviceCPU && runtime.NumCPU() >= 2 {
@@ -200,7 +207,7 @@ func open(o Options) (*Server, error) {
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(servepb.Scorer_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	gopts := []grpc.ServerOption{grpc.MaxRecvMsgSize(int(o.MaxBytes) + (1 << 20)), grpc.MaxSendMsgSize(1 << 30), grpc.ForceServerCodecV2(requestCodec{}), experimental.BufferPool(&dirtyPool{}),
+	gopts := []grpc.ServerOption{grpc.MaxRecvMsgSize(int(o.MaxBytes) + (1 << 20)), grpc.MaxSendMsgSize(1 << 30), grpc.ForceServerCodecV2(requestCodec{b: s.budget}), experimental.BufferPool(&dirtyPool{}),
 		// cubes are megabytes: wide flow-control windows and buffers save round trips
 		grpc.InitialWindowSize(32 << 20), grpc.InitialConnWindowSize(64 << 20), grpc.ReadBufferSize(1 << 20), grpc.WriteBufferSize(1 << 20)}
 	if o.Token != "" {
@@ -477,51 +484,27 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	lim := Limits{MaxBytes: s.opts.MaxBytes}
-	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBytes*4/3+(1<<20))
-	var f *Frame
-	var err error
-	ct := r.Header.Get("Content-Type")
-	if strings.HasPrefix(ct, "application/json") {
-		var jc jsonCube
-		dec := json.NewDecoder(body)
-		if err = dec.Decode(&jc); err == nil {
-			switch {
-			case jc.Shm != nil && len(jc.Data) > 0:
-				err = errors.New("JSON body has both data and shm: send one")
-			case jc.Shm != nil && !localPeer(r.RemoteAddr):
-				err = &remoteShmError{r.RemoteAddr}
-			case jc.Shm != nil:
-				f, err = s.shmFrame(jc.Shape, jc.DType, jc.Shm.Name, jc.Shm.Offset)
-			default:
-				f, err = FrameFromRaw(jc.Shape, jc.DType, jc.Data, lim)
-			}
-			if err == nil {
-				f.Wavelengths = jc.Wavelengths
-				if id == "" {
-					id = jc.FrameID
-				}
-			}
-		} else {
-			err = fmt.Errorf("JSON body: %w", err)
-		}
-	} else if strings.HasPrefix(ct, "multipart/form-data") {
-		f, err = readENVIForm(r, body, lim)
-	} else {
-		f, err = ReadNPY(body, lim)
-	}
+	// the body within the in-flight budget (body.go, budget.go), held until answered
+	mem := s.budget.reserve()
+	defer mem.release()
+	f, jsonID, code, err := s.readFrame(w, r, mem)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		code, cause := http.StatusBadRequest, "bad_request"
-		var rse *remoteShmError
-		if errors.As(err, &mbe) || strings.Contains(err.Error(), "larger than the maximum") {
-			code, cause = http.StatusRequestEntityTooLarge, "too_large"
-		} else if errors.As(err, &rse) {
-			code, cause = http.StatusForbidden, "forbidden"
+		cause := "bad_request"
+		switch code {
+		case http.StatusRequestEntityTooLarge:
+			cause = "too_large"
+		case http.StatusForbidden:
+			cause = "forbidden"
+		case http.StatusServiceUnavailable:
+			cause = "busy"
+			w.Header().Set("Retry-After", "1")
 		}
 		s.m.error(cause)
 		http.Error(w, err.Error(), code)
 		return
+	}
+	if id == "" {
+		id = jsonID
 	}
 	f.ID = id
 	if wls != nil {

@@ -22,7 +22,11 @@ import (
 // servers such as Triton, without registration: a request names its file.
 //
 // It is off unless the server is started with a folder: any file in it is readable through
-// the service. Only requests from the server's own machine (a loopback peer) may use it, so
+// the service. The trust model: whoever may create files in the folder may have the server
+// read them (with the server's permissions), so the folder must be writable only by users
+// trusted with what the server can read. Symbolic links and files with several hard links
+// (st_nlink > 1: a link made in the folder to a file elsewhere) are refused, so a file is
+// read only if it lives in the folder alone. Only requests from the server's own machine (a loopback peer) may use it, so
 // a server listening on a network address does not expose the folder to other hosts. Names
 // are plain file names (no separators, no leading dot), opened without following symbolic
 // links.
@@ -65,6 +69,16 @@ func openShm(dir, name string, off int64, h, w, c int) (*shmSource, error) {
 		f.Close()
 		return nil, fmt.Errorf("shm %s: not a regular file", path)
 	}
+	// a hard link made in the folder to a file elsewhere (another user's, a secret) would
+	// pass the name and O_NOFOLLOW checks: a file with more than one link is refused
+	if sys, ok := st.Sys().(*syscall.Stat_t); !ok || sys.Nlink != 1 {
+		f.Close()
+		n := uint64(0)
+		if ok {
+			n = uint64(sys.Nlink)
+		}
+		return nil, fmt.Errorf("shm %s: the file has %d hard links (want 1: a link to a file outside the folder is refused)", path, n)
+	}
 	n := h * w * c
 	if need := off + 4*int64(n); st.Size() < need {
 		f.Close()
@@ -89,7 +103,7 @@ func (s *shmSource) read(dst []float32) (int, error) {
 			}
 			return -1, fmt.Errorf("shm %s: %w", s.name, err)
 		}
-		if i := firstNonFinite(dst[done/4 : (done+m)/4]); i >= 0 {
+		if i := firstUnusable(dst[done/4 : (done+m)/4]); i >= 0 {
 			return done/4 + i, nil
 		}
 		done += m
