@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/zlib"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -180,5 +181,46 @@ func TestEmptyCubeRefused(t *testing.T) {
 		writeNPYF32(t, p, 0, shape...)
 		_, _, err := LoadScene(p, SceneOptions{})
 		mustContain(t, err, p, "empty", fmt.Sprint(shape[0]), "at least one row, column and band")
+	}
+}
+
+// TestWholeSceneBatchNotCopied: a one-frame batch of a scene held whole hands the scene's
+// values over (before: the frame was copied out of the scene, then into a batch buffer, two
+// cube-sized allocations per batch and per pass), and Release does not recycle them.
+func TestWholeSceneBatchNotCopied(t *testing.T) {
+	const h, w, c = 256, 256, 64
+	cube := &Cube{H: h, W: w, C: c, Data: make([]float32, h*w*c)}
+	for i := range cube.Data {
+		cube.Data[i] = float32(i % 977)
+	}
+	gt := &LabelImage{H: h, W: w, IDs: make([]int32, h*w)}
+	gt.IDs[100] = 1
+	ds, err := WholeScene("scene.npy", cube, gt, NaNError)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ds.NewLoader("train", LoaderOptions{BatchSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pass := 0; pass < 2; pass++ {
+		var b *Batch
+		alloc := allocDuring(func() {
+			it := l.Epoch(context.Background(), 0)
+			defer it.Close()
+			if b, err = it.Next(); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if len(b.Cube) != h*w*c || b.Cube[12345] != cube.Data[12345] || !b.Mask[100] || b.Mask[101] {
+			t.Fatalf("pass %d: the batch does not hold the scene", pass)
+		}
+		if alloc > uint64(4*h*w*c/4) {
+			t.Fatalf("pass %d: building the batch allocated %d bytes; the cube is %d (want no copy of it)", pass, alloc, 4*h*w*c)
+		}
+		l.Release(b)
+		if cube.Data[12345] != float32(12345%977) {
+			t.Fatal("Release changed the scene")
+		}
 	}
 }

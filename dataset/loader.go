@@ -21,6 +21,9 @@ type Batch struct {
 	// Wavelengths are the band centres in nm (band numbers when the source has none).
 	Wavelengths []float32
 	FrameIDs    []int
+	// borrowed marks a Cube that is the dataset's own memory (a scene held whole): Release
+	// does not recycle it.
+	borrowed bool
 }
 
 // ShuffleMode selects whether a loader permutes frames each epoch.
@@ -75,7 +78,10 @@ type Loader struct {
 // leaving each frame's cube to the garbage collector. The batch must not be used afterwards.
 // Calling it is optional.
 func (l *Loader) Release(b *Batch) {
-	if b == nil || b.Cube == nil {
+	if b == nil || b.Cube == nil || b.borrowed {
+		if b != nil {
+			b.Cube = nil
+		}
 		return
 	}
 	l.mu.Lock()
@@ -300,14 +306,24 @@ func (l *Loader) build(ids []int) (*Batch, error) {
 	}
 	n, px := len(ids), f0.H*f0.W
 	per := px * d.Bands
+	// A one-frame batch of a scene held in memory hands the frame's values over instead of
+	// copying them into a batch buffer (a whole scene is the size of the cube).
+	direct := n == 1 && d.scene != nil
+	var cube []float32
+	if !direct {
+		cube = l.buffer(n * per)
+	}
 	b := &Batch{B: n, H: f0.H, W: f0.W, C: d.Bands, FrameIDs: append([]int(nil), ids...),
-		Cube: l.buffer(n * per), Wavelengths: append([]float32(nil), d.Wavelengths...)}
+		Cube: cube, Wavelengths: append([]float32(nil), d.Wavelengths...)}
 	fail := func(err error) (*Batch, error) {
 		l.Release(b)
 		return nil, err
 	}
 	for i, id := range ids {
-		slot := b.Cube[i*per : (i+1)*per]
+		var slot []float32
+		if !direct {
+			slot = b.Cube[i*per : (i+1)*per]
+		}
 		var s *Sample
 		var err error
 		if l.opts.InMemory {
@@ -327,7 +343,12 @@ func (l *Loader) build(ids []int) (*Batch, error) {
 		if s.H != b.H || s.W != b.W || s.C != b.C {
 			return fail(fmt.Errorf("dataset %s: frame %d is %d×%d×%d but frame %d in the same batch is %d×%d×%d", d.Name, id, s.H, s.W, s.C, ids[0], b.H, b.W, b.C))
 		}
-		if len(s.Cube) > 0 && &s.Cube[0] != &slot[0] {
+		if direct {
+			if len(s.Cube) != per {
+				return fail(fmt.Errorf("dataset %s: frame %d holds %d values, want %d", d.Name, id, len(s.Cube), per))
+			}
+			b.Cube, b.borrowed = s.Cube, true
+		} else if len(s.Cube) > 0 && &s.Cube[0] != &slot[0] {
 			copy(slot, s.Cube) // served from memory
 		}
 		if b.ClassIDs != nil {

@@ -267,6 +267,14 @@ func tileSplits(opts SceneOptions, ny, nx int) (func(ty, tx int) int, error) {
 // tile copies one tile out of the in-memory scene.
 func (d *Dataset) tile(f FrameInfo) *Sample {
 	c := d.scene
+	if f.Row0 == 0 && f.Col0 == 0 && f.H == c.H && f.W == c.W {
+		// The whole scene: its values as they are (callers copy what they change).
+		s := &Sample{FrameID: f.ID, H: f.H, W: f.W, C: c.C, Cube: c.Data}
+		if d.sceneL != nil {
+			s.ClassIDs = d.sceneL.IDs
+		}
+		return s
+	}
 	s := &Sample{FrameID: f.ID, H: f.H, W: f.W, C: c.C, Cube: make([]float32, f.H*f.W*c.C)}
 	for r := 0; r < f.H; r++ {
 		src := c.Data[((f.Row0+r)*c.W+f.Col0)*c.C : ((f.Row0+r)*c.W+f.Col0+f.W)*c.C]

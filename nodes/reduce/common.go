@@ -41,22 +41,41 @@ func newCovStats(c int) *covStats {
 	return &covStats{c: c, mean: make([]float64, c), m2: make([]float64, c*c)}
 }
 
-// addBatch folds the pixels of x ([..., C], any float dtype) into the statistics; the
-// batch's own mean and centred scatter are computed by LibTorch in float64.
+// covBlockBytes bounds the float64 working set of one block of pixels in addBatch.
+const covBlockBytes = 32 << 20
+
+// addBatch folds the pixels of x ([..., C], any float dtype) into the statistics, in blocks
+// of at most covBlockBytes as float64, so that a whole scene costs a few blocks rather than
+// two float64 copies of it; each block's mean and centred scatter are computed by LibTorch in
+// float64 and merged (Chan et al.).
 func (cs *covStats) addBatch(x *torch.Tensor) error {
+	sh := x.Shape()
+	c := sh[len(sh)-1]
+	if int(c) != cs.c {
+		return fmt.Errorf("pixel vectors have %d channels, want %d", c, cs.c)
+	}
+	rows := int64(1)
+	for _, d := range sh[:len(sh)-1] {
+		rows *= d
+	}
+	block := max(1, int64(covBlockBytes)/(8*c))
+	for r0 := int64(0); r0 < rows; r0 += block {
+		if err := cs.addBlock(x, rows, r0, min(block, rows-r0)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addBlock folds rows [r0, r0+n) of x seen as [rows, C] into the statistics.
+func (cs *covStats) addBlock(x *torch.Tensor, rows, r0, n int64) error {
 	s := torch.NewScope()
 	defer s.Close()
 	var mb, m2b []float64
 	var nb float64
 	var err error
 	s.NoGrad(func() {
-		sh := x.Shape()
-		c := sh[len(sh)-1]
-		if int(c) != cs.c {
-			err = fmt.Errorf("pixel vectors have %d channels, want %d", c, cs.c)
-			return
-		}
-		flat := s.ToDType(s.Reshape(x, -1, c), torch.Float64)
+		flat := s.ToDType(s.Narrow(s.Reshape(x, rows, int64(cs.c)), 0, r0, n), torch.Float64)
 		mean := s.Mean(flat, false, 0)
 		cen := s.Sub(flat, mean)
 		m2 := s.Matmul(s.T(cen), cen)
@@ -76,8 +95,8 @@ func (cs *covStats) addBatch(x *torch.Tensor) error {
 		return nil
 	}
 	na := cs.n
-	n := na + nb
-	f := na * nb / n
+	n2 := na + nb
+	f := na * nb / n2
 	delta := make([]float64, cs.c)
 	for i := range delta {
 		delta[i] = mb[i] - cs.mean[i]
@@ -88,9 +107,9 @@ func (cs *covStats) addBatch(x *torch.Tensor) error {
 		}
 	}
 	for i := range cs.mean {
-		cs.mean[i] += delta[i] * nb / n
+		cs.mean[i] += delta[i] * nb / n2
 	}
-	cs.n = n
+	cs.n = n2
 	return nil
 }
 
