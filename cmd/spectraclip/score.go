@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"math/rand"
@@ -20,6 +22,7 @@ import (
 
 func newScoreCmd(g *globals) *cobra.Command {
 	var server, mapDir string
+	var cred credFlags
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "score --server ADDR FILE...",
@@ -29,7 +32,7 @@ func newScoreCmd(g *globals) *cobra.Command {
 			if server == "" {
 				return fmt.Errorf("--server is required (http://HOST:PORT or grpc://HOST:PORT)")
 			}
-			c, err := client.Dial(server)
+			c, err := dialServer(server, cred)
 			if err != nil {
 				return err
 			}
@@ -62,7 +65,8 @@ func newScoreCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", "", "server address: http://HOST:PORT or grpc://HOST:PORT")
+	cmd.Flags().StringVar(&server, "server", "", "server address: http://HOST:PORT or grpc://HOST:PORT (https:// and grpcs:// for TLS)")
+	cred.flags(cmd)
 	cmd.Flags().StringVar(&mapDir, "map-out", "", "also write each file's score map here as NAME_scores.npy")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "deadline per file")
 	return cmd
@@ -80,6 +84,7 @@ func newLoadtestCmd(g *globals) *cobra.Command {
 	var lo client.LoadOptions
 	var bo bench.Options
 	var benchVariant string
+	var cred credFlags
 	cmd := &cobra.Command{
 		Use:   "loadtest --server ADDR [--clients 1,4,16] [--requests 64] [--warmup 2] [--size 256x256] [--bands 61] [--metrics URL] [--shm DIR] [--bench-variant V --bench-batch 8]",
 		Short: "measure a running spectraclip serve: throughput and p50/p99 latency per number of concurrent clients",
@@ -109,7 +114,7 @@ the bench runs).`,
 			if benchVariant != "" && bo.Batch < 1 {
 				return fmt.Errorf("--bench-batch %d: must be ≥ 1", bo.Batch)
 			}
-			c, err := client.Dial(server)
+			c, err := dialServer(server, cred)
 			if err != nil {
 				return err
 			}
@@ -158,7 +163,8 @@ the bench runs).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&server, "server", "", "server address: http://HOST:PORT or grpc://HOST:PORT")
+	f.StringVar(&server, "server", "", "server address: http://HOST:PORT or grpc://HOST:PORT (https:// and grpcs:// for TLS)")
+	cred.flags(cmd)
 	f.IntSliceVar(&lo.Clients, "clients", []int{1, 4, 16}, "concurrent clients, one level after the other")
 	f.IntVar(&lo.Requests, "requests", 64, "timed requests per level")
 	f.IntVar(&lo.Warmup, "warmup", 2, "untimed requests per client before each level (0: none)")
@@ -174,4 +180,37 @@ the bench runs).`,
 	f.StringVar(&bo.Device, "bench-device", "auto", "with --bench-variant: bench device (the server's)")
 	f.IntVar(&bo.Threads, "bench-threads", 0, "with --bench-variant: bench LibTorch threads (0: one per CPU core, as serve)")
 	return cmd
+}
+
+// credFlags are a client's credentials for a secured server (serve --token-file,
+// --tls-cert): --token-file and --tls-ca.
+type credFlags struct{ tokenFile, tlsCA string }
+
+func (c *credFlags) flags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&c.tokenFile, "token-file", "", "send the bearer token in this file (one line, mode 600), for a server started with --token-file")
+	cmd.Flags().StringVar(&c.tlsCA, "tls-ca", "", "connect over TLS, trusting the CA certificates in this PEM file (a server started with --tls-cert); https:// and grpcs:// addresses use TLS with the system's CAs without it")
+}
+
+// dialServer connects to server with the credentials of c.
+func dialServer(server string, c credFlags) (client.Client, error) {
+	var o client.Options
+	if c.tokenFile != "" {
+		tok, err := serve.ReadTokenFile(c.tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		o.Token = tok
+	}
+	if c.tlsCA != "" {
+		pem, err := os.ReadFile(c.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca %s: %w", c.tlsCA, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in the file", c.tlsCA)
+		}
+		o.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return client.DialWith(server, o)
 }
