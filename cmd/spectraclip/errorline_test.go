@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -31,5 +33,30 @@ func TestUnknownCommandAndBadImageSizeAreOneLine(t *testing.T) {
 		if _, err := os.Stat(det); !os.IsNotExist(err) {
 			t.Errorf("--image-size %s wrote %s", size, det)
 		}
+	}
+}
+
+// A full disk reached through any writer (here the TensorBoard writer's wrapping, the one writer
+// that says only ENOSPC's own words) reads "the disk is full" once, with the file still named;
+// another write error gets no such words, and a line that already says it is left alone.
+func TestErrorLineSaysTheDiskIsFull(t *testing.T) {
+	root := NewRootCmd(&bytes.Buffer{}, &bytes.Buffer{})
+	ev := "/runs/x/tensorboard/events.out.tfevents.1"
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("train: tboard: write %s: %w", ev, &os.PathError{Op: "write", Path: ev, Err: syscall.ENOSPC}), true},
+		{fmt.Errorf("tboard: write %s: %w", ev, &os.PathError{Op: "write", Path: ev, Err: syscall.EDQUOT}), true},
+		{fmt.Errorf("tboard: write %s: %w", ev, &os.PathError{Op: "write", Path: ev, Err: syscall.EIO}), false},
+	} {
+		line := errorLine(root, tc.err)
+		if got := strings.Count(line, "disk is full"); (got == 1) != tc.want || got > 1 || !strings.Contains(line, ev) {
+			t.Errorf("%v: error line %q", tc.err, line)
+		}
+	}
+	already := fmt.Errorf("%s: the disk is full (%w)", ev, syscall.ENOSPC)
+	if line := errorLine(root, already); strings.Count(line, "disk is full") != 1 {
+		t.Errorf("error line %q says it twice", line)
 	}
 }

@@ -4,11 +4,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -121,5 +123,11 @@ func errorLine(root *cobra.Command, err error) string {
 			parts = append(parts, l)
 		}
 	}
-	return strings.Join(parts, "; ")
+	line := strings.Join(parts, "; ")
+	// Every writer names its file; a full disk is said in the same words whichever wrote it
+	// (LibTorch's archive writers and the atomic writers already do, the rest say ENOSPC's own).
+	if (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) && !strings.Contains(line, "disk is full") {
+		line += " (the disk is full)"
+	}
+	return line
 }
