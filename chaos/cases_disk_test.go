@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spectraclip/spectraclip/internal/testfs"
 )
 
 // diskCases are the corpus cases for a full disk, symlinked locks, stale infer partials and oversized or sparse tensor files (#25 items 1, 2, 4, 6).
@@ -63,8 +64,8 @@ func diskCases() []Case {
 			Mentions: []string{"space left on device"},
 			Timeout:  2 * time.Minute,
 			Build: func(t *testing.T, e *Env) Invocation {
-				mnt := mountTmpfsOrSkip(t, 4096)
-				fillDisk(t, mnt, kib<<10)
+				mnt := testfs.MountTmpfs(t, 4096)
+				testfs.FillTo(t, mnt, kib<<10)
 				// the run is on the tmpfs, outside the case directory: the error names it
 				return Invocation{Args: killArgs("drcnn", e.Fixtures(t).data, filepath.Join(mnt, "run"))}
 			},
@@ -124,52 +125,6 @@ func weightsCase(name string, mk func(t *testing.T, w string)) Case {
 	}}
 }
 
-// mountTmpfsOrSkip mounts a tmpfs of sizeKiB on a new temporary folder (outside the case
-// directory) for the rest of the test. Without the privilege it skips, except under CI=true.
-func mountTmpfsOrSkip(t *testing.T, sizeKiB int) string {
-	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dk,mode=0755", sizeKiB), "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		msg := fmt.Sprintf("cannot mount a tmpfs at %s (uid %d): %v: %s", dir, os.Getuid(), err, bytes.TrimSpace(out))
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// fillDisk fills dir's file system with the file filler until about leave bytes are free.
-func fillDisk(t *testing.T, dir string, leave int64) {
-	t.Helper()
-	f, err := os.OpenFile(filepath.Join(dir, "filler"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 1<<16)
-	var n int64
-	for len(chunk) > 0 {
-		w, err := f.Write(chunk)
-		n += int64(w)
-		if err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			chunk = chunk[:len(chunk)/2]
-		}
-	}
-	if err := f.Truncate(max(n-leave, 0)); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // fullThenResumeTrial trains on a tmpfs filled to several levels: each run must fail with
 // one error line about the space, with no abort; once the filler is removed the run resumes
 // from its last checkpoint (or starts again when it has none) and ends bit-identical to an
@@ -180,11 +135,11 @@ func fullThenResumeTrial(t *testing.T, data string) error {
 	if r := RunCLI(t, RunOptions{Dir: root}, killArgs("drcnn", data, ref)...); r.Exit != 0 {
 		return fmt.Errorf("the uninterrupted run: exit %d: %s", r.Exit, lastLines(r.Stderr, 3))
 	}
-	mnt := mountTmpfsOrSkip(t, 4096)
+	mnt := testfs.MountTmpfs(t, 4096)
 	var problems []string
 	for _, kib := range []int64{0, 12, 40, 72, 104, 136, 168, 200} {
 		out := filepath.Join(mnt, fmt.Sprintf("run%d", kib))
-		fillDisk(t, mnt, kib<<10)
+		testfs.FillTo(t, mnt, kib<<10)
 		r := RunCLI(t, RunOptions{Dir: root}, killArgs("drcnn", data, out)...)
 		if r.Signal != "" || crashRE.MatchString(r.Stderr) {
 			problems = append(problems, fmt.Sprintf("%d KiB free: crashed (%s): %s", kib, r.Signal, lastLines(r.Stderr, 3)))

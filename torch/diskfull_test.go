@@ -10,68 +10,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/spectraclip/spectraclip/internal/testfs"
 )
-
-// mountTmpfs mounts a tmpfs of sizeKiB under a new temporary folder for the test: a real
-// file system that runs out of space. Without the privilege to mount it skips, except under
-// CI=true, where it fails.
-func mountTmpfs(t *testing.T, sizeKiB int) string {
-	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dk,mode=0755", sizeKiB), "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		msg := fmt.Sprintf("cannot mount a tmpfs at %s (uid %d): %v: %s", dir, os.Getuid(), err, bytes.TrimSpace(out))
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// fillTo fills the file system of dir with the file filler until leave bytes are free
-// (rounded down to its blocks) and returns the free bytes it measured.
-func fillTo(t *testing.T, dir string, leave int64) int64 {
-	t.Helper()
-	p := filepath.Join(dir, "filler")
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 1<<16)
-	var n int64
-	for len(chunk) > 0 {
-		w, err := f.Write(chunk)
-		n += int64(w)
-		if err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			chunk = chunk[:len(chunk)/2]
-		}
-	}
-	if err := f.Truncate(max(n-leave, 0)); err != nil {
-		t.Fatal(err)
-	}
-	return freeBytes(t, dir)
-}
-
-func freeBytes(t *testing.T, dir string) int64 {
-	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	return int64(st.Bavail) * int64(st.Bsize)
-}
 
 // diskFullTensors are seed's random tensors (a few shapes, some large) as Go values.
 func diskFullTensors(seed uint64) map[string][]float32 {
@@ -151,7 +93,7 @@ func TestSaveDiskFull(t *testing.T) {
 	if os.Getenv("SC_DISKFULL_CHILD") != "" {
 		t.Skip("child")
 	}
-	dir := mountTmpfs(t, 2048)
+	dir := testfs.MountTmpfs(t, 2048)
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	var total int64
@@ -171,7 +113,7 @@ func TestSaveDiskFull(t *testing.T) {
 			if leave < 0 {
 				continue
 			}
-			free := fillTo(t, dir, leave)
+			free := testfs.FillTo(t, dir, leave)
 			cmd := exec.Command(os.Args[0], "-test.run=^TestDiskFullChild$", "-test.count=1")
 			cmd.Env = append(os.Environ(), fmt.Sprintf("SC_DISKFULL_CHILD=%s %s %d", kind, target, seed))
 			var stderr bytes.Buffer
