@@ -1,8 +1,12 @@
 package detect
 
 import (
+	"os"
+	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/spectraclip/spectraclip/internal/procstat"
 )
 
 // TestDetectorSizeBounds: image_size and gaussian_sigma beyond their documented maxima are
@@ -38,5 +42,31 @@ func TestDetectorSizeBounds(t *testing.T) {
 	}
 	if _, err := (BuiltinOptions{ImageSize: 1025}).withDefaults(); err == nil || !strings.Contains(err.Error(), "1024") {
 		t.Fatalf("builtin detector of image size 1025: %v", err)
+	}
+}
+
+// TestLocalRXWorkingSet: local RX on a 512×512×128 cube (128 MiB as float32) raises the peak
+// resident memory by less than the cube's own size (before: a float64 copy of the whole
+// centred cube, 256 MiB, besides the projection).
+func TestLocalRXWorkingSet(t *testing.T) {
+	const h, w, c = 512, 512, 128
+	cube := make([]float32, h*w*c)
+	for i := range cube {
+		cube[i] = float32((i*7919)%1000)/1000 + float32(i%c)/float32(c)
+	}
+	runtime.GC()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		t.Skipf("cannot reset the peak RSS: %v", err)
+	}
+	base := procstat.MB("VmRSS:")
+	scores, err := LocalRX(cube, h, w, c, LocalRXOptions{Components: 4, Inner: 1, Outer: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grew := procstat.MB("VmHWM:") - base; grew > 128 {
+		t.Errorf("peak RSS grew by %.0f MiB for a 128 MiB cube; want less than the cube", grew)
+	}
+	if len(scores) != h*w {
+		t.Fatalf("%d scores", len(scores))
 	}
 }

@@ -50,16 +50,27 @@ func LocalRX(cube []float32, h, w, c int, o LocalRXOptions) ([]float64, error) {
 	for b := range mean {
 		mean[b] /= float64(n)
 	}
-	x := mat.NewDense(n, c, nil)
-	for p := range n {
-		for b := range c {
-			x.Set(p, b, float64(cube[p*c+b])-mean[b])
+	// The covariance and the projection are computed in blocks of pixels of at most
+	// rxChunkBytes as float64, so that a whole scene never has a float64 copy.
+	block := min(n, max(1, rxChunkBytes/(8*c)))
+	buf := mat.NewDense(block, c, nil) // reused by every block
+	centred := func(p0, p1 int) *mat.Dense {
+		xb := buf.Slice(0, p1-p0, 0, c).(*mat.Dense)
+		raw := xb.RawMatrix()
+		for p := p0; p < p1; p++ {
+			row := raw.Data[(p-p0)*raw.Stride : (p-p0)*raw.Stride+c]
+			for b, v := range cube[p*c : (p+1)*c] {
+				row[b] = float64(v) - mean[b]
+			}
 		}
+		return xb
 	}
-	var cov mat.SymDense
-	cov.SymOuterK(1/float64(max(n-1, 1)), x.T())
+	cov := mat.NewSymDense(c, nil)
+	for p0 := 0; p0 < n; p0 += block {
+		cov.SymRankK(cov, 1/float64(max(n-1, 1)), centred(p0, min(n, p0+block)).T())
+	}
 	var eig mat.EigenSym
-	if !eig.Factorize(&cov, true) {
+	if !eig.Factorize(cov, true) {
 		return nil, fmt.Errorf("local rx: eigendecomposition of the band covariance failed")
 	}
 	vals := eig.Values(nil)
@@ -76,13 +87,21 @@ func LocalRX(cube []float32, h, w, c int, o LocalRXOptions) ([]float64, error) {
 			basis.Set(b, j, vecs.At(b, idx[j]))
 		}
 	}
-	var y mat.Dense
-	y.Mul(x, basis) // n×k
+	y := mat.NewDense(n, k, nil) // the projected pixels, n×k
+	for p0 := 0; p0 < n; p0 += block {
+		p1 := min(n, p0+block)
+		y.Slice(p0, p1, 0, k).(*mat.Dense).Mul(centred(p0, p1), basis)
+	}
 	yr := y.RawMatrix()
 	out := make([]float64, n)
 	mu := make([]float64, k)
 	cv := mat.NewSymDense(k, nil)
 	d := make([]float64, k)
+	// Reused at every pixel: a fresh factorisation and solution per pixel left a cube's worth
+	// of garbage behind on a large scene.
+	var ch mat.Cholesky
+	var sol mat.VecDense
+	dv := mat.NewVecDense(k, d)
 	for r := range h {
 		for q := range w {
 			for j := range mu {
@@ -137,7 +156,6 @@ func LocalRX(cube []float32, h, w, c int, o LocalRXOptions) ([]float64, error) {
 					cv.SetSym(i, j, v)
 				}
 			}
-			var ch mat.Cholesky
 			if !ch.Factorize(cv) {
 				return nil, fmt.Errorf("local rx: window covariance at pixel (%d,%d) is not positive definite", r, q)
 			}
@@ -145,8 +163,6 @@ func LocalRX(cube []float32, h, w, c int, o LocalRXOptions) ([]float64, error) {
 			for j := range k {
 				d[j] = v[j] - mu[j]
 			}
-			dv := mat.NewVecDense(k, d)
-			var sol mat.VecDense
 			if err := ch.SolveVecTo(&sol, dv); err != nil {
 				return nil, fmt.Errorf("local rx: pixel (%d,%d): %w", r, q, err)
 			}
