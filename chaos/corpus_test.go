@@ -30,6 +30,9 @@ type Case struct {
 	KnownFailing string
 	// Timeout bounds the run (default 90 s).
 	Timeout time.Duration
+	// MaxRSS, when positive, bounds the run's peak resident memory in bytes (rusage), for
+	// control cases too; 0: only the corpus-wide 3 GiB bound of failing cases.
+	MaxRSS int64
 }
 
 // Invocation is how a case runs: a CLI command line, or (for readers no command reaches)
@@ -241,6 +244,9 @@ func check(t *testing.T, c Case) (outcome, string, Result) {
 			what = "killed by " + r.Signal
 		}
 		return crashed, what + ": " + lastLines(r.Stderr, 6), r
+	}
+	if c.MaxRSS > 0 && r.MaxRSSKiB<<10 > c.MaxRSS {
+		return failed, fmt.Sprintf("peak RSS %d MiB, over the case's bound of %d MiB (exit %d): %s", r.MaxRSSKiB>>10, c.MaxRSS>>20, r.Exit, lastLines(r.Stderr, 2)), r
 	}
 	if c.Succeed {
 		if r.Exit != 0 {
