@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -100,6 +101,9 @@ func (b *budget) give(n int64) {
 			still := b.used == 0
 			b.mu.Unlock()
 			if still {
+				// two collections: pooled request buffers (bufPool) survive the first
+				// in sync.Pool's victim cache
+				runtime.GC()
 				debug.FreeOSMemory()
 				b.freed.Add(1)
 			}
