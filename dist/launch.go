@@ -52,7 +52,8 @@ type exit struct {
 // LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1 and a free MASTER_PORT, prefixes their output
 // lines with their rank, and waits for all. When one fails, the others are stopped
 // (SIGTERM, then SIGKILL after Grace) and the error names the rank that failed first.
-// SIGINT and SIGTERM sent to the launcher are passed on to the workers.
+// SIGINT and SIGTERM sent to the launcher are passed on to the workers; SIGTSTP (Ctrl-Z)
+// stops them and the launcher, SIGCONT continues them.
 //
 // The workers die with the launcher, however it ends (SIGKILL included), so that none is
 // left training and writing the run directory, holding its lock against a resume: on Linux
@@ -183,7 +184,11 @@ func Launch(o LaunchOptions) error {
 	}
 	releaseWaits()
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	// SIGINT and SIGTERM are passed on. The ranks have a process group of their own, so the
+	// terminal's Ctrl-Z (SIGTSTP, to the launcher's group) and fg's SIGCONT would reach only
+	// the launcher: they are passed on as SIGSTOP and SIGCONT, and the launcher then stops
+	// itself, as the default action would have.
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGTSTP, syscall.SIGCONT)
 	defer signal.Stop(sigs)
 	var first *exit
 	var kill <-chan time.Time
@@ -197,7 +202,15 @@ func Launch(o LaunchOptions) error {
 				kill = time.After(o.Grace)
 			}
 		case s := <-sigs:
-			stopAll(s)
+			switch s {
+			case syscall.SIGTSTP:
+				stopAll(syscall.SIGSTOP)
+				_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+			case syscall.SIGCONT:
+				stopAll(syscall.SIGCONT)
+			default:
+				stopAll(s)
+			}
 		case <-kill:
 			stopAll(syscall.SIGKILL)
 		}

@@ -262,3 +262,95 @@ func TestDataParallelLauncherForwardsSIGTERM(t *testing.T) {
 		}
 	}
 }
+
+// TestDataParallelLauncherCtrlZ: the ranks run in a process group of their own, so a
+// terminal's Ctrl-Z (SIGTSTP to the launcher) must be passed on: after SIGTSTP the launcher and
+// both ranks are stopped (state T in /proc) and the run directory stays as it is; after SIGCONT
+// to the launcher, both ranks run again. Before the launcher passed them on, the ranks kept
+// training while the launcher was stopped.
+func TestDataParallelLauncherCtrlZ(t *testing.T) {
+	needGloo(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if out, err := spectraclipProc(t, nil, "synth", "--out", data, "--frames", "12", "--height", "32", "--width", "32"); err != nil {
+		t.Fatalf("synth: %v\n%s", err, out)
+	}
+	var out bytes.Buffer
+	run := filepath.Join(dir, "run")
+	launcher := exec.Command(os.Args[0], append([]string{"--log-level", "warn", "train", "--variant", "drcnn", "--out", run, "--nproc-per-node", "2"}, distTiny(data, "100000", 1)...)...)
+	launcher.Env = append(os.Environ(), envAsMain+"=1", "OMP_NUM_THREADS=1")
+	launcher.Stdout, launcher.Stderr = &out, &out
+	if err := launcher.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- launcher.Wait() }()
+	var ranks []procstat.Proc
+	defer func() {
+		_ = launcher.Process.Signal(syscall.SIGCONT)
+		_ = launcher.Process.Kill()
+		for _, p := range ranks {
+			if p.Alive() {
+				_ = syscall.Kill(p.PID, syscall.SIGKILL)
+			}
+		}
+	}()
+	for {
+		var err error
+		if ranks, err = procstat.Children(launcher.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		_, verr := rundir.Verify(filepath.Join(run, "checkpoints", "last"))
+		if len(ranks) == 2 && verr == nil { // training, past the rendezvous
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("the launcher ended early: %v\n%s", err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	pids := []int{launcher.Process.Pid, ranks[0].PID, ranks[1].PID}
+	// waitStates polls until every pid's state satisfies ok, or 10 s pass; it returns the states.
+	waitStates := func(ok func(byte) bool) (string, bool) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var states []byte
+			all := true
+			for _, pid := range pids {
+				st, err := procstat.ReadStat(pid)
+				if err != nil {
+					t.Fatalf("pid %d: %v", pid, err)
+				}
+				states = append(states, st.State)
+				all = all && ok(st.State)
+			}
+			if all || time.Now().After(deadline) {
+				return string(states), all
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err := launcher.Process.Signal(syscall.SIGTSTP); err != nil {
+		t.Fatal(err)
+	}
+	if states, ok := waitStates(func(s byte) bool { return s == 'T' }); !ok {
+		t.Fatalf("after SIGTSTP the launcher and ranks are in states %q; want all stopped (T)", states)
+	}
+	before := treeState(run)
+	time.Sleep(1500 * time.Millisecond)
+	if after := treeState(run); after != before {
+		t.Errorf("the run directory changed while the ranks were stopped")
+	}
+	if err := launcher.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if states, ok := waitStates(func(s byte) bool { return s != 'T' }); !ok {
+		t.Fatalf("after SIGCONT the launcher and ranks are in states %q; want all running again", states)
+	}
+	select {
+	case err := <-exited:
+		t.Fatalf("the launcher ended after SIGCONT: %v\n%s", err, out.String())
+	default:
+	}
+}
