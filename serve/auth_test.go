@@ -9,11 +9,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	mrand "math/rand"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -203,4 +206,35 @@ func (s *syncLog) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestReadTokenFile: the trailing newline is trimmed; an empty file, one with two lines or
+// spaces, and one every user may read are refused, naming --token-file.
+func TestReadTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	for i, c := range []struct {
+		text string
+		mode os.FileMode
+		want string // the token, or the error's words
+		ok   bool
+	}{
+		{"tok\n", 0o600, "tok", true}, {"tok\r\n", 0o600, "tok", true}, {"tok", 0o640, "tok", true}, {"tok", 0o440, "tok", true},
+		{"tok\n", 0o644, "readable by other users", false}, {"tok\n", 0o602, "readable by other users", false},
+		{"", 0o600, "empty", false}, {"\n\n", 0o600, "empty", false}, {"a\nb\n", 0o600, "one line", false}, {"a b\n", 0o600, "one line", false},
+	} {
+		p := filepath.Join(dir, fmt.Sprintf("token%d", i))
+		if err := os.WriteFile(p, []byte(c.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := ReadTokenFile(p)
+		switch {
+		case c.ok && (err != nil || tok != c.want):
+			t.Errorf("%q mode %o: %q %v, want %q", c.text, c.mode, tok, err, c.want)
+		case !c.ok && (err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "--token-file "+p)):
+			t.Errorf("%q mode %o: %q %v, want an error naming --token-file and saying %q", c.text, c.mode, tok, err, c.want)
+		}
+	}
 }

@@ -70,7 +70,8 @@ func (f Flags) Check() error {
 }
 
 // ReadTokenFile reads a bearer token (--token-file): the file's text without its trailing
-// newline. An empty file, or one that other users may read, is refused.
+// newline. An empty file, or one that every user may read or write (mode o+r, o+w), is
+// refused; group access is the deployer's choice (a secret mounted 0440).
 func ReadTokenFile(path string) (string, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -79,8 +80,8 @@ func ReadTokenFile(path string) (string, error) {
 	if !st.Mode().IsRegular() {
 		return "", fmt.Errorf("--token-file %s: not a regular file", path)
 	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("--token-file %s: readable by other users (mode %04o); chmod 600 it", path, st.Mode().Perm())
+	if st.Mode().Perm()&0o007 != 0 {
+		return "", fmt.Errorf("--token-file %s: readable by other users (mode %04o); chmod 600 (or 640) it", path, st.Mode().Perm())
 	}
 	if st.Size() > 4096 {
 		return "", fmt.Errorf("--token-file %s: %d bytes, a token is at most 4096", path, st.Size())
