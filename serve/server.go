@@ -264,8 +264,14 @@ func (s *Server) warmUp() error {
 		if _, err := sc.Score([]*Frame{mk()}); err != nil {
 			return err
 		}
-		if s.opts.MaxBatch > 1 {
-			fs := make([]*Frame, s.opts.MaxBatch)
+		// a full batch, of at most the run's frames that fit in the in-flight budget: a
+		// batch of more could never fill (each request holds its frame in the budget)
+		n := s.opts.MaxBatch
+		if fb := 4 * int64(h) * int64(w) * int64(s.sc.Bands); fb > 0 && s.opts.MaxInflight > 0 {
+			n = int(min(int64(n), max(1, s.opts.MaxInflight/fb)))
+		}
+		if n > 1 {
+			fs := make([]*Frame, n)
 			for i := range fs {
 				fs[i] = mk()
 			}

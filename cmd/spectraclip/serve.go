@@ -66,7 +66,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&addr, "addr", "127.0.0.1:8080", "HTTP address (empty: no HTTP); loopback by default: other machines reach the server only with an explicit address such as 0.0.0.0:8080 (then give --token-file)")
 	f.StringVar(&grpcAddr, "grpc-addr", "127.0.0.1:9090", "gRPC address (empty: no gRPC); loopback by default, as --addr")
 	f.StringVar(&o.Device, "device", "", "cpu, cuda, cuda:N (default: the run's)")
-	f.IntVar(&o.MaxBatch, "max-batch", 8, fmt.Sprintf("most frames in one forward (1 to %d; 1 = no batching)", serve.MaxMaxBatch))
+	f.IntVar(&o.MaxBatch, "max-batch", 8, fmt.Sprintf("most frames in one forward (1 to %d; 1 = no batching); the warm-up's batch is at most the run's frames that fit in --max-inflight-mb", serve.MaxMaxBatch))
 	f.DurationVar(&o.MaxWait, "max-wait", 5*time.Millisecond, "longest a request waits for others to join its batch, and only while others are arriving (0 = never wait)")
 	f.IntVar(&o.Workers, "workers", 0, fmt.Sprintf("forward workers, each with its own copy of the pipeline, scoring batches at once (0 = 2 on a CPU with two cores or more, else 1; at most %d)", serve.MaxWorkers))
 	f.IntVar(&o.Threads, "threads", 0, fmt.Sprintf("LibTorch threads per worker (0 = the CPU cores shared out among the workers; at most %d)", serve.MaxThreads))
