@@ -73,7 +73,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.IntVar(&o.Queue, "queue", 64, fmt.Sprintf("requests that may wait; more are refused (HTTP 503, gRPC RESOURCE_EXHAUSTED); 1 to %d", serve.MaxQueue))
 	f.Int64Var(&maxMB, "max-cube-mb", 256, fmt.Sprintf("largest cube accepted, in MiB of values (1 to %d); checked against Content-Length and the declared shape before the body is read", serve.MaxCubeMB))
 	f.Int64Var(&inflightMB, "max-inflight-mb", serve.DefaultInflightMB, fmt.Sprintf("memory all requests being read, queued or scored may hold together, in MiB (--max-cube-mb to %d); a request that does not fit is answered 503 (gRPC RESOURCE_EXHAUSTED) before its body is read", serve.MaxInflightMB))
-	f.StringVar(&tokenFile, "token-file", "", "require 'Authorization: Bearer TOKEN' (HTTP) or metadata 'authorization: Bearer TOKEN' (gRPC), TOKEN being this file's one line (mode 600, not empty); /healthz, /readyz and gRPC health stay open (default: no authentication)")
+	f.StringVar(&tokenFile, "token-file", "", "require 'Authorization: Bearer TOKEN' (HTTP) or metadata 'authorization: Bearer TOKEN' (gRPC), TOKEN being this file's one line (not empty; mode 600 or 640, not readable by all users); /healthz, /readyz and gRPC health stay open (default: no authentication)")
 	f.StringVar(&tlsCert, "tls-cert", "", "serve HTTPS and gRPC over TLS with this PEM certificate (chain) and --tls-key")
 	f.StringVar(&tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per-request deadline when the client sets none (> 0)")
