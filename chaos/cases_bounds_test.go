@@ -162,6 +162,12 @@ func boundsCases() []Case {
 				return []string{"--log-level", "error", "train", "--scene", p, "--variant", "pca", "--out", filepath.Join(e.Dir, "run"),
 					"training.trainer.max_epochs=1", "+pipeline.detector.image_size=32", "training.threads=1"}
 			}),
+		{Name: "bounds/mat-bomb-infer", Succeed: true, Timeout: 5 * time.Minute, Build: func(t *testing.T, e *Env) Invocation {
+			// The bomb with the fixture run's band count, scored end to end: bounded by its
+			// own cube (1000×1000×bands).
+			p := writeMATBomb(t, filepath.Join(e.Dir, "bomb.mat"), bombH, bombW, fixtureBands(t, e))
+			return Invocation{Args: []string{"--log-level", "error", "infer", "--run", e.Fixtures(t).run, "--input", p, "--out", filepath.Join(e.Dir, "out")}}
+		}, MaxRSS: matBombRSS(bombH, bombW, dataset.DefaultSynthConfig().Bands)},
 		{Name: "bounds/mat-bomb-infer-wrong-bands", MaxRSS: matBombRSS(bombH, bombW, bombC), Timeout: 5 * time.Minute, Mentions: []string{"$bomb.mat"},
 			Build: func(t *testing.T, e *Env) Invocation {
 				// The fixture run has fewer bands than the bomb: the cube is read whole, then
