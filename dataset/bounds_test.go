@@ -224,3 +224,17 @@ func TestWholeSceneBatchNotCopied(t *testing.T) {
 		}
 	}
 }
+
+// TestSynthFrameBound: a synthetic set of more than MaxSynthFrames frames is refused before
+// anything is generated (before: synth --frames 100000000 died in the Go runtime, out of
+// memory); the bound itself is accepted.
+func TestSynthFrameBound(t *testing.T) {
+	cfg := DefaultSynthConfig()
+	cfg.Frames = 10001
+	err := cfg.validate()
+	mustContain(t, err, "frames", "10001", "10000")
+	cfg.Frames = 10000
+	if err := cfg.validate(); err != nil {
+		t.Fatalf("10000 frames: %v", err)
+	}
+}

@@ -99,10 +99,14 @@ func (cfg SynthConfig) withDefaults() SynthConfig {
 	return cfg
 }
 
+// MaxSynthFrames bounds a synthetic set's frame count (synth --frames, data.synth.frames): at
+// the default 128×128×61 that is already 40 GB of cubes.
+const MaxSynthFrames = 10000
+
 func (cfg SynthConfig) validate() error {
 	switch {
-	case cfg.Frames < 1:
-		return fmt.Errorf("synthetic config: frames = %d; need at least 1", cfg.Frames)
+	case cfg.Frames < 1 || cfg.Frames > MaxSynthFrames:
+		return fmt.Errorf("synthetic config: frames = %d; must be in 1..%d", cfg.Frames, MaxSynthFrames)
 	case cfg.Height < 24 || cfg.Width < 24:
 		return fmt.Errorf("synthetic config: %d×%d is too small; height and width must be at least 24", cfg.Height, cfg.Width)
 	case cfg.Bands < 3:

@@ -43,6 +43,8 @@ func TestFlagBounds(t *testing.T) {
 		{[]string{"bench", "--size", "100000x100000"}, []string{"--size", "4096"}},
 		{[]string{"bench", "--iters", "1000000000"}, []string{"--iters", "10000"}},
 		{[]string{"export-detector", "--builtin", "--out", filepath.Join(dir, "d.pt"), "--image-size", "20000"}, []string{"--image-size", "1024"}},
+		{[]string{"synth", "--out", filepath.Join(dir, "synth"), "--frames", "100000000"}, []string{"frames", "100000000", "10000"}},
+		{[]string{"train", "--variant", "pca", "--out", out, "--nproc-per-node", "100000"}, []string{"--nproc-per-node", "100000"}},
 	} {
 		_, err := run(t, tc.args...)
 		if err == nil {
@@ -55,7 +57,9 @@ func TestFlagBounds(t *testing.T) {
 			}
 		}
 	}
-	if _, err := os.Stat(out); err == nil {
-		t.Errorf("a refused command left %s behind", out)
+	for _, p := range []string{out, filepath.Join(dir, "synth")} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("a refused command left %s behind", p)
+		}
 	}
 }

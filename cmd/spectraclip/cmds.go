@@ -242,7 +242,7 @@ func newSynthCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "data/lentils_synth", "output directory")
-	cmd.Flags().IntVar(&cfg.Frames, "frames", cfg.Frames, "number of frames")
+	cmd.Flags().IntVar(&cfg.Frames, "frames", cfg.Frames, fmt.Sprintf("number of frames, 1..%d", dataset.MaxSynthFrames))
 	cmd.Flags().IntVar(&cfg.Height, "height", cfg.Height, "frame height")
 	cmd.Flags().IntVar(&cfg.Width, "width", cfg.Width, "frame width")
 	cmd.Flags().Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed")

@@ -21,7 +21,7 @@ type distFlags struct {
 }
 
 func (d *distFlags) add(cmd *cobra.Command) {
-	cmd.Flags().IntVar(&d.nproc, "nproc-per-node", 0, "data-parallel training: start N worker processes on this machine (Gloo on the CPU; NCCL with training.device=cuda, one GPU each, cuda:LOCAL_RANK); multi-node jobs set RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT (torchrun) or run under srun instead")
+	cmd.Flags().IntVar(&d.nproc, "nproc-per-node", 0, "data-parallel training: start N worker processes on this machine (N at most 4 per CPU core, or 64; Gloo on the CPU; NCCL with training.device=cuda, one GPU each, cuda:LOCAL_RANK); multi-node jobs set RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT (torchrun) or run under srun instead")
 	cmd.Flags().DurationVar(&d.timeout, "dist-timeout", dist.DefaultTimeout, "data-parallel: how long a rank waits for the others (rendezvous, each all-reduce) before failing")
 }
 
@@ -35,8 +35,8 @@ func launchWorkers(g *globals, d *distFlags) (bool, error) {
 	if d.nproc == 0 || os.Getenv("RANK") != "" {
 		return false, nil
 	}
-	if d.nproc < 0 {
-		return true, fmt.Errorf("--nproc-per-node %d: want at least 1", d.nproc)
+	if maxN := trainer.MaxThreads(); d.nproc < 0 || d.nproc > maxN {
+		return true, fmt.Errorf("--nproc-per-node %d: want 1..%d (at most 4 worker processes per CPU core, at least 64)", d.nproc, maxN)
 	}
 	args := withoutFlag(os.Args[1:], "--nproc-per-node")
 	g.log.WithField("workers", d.nproc).Info("launching data-parallel workers")
