@@ -185,6 +185,10 @@ func boundsCases() []Case {
 		bound("export-detector-image-size", func(t *testing.T, e *Env) []string {
 			return []string{"export-detector", "--builtin", "--out", filepath.Join(e.Dir, "d.pt"), "--image-size", "20000"}
 		}, "--image-size", "1024"),
+		bound("synth-frames", func(t *testing.T, e *Env) []string {
+			return []string{"synth", "--out", filepath.Join(e.Dir, "synth"), "--frames", "100000000"}
+		}, "frames", "10000"),
+		bound("nproc-per-node", func(t *testing.T, e *Env) []string { return tinyTrain(t, e, "--nproc-per-node", huge) }, "--nproc-per-node", huge),
 		bound("infer-threads", func(t *testing.T, e *Env) []string {
 			fx := e.Fixtures(t)
 			return []string{"infer", "--run", fx.run, "--input", fx.cubeHdr, "--out", filepath.Join(e.Dir, "out"), "--threads", huge}
