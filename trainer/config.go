@@ -294,9 +294,9 @@ func ApplyOverrides(v *viper.Viper, overrides []string) error {
 		if err := yaml.Unmarshal([]byte(val), &x); err != nil {
 			return fmt.Errorf("override %q: bad value: %w", o, err)
 		}
-		if strings.TrimSpace(val) == "" {
-			// key= is the empty string: viper ignores a nil value and would keep the default
-			// silently (data.root= trained on the default root).
+		if _, isString := v.Get(k).(string); isString && strings.TrimSpace(val) == "" {
+			// key= on a string key is the empty string: viper ignores a nil value and would
+			// keep the default silently (data.root= trained on the default root).
 			x = ""
 		}
 		// a key whose default is null is known although viper does not count it as set
