@@ -90,7 +90,7 @@ func (s *Spec) CheckPointCount() error {
 		if n == math.MaxInt64 {
 			count = "more than 9223372036854775807"
 		}
-		return fmt.Errorf("sweep %s: %s points (%s), more than the maximum of %d; shrink the grid or raise the maximum with --max-points", s.Name, count, how, limit)
+		return fmt.Errorf("sweep %q: %s points (%s), more than the maximum of %d; shrink the grid or raise the maximum with --max-points", s.Name, count, how, limit)
 	}
 	return nil
 }

@@ -71,7 +71,7 @@ func newSweepCmd(g *globals) *cobra.Command {
 					return err
 				}
 				n, how := o.Spec.PointCount()
-				g.log.Infof("sweep %s: %d points (%s)", o.Spec.Name, n, how)
+				g.log.Infof("sweep %q: %d points (%s)", o.Spec.Name, n, how)
 			}
 			if gpus != "" {
 				ids, err := parseGPUs(gpus)
