@@ -257,34 +257,8 @@ wait:
 	}
 	o.quiet = true
 	// recover as a user would: resume with the same number of ranks, else start again
-	r := RunCLI(t, RunOptions{Dir: root, Env: lib}, "--log-level", "warn", "train", "--out", out, "--resume", filepath.Join(out, "checkpoints", "last"), "--nproc-per-node", "2", "--dist-timeout", "30s")
-	switch {
-	case r.Exit == 0:
-		o.resumed = true
-	case strings.Contains(r.Stderr, "nothing to resume") || strings.Contains(r.Stderr, "not a run directory") || strings.Contains(r.Stderr, "does not exist"):
-		if strings.Contains(r.Stderr, "panic") {
-			o.why = "resume crashed:\n" + r.Stderr
-			return o
-		}
-		r2 := RunCLI(t, RunOptions{Dir: root, Env: lib}, args...)
-		if r2.Exit != 0 {
-			o.why = fmt.Sprintf("no complete checkpoint (%s), and starting again failed: exit %d\n%s", lastStderrLine(r.Stderr), r2.Exit, r2.Stderr)
-			return o
-		}
-		o.restarted = true
-	default:
-		o.why = fmt.Sprintf("resume failed: exit %d signal %q\n%s", r.Exit, r.Signal, r.Stderr)
-		return o
-	}
-	if left := leftovers(out); len(left) > 0 {
-		o.why = fmt.Sprintf("temporary files left after recovery: %v", left)
-		return o
-	}
-	if why := sameRun(ref, out); why != "" {
-		o.why = "differs from the uninterrupted 2-rank run: " + why
-		return o
-	}
-	o.identical = true
+	rec := recoverRun(t, root, lib, out, ref, "the uninterrupted 2-rank run", []string{"--nproc-per-node", "2", "--dist-timeout", "30s"}, args)
+	o.resumed, o.restarted, o.identical, o.why = rec.resumed, rec.restarted, rec.identical, rec.why
 	return o
 }
 

@@ -235,18 +235,37 @@ func runKillTrial(t *testing.T, root, data, ref string, i int, tr killTrial, lib
 		}
 	}
 	// recover as a user would: resume with nothing but the checkpoint, else start again
-	r := RunCLI(t, RunOptions{Dir: root, Env: lib}, "--log-level", "warn", "train", "--out", out, "--resume", filepath.Join(out, "checkpoints", "last"))
+	rec := recoverRun(t, root, lib, out, ref, "the uninterrupted run", nil, args)
+	o.resumed, o.restarted, o.identical, o.why = rec.resumed, rec.restarted, rec.identical, rec.why
+	return o
+}
+
+// recovery is how recoverRun ended: resumed from the last checkpoint, or started again for want
+// of a complete one; identical when the recovered run equals the reference; why when not.
+type recovery struct {
+	resumed, restarted, identical bool
+	why                           string
+}
+
+// recoverRun recovers the killed run out as a user would: `train --resume
+// out/checkpoints/last` (plus resumeExtra), or, where no complete checkpoint exists yet, the
+// original command startArgs again. Then no temporary file may be left and the run must equal
+// ref (named refName in the reason) by sameRun.
+func recoverRun(t *testing.T, root string, lib []string, out, ref, refName string, resumeExtra, startArgs []string) (o recovery) {
+	t.Helper()
+	resume := append([]string{"--log-level", "warn", "train", "--out", out, "--resume", filepath.Join(out, "checkpoints", "last")}, resumeExtra...)
+	r := RunCLI(t, RunOptions{Dir: root, Env: lib}, resume...)
 	switch {
 	case r.Exit == 0:
 		o.resumed = true
 	case strings.Contains(r.Stderr, "nothing to resume") || strings.Contains(r.Stderr, "not a run directory") || strings.Contains(r.Stderr, "does not exist"):
-		if strings.Count(strings.TrimSpace(r.Stderr), "\n") > 0 && strings.Contains(r.Stderr, "panic") {
+		if strings.Contains(r.Stderr, "panic") {
 			o.why = "resume crashed:\n" + r.Stderr
 			return o
 		}
-		r2 := RunCLI(t, RunOptions{Dir: root, Env: lib}, args...)
+		r2 := RunCLI(t, RunOptions{Dir: root, Env: lib}, startArgs...)
 		if r2.Exit != 0 {
-			o.why = fmt.Sprintf("no complete checkpoint (%s), and starting again failed: exit %d\n%s", strings.TrimSpace(r.Stderr), r2.Exit, r2.Stderr)
+			o.why = fmt.Sprintf("no complete checkpoint (%s), and starting again failed: exit %d\n%s", lastStderrLine(r.Stderr), r2.Exit, r2.Stderr)
 			return o
 		}
 		o.restarted = true
@@ -259,7 +278,7 @@ func runKillTrial(t *testing.T, root, data, ref string, i int, tr killTrial, lib
 		return o
 	}
 	if why := sameRun(ref, out); why != "" {
-		o.why = "differs from the uninterrupted run: " + why
+		o.why = "differs from " + refName + ": " + why
 		return o
 	}
 	o.identical = true
