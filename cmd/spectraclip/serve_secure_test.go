@@ -13,9 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -85,25 +83,9 @@ func TestServeScoreSecured(t *testing.T) {
 	os.WriteFile(tok, []byte("the-token\n"), 0o600)
 	os.WriteFile(wrong, []byte("not-the-token\n"), 0o600)
 
-	var out, errOut syncBuffer
-	cmd := NewRootCmd(&out, &errOut)
-	cmd.SetArgs([]string{"--log-level", "warn", "serve", "--run", runDir, "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
-		"--token-file", tok, "--tls-cert", cert, "--tls-key", key})
-	done := make(chan error, 1)
-	go func() { done <- cmd.Execute() }()
-	re := regexp.MustCompile(`http (\S+) grpc (\S+)`)
-	var m []string
-	for i := 0; i < 600 && m == nil; i++ {
-		select {
-		case err := <-done:
-			t.Fatalf("serve ended: %v %s", err, errOut.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		m = re.FindStringSubmatch(out.String())
-	}
-	if m == nil {
-		t.Fatalf("serve did not say where it listens: %q", out.String())
-	}
+	srv := startServeInProcess(t, "--run", runDir, "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
+		"--token-file", tok, "--tls-cert", cert, "--tls-key", key)
+	m := []string{"", srv.http, srv.grpc}
 	for _, server := range []string{"https://" + m[1], "grpc://" + m[2]} {
 		line := mustRun(t, "score", "--server", server, "--token-file", tok, "--tls-ca", ca, file)
 		if !strings.Contains(line, `"anomaly_pixels":`) {
@@ -121,15 +103,5 @@ func TestServeScoreSecured(t *testing.T) {
 			t.Errorf("%s without --tls-ca: scored; want a certificate or handshake error", server)
 		}
 	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve after SIGTERM: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("serve did not stop within 60 s of SIGTERM")
-	}
+	srv.stop(t)
 }

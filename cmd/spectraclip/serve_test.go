@@ -59,25 +59,9 @@ func TestServeAndScore(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var out, errOut syncBuffer
-	cmd := NewRootCmd(&out, &errOut)
 	shmDir := t.TempDir()
-	cmd.SetArgs([]string{"--log-level", "warn", "serve", "--run", runDir, "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--shm-dir", shmDir})
-	done := make(chan error, 1)
-	go func() { done <- cmd.Execute() }()
-	re := regexp.MustCompile(`http (\S+) grpc (\S+)`)
-	var m []string
-	for i := 0; i < 600 && m == nil; i++ {
-		select {
-		case err := <-done:
-			t.Fatalf("serve ended: %v %s", err, errOut.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		m = re.FindStringSubmatch(out.String())
-	}
-	if m == nil {
-		t.Fatalf("serve did not say where it listens: %q", out.String())
-	}
+	srv := startServeInProcess(t, "--run", runDir, "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--shm-dir", shmDir)
+	m := []string{"", srv.http, srv.grpc}
 	for _, server := range []string{"http://" + m[1], "grpc://" + m[2]} {
 		maps := t.TempDir()
 		line := mustRun(t, "score", "--server", server, "--map-out", maps, file)
@@ -107,17 +91,7 @@ func TestServeAndScore(t *testing.T) {
 	if left, _ := os.ReadDir(shmDir); len(left) != 0 {
 		t.Errorf("loadtest --shm left %d file(s) in %s", len(left), shmDir)
 	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve after SIGTERM: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("serve did not stop within 60 s of SIGTERM")
-	}
+	srv.stop(t)
 }
 
 // TestServeFlagErrors: --max-batch 0 (which used to mean the default 8), --queue 0 and a
@@ -136,5 +110,55 @@ func TestServeFlagErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c[2]) {
 			t.Errorf("serve %s %s: %v, want an error saying %q", c[0], c[1], err, c[2])
 		}
+	}
+}
+
+// inProcessServe is a `serve` started in this process with args (after "serve"), and the
+// addresses it printed.
+type inProcessServe struct {
+	http, grpc string
+	done       chan error
+}
+
+// startServeInProcess runs `spectraclip --log-level warn serve args...` in this process and waits
+// (up to 60 s) until it says where it listens.
+func startServeInProcess(t *testing.T, args ...string) *inProcessServe {
+	t.Helper()
+	var out, errOut syncBuffer
+	cmd := NewRootCmd(&out, &errOut)
+	cmd.SetArgs(append([]string{"--log-level", "warn", "serve"}, args...))
+	s := &inProcessServe{done: make(chan error, 1)}
+	go func() { s.done <- cmd.Execute() }()
+	re := regexp.MustCompile(`http (\S+) grpc (\S+)`)
+	var m []string
+	for i := 0; i < 600 && m == nil; i++ {
+		select {
+		case err := <-s.done:
+			t.Fatalf("serve ended: %v %s", err, errOut.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		m = re.FindStringSubmatch(out.String())
+	}
+	if m == nil {
+		t.Fatalf("serve did not say where it listens: %q", out.String())
+	}
+	s.http, s.grpc = m[1], m[2]
+	return s
+}
+
+// stop sends this process SIGTERM (serve drains and returns) and checks that serve ends
+// without an error within 60 s.
+func (s *inProcessServe) stop(t *testing.T) {
+	t.Helper()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("serve after SIGTERM: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not stop within 60 s of SIGTERM")
 	}
 }
