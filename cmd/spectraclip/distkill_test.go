@@ -209,39 +209,9 @@ func TestDataParallelLauncherKilled(t *testing.T) {
 // an error naming a rank ended by the signal, and no rank process is left.
 func TestDataParallelLauncherForwardsSIGTERM(t *testing.T) {
 	needGloo(t)
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	if out, err := spectraclipProc(t, nil, "synth", "--out", data, "--frames", "12", "--height", "32", "--width", "32"); err != nil {
-		t.Fatalf("synth: %v\n%s", err, out)
-	}
-	var out bytes.Buffer
-	launcher := exec.Command(os.Args[0], append([]string{"--log-level", "warn", "train", "--variant", "drcnn", "--out", filepath.Join(dir, "run"), "--nproc-per-node", "2"}, distTiny(data, "100000", 1)...)...)
-	launcher.Env = append(os.Environ(), envAsMain+"=1", "OMP_NUM_THREADS=1")
-	launcher.Stdout, launcher.Stderr = &out, &out
-	if err := launcher.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- launcher.Wait() }()
-	var ranks []procstat.Proc
-	defer func() {
-		for _, p := range ranks {
-			if p.Alive() {
-				_ = syscall.Kill(p.PID, syscall.SIGKILL)
-			}
-		}
-	}()
-	for len(ranks) < 2 {
-		var err error
-		if ranks, err = procstat.Children(launcher.Process.Pid); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("the launcher ended before the signal: %v\n%s", err, out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	l := startQuietLaunch(t)
+	launcher, exited, out := l.cmd, l.exited, &l.out
+	ranks := l.waitRanks(t, false)
 	time.Sleep(time.Second) // well into the rendezvous or training
 	if err := launcher.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -270,46 +240,10 @@ func TestDataParallelLauncherForwardsSIGTERM(t *testing.T) {
 // training while the launcher was stopped.
 func TestDataParallelLauncherCtrlZ(t *testing.T) {
 	needGloo(t)
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	if out, err := spectraclipProc(t, nil, "synth", "--out", data, "--frames", "12", "--height", "32", "--width", "32"); err != nil {
-		t.Fatalf("synth: %v\n%s", err, out)
-	}
-	var out bytes.Buffer
-	run := filepath.Join(dir, "run")
-	launcher := exec.Command(os.Args[0], append([]string{"--log-level", "warn", "train", "--variant", "drcnn", "--out", run, "--nproc-per-node", "2"}, distTiny(data, "100000", 1)...)...)
-	launcher.Env = append(os.Environ(), envAsMain+"=1", "OMP_NUM_THREADS=1")
-	launcher.Stdout, launcher.Stderr = &out, &out
-	if err := launcher.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- launcher.Wait() }()
-	var ranks []procstat.Proc
-	defer func() {
-		_ = launcher.Process.Signal(syscall.SIGCONT)
-		_ = launcher.Process.Kill()
-		for _, p := range ranks {
-			if p.Alive() {
-				_ = syscall.Kill(p.PID, syscall.SIGKILL)
-			}
-		}
-	}()
-	for {
-		var err error
-		if ranks, err = procstat.Children(launcher.Process.Pid); err != nil {
-			t.Fatal(err)
-		}
-		_, verr := rundir.Verify(filepath.Join(run, "checkpoints", "last"))
-		if len(ranks) == 2 && verr == nil { // training, past the rendezvous
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("the launcher ended early: %v\n%s", err, out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	l := startQuietLaunch(t)
+	launcher, exited, out, run := l.cmd, l.exited, &l.out, l.run
+	ranks := l.waitRanks(t, true)
+	t.Cleanup(func() { _ = launcher.Process.Signal(syscall.SIGCONT) })
 	pids := []int{launcher.Process.Pid, ranks[0].PID, ranks[1].PID}
 	// waitStates polls until every pid's state satisfies ok, or 10 s pass; it returns the states.
 	waitStates := func(ok func(byte) bool) (string, bool) {
@@ -352,5 +286,70 @@ func TestDataParallelLauncherCtrlZ(t *testing.T) {
 	case err := <-exited:
 		t.Fatalf("the launcher ended after SIGCONT: %v\n%s", err, out.String())
 	default:
+	}
+}
+
+// quietLaunch is a data-parallel training started by startQuietLaunch.
+type quietLaunch struct {
+	cmd    *exec.Cmd
+	out    bytes.Buffer // its output and its ranks'
+	exited chan error   // receives its Wait
+	run    string
+}
+
+// startQuietLaunch synthesises a small data set and starts this test binary as `spectraclip
+// --log-level warn train --variant drcnn --nproc-per-node 2` on it for 100000 epochs (it never
+// ends on its own). At cleanup the launcher and every rank found by waitRanks are killed.
+func startQuietLaunch(t *testing.T) *quietLaunch {
+	t.Helper()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if out, err := spectraclipProc(t, nil, "synth", "--out", data, "--frames", "12", "--height", "32", "--width", "32"); err != nil {
+		t.Fatalf("synth: %v\n%s", err, out)
+	}
+	l := &quietLaunch{exited: make(chan error, 1), run: filepath.Join(dir, "run")}
+	l.cmd = exec.Command(os.Args[0], append([]string{"--log-level", "warn", "train", "--variant", "drcnn", "--out", l.run, "--nproc-per-node", "2"}, distTiny(data, "100000", 1)...)...)
+	l.cmd.Env = append(os.Environ(), envAsMain+"=1", "OMP_NUM_THREADS=1")
+	l.cmd.Stdout, l.cmd.Stderr = &l.out, &l.out
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { l.exited <- l.cmd.Wait() }()
+	t.Cleanup(func() { _ = l.cmd.Process.Kill() })
+	return l
+}
+
+// waitRanks waits until the launcher has both ranks running (and, with checkpointed, until
+// the run has a complete checkpoint, so training is under way) and returns them; they are
+// killed at cleanup if still alive.
+func (l *quietLaunch) waitRanks(t *testing.T, checkpointed bool) []procstat.Proc {
+	t.Helper()
+	var ranks []procstat.Proc
+	t.Cleanup(func() {
+		for _, p := range ranks {
+			if p.Alive() {
+				_ = syscall.Kill(p.PID, syscall.SIGKILL)
+			}
+		}
+	})
+	for {
+		found, err := procstat.Children(l.cmd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ranks = found
+		ready := len(ranks) == 2
+		if ready && checkpointed {
+			_, verr := rundir.Verify(filepath.Join(l.run, "checkpoints", "last"))
+			ready = verr == nil
+		}
+		if ready {
+			return ranks
+		}
+		select {
+		case err := <-l.exited:
+			t.Fatalf("the launcher ended early: %v\n%s", err, l.out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
