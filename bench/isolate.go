@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
+
+	"github.com/spectraclip/spectraclip/internal/procattr"
 )
 
 // childEnv carries a child's options (JSON). A process started with it runs that one
@@ -60,7 +63,13 @@ func runChild(variant string, o Options) (*Variant, int64, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
+	// The child dies with this process, however it ends (SIGKILL included): the kernel
+	// SIGKILLs it when the thread that started it exits (Pdeathsig), so the goroutine stays
+	// on that thread until the child has been waited for.
+	cmd.SysProcAttr = procattr.DieWithParent()
+	runtime.LockOSThread()
 	runErr := cmd.Run()
+	runtime.UnlockOSThread()
 	os.Stderr.Write(stderr.Bytes()) // the child's warnings, as one process would print them
 	if runErr != nil {
 		msg := strings.TrimSpace(stderr.String())

@@ -21,6 +21,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/internal/procattr"
 	"github.com/spectraclip/spectraclip/rundir"
 	"github.com/spectraclip/spectraclip/trainer"
 )
@@ -531,7 +532,7 @@ func (r *runner) point(p *Point, worker int, gpu, task string, onStart func()) (
 	cmd.Dir = r.plan.Workdir
 	cmd.Env = append(append([]string{}, r.o.Environ...), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = childAttr()
+	cmd.SysProcAttr = procattr.DieWithParent()
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	if err := st.save(dir); err != nil {
