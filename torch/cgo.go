@@ -43,9 +43,13 @@ import (
 type Error struct {
 	Op  string // the operation, e.g. "matmul"
 	Msg string // what went wrong, including the inputs' shapes where there are any
+	Err error  // the Go error behind Msg, where a check made in Go found it (os.ErrNotExist…)
 }
 
 func (e *Error) Error() string { return "torch: " + e.Op + ": " + e.Msg }
+
+// Unwrap gives errors.Is and errors.As the Go error behind a check made before LibTorch ran.
+func (e *Error) Unwrap() error { return e.Err }
 
 // takeErr converts (and frees) an error string returned by the C ABI.
 func takeErr(op string, e C.sc_err) error {

@@ -91,7 +91,7 @@ func LoadTensors(path string, dev Device) (map[string]*Tensor, error) {
 // (maxData <= 0: no bound beyond the archive's own).
 func LoadTensorsMax(path string, dev Device, maxData int64) (map[string]*Tensor, error) {
 	if err := CheckTensorArchive(path, maxData); err != nil {
-		return nil, fmt.Errorf("torch: load %s: %w", path, err)
+		return nil, &Error{Op: "load " + path, Msg: err.Error(), Err: err}
 	}
 	cp := cstr(path)
 	defer freeC(cp)
