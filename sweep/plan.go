@@ -1,6 +1,7 @@
 package sweep
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -70,6 +71,13 @@ type Plan struct {
 // ids that depend only on what the point runs. Every point's config is resolved now, so an
 // unknown key or a bad value is reported before anything runs.
 func Expand(s *Spec, workdir string, environ []string) (*Plan, error) {
+	return ExpandContext(context.Background(), s, workdir, environ)
+}
+
+// ExpandContext is Expand that stops, with an error wrapping ctx's, as soon as ctx ends
+// (a SIGTERM or SIGINT in the CLI): resolving each point's config takes milliseconds, and
+// --max-points allows sweeps of many thousands of points.
+func ExpandContext(ctx context.Context, s *Spec, workdir string, environ []string) (*Plan, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
@@ -113,6 +121,10 @@ func Expand(s *Spec, workdir string, environ []string) (*Plan, error) {
 		for _, d := range datas {
 			for _, st := range settings {
 				for _, seed := range seeds {
+					if err := ctx.Err(); err != nil {
+						n, _ := s.PointCount()
+						return nil, interruptedExpanding(len(p.Points), n, err)
+					}
 					var ov []string
 					ov = append(ov, s.Overrides...)
 					if d.Root != "" {
@@ -150,6 +162,11 @@ func Expand(s *Spec, workdir string, environ []string) (*Plan, error) {
 	}
 	p.Swept = sweptKeys(p.Points)
 	return p, nil
+}
+
+// interruptedExpanding is the error of a sweep stopped before its plan was complete.
+func interruptedExpanding(resolved int, points int64, err error) error {
+	return fmt.Errorf("sweep interrupted while resolving its points (%d of %d resolved, none ran): %w (rerun the same command to go on)", resolved, points, err)
 }
 
 func settingLabel(st Setting) string {
@@ -234,8 +251,14 @@ func (p *Plan) resolve(pt *Point, environ []string) error {
 
 // PrepareData generates the synthetic data sets the points would generate on first use,
 // one after another, so that parallel points never race to create the same directory.
-func (p *Plan) PrepareData() error {
+func (p *Plan) PrepareData() error { return p.prepareData(context.Background()) }
+
+// prepareData is PrepareData that stops between data sets once ctx ends.
+func (p *Plan) prepareData(ctx context.Context) error {
 	for _, root := range p.order {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("sweep interrupted while generating its data, before any point ran: %w (rerun the same command to go on)", err)
+		}
 		if err := dataset.EnsureSynthetic(root, p.synth[root]); err != nil {
 			return fmt.Errorf("sweep: data %s: %w", root, err)
 		}

@@ -121,7 +121,7 @@ func Execute(o Options) (*Summary, error) {
 			return nil, err
 		}
 		defer lock.release()
-		if err := plan.PrepareData(); err != nil {
+		if err := plan.prepareData(o.Ctx); err != nil {
 			return nil, err
 		}
 		if o.RetryFailed {
@@ -141,13 +141,31 @@ func Execute(o Options) (*Summary, error) {
 
 // openPlan expands the spec (or loads the stored plan), checks that a stored plan holds the
 // same points, saves it, and takes the sweep directory's lock.
+//
+// Interrupted (o.Ctx ends) before the plan is saved, it leaves the sweep directory as it
+// was: no plan.json, and a directory it created itself is removed again.
 func openPlan(o Options) (*Plan, *fileLock, error) {
+	_, statErr := os.Stat(o.Dir)
+	created := errors.Is(statErr, os.ErrNotExist)
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("sweep directory: %w", err)
 	}
-	lock, err := lockFile(filepath.Join(o.Dir, ".sweep.lock"), "sweep directory "+o.Dir)
+	lockPath := filepath.Join(o.Dir, ".sweep.lock")
+	lock, err := lockFile(lockPath, "sweep directory "+o.Dir)
 	if err != nil {
 		return nil, nil, err
+	}
+	// release gives the lock back; after an interruption, a directory this call created
+	// (it holds only the lock file: the plan is written last) is removed with it
+	release := func(err error) error {
+		if created && o.Ctx.Err() != nil && errors.Is(err, o.Ctx.Err()) {
+			_ = os.Remove(lockPath)
+			lock.release()
+			_ = os.Remove(o.Dir) // only if empty
+			return err
+		}
+		lock.release()
+		return err
 	}
 	stored, serr := LoadPlan(o.Dir)
 	if serr != nil && !errors.Is(serr, os.ErrNotExist) && fileExists(filepath.Join(o.Dir, PlanName)) {
@@ -156,10 +174,9 @@ func openPlan(o Options) (*Plan, *fileLock, error) {
 	}
 	var plan *Plan
 	if o.Spec != nil && serr == nil {
-		fresh, err := Expand(o.Spec, o.Workdir, o.Environ)
+		fresh, err := ExpandContext(o.Ctx, o.Spec, o.Workdir, o.Environ)
 		if err != nil {
-			lock.release()
-			return nil, nil, err
+			return nil, nil, release(err)
 		}
 		if !samePoints(fresh, stored) {
 			lock.release()
@@ -177,16 +194,19 @@ func openPlan(o Options) (*Plan, *fileLock, error) {
 		plan = stored
 		plan.synth, plan.order = map[string]dataset.SynthConfig{}, nil
 		for i := range plan.Points {
+			if err := o.Ctx.Err(); err != nil {
+				lock.release()
+				return nil, nil, interruptedExpanding(i, int64(len(plan.Points)), err)
+			}
 			if err := plan.resolve(&plan.Points[i], o.Environ); err != nil {
 				lock.release()
 				return nil, nil, err
 			}
 		}
 	} else {
-		plan, err = Expand(o.Spec, o.Workdir, o.Environ)
+		plan, err = ExpandContext(o.Ctx, o.Spec, o.Workdir, o.Environ)
 		if err != nil {
-			lock.release()
-			return nil, nil, err
+			return nil, nil, release(err)
 		}
 	}
 	if err := plan.Save(o.Dir); err != nil {
@@ -204,7 +224,7 @@ func runAll(o Options) (*Summary, error) {
 		return nil, err
 	}
 	defer lock.release()
-	if err := plan.PrepareData(); err != nil {
+	if err := plan.prepareData(o.Ctx); err != nil {
 		return nil, err
 	}
 	workers := o.Workers
@@ -225,6 +245,9 @@ func runAll(o Options) (*Summary, error) {
 	var todo []*Point
 	var interrupted int
 	for i := range plan.Points {
+		if err := o.Ctx.Err(); err != nil {
+			return nil, fmt.Errorf("sweep interrupted while reading its points' states, before any point ran: %w (rerun the same command to go on)", err)
+		}
 		p := &plan.Points[i]
 		st, err := LoadState(o.Dir, p)
 		if err != nil {

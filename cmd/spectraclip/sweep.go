@@ -31,6 +31,10 @@ func newSweepCmd(g *globals) *cobra.Command {
 			"--emit slurm writes DIR/sweep.sbatch, a job array whose tasks run `sweep --point I`;\n" +
 			"--collect builds the results from what the tasks wrote.",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// SIGINT and SIGTERM end the sweep through ctx from here on, in every phase:
+			// resolving the points (up to --max-points of them), generating data, running
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
 			if !cmd.Flags().Changed("point") {
 				o.Point = -1
 			}
@@ -89,8 +93,6 @@ func newSweepCmd(g *globals) *cobra.Command {
 				}
 				o.Binary = exe
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
 			o.Ctx = ctx
 			o.Log = g.log
 			o.Progress = g.errOut
