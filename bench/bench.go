@@ -36,6 +36,27 @@ type Options struct {
 	// each variant starts from a fresh process and its peak RSS (VmHWM) is its own.
 	// Without it the variants share this process and its caching allocator.
 	Isolate bool
+	// Flags name the bounded options in errors: the flags of the command that set them
+	// (loadtest's --bench-threads, ...). Empty names are bench's own flags.
+	Flags FlagNames `json:",omitzero"`
+}
+
+// FlagNames are the flags that set Options' bounded fields, as errors name them.
+type FlagNames struct {
+	Threads, Batch, Size, Iters, Warmup, TrainIters string
+}
+
+// withDefaults fills the names left empty with bench's own flags.
+func (n FlagNames) withDefaults() FlagNames {
+	for _, f := range []struct {
+		name *string
+		def  string
+	}{{&n.Threads, "--threads"}, {&n.Batch, "--batch"}, {&n.Size, "--size"}, {&n.Iters, "--iters"}, {&n.Warmup, "--warmup"}, {&n.TrainIters, "--train-iters"}} {
+		if *f.name == "" {
+			*f.name = f.def
+		}
+	}
+	return n
 }
 
 // Variant holds one variant's figures; stage times are seconds per batch.
@@ -112,22 +133,8 @@ var reducerNodes = map[string][]string{
 // Bounds: Threads 0..trainer.MaxThreads(), Batch up to trainer.MaxBatchSize (1024), sides up to
 // MaxSide (4096), Iters, Warmup and TrainIters up to MaxIters (10000).
 func Run(o Options) (*Report, error) {
-	if err := trainer.CheckThreads("--threads", o.Threads); err != nil {
+	if err := o.Check(); err != nil {
 		return nil, err
-	}
-	if o.Batch > trainer.MaxBatchSize {
-		return nil, fmt.Errorf("--batch %d: over the maximum of %d", o.Batch, trainer.MaxBatchSize)
-	}
-	if o.H > MaxSide || o.W > MaxSide {
-		return nil, fmt.Errorf("--size %dx%d: sides must be 1..%d", o.H, o.W, MaxSide)
-	}
-	for _, it := range []struct {
-		flag string
-		n    int
-	}{{"--iters", o.Iters}, {"--warmup", o.Warmup}, {"--train-iters", o.TrainIters}} {
-		if it.n > MaxIters {
-			return nil, fmt.Errorf("%s %d: over the maximum of %d", it.flag, it.n, MaxIters)
-		}
 	}
 	if o.Batch < 1 {
 		o.Batch = 4
@@ -191,6 +198,29 @@ func Run(o Options) (*Report, error) {
 		_, _, rep.CUDAPeak, _ = torch.CUDAMemory(dev)
 	}
 	return rep, nil
+}
+
+// Check refuses options beyond Run's bounds, each error naming its flag (o.Flags).
+func (o Options) Check() error {
+	n := o.Flags.withDefaults()
+	if err := trainer.CheckThreads(n.Threads, o.Threads); err != nil {
+		return err
+	}
+	if o.Batch > trainer.MaxBatchSize {
+		return fmt.Errorf("%s %d: over the maximum of %d", n.Batch, o.Batch, trainer.MaxBatchSize)
+	}
+	if o.H > MaxSide || o.W > MaxSide {
+		return fmt.Errorf("%s %dx%d: sides must be 1..%d", n.Size, o.H, o.W, MaxSide)
+	}
+	for _, it := range []struct {
+		flag string
+		n    int
+	}{{n.Iters, o.Iters}, {n.Warmup, o.Warmup}, {n.TrainIters, o.TrainIters}} {
+		if it.n > MaxIters {
+			return fmt.Errorf("%s %d: over the maximum of %d", it.flag, it.n, MaxIters)
+		}
+	}
+	return nil
 }
 
 // benchEnv is one variant's pipeline with a random batch, ready to time: what both

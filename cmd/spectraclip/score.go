@@ -111,8 +111,15 @@ the bench runs).`,
 			if bands < 1 {
 				return fmt.Errorf("--bands %d: must be ≥ 1", bands)
 			}
-			if benchVariant != "" && bo.Batch < 1 {
-				return fmt.Errorf("--bench-batch %d: must be ≥ 1", bo.Batch)
+			if benchVariant != "" {
+				if bo.Batch < 1 {
+					return fmt.Errorf("--bench-batch %d: must be ≥ 1", bo.Batch)
+				}
+				// bench's bounds, checked before any request, naming loadtest's flags
+				bo.Flags = bench.FlagNames{Threads: "--bench-threads", Batch: "--bench-batch", Iters: "--bench-iters", Size: "--size"}
+				if err := bo.Check(); err != nil {
+					return err
+				}
 			}
 			c, err := dialServer(server, cred)
 			if err != nil {
