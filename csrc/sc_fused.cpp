@@ -16,6 +16,9 @@
 #include <algorithm>
 #include <memory>
 #include <limits>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "sc_common.h"
 
@@ -721,6 +724,11 @@ sc_err sc_cpu_allocator_trim(int64_t *released_bytes) {
   }
   c.free.clear();
   c.cached = 0;
+#if defined(__GLIBC__)
+  // blocks under glibc's mmap threshold (up to 32 MiB once larger ones were freed) went back
+  // to its heap, not to the kernel: hand the heap's free pages back too
+  malloc_trim(0);
+#endif
   if (released_bytes != nullptr) *released_bytes = n;
   SC_END
 }

@@ -100,7 +100,8 @@ func (s *Scope) ClipPreprocess(rgb *Tensor, size int64, mean, std *Tensor) *Tens
 // TrimCPUCache frees every block the caching CPU allocator (SetCachingAllocator) holds
 // unused and returns how many bytes that was. Blocks are reused only at their exact rounded
 // size, so the temporaries of a one-off phase — a statistical fit's float64 copies of the
-// cube — stay resident until trimmed.
+// cube — stay resident until trimmed. The C heap's free pages are handed back as well
+// (malloc_trim), where the blocks under glibc's mmap threshold went.
 func TrimCPUCache() (int64, error) {
 	var n C.int64_t
 	err := takeErr("cpu_allocator_trim", C.sc_cpu_allocator_trim(&n))
