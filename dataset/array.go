@@ -16,6 +16,10 @@ type Cube struct {
 	Wavelengths []float32
 	// Source names the file the cube came from, for error messages further down.
 	Source string
+	// Owner, when set, owns the memory Data lies in where that is not Go's (a LibTorch
+	// tensor's, so that a pipeline reads the cube without copying it: see package scene).
+	// Data is valid only while Owner is: whoever keeps Data keeps the cube or Owner too.
+	Owner any
 }
 
 // At returns the value at row r, column c, band b; it panics on out-of-range indices like a

@@ -103,6 +103,8 @@ type Sample struct {
 	H, W, C  int
 	Cube     []float32
 	ClassIDs []int32
+	// Owner is the scene cube's Owner when Cube is that cube's memory (a whole scene).
+	Owner any
 }
 
 // Dataset is an opened dataset: frame metadata and labels up front, cubes loaded on demand

@@ -21,6 +21,9 @@ type Batch struct {
 	// Wavelengths are the band centres in nm (band numbers when the source has none).
 	Wavelengths []float32
 	FrameIDs    []int
+	// Owner is the owner of Cube's memory when Cube is a scene's memory that Go does not own
+	// (Cube.Owner): a consumer may read the cube there (a tensor over it) instead of copying.
+	Owner any
 	// borrowed marks a Cube that is the dataset's own memory (a scene held whole): Release
 	// does not recycle it.
 	borrowed bool
@@ -80,7 +83,7 @@ type Loader struct {
 func (l *Loader) Release(b *Batch) {
 	if b == nil || b.Cube == nil || b.borrowed {
 		if b != nil {
-			b.Cube = nil
+			b.Cube, b.Owner = nil, nil
 		}
 		return
 	}
@@ -347,7 +350,7 @@ func (l *Loader) build(ids []int) (*Batch, error) {
 			if len(s.Cube) != per {
 				return fail(fmt.Errorf("dataset %s: frame %d holds %d values, want %d", d.Name, id, len(s.Cube), per))
 			}
-			b.Cube, b.borrowed = s.Cube, true
+			b.Cube, b.Owner, b.borrowed = s.Cube, s.Owner, true
 		} else if len(s.Cube) > 0 && &s.Cube[0] != &slot[0] {
 			copy(slot, s.Cube) // served from memory
 		}

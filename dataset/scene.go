@@ -269,7 +269,7 @@ func (d *Dataset) tile(f FrameInfo) *Sample {
 	c := d.scene
 	if f.Row0 == 0 && f.Col0 == 0 && f.H == c.H && f.W == c.W {
 		// The whole scene: its values as they are (callers copy what they change).
-		s := &Sample{FrameID: f.ID, H: f.H, W: f.W, C: c.C, Cube: c.Data}
+		s := &Sample{FrameID: f.ID, H: f.H, W: f.W, C: c.C, Cube: c.Data, Owner: c.Owner}
 		if d.sceneL != nil {
 			s.ClassIDs = d.sceneL.IDs
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/spectraclip/spectraclip/dataset"
+	datanode "github.com/spectraclip/spectraclip/nodes/data"
 )
 
 // Spec is a trainrun's data.scene.
@@ -185,6 +186,10 @@ func Load(s Spec) (*dataset.Cube, *dataset.LabelImage, error) {
 	}
 	if constantCube(cube.Data) {
 		return nil, nil, fmt.Errorf("scene %s: the cube is constant (every value is %v): no pixel differs from another, so there is nothing to detect and no gradient to train on", s.Path, cube.Data[0])
+	}
+	// the cube lives in a CPU tensor: a whole-scene batch is a view of it, not a second copy
+	if err := datanode.Hold(cube); err != nil {
+		return nil, nil, fmt.Errorf("scene %s: %w", s.Path, err)
 	}
 	return cube, gt, nil
 }

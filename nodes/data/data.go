@@ -5,6 +5,7 @@ package data
 
 import (
 	"fmt"
+	"runtime/debug"
 	"slices"
 
 	"github.com/spectraclip/spectraclip/dataset"
@@ -29,10 +30,18 @@ var BatchKeys = []string{KeyCube, KeyClassIDs, KeyWavelengths, KeyFrameIDs, KeyS
 
 // ToBatch copies a loader batch into a pipeline batch; the cube tensor belongs to s. When
 // reuse is a CPU float32 tensor of the right shape it is overwritten instead (no allocation).
+// A batch whose cube is the memory of a CPU tensor (Batch.Owner: a scene held in a tensor)
+// becomes a view of that tensor on the CPU, not a copy: the pipeline reads the scene where it
+// lies, and must not write into its input (no node does).
 func ToBatch(s *torch.Scope, b *dataset.Batch, dev torch.Device, reuse *torch.Tensor) (map[string]any, error) {
 	var cube *torch.Tensor
 	shape := []int64{int64(b.B), int64(b.H), int64(b.W), int64(b.C)}
-	if reuse.Valid() && dev.Type == torch.DeviceCPU && slices.Equal(reuse.Shape(), shape) {
+	if t := ownerTensor(b, dev); t != nil {
+		cube = s.View(t, shape...)
+		if err := s.Err(); err != nil {
+			return nil, fmt.Errorf("batch of frames %v: %w", b.FrameIDs, err)
+		}
+	} else if reuse.Valid() && dev.Type == torch.DeviceCPU && slices.Equal(reuse.Shape(), shape) {
 		if err := torch.CopyFrom(reuse, b.Cube); err != nil {
 			return nil, err
 		}
@@ -50,6 +59,20 @@ func ToBatch(s *torch.Scope, b *dataset.Batch, dev torch.Device, reuse *torch.Te
 		KeyFrameIDs:    b.FrameIDs,
 		KeyShape:       [4]int{b.B, b.H, b.W, b.C},
 	}, nil
+}
+
+// ownerTensor returns the CPU float32 tensor whose memory b.Cube is, exactly (the same first
+// element and length), when the batch is for the CPU; nil otherwise.
+func ownerTensor(b *dataset.Batch, dev torch.Device) *torch.Tensor {
+	t, ok := b.Owner.(*torch.Tensor)
+	if !ok || !t.Valid() || dev.Type != torch.DeviceCPU || len(b.Cube) == 0 {
+		return nil
+	}
+	v, err := torch.CPUView[float32](t)
+	if err != nil || len(v) != len(b.Cube) || &v[0] != &b.Cube[0] {
+		return nil
+	}
+	return t
 }
 
 // Node is LentilsAnomalyDataNode: cube passthrough (float32), the binary anomaly mask from
@@ -144,4 +167,33 @@ func (n *Node) Forward(ctx *nodes.Context, in map[string]any) (map[string]any, e
 		out["valid"] = v
 	}
 	return out, nil
+}
+
+// Hold moves a cube's values into a CPU float32 tensor [H,W,C] that becomes c.Owner, c.Data
+// then being that tensor's memory: the batches of a whole scene are views of it (ToBatch)
+// instead of a second, cube-sized copy. The Go copy is garbage afterwards; Hold returns it
+// to the operating system at once, so that holding a scene costs one cube, not two. A cube
+// that already has an Owner is left as it is.
+func Hold(c *dataset.Cube) error {
+	if c == nil || c.Owner != nil || len(c.Data) == 0 {
+		return nil
+	}
+	if len(c.Data) != c.H*c.W*c.C {
+		return fmt.Errorf("cube %s: %d values for %d×%d×%d", c.Source, len(c.Data), c.H, c.W, c.C)
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	t := s.Empty([]int64{int64(c.H), int64(c.W), int64(c.C)}, torch.Float32, torch.CPU)
+	if err := s.Err(); err != nil {
+		return fmt.Errorf("cube %s: %w", c.Source, err)
+	}
+	v, err := torch.CPUView[float32](t)
+	if err != nil {
+		return fmt.Errorf("cube %s: %w", c.Source, err)
+	}
+	copy(v, c.Data)
+	s.Keep(t)
+	c.Data, c.Owner = v, t
+	debug.FreeOSMemory()
+	return nil
 }
