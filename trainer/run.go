@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -616,6 +617,7 @@ func (r *Run) Close() {
 	r.removeTBTemp()
 	r.lock.Release()
 	r.lock = nil
+	trimCPUCache() // the pipeline's blocks: a process that goes on (compare) does not need them
 }
 
 func (r *Run) removeTBTemp() {
@@ -818,8 +820,11 @@ func (r *Run) loader(split string) (*dataset.Loader, error) {
 	})
 }
 
-// forEachBatch runs fn on every batch of a split with a fresh scope per batch.
+// forEachBatch runs fn on every batch of a split with a fresh scope per batch. A pass is a
+// phase for the caching allocator: it starts and ends trimmed (trimCPUCache).
 func (r *Run) forEachBatch(split string, epoch int, bar string, fn func(ctx *nodes.Context, batch map[string]any) error) error {
+	trimCPUCache()
+	defer trimCPUCache() // after the scope and the iterator are closed (deferred below)
 	l, err := r.loader(split)
 	if err != nil {
 		return err
@@ -1109,6 +1114,18 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 			Warn("AUROC and AP come from the histogram fallback (more pixels than exact_max_pixels): approximate within the stated bounds")
 	}
 	return ev, nil
+}
+
+// trimCPUCache hands the caching CPU allocator's free blocks back between phases (a
+// statistical fit, a training pass, an evaluation pass): a phase's blocks are reused only at
+// their exact sizes, which the next phase rarely asks for, so every block kept adds to the
+// next phase's peak (a whole scene's fit, training step and evaluation leave about a cube's
+// worth each). Within a pass, batch after batch, the blocks are reused as before. The Go
+// heap's garbage (a whole scene's maps and images, a checkpoint) is collected and returned
+// too.
+func trimCPUCache() {
+	_, _ = torch.TrimCPUCache()
+	debug.FreeOSMemory()
 }
 
 // falseColour picks three bands spread over the spectrum (the reference visualiser's
