@@ -18,6 +18,7 @@ import (
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 
+	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
 	"github.com/spectraclip/spectraclip/nodes/detect"
 	"github.com/spectraclip/spectraclip/trainer"
@@ -146,8 +147,19 @@ func Compare(o CompareOptions) (*Comparison, error) {
 		if names[name]++; names[name] > 1 {
 			name = fmt.Sprintf("%s-%d", name, names[name])
 		}
+		// One load of the scene for every seed and row: RX reads it, and the runs of the
+		// variants borrow it (Lend) instead of each loading a cube of their own. The NaN
+		// policy is applied here, once, so that every row sees the same values.
+		cube, gt, err := Load(sp)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := dataset.WholeScene(sp.Path, cube, gt, dataset.NaNPolicy(sp.NaNPolicy)); err != nil {
+			return nil, err
+		}
+		lend := Lend(cube, gt)
 		for si, seed := range o.Seeds {
-			sc, err := OpenScene(sp, seed)
+			sc, err := splitScene(sp, seed, cube, gt)
 			if err != nil {
 				return nil, err
 			}
@@ -168,6 +180,7 @@ func Compare(o CompareOptions) (*Comparison, error) {
 			for i, v := range rx {
 				rx32[i] = float32(v)
 			}
+			rx = nil // float64 scores of every pixel: not needed past here
 			m, err := Evaluate(rx32, sc.Anom, sc.Split)
 			if err != nil {
 				return nil, fmt.Errorf("%s: rx: %w", sp.Path, err)
@@ -188,7 +201,7 @@ func Compare(o CompareOptions) (*Comparison, error) {
 			}
 			c.Rows = append(c.Rows, Row{Scene: name, Seed: seed, Row: "local RX (15×15, guard 5×5, 10 PCs)", Test: m, TrainS: sec, Bands: fmt.Sprintf("%d PCs of %d", min(10, sc.Cube.C), sc.Cube.C), Trainer: Undefined})
 			for _, v := range o.Variants {
-				row, err := runVariant(o, sp, sc, name, v, seed, log)
+				row, err := runVariant(o, sp, sc, lend, name, v, seed, log)
 				if err != nil {
 					return nil, fmt.Errorf("%s, variant %s, seed %d: %w", sp.Path, v, seed, err)
 				}
@@ -214,7 +227,7 @@ func count(m []bool) int {
 	return n
 }
 
-func runVariant(o CompareOptions, sp Spec, sc *Scene, name, v string, seed uint64, log *logrus.Logger) (Row, error) {
+func runVariant(o CompareOptions, sp Spec, sc *Scene, lend trainer.SceneOpener, name, v string, seed uint64, log *logrus.Logger) (Row, error) {
 	ov := append([]string{"training.seed=" + strconv.FormatUint(seed, 10)}, o.Overrides...)
 	if sp.Split == "none" {
 		ov = append(ov, "training.trainer.max_epochs=0")
@@ -225,11 +238,11 @@ func runVariant(o CompareOptions, sp Spec, sc *Scene, name, v string, seed uint6
 	}
 	dir := filepath.Join(o.Out, name, fmt.Sprintf("seed-%d", seed), v)
 	log.WithFields(logrus.Fields{"scene": name, "seed": seed, "variant": v}).Info("training")
-	res, err := trainer.Train(cfg, trainer.Options{OutDir: dir, Log: log, Progress: o.Progress})
+	res, err := trainer.Train(cfg, trainer.Options{OutDir: dir, Log: log, Progress: o.Progress, Scene: lend})
 	if err != nil {
 		return Row{}, err
 	}
-	scores, err := sceneScores(res.Dir)
+	scores, err := sceneScores(res.Dir, lend)
 	if err != nil {
 		return Row{}, err
 	}
@@ -259,14 +272,15 @@ func runVariant(o CompareOptions, sp Spec, sc *Scene, name, v string, seed uint6
 	return row, nil
 }
 
-// sceneScores reopens a finished whole-scene run and returns its score map of the scene.
-func sceneScores(dir string) ([]float32, error) {
+// sceneScores reopens a finished whole-scene run on the lent scene and returns its score map
+// of the scene.
+func sceneScores(dir string, lend trainer.SceneOpener) ([]float32, error) {
 	r, err := trainer.OpenRun(dir, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	if err := r.OpenData(); err != nil {
+	if err := r.OpenDataFrom(lend); err != nil {
 		return nil, err
 	}
 	ev, err := r.Evaluate("test", nodes.StageTest, 1)

@@ -58,6 +58,25 @@ func Open(cfg *trainer.Config) (*dataset.Dataset, map[string][]bool, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	return openLoaded(cfg, spec, cube, gt)
+}
+
+// Lend returns a trainer.SceneOpener that opens data.scene on cube and gt, a scene loaded
+// already (Load) from the same file, instead of loading it again: the runs that compare
+// starts share one cube. The runs read the cube and do not change it (the NaN policy,
+// applied by every run, finds nothing left to change after the first).
+func Lend(cube *dataset.Cube, gt *dataset.LabelImage) trainer.SceneOpener {
+	return func(cfg *trainer.Config) (*dataset.Dataset, map[string][]bool, error) {
+		spec, err := ParseSpec(cfg.Data.Scene)
+		if err != nil {
+			return nil, nil, err
+		}
+		return openLoaded(cfg, spec, cube, gt)
+	}
+}
+
+// openLoaded is Open on a loaded scene.
+func openLoaded(cfg *trainer.Config, spec Spec, cube *dataset.Cube, gt *dataset.LabelImage) (*dataset.Dataset, map[string][]bool, error) {
 	if spec.Split == "auto" {
 		spec.Split = "objects"
 		if n := cube.H * cube.W; n > MaxWholeScenePixels {

@@ -325,7 +325,7 @@ func TestSceneTrainrunYAML(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scores, err := sceneScores(res.Dir)
+	scores, err := sceneScores(res.Dir, Lend(sc.Cube, sc.GT))
 	if err != nil {
 		t.Fatal(err)
 	}

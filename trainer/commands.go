@@ -59,6 +59,20 @@ func OpenRun(dir string, log *logrus.Logger) (*Run, error) {
 	return r, nil
 }
 
+// OpenDataFrom is OpenData with a scene already loaded: open (Options.Scene) opens
+// data.scene; other data opens as in OpenData.
+func (r *Run) OpenDataFrom(open SceneOpener) error {
+	if open == nil || r.Cfg.Data.Scene == nil {
+		return r.openData()
+	}
+	ds, masks, err := open(r.Cfg)
+	if err != nil {
+		return err
+	}
+	r.Data, r.pixelMasks = ds, masks
+	return nil
+}
+
 func (r *Run) openData() error {
 	ds, masks, err := openData(r.Cfg, r.Log)
 	if err != nil {

@@ -44,7 +44,13 @@ type Options struct {
 	// Dist is the process group of a data-parallel run (package dist); nil: one process.
 	// Rank 0 alone writes the run directory; every rank trains its shard.
 	Dist Collective
+	// Scene, when set, opens data.scene instead of SceneData: a caller that holds the scene
+	// loaded already (compare) lends it to every run it starts instead of each loading its own.
+	Scene SceneOpener
 }
+
+// SceneOpener opens cfg.Data.Scene as SceneData does.
+type SceneOpener func(cfg *Config) (*dataset.Dataset, map[string][]bool, error)
 
 // Run is one training run: its config, data, pipeline and outputs.
 type Run struct {
@@ -178,7 +184,13 @@ func Prepare(cfg *Config, o Options) (r *Run, err error) {
 			return nil, fmt.Errorf("waiting for rank 0 to open the data: %w", err)
 		}
 	}
-	ds, masks, err := openData(cfg, log)
+	var ds *dataset.Dataset
+	var masks map[string][]bool
+	if o.Scene != nil && cfg.Data.Scene != nil {
+		ds, masks, err = o.Scene(cfg)
+	} else {
+		ds, masks, err = openData(cfg, log)
+	}
 	if err != nil {
 		return nil, err
 	}
