@@ -349,10 +349,14 @@ func (n *LearnableChannelMixer) forward(ctx *nodes.Context, in map[string]any, s
 		for i := range ws {
 			y = s.Conv1x1(y, ws[i], bs[i])
 			if n.UseActivation && (i < last || actLast) {
-				if s.GradEnabled() {
+				if s.GradEnabled() && n.Slope <= 0 {
 					y = s.LeakyRelu(y, n.Slope)
 				} else {
-					y = s.LeakyRelu_(y, n.Slope) // no graph to keep: reuse the layer's output
+					// in place: without gradients there is no graph to keep; with them (slope
+					// > 0) the backward reads the result's sign, which is the input's, so the
+					// gradients are the same bits while the layer's output is not kept twice
+					// (a whole scene: 64 MB per 16 channels of 1000×1000 pixels)
+					y = s.LeakyRelu_(y, n.Slope)
 				}
 			}
 		}
