@@ -431,7 +431,7 @@ func TestCorpusCoverage(t *testing.T) {
 			controls[g] = true
 		}
 	}
-	for _, g := range []string{"envi", "npy", "npz", "mat", "coco", "manifest", "png", "cu3s", "trainrun", "override", "env", "cli"} {
+	for _, g := range []string{"envi", "npy", "npz", "mat", "coco", "manifest", "png", "cu3s", "trainrun", "override", "env", "cli", "disk", "bounds", "serve"} {
 		if groups[g] == 0 {
 			t.Errorf("no cases for %s", g)
 		}
