@@ -11,7 +11,6 @@ import (
 	"io"
 	"math"
 	"math/rand"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -125,34 +124,11 @@ func liveFrames(t *testing.T, n int) ([]*Frame, float64) {
 	return frames, (scores[n/2-1] + scores[n/2]) / 2
 }
 
-// serveRun starts a server on run (loopback ports), stopped when the test ends.
+// serveRun starts a server on o.Run (loopback ports), stopped when the test ends.
 func serveRun(t *testing.T, o Options) (string, string) {
 	t.Helper()
-	s, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(hl, gl) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return "http://" + hl.Addr().String(), gl.Addr().String()
+	_, url, grpcAddr := startServerOn(t, o, "127.0.0.1")
+	return url, grpcAddr
 }
 
 // heatmapOf decodes a data:image/png;base64 URL and checks that it is, pixel for pixel,

@@ -64,10 +64,12 @@ func startServer(t *testing.T, o Options) (*Server, string, string) {
 	return startServerOn(t, o, "127.0.0.1")
 }
 
-// startServerOn is startServer on ports of the address host.
+// startServerOn is startServer on ports of the address host; o.Run defaults to the test run.
 func startServerOn(t *testing.T, o Options, host string) (*Server, string, string) {
 	t.Helper()
-	o.Run = testRun
+	if o.Run == "" {
+		o.Run = testRun
+	}
 	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
