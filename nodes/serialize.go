@@ -2,14 +2,13 @@ package nodes
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 
+	"github.com/spectraclip/spectraclip/internal/atomicfile"
 	"github.com/spectraclip/spectraclip/torch"
 	"go.yaml.in/yaml/v3"
 )
@@ -196,37 +195,12 @@ func (p *Pipeline) State() (map[string]*torch.Tensor, error) {
 	return state, nil
 }
 
-// WriteFileAtomic writes data to a temporary file beside path, syncs it and renames it into
-// place, so that a crash never leaves a truncated file where a good one was.
+// WriteFileAtomic writes data to a temporary file beside path, syncs it, renames it into
+// place and syncs the directory (atomicfile.WriteFile), so that a crash never leaves a
+// truncated file where a good one was. The file's mode is 0600, as it has always been. On a
+// full disk the error says so and names path.
 func WriteFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return diskFull(path, err)
-	}
-	name := tmp.Name()
-	_, werr := tmp.Write(data)
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(name, path)
-	}
-	if werr != nil {
-		os.Remove(name)
-	}
-	return diskFull(path, werr)
-}
-
-// diskFull says that the disk is full, naming path, when err is ENOSPC or EDQUOT; other
-// errors are returned as they are.
-func diskFull(path string, err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("%s: the disk is full (%w)", path, err)
-	}
-	return err
+	return atomicfile.WriteFile(path, data, 0o600)
 }
 
 // ReadPipelineConfig reads a pipeline YAML, rejecting unknown keys.
