@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/spectraclip/spectraclip/internal/atomicfile"
 )
 
 // ENVIDataType is the numeric `data type` code of an ENVI header.
@@ -769,24 +771,10 @@ func WriteENVI(base string, c *Cube, opts ENVIWriteOptions) error {
 	return nil
 }
 
-// writeFileAtomic writes data to a temporary file next to path and renames it into place.
+// writeFileAtomic puts data into place at path through internal/atomicfile (temporary file
+// beside it, fsync, rename, directory fsync), with the mode 0600 it has always had.
 func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Close()
-	} else {
-		f.Close()
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
