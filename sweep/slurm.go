@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/spectraclip/spectraclip/internal/atomicfile"
 )
 
 // SlurmOptions shape the job-array script.
@@ -77,8 +79,8 @@ func EmitSlurm(dir string, plan *Plan, binary string, o SlurmOptions) (string, e
 	}
 	b.WriteString("exec " + line + "\n")
 	path := filepath.Join(dir, ScriptName)
-	if err := os.WriteFile(path+".tmp", []byte(b.String()), 0o755); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(b.String()), 0o755); err != nil {
 		return "", err
 	}
-	return path, os.Rename(path+".tmp", path)
+	return path, nil
 }

@@ -1,0 +1,51 @@
+package sweep
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spectraclip/spectraclip/internal/testfs"
+)
+
+// TestEmitSlurmDiskFull: on a full tmpfs EmitSlurm's error says the disk is full and names
+// the script, the previous script stays and no temporary file is left (#27: the script is
+// put into place by internal/atomicfile).
+func TestEmitSlurmDiskFull(t *testing.T) {
+	dir := testfs.MountTmpfs(t, 256)
+	if err := os.MkdirAll(filepath.Join(dir, "slurm"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(dir, ScriptName)
+	old := "#!/bin/bash\necho previous\n"
+	if err := os.WriteFile(target, []byte(old), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	plan := &Plan{Name: "full", Workdir: dir, Points: []Point{{Index: 0, ID: "p0"}, {Index: 1, ID: "p1"}}}
+	testfs.FillTo(t, dir, 0)
+	_, err := EmitSlurm(dir, plan, "/usr/local/bin/spectraclip", SlurmOptions{})
+	if err == nil {
+		t.Fatal("wrote the script on a full disk")
+	}
+	if !strings.Contains(err.Error(), "the disk is full") || !strings.Contains(err.Error(), target) {
+		t.Errorf("the error does not say the disk is full and name %s: %v", target, err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != old {
+		t.Errorf("the previous script changed: %q", b)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".tmp") {
+			t.Errorf("left %s", e.Name())
+		}
+	}
+	os.Remove(filepath.Join(dir, "filler"))
+	p, err := EmitSlurm(dir, plan, "/usr/local/bin/spectraclip", SlurmOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("the script's mode: %v %v", st, err)
+	}
+}
