@@ -53,6 +53,51 @@ func Write(path string, perm os.FileMode, fill func(io.Writer) error) error {
 	return DiskFull(path, SyncDir(dir))
 }
 
+// WriteVia is Write for writers that take a file name rather than an io.Writer (LibTorch's
+// save functions): write is given the name of an empty temporary file beside path and writes
+// it by that name; then the file gets permissions perm, is synced and renamed into place and
+// the directory is synced. When write returns an error nothing changes at path, the temporary
+// file is removed and that error is returned.
+func WriteVia(path string, perm os.FileMode, write func(tmp string) error) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return DiskFull(path, err)
+	}
+	name := f.Name()
+	err = f.Close()
+	if err == nil {
+		err = write(name)
+	}
+	if err == nil {
+		err = syncFile(name, perm)
+	}
+	if err == nil {
+		err = os.Rename(name, path)
+	}
+	if err != nil {
+		os.Remove(name)
+		return DiskFull(path, err)
+	}
+	return DiskFull(path, SyncDir(dir))
+}
+
+// syncFile sets name's permissions to perm and fsyncs it.
+func syncFile(name string, perm os.FileMode) error {
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Chmod(perm)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // SyncDir fsyncs the directory dir, so that a rename or a new entry in it survives a crash.
 func SyncDir(dir string) error {
 	d, err := os.Open(dir)

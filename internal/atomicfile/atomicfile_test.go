@@ -202,3 +202,43 @@ func TestReaderNeverSeesPartialFile(t *testing.T) {
 	noTemp(t, dir, "after the rewrites")
 	t.Logf("%d reads", reads.Load())
 }
+
+// TestWriteVia: a writer given the temporary file's name puts its content into place with
+// the mode asked for; when it fails (after writing part) the previous file stays and no
+// temporary file is left.
+func TestWriteVia(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "model.pt")
+	old := []byte("previous archive")
+	if err := os.WriteFile(p, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("save failed")
+	err := WriteVia(p, 0o644, func(tmp string) error {
+		if filepath.Dir(tmp) != dir || tmp == p {
+			t.Errorf("temporary name %s is not beside %s", tmp, p)
+		}
+		if err := os.WriteFile(tmp, []byte("part"), 0o666); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("error %v, want the writer's", err)
+	}
+	if b, _ := os.ReadFile(p); !bytes.Equal(b, old) {
+		t.Errorf("the previous file changed: %q", b)
+	}
+	noTemp(t, dir, "writer failed")
+	want := []byte("new archive, complete")
+	if err := WriteVia(p, 0o600, func(tmp string) error { return os.WriteFile(tmp, want, 0o666) }); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); !bytes.Equal(b, want) {
+		t.Errorf("read %q, want %q", b, want)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %o, want 600", st.Mode().Perm())
+	}
+	noTemp(t, dir, "after the write")
+}
