@@ -11,11 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"syscall"
 	"unsafe"
+
+	"github.com/spectraclip/spectraclip/internal/atomicfile"
 )
 
 // SaveTensors writes named tensors to path in PyTorch's zip format (torch.load reads it
@@ -55,27 +56,18 @@ func SaveTensors(path string, tensors map[string]*Tensor) error {
 		defer C.free(unsafe.Pointer(np))
 		copy(unsafe.Slice(np, len(cn)), cn)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-			return fmt.Errorf("torch: save %s: the disk is full (%w)", path, err)
-		}
-		return fmt.Errorf("torch: save %s: %w", path, err)
-	}
-	tmpName := tmp.Name()
-	tmp.Close()
-	ctmp := cstr(tmpName)
-	defer freeC(ctmp)
 	defer runtime.KeepAlive(ts)
-	if err := takeErr("save "+path, C.sc_save_tensors(ctmp, np, hp, C.int(len(names)))); err != nil {
-		os.Remove(tmpName)
+	err = atomicfile.WriteVia(path, 0o600, func(tmp string) error {
+		ctmp := cstr(tmp)
+		defer freeC(ctmp)
+		return takeErr("save "+path, C.sc_save_tensors(ctmp, np, hp, C.int(len(names))))
+	})
+	var te *Error
+	if err == nil || errors.As(err, &te) {
 		return err
 	}
-	if err := os.Rename(tmpName, path); err != nil {
-		os.Remove(tmpName)
-		return fmt.Errorf("torch: save %s: %w", path, err)
-	}
-	return nil
+	// the file system's errors (a full disk says so and names path)
+	return fmt.Errorf("torch: save: %w", err)
 }
 
 // LoadTensors reads a file written by SaveTensors (or torch.save of a dict of tensors) onto

@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"strings"
 	"unsafe"
+
+	"github.com/spectraclip/spectraclip/internal/atomicfile"
 )
 
 // Module is a TorchScript module.
@@ -150,15 +152,12 @@ func (m *Module) Save(path string) error {
 	if err := m.check("save module"); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	cp := cstr(tmp)
-	defer freeC(cp)
 	defer runtime.KeepAlive(m)
-	if err := takeErr("save module "+path, C.sc_jit_save(m.h, cp)); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteVia(path, 0o644, func(tmp string) error {
+		cp := cstr(tmp)
+		defer freeC(cp)
+		return takeErr("save module "+path, C.sc_jit_save(m.h, cp))
+	})
 }
 
 // AttrValue is an attribute read from a module.

@@ -10,6 +10,8 @@ import (
 	"os"
 	"runtime"
 	"strings"
+
+	"github.com/spectraclip/spectraclip/internal/atomicfile"
 )
 
 // OptimKind names one of LibTorch's optimizers.
@@ -139,15 +141,12 @@ func (o *Optimizer) Save(path string) error {
 	if err := o.check("optimizer save"); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	cp := cstr(tmp)
-	defer freeC(cp)
 	defer runtime.KeepAlive(o)
-	if err := takeErr("optimizer save "+path, C.sc_optim_save(o.h, cp)); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteVia(path, 0o644, func(tmp string) error {
+		cp := cstr(tmp)
+		defer freeC(cp)
+		return takeErr("optimizer save "+path, C.sc_optim_save(o.h, cp))
+	})
 }
 
 // Load restores state written by Save (moments, step counts and each group's options,
