@@ -13,9 +13,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/internal/atomicfile"
 	"github.com/spectraclip/spectraclip/trainer"
 	"github.com/spectraclip/spectraclip/trainer/report"
 )
@@ -228,28 +228,19 @@ func (w *frameWriter) maskImage(u8 []uint8, h, wd int) *image.Paletted {
 func writeNew(path string, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return diskFull(path, err)
+		return atomicfile.DiskFull(path, err)
 	}
 	_, werr := f.Write(b)
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
 	if werr != nil {
-		if de := diskFull(path, werr); de != werr {
+		if de := atomicfile.DiskFull(path, werr); de != werr {
 			return de
 		}
 		return fmt.Errorf("%s: %w", path, werr)
 	}
 	return nil
-}
-
-// diskFull says that the disk is full, naming path, when err is ENOSPC or EDQUOT; other
-// errors are returned as they are.
-func diskFull(path string, err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("%s: the disk is full (%w)", path, err)
-	}
-	return err
 }
 
 // publish moves a finished staging folder to out: in one rename when out does not exist, else

@@ -11,8 +11,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/spectraclip/spectraclip/internal/atomicfile"
 )
 
 // ManifestName is the file written last into a checkpoint directory: it names every other
@@ -55,7 +56,7 @@ func Stage(parent, name string) (*Staging, error) {
 	}
 	d, err := os.MkdirTemp(parent, tmpPrefix+name+"-")
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint %s: %w", filepath.Join(parent, name), diskFull(parent, err))
+		return nil, fmt.Errorf("checkpoint %s: %w", filepath.Join(parent, name), atomicfile.DiskFull(parent, err))
 	}
 	return &Staging{parent: parent, name: name, Dir: d}, nil
 }
@@ -353,16 +354,7 @@ func writeSynced(p string, b []byte) error {
 	if err != nil {
 		os.Remove(p)
 	}
-	return diskFull(p, err)
-}
-
-// diskFull says that the disk is full, naming path, when err is ENOSPC or EDQUOT; other
-// errors are returned as they are.
-func diskFull(path string, err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("%s: the disk is full (%w)", path, err)
-	}
-	return err
+	return atomicfile.DiskFull(p, err)
 }
 
 func syncDir(d string) {
