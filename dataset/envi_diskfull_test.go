@@ -1,10 +1,8 @@
 package dataset
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/spectraclip/spectraclip/internal/testfs"
@@ -26,19 +24,5 @@ func TestWriteENVIDiskFull(t *testing.T) {
 	}
 	testfs.FillTo(t, dir, 0)
 	err := WriteENVI(base, c, ENVIWriteOptions{DataType: ENVIFloat32})
-	if err == nil {
-		t.Fatal("wrote a cube on a full disk")
-	}
-	if !strings.Contains(err.Error(), "the disk is full") || !strings.Contains(err.Error(), base+".img") {
-		t.Errorf("the error does not say the disk is full and name %s.img: %v", base, err)
-	}
-	if b, _ := os.ReadFile(base + ".img"); !bytes.Equal(b, old) {
-		t.Error("the previous .img changed")
-	}
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if strings.Contains(e.Name(), ".tmp") {
-			t.Errorf("left %s", e.Name())
-		}
-	}
+	testfs.CheckFullDiskWrite(t, "WriteENVI", err, base+".img", old)
 }

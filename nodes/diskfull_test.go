@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -28,23 +28,10 @@ func TestWriteFileAtomicDiskFull(t *testing.T) {
 	for _, leave := range []int64{0, 4 << 10, 12 << 10, 40 << 10} {
 		testfs.FillTo(t, dir, leave)
 		err := WriteFileAtomic(target, data)
-		if err == nil {
-			t.Fatalf("%d bytes free: wrote %d bytes", leave, len(data))
-		}
-		if !strings.Contains(err.Error(), "disk is full") || !strings.Contains(err.Error(), target) {
-			t.Errorf("%d bytes free: the error does not say the disk is full and name %s: %v", leave, target, err)
-		}
+		when := fmt.Sprintf("%d bytes free", leave)
+		testfs.CheckFullDiskWrite(t, when, err, target, old)
 		if !errors.Is(err, syscall.ENOSPC) {
-			t.Errorf("%d bytes free: the error does not wrap ENOSPC: %v", leave, err)
-		}
-		if b, _ := os.ReadFile(target); !bytes.Equal(b, old) {
-			t.Errorf("%d bytes free: the previous file changed", leave)
-		}
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			if strings.Contains(e.Name(), ".tmp") {
-				t.Errorf("%d bytes free: left %s", leave, e.Name())
-			}
+			t.Errorf("%s: the error does not wrap ENOSPC: %v", when, err)
 		}
 	}
 	os.Remove(filepath.Join(dir, "filler"))

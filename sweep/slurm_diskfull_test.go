@@ -3,7 +3,6 @@ package sweep
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/spectraclip/spectraclip/internal/testfs"
@@ -25,21 +24,7 @@ func TestEmitSlurmDiskFull(t *testing.T) {
 	plan := &Plan{Name: "full", Workdir: dir, Points: []Point{{Index: 0, ID: "p0"}, {Index: 1, ID: "p1"}}}
 	testfs.FillTo(t, dir, 0)
 	_, err := EmitSlurm(dir, plan, "/usr/local/bin/spectraclip", SlurmOptions{})
-	if err == nil {
-		t.Fatal("wrote the script on a full disk")
-	}
-	if !strings.Contains(err.Error(), "the disk is full") || !strings.Contains(err.Error(), target) {
-		t.Errorf("the error does not say the disk is full and name %s: %v", target, err)
-	}
-	if b, _ := os.ReadFile(target); string(b) != old {
-		t.Errorf("the previous script changed: %q", b)
-	}
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if strings.Contains(e.Name(), ".tmp") {
-			t.Errorf("left %s", e.Name())
-		}
-	}
+	testfs.CheckFullDiskWrite(t, "EmitSlurm", err, target, []byte(old))
 	os.Remove(filepath.Join(dir, "filler"))
 	p, err := EmitSlurm(dir, plan, "/usr/local/bin/spectraclip", SlurmOptions{})
 	if err != nil {

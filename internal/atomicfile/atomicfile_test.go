@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,20 +15,6 @@ import (
 
 	"github.com/spectraclip/spectraclip/internal/testfs"
 )
-
-// noTemp fails the test when dir holds a temporary file of the writer.
-func noTemp(t *testing.T, dir, when string) {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if strings.Contains(e.Name(), ".tmp") {
-			t.Errorf("%s: left %s", when, e.Name())
-		}
-	}
-}
 
 func TestWriteFileContentAndPerm(t *testing.T) {
 	dir := t.TempDir()
@@ -55,7 +40,7 @@ func TestWriteFileContentAndPerm(t *testing.T) {
 		if st.Mode().Perm() != c.perm {
 			t.Errorf("mode %o, want %o", st.Mode().Perm(), c.perm)
 		}
-		noTemp(t, dir, fmt.Sprintf("perm %o", c.perm))
+		testfs.NoTempFiles(t, fmt.Sprintf("perm %o", c.perm), dir)
 	}
 }
 
@@ -79,7 +64,7 @@ func TestWriteCallbackFailsKeepsPrevious(t *testing.T) {
 	if b, _ := os.ReadFile(p); !bytes.Equal(b, old) {
 		t.Errorf("the previous file changed: %q", b)
 	}
-	noTemp(t, dir, "callback failed")
+	testfs.NoTempFiles(t, "callback failed", dir)
 	// A target in a missing directory fails without creating anything.
 	if err := WriteFile(filepath.Join(dir, "no", "such"), old, 0o644); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing directory: %v", err)
@@ -115,19 +100,10 @@ func TestWriteFileDiskFull(t *testing.T) {
 				err = WriteFile(target, data, 0o644)
 			}
 			when := fmt.Sprintf("%d bytes free, streaming %v", leave, streaming)
-			if err == nil {
-				t.Fatalf("%s: wrote %d bytes", when, len(data))
-			}
-			if !strings.Contains(err.Error(), "the disk is full") || !strings.Contains(err.Error(), target) {
-				t.Errorf("%s: the error does not say the disk is full and name %s: %v", when, target, err)
-			}
+			testfs.CheckFullDiskWrite(t, when, err, target, old)
 			if !errors.Is(err, syscall.ENOSPC) {
 				t.Errorf("%s: the error does not wrap ENOSPC: %v", when, err)
 			}
-			if b, _ := os.ReadFile(target); !bytes.Equal(b, old) {
-				t.Errorf("%s: the previous file changed", when)
-			}
-			noTemp(t, dir, when)
 		}
 	}
 	os.Remove(filepath.Join(dir, "filler"))
@@ -199,7 +175,7 @@ func TestReaderNeverSeesPartialFile(t *testing.T) {
 	if reads.Load() == 0 {
 		t.Fatal("the reader read nothing")
 	}
-	noTemp(t, dir, "after the rewrites")
+	testfs.NoTempFiles(t, "after the rewrites", dir)
 	t.Logf("%d reads", reads.Load())
 }
 
@@ -229,7 +205,7 @@ func TestWriteVia(t *testing.T) {
 	if b, _ := os.ReadFile(p); !bytes.Equal(b, old) {
 		t.Errorf("the previous file changed: %q", b)
 	}
-	noTemp(t, dir, "writer failed")
+	testfs.NoTempFiles(t, "writer failed", dir)
 	want := []byte("new archive, complete")
 	if err := WriteVia(p, 0o600, func(tmp string) error { return os.WriteFile(tmp, want, 0o666) }); err != nil {
 		t.Fatal(err)
@@ -240,5 +216,5 @@ func TestWriteVia(t *testing.T) {
 	if st, _ := os.Stat(p); st.Mode().Perm() != 0o600 {
 		t.Errorf("mode %o, want 600", st.Mode().Perm())
 	}
-	noTemp(t, dir, "after the write")
+	testfs.NoTempFiles(t, "after the write", dir)
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -71,4 +72,35 @@ func FreeBytes(t testing.TB, dir string) int64 {
 		t.Fatal(err)
 	}
 	return int64(st.Bavail) * int64(st.Bsize)
+}
+
+// CheckFullDiskWrite checks what a writer that puts target into place must leave when the
+// disk was full: an error that says the disk is full and names target, target still holding
+// old, and no temporary (".tmp") file beside it. when prefixes the messages.
+func CheckFullDiskWrite(t testing.TB, when string, err error, target string, old []byte) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: wrote %s on a full disk", when, target)
+	}
+	if !strings.Contains(err.Error(), "the disk is full") || !strings.Contains(err.Error(), target) {
+		t.Errorf("%s: the error does not say the disk is full and name %s: %v", when, target, err)
+	}
+	if b, _ := os.ReadFile(target); !bytes.Equal(b, old) {
+		t.Errorf("%s: the previous %s changed", when, filepath.Base(target))
+	}
+	NoTempFiles(t, when, filepath.Dir(target))
+}
+
+// NoTempFiles fails the test for every temporary (".tmp") file left in dir.
+func NoTempFiles(t testing.TB, when, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".tmp") {
+			t.Errorf("%s: left %s", when, e.Name())
+		}
+	}
 }

@@ -1,11 +1,9 @@
 package report
 
 import (
-	"bytes"
 	"image"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/spectraclip/spectraclip/internal/testfs"
@@ -26,20 +24,5 @@ func TestSavePNGDiskFull(t *testing.T) {
 		img.Pix[i] = byte(i * 7919 >> 3)
 	}
 	testfs.FillTo(t, dir, 0)
-	err := SavePNG(target, img)
-	if err == nil {
-		t.Fatal("wrote a PNG on a full disk")
-	}
-	if !strings.Contains(err.Error(), "the disk is full") || !strings.Contains(err.Error(), target) {
-		t.Errorf("the error does not say the disk is full and name %s: %v", target, err)
-	}
-	if b, _ := os.ReadFile(target); !bytes.Equal(b, old) {
-		t.Error("the previous PNG changed")
-	}
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if strings.Contains(e.Name(), ".tmp") {
-			t.Errorf("left %s", e.Name())
-		}
-	}
+	testfs.CheckFullDiskWrite(t, "SavePNG", SavePNG(target, img), target, old)
 }
