@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,15 +8,12 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
-	mrand "math/rand"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/spectraclip/spectraclip/dataset"
 )
 
 // writeTestCA writes ca.pem, and cert.pem/key.pem for 127.0.0.1 signed by that CA, into dir.
@@ -62,22 +58,7 @@ func writeTestCA(t *testing.T, dir string) (ca, cert, key string) {
 // with --token-file and --tls-ca over https:// and grpc://: scored with the token, refused
 // (401, UNAUTHENTICATED) without it or with a wrong one.
 func TestServeScoreSecured(t *testing.T) {
-	dir := t.TempDir()
-	runDir := filepath.Join(dir, "run")
-	mustRun(t, append([]string{"train", "--variant", "pca", "--out", runDir}, tiny(dir, "1")...)...)
-	rng := mrand.New(mrand.NewSource(1))
-	cube := make([]float32, 32*32*61)
-	for i := range cube {
-		cube[i] = rng.Float32()
-	}
-	var b bytes.Buffer
-	if err := dataset.EncodeNPY(&b, cube, 32, 32, 61); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "cam.npy")
-	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, runDir, file := servableRun(t)
 	ca, cert, key := writeTestCA(t, dir)
 	tok, wrong := filepath.Join(dir, "token"), filepath.Join(dir, "wrong")
 	os.WriteFile(tok, []byte("the-token\n"), 0o600)

@@ -37,22 +37,7 @@ func (s *syncBuffer) String() string {
 // the same score map as `infer` on the same file, bit for bit; SIGTERM stops serve with
 // exit status 0 (a nil error); loadtest against it answers every request.
 func TestServeAndScore(t *testing.T) {
-	dir := t.TempDir()
-	runDir := filepath.Join(dir, "run")
-	mustRun(t, append([]string{"train", "--variant", "pca", "--out", runDir}, tiny(dir, "1")...)...)
-	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	cube := make([]float32, 32*32*61)
-	for i := range cube {
-		cube[i] = rng.Float32()
-	}
-	var b bytes.Buffer
-	if err := dataset.EncodeNPY(&b, cube, 32, 32, 61); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "cam.npy")
-	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, runDir, file := servableRun(t)
 	mustRun(t, "infer", "--run", runDir, "--input", file, "--out", filepath.Join(dir, "infer"))
 	want, err := os.ReadFile(filepath.Join(dir, "infer", "cam_scores.npy"))
 	if err != nil {
@@ -161,4 +146,27 @@ func (s *inProcessServe) stop(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("serve did not stop within 60 s of SIGTERM")
 	}
+}
+
+// servableRun trains a one-epoch pca run on tiny data in a new folder dir and writes a fresh
+// random 32×32×61 cube to score as dir/cam.npy.
+func servableRun(t *testing.T) (dir, runDir, file string) {
+	t.Helper()
+	dir = t.TempDir()
+	runDir = filepath.Join(dir, "run")
+	mustRun(t, append([]string{"train", "--variant", "pca", "--out", runDir}, tiny(dir, "1")...)...)
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	cube := make([]float32, 32*32*61)
+	for i := range cube {
+		cube[i] = rng.Float32()
+	}
+	var b bytes.Buffer
+	if err := dataset.EncodeNPY(&b, cube, 32, 32, 61); err != nil {
+		t.Fatal(err)
+	}
+	file = filepath.Join(dir, "cam.npy")
+	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, runDir, file
 }
