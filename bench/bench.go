@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/internal/procstat"
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
@@ -104,7 +105,7 @@ type Report struct {
 }
 
 // MaxSide is the largest frame side bench takes (--size): a 1024×4096×4096×61 float32 batch
-// would already be far beyond memory; see also trainer.MaxBatchSize.
+// would already be far beyond memory; see also config.MaxBatchSize.
 const MaxSide = 4096
 
 // MaxIters bounds --iters, --warmup and --train-iters.
@@ -130,7 +131,7 @@ var reducerNodes = map[string][]string{
 // Run measures inference FPS per variant stage by stage, the detector alone, and
 // training steps per second, on random cubes of the given size.
 //
-// Bounds: Threads 0..trainer.MaxThreads(), Batch up to trainer.MaxBatchSize (1024), sides up to
+// Bounds: Threads 0..config.MaxThreads(), Batch up to config.MaxBatchSize (1024), sides up to
 // MaxSide (4096), Iters, Warmup and TrainIters up to MaxIters (10000).
 func Run(o Options) (*Report, error) {
 	if err := o.Check(); err != nil {
@@ -149,7 +150,7 @@ func Run(o Options) (*Report, error) {
 		o.TrainIters = 0
 	}
 	if len(o.Variants) == 0 {
-		o.Variants = trainer.VariantNames
+		o.Variants = config.VariantNames
 	}
 	if err := trainer.SetThreads(o.Threads); err != nil {
 		return nil, err
@@ -203,11 +204,11 @@ func Run(o Options) (*Report, error) {
 // Check refuses options beyond Run's bounds, each error naming its flag (o.Flags).
 func (o Options) Check() error {
 	n := o.Flags.withDefaults()
-	if err := trainer.CheckThreads(n.Threads, o.Threads); err != nil {
+	if err := config.CheckThreads(n.Threads, o.Threads); err != nil {
 		return err
 	}
-	if o.Batch > trainer.MaxBatchSize {
-		return fmt.Errorf("%s %d: over the maximum of %d", n.Batch, o.Batch, trainer.MaxBatchSize)
+	if o.Batch > config.MaxBatchSize {
+		return fmt.Errorf("%s %d: over the maximum of %d", n.Batch, o.Batch, config.MaxBatchSize)
 	}
 	if o.H > MaxSide || o.W > MaxSide {
 		return fmt.Errorf("%s %dx%d: sides must be 1..%d", n.Size, o.H, o.W, MaxSide)
@@ -226,7 +227,7 @@ func (o Options) Check() error {
 // benchEnv is one variant's pipeline with a random batch, ready to time: what both
 // `spectraclip bench` and the Go benchmarks run.
 type benchEnv struct {
-	cfg       *trainer.Config
+	cfg       *config.Config
 	p         *nodes.Pipeline
 	dev       torch.Device
 	batch     map[string]any
@@ -249,7 +250,7 @@ func newBenchEnv(variant string, o Options, dev torch.Device) (*benchEnv, error)
 	if o.Half {
 		ov = append(ov, "pipeline.detector.use_half_precision=true")
 	}
-	cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{Variant: variant, Overrides: ov})
+	cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: variant, Overrides: ov})
 	if err != nil {
 		return nil, err
 	}

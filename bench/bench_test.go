@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/internal/procstat"
 	"github.com/spectraclip/spectraclip/nodes"
 	"github.com/spectraclip/spectraclip/torch"
@@ -46,7 +47,7 @@ func reportFrames(b *testing.B, e *benchEnv) {
 // BenchmarkInference times normaliser → reducer → detector → decider on one batch, and
 // reports the RSS growth over the run (memory must stay flat).
 func BenchmarkInference(b *testing.B) {
-	for _, v := range trainer.VariantNames {
+	for _, v := range config.VariantNames {
 		b.Run(v, func(b *testing.B) {
 			e := benchEnvFor(b, v)
 			if err := e.infer(); err != nil {

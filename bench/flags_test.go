@@ -5,20 +5,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/spectraclip/spectraclip/trainer"
+	"github.com/spectraclip/spectraclip/config"
 )
 
 // TestBoundErrorsNameTheFlag: Run's bound errors name the flags that set the options:
 // bench's own by default, the caller's (loadtest's --bench-*) when Flags says so.
 func TestBoundErrorsNameTheFlag(t *testing.T) {
-	huge := trainer.MaxThreads() + 1
+	huge := config.MaxThreads() + 1
 	names := FlagNames{Threads: "--bench-threads", Batch: "--bench-batch", Iters: "--bench-iters", Size: "--size", Warmup: "--bench-warmup", TrainIters: "--bench-train-iters"}
 	for _, tc := range []struct {
 		o          Options
 		own, named string
 	}{
 		{Options{Threads: huge}, "--threads", "--bench-threads"},
-		{Options{Batch: trainer.MaxBatchSize + 1}, "--batch", "--bench-batch"},
+		{Options{Batch: config.MaxBatchSize + 1}, "--batch", "--bench-batch"},
 		{Options{H: MaxSide + 1, W: 1}, "--size", "--size"},
 		{Options{Iters: MaxIters + 1}, "--iters", "--bench-iters"},
 		{Options{Warmup: MaxIters + 1}, "--warmup", "--bench-warmup"},

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/trainer"
 )
@@ -21,7 +22,7 @@ func trainTiny(tb testing.TB, dir, variant string, threads int, extra ...string)
 		"data.synth.height=32", "data.synth.width=32", "training.trainer.max_epochs=1",
 		"training.threads=" + strconv.Itoa(threads), "training.trainer.enable_progress_bar=false",
 	}, extra...)
-	cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{Variant: variant, Overrides: ov})
+	cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: variant, Overrides: ov})
 	if err != nil {
 		tb.Fatal(err)
 	}

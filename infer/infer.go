@@ -24,6 +24,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
@@ -97,11 +98,11 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	if o.Outputs == (Outputs{}) {
 		o.Outputs = AllOutputs
 	}
-	if maxT := trainer.MaxThreads(); o.Threads < 0 || o.Threads > maxT {
+	if maxT := config.MaxThreads(); o.Threads < 0 || o.Threads > maxT {
 		return sum, fmt.Errorf("--threads %d: out of range 0..%d (0 = the run's training.threads; the limit is 4 per CPU core, at least 64)", o.Threads, maxT)
 	}
-	if o.Batch < 0 || o.Batch > trainer.MaxBatchSize {
-		return sum, fmt.Errorf("--batch %d: out of range 1..%d", o.Batch, trainer.MaxBatchSize)
+	if o.Batch < 0 || o.Batch > config.MaxBatchSize {
+		return sum, fmt.Errorf("--batch %d: out of range 1..%d", o.Batch, config.MaxBatchSize)
 	}
 	o.Batch = max(o.Batch, 1)
 	inputs, err := listInputs(input, dataset.NaNPolicy(o.NaNPolicy))
@@ -179,7 +180,7 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 // runOnCPU reports whether the run's config puts it on the CPU (the default; a config that
 // cannot be read is OpenRun's to report).
 func runOnCPU(dir string) bool {
-	cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{File: filepath.Join(dir, "config.yaml")})
+	cfg, _, err := config.LoadConfig(config.LoadOptions{File: filepath.Join(dir, "config.yaml")})
 	if err != nil {
 		return true
 	}
@@ -485,8 +486,8 @@ type stageTimes struct{ waitLoad, copyIn, forward, copyOut, waitWrite time.Durat
 func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free chan<- *slot, outFree <-chan *outBufs, writeCh chan<- scored, tm *stageTimes) error {
 	s := torch.NewScope()
 	defer s.Close()
-	sn, sp := trainer.PortRef(r.Cfg.Evaluation.Scores)
-	dn, dp := trainer.PortRef(r.Cfg.Evaluation.Decisions)
+	sn, sp := config.PortRef(r.Cfg.Evaluation.Scores)
+	dn, dp := config.PortRef(r.Cfg.Evaluation.Decisions)
 	t := time.Now()
 	lap := func(d *time.Duration) {
 		now := time.Now()

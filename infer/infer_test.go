@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
@@ -38,7 +39,7 @@ func referenceScores(t *testing.T, r *trainer.Run, path string) []float32 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sn, sp := trainer.PortRef(r.Cfg.Evaluation.Scores)
+	sn, sp := config.PortRef(r.Cfg.Evaluation.Scores)
 	st, err := o.Tensor(sn, sp)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
 	"github.com/spectraclip/spectraclip/nodes/detect"
@@ -119,11 +120,11 @@ func Compare(o CompareOptions) (*Comparison, error) {
 		}
 	}
 	if len(o.Variants) == 0 {
-		o.Variants = trainer.VariantNames
+		o.Variants = config.VariantNames
 	}
 	for _, v := range o.Variants {
 		if _, ok := rowOf[v]; !ok {
-			return nil, fmt.Errorf("compare --scene: unknown variant %q (allowed: %s)", v, strings.Join(trainer.VariantNames, ", "))
+			return nil, fmt.Errorf("compare --scene: unknown variant %q (allowed: %s)", v, strings.Join(config.VariantNames, ", "))
 		}
 	}
 	if len(o.Seeds) == 0 {

@@ -2,10 +2,13 @@ package scene
 
 import (
 	"fmt"
-	"github.com/sirupsen/logrus"
+	"maps"
 	"slices"
 	"strings"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/trainer"
 )
@@ -49,7 +52,7 @@ func splitScene(spec Spec, seed uint64, cube *dataset.Cube, gt *dataset.LabelIma
 // Open is trainer.SceneData: the scene of cfg.Data.Scene as a one-frame dataset and the
 // pixel masks of its splits. It adapts cfg to the scene (Adapt): the band count of every
 // node that depends on it, the pixel masks on the loss and the metrics.
-func Open(cfg *trainer.Config) (*dataset.Dataset, map[string][]bool, error) {
+func Open(cfg *config.Config) (*dataset.Dataset, map[string][]bool, error) {
 	spec, err := ParseSpec(cfg.Data.Scene)
 	if err != nil {
 		return nil, nil, err
@@ -66,7 +69,7 @@ func Open(cfg *trainer.Config) (*dataset.Dataset, map[string][]bool, error) {
 // starts share one cube. The runs read the cube and do not change it (the NaN policy,
 // applied by every run, finds nothing left to change after the first).
 func Lend(cube *dataset.Cube, gt *dataset.LabelImage) trainer.SceneOpener {
-	return func(cfg *trainer.Config) (*dataset.Dataset, map[string][]bool, error) {
+	return func(cfg *config.Config) (*dataset.Dataset, map[string][]bool, error) {
 		spec, err := ParseSpec(cfg.Data.Scene)
 		if err != nil {
 			return nil, nil, err
@@ -76,7 +79,7 @@ func Lend(cube *dataset.Cube, gt *dataset.LabelImage) trainer.SceneOpener {
 }
 
 // openLoaded is Open on a loaded scene.
-func openLoaded(cfg *trainer.Config, spec Spec, cube *dataset.Cube, gt *dataset.LabelImage) (*dataset.Dataset, map[string][]bool, error) {
+func openLoaded(cfg *config.Config, spec Spec, cube *dataset.Cube, gt *dataset.LabelImage) (*dataset.Dataset, map[string][]bool, error) {
 	if spec.Split == "auto" {
 		spec.Split = "objects"
 		if n := cube.H * cube.W; n > MaxWholeScenePixels {
@@ -107,7 +110,7 @@ func openLoaded(cfg *trainer.Config, spec Spec, cube *dataset.Cube, gt *dataset.
 // openTiled cuts a loaded capture into tiles assigned to splits by a tiled rule (for captures too
 // large to run whole): every tile is a frame, its labels are its own pixels', and the loss
 // and metrics see whole tiles, so no pixel masks are needed.
-func openTiled(cfg *trainer.Config, spec Spec, cube *dataset.Cube, gt *dataset.LabelImage) (*dataset.Dataset, map[string][]bool, error) {
+func openTiled(cfg *config.Config, spec Spec, cube *dataset.Cube, gt *dataset.LabelImage) (*dataset.Dataset, map[string][]bool, error) {
 	ds, err := dataset.TileScene(spec.Path, cube, gt, dataset.SceneOptions{TileSize: spec.Tile, SplitRule: spec.Split, Fractions: spec.Fractions, NaNPolicy: dataset.NaNPolicy(spec.NaNPolicy)})
 	if err != nil {
 		return nil, nil, err
@@ -129,7 +132,7 @@ const dataNodeType = "LentilsAnomalyDataNode"
 // port valid) restrict every IoULoss and AnomalyMetrics node; one frame per batch. A pixel
 // loss that cannot be restricted, or no AnomalyMetrics metrics node, is an error. Adapt is
 // idempotent (a reopened run adapts its saved config again).
-func Adapt(cfg *trainer.Config, bands int) error {
+func Adapt(cfg *config.Config, bands int) error {
 	dn, err := adaptBands(cfg, bands)
 	if err != nil {
 		return err
@@ -139,9 +142,9 @@ func Adapt(cfg *trainer.Config, bands int) error {
 
 // adaptBands sets the band count of every node that depends on it and the scene's label
 // mapping (0 normal, anything else anomalous) on the data node, whose name it returns.
-func adaptBands(cfg *trainer.Config, bands int) (string, error) {
+func adaptBands(cfg *config.Config, bands int) (string, error) {
 	dn := ""
-	for _, name := range sortedKeys(cfg.Pipeline) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Pipeline)) {
 		spec := cfg.Pipeline[name]
 		typ, _ := spec["type"].(string)
 		if typ == dataNodeType {
@@ -168,7 +171,7 @@ func adaptBands(cfg *trainer.Config, bands int) (string, error) {
 
 // adaptMasks restricts every IoULoss and AnomalyMetrics node to the pixels of the split
 // (the data node's valid port) and runs one frame per batch.
-func adaptMasks(cfg *trainer.Config, dn string) error {
+func adaptMasks(cfg *config.Config, dn string) error {
 	typeOf := func(n string) string { t, _ := cfg.Pipeline[n]["type"].(string); return t }
 	add := func(to string) {
 		c := dn + ".valid -> " + to + ".valid"
@@ -185,7 +188,7 @@ func adaptMasks(cfg *trainer.Config, dn string) error {
 			add(n)
 		default:
 			for _, c := range cfg.Connections {
-				a, b, err := trainer.ParseConnection(c)
+				a, b, err := config.ParseConnection(c)
 				if err == nil && a == dn+".mask" && strings.HasPrefix(b, n+".") {
 					return fmt.Errorf("data.scene: loss node %q (%s) reads the labels but cannot be restricted to the train pixels; use IoULoss", n, typeOf(n))
 				}
@@ -208,13 +211,4 @@ func adaptMasks(cfg *trainer.Config, dn string) error {
 
 func isLentilsMapping(spec map[string]any) bool {
 	return fmt.Sprint(spec["normal_class_ids"]) == "[0 1 2 4]" && fmt.Sprint(spec["anomaly_class_ids"]) == "[3]"
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

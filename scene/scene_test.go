@@ -3,13 +3,15 @@ package scene
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/spectraclip/spectraclip/internal/testpy"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spectraclip/spectraclip/config"
+	"github.com/spectraclip/spectraclip/internal/testpy"
 
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/infer"
@@ -309,7 +311,7 @@ func TestSceneTrainrunYAML(t *testing.T) {
 	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{File: file, Overrides: []string{"training.trainer.max_epochs=1", "training.threads=1", "training.trainer.enable_progress_bar=false"}})
+	cfg, _, err := config.LoadConfig(config.LoadOptions{File: file, Overrides: []string{"training.trainer.max_epochs=1", "training.threads=1", "training.trainer.enable_progress_bar=false"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +357,7 @@ func TestTiledSceneTrainrun(t *testing.T) {
 	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{File: file, Overrides: []string{"training.trainer.max_epochs=1", "training.threads=1",
+	cfg, _, err := config.LoadConfig(config.LoadOptions{File: file, Overrides: []string{"training.trainer.max_epochs=1", "training.threads=1",
 		"training.trainer.enable_progress_bar=false", "+pipeline.detector.image_size=32"}})
 	if err != nil {
 		t.Fatal(err)

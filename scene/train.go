@@ -1,8 +1,6 @@
 package scene
 
-import (
-	"github.com/spectraclip/spectraclip/trainer"
-)
+import "github.com/spectraclip/spectraclip/config"
 
 // Defaults are the scene defaults of the gradient-trained variants, applied before the
 // user's overrides (so any of them can be overridden). A whole scene is one image per epoch.
@@ -36,13 +34,13 @@ type ConfigOptions struct {
 
 // LoadConfig composes a trainrun for the scene: the variant's or file's config, the scene
 // Defaults of a shipped variant, the overrides, and data.scene = o.Spec.
-func LoadConfig(o ConfigOptions) (*trainer.Config, error) {
+func LoadConfig(o ConfigOptions) (*config.Config, error) {
 	ov := append([]string(nil), Defaults[o.Variant]...)
 	if o.File != "" {
 		ov = nil
 	}
 	ov = append(ov, o.Overrides...)
-	cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{Variant: o.Variant, File: o.File, Overrides: ov, Environ: o.Environ})
+	cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: o.Variant, File: o.File, Overrides: ov, Environ: o.Environ})
 	if err != nil {
 		return nil, err
 	}

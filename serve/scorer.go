@@ -15,6 +15,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
@@ -179,7 +180,7 @@ func imageRule(dir string, r *trainer.Run, decNode string) (ImageRule, error) {
 	switch {
 	case err == nil:
 		var c struct {
-			PixelThreshold *trainer.Float `json:"pixel_threshold"`
+			PixelThreshold *config.Float `json:"pixel_threshold"`
 		}
 		if err := json.Unmarshal(b, &c); err != nil {
 			return ImageRule{}, fmt.Errorf("%s: %w", path, err)
@@ -255,8 +256,8 @@ func OpenScorerWith(dir string, o ScorerOptions) (*Scorer, error) {
 		}
 	}
 	s := &Scorer{run: r, Bands: bands, scope: torch.NewScope()}
-	s.scoresNode, s.scoresPort = trainer.PortRef(r.Cfg.Evaluation.Scores)
-	s.decNode, s.decPort = trainer.PortRef(r.Cfg.Evaluation.Decisions)
+	s.scoresNode, s.scoresPort = config.PortRef(r.Cfg.Evaluation.Scores)
+	s.decNode, s.decPort = config.PortRef(r.Cfg.Evaluation.Decisions)
 	if s.scoresNode == "" {
 		s.Close()
 		return nil, fmt.Errorf("run %s: evaluation.scores is not set: nothing to serve", dir)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/infer"
 	"github.com/spectraclip/spectraclip/serve/client"
@@ -41,7 +42,7 @@ func TestMain(m *testing.M) {
 	code := func() int {
 		defer os.RemoveAll(dir)
 		testRun = filepath.Join(dir, "run")
-		cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{Variant: "drcnn", Overrides: []string{
+		cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: "drcnn", Overrides: []string{
 			"data.root=" + filepath.Join(dir, "data"), "data.generate_if_missing=true", "data.synth.frames=8", "data.synth.height=32", "data.synth.width=32",
 			"training.trainer.max_epochs=1", "+pipeline.detector.image_size=32", "training.threads=1",
 		}})
@@ -986,7 +987,7 @@ func TestImageDecision(t *testing.T) {
 func TestImageDecisionTwoStage(t *testing.T) {
 	dir := t.TempDir()
 	run := filepath.Join(dir, "run")
-	cfg, _, err := trainer.LoadConfig(trainer.LoadOptions{Variant: "drcnn", Overrides: []string{
+	cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: "drcnn", Overrides: []string{
 		"data.root=" + filepath.Join(filepath.Dir(testRun), "data"), "training.trainer.max_epochs=1", "+pipeline.detector.image_size=32", "training.threads=1",
 		"pipeline.decider.type=TwoStageBinaryDecider", "+pipeline.decider.image_threshold=0.3", "+pipeline.decider.top_k_fraction=0.01",
 	}})

@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
 	"github.com/spectraclip/spectraclip/scene"
-	"github.com/spectraclip/spectraclip/trainer"
 )
 
 // PlanName is the expanded sweep inside a sweep directory.
@@ -212,11 +212,11 @@ func sweptKeys(pts []Point) []string {
 
 // resolve loads the point's config as `train` will, and notes its synthetic data set.
 func (p *Plan) resolve(pt *Point, environ []string) error {
-	lo := trainer.LoadOptions{Variant: pt.Base.Variant, File: pt.Base.File, Overrides: pt.Overrides, Environ: environ}
+	lo := config.LoadOptions{Variant: pt.Base.Variant, File: pt.Base.File, Overrides: pt.Overrides, Environ: environ}
 	if lo.File != "" && !filepath.IsAbs(lo.File) && p.Workdir != "" {
 		lo.File = filepath.Join(p.Workdir, lo.File)
 	}
-	var cfg *trainer.Config
+	var cfg *config.Config
 	var err error
 	if pt.Scene != "" {
 		var sp scene.Spec
@@ -224,14 +224,14 @@ func (p *Plan) resolve(pt *Point, environ []string) error {
 			cfg, err = scene.LoadConfig(scene.ConfigOptions{Variant: lo.Variant, File: lo.File, Overrides: lo.Overrides, Environ: environ, Spec: sp})
 		}
 	} else {
-		cfg, _, err = trainer.LoadConfig(lo)
+		cfg, _, err = config.LoadConfig(lo)
 	}
 	if err != nil {
 		return fmt.Errorf("point %d (%s, %s): %w", pt.Index, pt.Base.Name(), pt.Setting, err)
 	}
 	if cfg.Data.GenerateIfMissing {
 		sc := dataset.DefaultSynthConfig()
-		if err := trainer.DecodeSynth(cfg.Data.Synth, &sc); err != nil {
+		if err := config.DecodeSynth(cfg.Data.Synth, &sc); err != nil {
 			return fmt.Errorf("point %d: %w", pt.Index, err)
 		}
 		root := cfg.Data.Root

@@ -13,34 +13,35 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/nodes"
 	"github.com/spectraclip/spectraclip/trainer"
 )
 
 // Row is one point of the results.
 type Row struct {
-	Index        int             `json:"index"`
-	ID           string          `json:"id"`
-	Base         string          `json:"variant"`
-	Data         string          `json:"data,omitempty"`
-	Setting      string          `json:"setting"`
-	Params       []KV            `json:"params,omitempty"`
-	Seed         *uint64         `json:"seed,omitempty"`
-	Status       Status          `json:"status"`
-	ExitCode     *int            `json:"exit_code,omitempty"`
-	Signal       string          `json:"signal,omitempty"`
-	Error        string          `json:"error,omitempty"`
-	Attempts     int             `json:"attempts"`
-	Resumed      bool            `json:"resumed,omitempty"`
-	Test         trainer.Metrics `json:"test,omitempty"`
-	Val          trainer.Metrics `json:"val,omitempty"`
-	TrainSeconds *float64        `json:"train_seconds,omitempty"`
-	InferenceFPS *float64        `json:"inference_fps,omitempty"`
-	Epochs       int             `json:"epochs,omitempty"`
-	Threads      int             `json:"threads,omitempty"`
-	RunDir       string          `json:"run_dir"`
-	Log          string          `json:"log,omitempty"`
-	Command      string          `json:"command,omitempty"`
+	Index        int            `json:"index"`
+	ID           string         `json:"id"`
+	Base         string         `json:"variant"`
+	Data         string         `json:"data,omitempty"`
+	Setting      string         `json:"setting"`
+	Params       []KV           `json:"params,omitempty"`
+	Seed         *uint64        `json:"seed,omitempty"`
+	Status       Status         `json:"status"`
+	ExitCode     *int           `json:"exit_code,omitempty"`
+	Signal       string         `json:"signal,omitempty"`
+	Error        string         `json:"error,omitempty"`
+	Attempts     int            `json:"attempts"`
+	Resumed      bool           `json:"resumed,omitempty"`
+	Test         config.Metrics `json:"test,omitempty"`
+	Val          config.Metrics `json:"val,omitempty"`
+	TrainSeconds *float64       `json:"train_seconds,omitempty"`
+	InferenceFPS *float64       `json:"inference_fps,omitempty"`
+	Epochs       int            `json:"epochs,omitempty"`
+	Threads      int            `json:"threads,omitempty"`
+	RunDir       string         `json:"run_dir"`
+	Log          string         `json:"log,omitempty"`
+	Command      string         `json:"command,omitempty"`
 }
 
 // Stat is a mean and (for two or more values) the sample standard deviation.
@@ -420,7 +421,7 @@ func (r *Results) Markdown() string {
 		fmt.Fprintf(&b, "| %d | [%s](%s) | %s |%s %s | %s | %s |", p.Index, p.ID, p.RunDir, mdCell(p.Base), dataCell(p.Data), mdCell(p.Setting), seed, status)
 		for _, m := range r.Metrics {
 			if v, ok := p.Test[m]; ok {
-				fmt.Fprintf(&b, " %s |", trainer.FormatMetric(v))
+				fmt.Fprintf(&b, " %s |", config.FormatMetric(v))
 			} else {
 				b.WriteString(" – |")
 			}

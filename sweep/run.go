@@ -20,10 +20,10 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/sirupsen/logrus"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/internal/procattr"
 	"github.com/spectraclip/spectraclip/rundir"
-	"github.com/spectraclip/spectraclip/trainer"
 )
 
 // Options say what a sweep invocation does. With Emit set it only writes the Slurm
@@ -654,7 +654,7 @@ func (r *runner) command(p *Point, runDir, resume, gpu string) (base, argv, env 
 func spectraclipEnv(environ []string) []string {
 	var out []string
 	for _, kv := range environ {
-		if strings.HasPrefix(kv, trainer.EnvPrefix) {
+		if strings.HasPrefix(kv, config.EnvPrefix) {
 			out = append(out, kv)
 		}
 	}

@@ -18,8 +18,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
-	"github.com/spectraclip/spectraclip/trainer"
 )
 
 // Spec is a sweep before expansion: what a sweep file holds, or what the quick command
@@ -470,8 +470,8 @@ func (s *Spec) check() error {
 	seen := map[string]bool{}
 	for _, b := range s.Bases {
 		if b.Variant != "" {
-			if _, ok := trainer.Variants[b.Variant]; !ok {
-				return fmt.Errorf("unknown variant %q (allowed: %s)", b.Variant, strings.Join(trainer.VariantNames, ", "))
+			if _, ok := config.Variants[b.Variant]; !ok {
+				return fmt.Errorf("unknown variant %q (allowed: %s)", b.Variant, strings.Join(config.VariantNames, ", "))
 			}
 		}
 		if seen[b.Name()] {

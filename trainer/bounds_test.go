@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/spectraclip/spectraclip/config"
 )
 
 // TestConfigBounds: values that exhaust memory or silently do something else are refused
@@ -12,7 +14,7 @@ import (
 // themselves pass.
 func TestConfigBounds(t *testing.T) {
 	load := func(ov ...string) error {
-		cfg, _, err := LoadConfig(LoadOptions{Variant: "pca", Overrides: ov})
+		cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: "pca", Overrides: ov})
 		if err == nil {
 			err = cfg.Validate()
 		}
@@ -28,7 +30,7 @@ func TestConfigBounds(t *testing.T) {
 		{"data.batch_size=100000", []string{"data.batch_size", "100000", "1024"}},
 		{"data.prefetch=100000", []string{"data.prefetch", "100000", "64"}},
 		{"data.prefetch=-2", []string{"data.prefetch", "-2"}},
-		{fmt.Sprintf("training.threads=%d", MaxThreads()+1), []string{"training.threads", fmt.Sprint(MaxThreads())}},
+		{fmt.Sprintf("training.threads=%d", config.MaxThreads()+1), []string{"training.threads", fmt.Sprint(config.MaxThreads())}},
 	} {
 		err := load(tc.ov)
 		if err == nil {
@@ -42,10 +44,10 @@ func TestConfigBounds(t *testing.T) {
 		}
 	}
 	if err := load("training.callbacks.checkpoint.save_top_k=-1", "data.batch_size=1024", "data.prefetch=64", "data.prefetch=-1",
-		fmt.Sprintf("training.threads=%d", MaxThreads())); err != nil {
+		fmt.Sprintf("training.threads=%d", config.MaxThreads())); err != nil {
 		t.Fatalf("the bounds themselves: %v", err)
 	}
-	if err := CheckThreads("--threads", MaxThreads()+1); err == nil || !strings.Contains(err.Error(), "--threads") {
+	if err := config.CheckThreads("--threads", config.MaxThreads()+1); err == nil || !strings.Contains(err.Error(), "--threads") {
 		t.Fatalf("CheckThreads: %v", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spectraclip/spectraclip/config"
+
 	"github.com/sirupsen/logrus"
 
 	"github.com/spectraclip/spectraclip/dataset"
@@ -25,7 +27,7 @@ func OpenRun(dir string, log *logrus.Logger) (*Run, error) {
 		log = logrus.New()
 		log.SetOutput(io.Discard)
 	}
-	cfg, _, err := LoadConfig(LoadOptions{File: filepath.Join(dir, "config.yaml")})
+	cfg, _, err := config.LoadConfig(config.LoadOptions{File: filepath.Join(dir, "config.yaml")})
 	if err != nil {
 		return nil, fmt.Errorf("run %s: %w", dir, err)
 	}
@@ -83,7 +85,7 @@ func (r *Run) openData() error {
 }
 
 // EvalRun evaluates a finished run's pipeline on a split.
-func EvalRun(dir, split string, log *logrus.Logger) (Metrics, error) {
+func EvalRun(dir, split string, log *logrus.Logger) (config.Metrics, error) {
 	if split != "val" && split != "test" {
 		return nil, fmt.Errorf("--split %q (allowed: val, test)", split)
 	}
@@ -110,11 +112,11 @@ func EvalRun(dir, split string, log *logrus.Logger) (Metrics, error) {
 // Without anomaly pixels in the validation split there is no such threshold: PixelThreshold
 // is NaN (null in JSON) and Note says why.
 type Calibration struct {
-	PixelThreshold Float   `json:"pixel_threshold"`
-	F1             Float   `json:"f1_at_threshold"`
-	Note           string  `json:"note,omitempty"`
-	Current        Metrics `json:"current_decider_metrics"`
-	File           string  `json:"file"`
+	PixelThreshold config.Float   `json:"pixel_threshold"`
+	F1             config.Float   `json:"f1_at_threshold"`
+	Note           string         `json:"note,omitempty"`
+	Current        config.Metrics `json:"current_decider_metrics"`
+	File           string         `json:"file"`
 }
 
 // Calibrate finds the F1-optimal score threshold on the validation split and writes it to
@@ -142,7 +144,7 @@ func Calibrate(dir string, log *logrus.Logger) (*Calibration, error) {
 		return nil, err
 	}
 	thr, f1 := ev.Acc.BestF1Threshold()
-	c := &Calibration{PixelThreshold: Float(thr), F1: Float(f1), Current: ev.Metrics, File: filepath.Join(dir, "calibration.json")}
+	c := &Calibration{PixelThreshold: config.Float(thr), F1: config.Float(f1), Current: ev.Metrics, File: filepath.Join(dir, "calibration.json")}
 	if math.IsNaN(thr) {
 		c.Note = "undefined (no anomaly pixels in the validation split)"
 	}
@@ -155,14 +157,14 @@ func Calibrate(dir string, log *logrus.Logger) (*Calibration, error) {
 
 // SceneResult is what `spectraclip detect` reports.
 type SceneResult struct {
-	Input     string `json:"input"`
-	Detector  string `json:"detector"`
-	H         int    `json:"height"`
-	W         int    `json:"width"`
-	C         int    `json:"bands"`
-	HasTruth  bool   `json:"has_ground_truth"`
-	Anomalies int    `json:"anomaly_pixels"`
-	AUROC     Float  `json:"pixel_roc_auc"` // NaN (null) when undefined
+	Input     string       `json:"input"`
+	Detector  string       `json:"detector"`
+	H         int          `json:"height"`
+	W         int          `json:"width"`
+	C         int          `json:"bands"`
+	HasTruth  bool         `json:"has_ground_truth"`
+	Anomalies int          `json:"anomaly_pixels"`
+	AUROC     config.Float `json:"pixel_roc_auc"` // NaN (null) when undefined
 	// AUROCNote says why AUROC is undefined ("undefined (no anomaly pixels)"); empty otherwise.
 	AUROCNote string  `json:"pixel_roc_auc_note,omitempty"`
 	Seconds   float64 `json:"seconds"`
@@ -182,7 +184,7 @@ func DetectScene(path, cubeVar, gtVar string) (*SceneResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	res := &SceneResult{Input: path, Detector: "rx", H: cube.H, W: cube.W, C: cube.C, Seconds: time.Since(t0).Seconds(), AUROC: Float(math.NaN())}
+	res := &SceneResult{Input: path, Detector: "rx", H: cube.H, W: cube.W, C: cube.C, Seconds: time.Since(t0).Seconds(), AUROC: config.Float(math.NaN())}
 	if gt != nil {
 		labels := make([]bool, len(gt.IDs))
 		for i, v := range gt.IDs {
@@ -198,7 +200,7 @@ func DetectScene(path, cubeVar, gtVar string) (*SceneResult, error) {
 		case len(labels):
 			res.AUROCNote = "undefined (no normal pixels)"
 		default:
-			res.AUROC = Float(metriccore.ExactAUROC(scores, labels))
+			res.AUROC = config.Float(metriccore.ExactAUROC(scores, labels))
 		}
 	}
 	return res, nil

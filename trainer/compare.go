@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spectraclip/spectraclip/config"
+
 	"github.com/sirupsen/logrus"
 
 	"github.com/spectraclip/spectraclip/nodes"
@@ -33,7 +35,7 @@ type Comparison struct {
 // comparison.md (the tutorial's table) and comparison plots.
 func Compare(o CompareOptions) (*Comparison, error) {
 	if len(o.Variants) == 0 {
-		o.Variants = VariantNames
+		o.Variants = config.VariantNames
 	}
 	if o.Out == "" {
 		o.Out = filepath.Join("outputs", "compare", time.Now().Format("2006-01-02_15-04-05"))
@@ -43,14 +45,14 @@ func Compare(o CompareOptions) (*Comparison, error) {
 	}
 	// Every variant's config is composed (and so every name and override checked) before
 	// anything is trained or written.
-	cfgs := make([]*Config, len(o.Variants))
+	cfgs := make([]*config.Config, len(o.Variants))
 	for i, v := range o.Variants {
 		for _, w := range o.Variants[:i] {
 			if w == v {
 				return nil, fmt.Errorf("--variants: %s is listed twice", v)
 			}
 		}
-		cfg, _, err := LoadConfig(LoadOptions{Variant: v, Overrides: o.Overrides, Environ: o.Environ})
+		cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: v, Overrides: o.Overrides, Environ: o.Environ})
 		if err != nil {
 			return nil, fmt.Errorf("variant %s: %w", v, err)
 		}
@@ -92,7 +94,7 @@ func Compare(o CompareOptions) (*Comparison, error) {
 			}
 			bands += fmt.Sprintf("%.0f nm", sb.Wavelength)
 		}
-		f := FormatMetric
+		f := config.FormatMetric
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %.2f | %s | %s |\n", RowLabel(r.Variant, learned[i], r.Trained),
 			f(r.Val["iou"]), f(r.Test["iou"]), f(r.Test["precision"]), f(r.Test["recall"]), f(r.Test["f1_score"]), f(r.Test["average_precision"]), f(r.Test["auroc"]), r.TrainSeconds, r.InferenceFPS, bands, CheckpointLabel(r.CheckpointEpoch))
 	}

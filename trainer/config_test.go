@@ -3,7 +3,6 @@ package trainer
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/spectraclip/spectraclip/internal/testpy"
 	"math"
 	"os"
 	"os/exec"
@@ -11,12 +10,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spectraclip/spectraclip/config"
+	"github.com/spectraclip/spectraclip/internal/testpy"
+
 	"github.com/spectraclip/spectraclip/torch"
 )
 
 func TestLoadConfigVariants(t *testing.T) {
-	for _, v := range VariantNames {
-		cfg, _, err := LoadConfig(LoadOptions{Variant: v})
+	for _, v := range config.VariantNames {
+		cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: v})
 		if err != nil {
 			t.Fatalf("%s: %v", v, err)
 		}
@@ -45,7 +47,7 @@ func sameInts(v any, want []int) bool {
 }
 
 func TestOverrides(t *testing.T) {
-	cfg, _, err := LoadConfig(LoadOptions{Variant: "drcnn", Overrides: []string{
+	cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: "drcnn", Overrides: []string{
 		"training.optimizer.lr=3e-4", "data.batch_size=3", "pipeline.channel_mixer.reduction_scheme=[61,8,3]",
 		"training.trainer.enable_progress_bar=false", "+pipeline.detector.image_size=64",
 	}})
@@ -68,36 +70,36 @@ func TestConfigErrors(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	cases := []struct {
 		name string
-		o    LoadOptions
+		o    config.LoadOptions
 		file string
 		want []string
 	}{
-		{"unknown override key", LoadOptions{Variant: "drcnn", Overrides: []string{"training.optimizer.lrr=1"}}, "", []string{"unknown key", "training.optimizer.lrr", "lr"}},
-		{"malformed override", LoadOptions{Variant: "drcnn", Overrides: []string{"training.optimizer.lr"}}, "", []string{"want key=value"}},
-		{"wrong type", LoadOptions{Variant: "drcnn", Overrides: []string{"data.batch_size=two"}}, "", []string{"batch_size"}},
-		{"bad optimizer", LoadOptions{Variant: "drcnn", Overrides: []string{"training.optimizer.name=rmsprop"}}, "", []string{"training.optimizer.name", "adamw"}},
-		{"bad lr", LoadOptions{Variant: "drcnn", Overrides: []string{"training.optimizer.lr=0"}}, "", []string{"training.optimizer.lr"}},
-		{"unknown variant", LoadOptions{Variant: "svm"}, "", []string{"unknown variant", "pca, drcnn, concrete"}},
-		{"unknown top-level key in file", LoadOptions{File: bad}, "name: x\nbogus: 1\ndefaults: [data/lentils_synth, training/default]\npipeline: {a: {type: MinMaxNormalizer}}\n", []string{"bogus"}},
-		{"node without type", LoadOptions{File: bad}, "name: x\ndefaults: [data/lentils_synth, training/default]\npipeline: {a: {eps: 1}}\n", []string{"pipeline.a.type"}},
-		{"loss node missing", LoadOptions{File: bad}, "name: x\ndefaults: [data/lentils_synth, training/default]\npipeline: {a: {type: MinMaxNormalizer}}\nloss_nodes: [iou]\n", []string{"iou", "not in pipeline"}},
-		{"missing file", LoadOptions{File: filepath.Join(dir, "nope.yaml")}, "", []string{"nope.yaml"}},
-		{"bad env", LoadOptions{Variant: "drcnn", Environ: []string{"SPECTRACLIP_DATA__BATCH_SIZE=[1"}}, "", []string{"SPECTRACLIP_DATA__BATCH_SIZE"}},
+		{"unknown override key", config.LoadOptions{Variant: "drcnn", Overrides: []string{"training.optimizer.lrr=1"}}, "", []string{"unknown key", "training.optimizer.lrr", "lr"}},
+		{"malformed override", config.LoadOptions{Variant: "drcnn", Overrides: []string{"training.optimizer.lr"}}, "", []string{"want key=value"}},
+		{"wrong type", config.LoadOptions{Variant: "drcnn", Overrides: []string{"data.batch_size=two"}}, "", []string{"batch_size"}},
+		{"bad optimizer", config.LoadOptions{Variant: "drcnn", Overrides: []string{"training.optimizer.name=rmsprop"}}, "", []string{"training.optimizer.name", "adamw"}},
+		{"bad lr", config.LoadOptions{Variant: "drcnn", Overrides: []string{"training.optimizer.lr=0"}}, "", []string{"training.optimizer.lr"}},
+		{"unknown variant", config.LoadOptions{Variant: "svm"}, "", []string{"unknown variant", "pca, drcnn, concrete"}},
+		{"unknown top-level key in file", config.LoadOptions{File: bad}, "name: x\nbogus: 1\ndefaults: [data/lentils_synth, training/default]\npipeline: {a: {type: MinMaxNormalizer}}\n", []string{"bogus"}},
+		{"node without type", config.LoadOptions{File: bad}, "name: x\ndefaults: [data/lentils_synth, training/default]\npipeline: {a: {eps: 1}}\n", []string{"pipeline.a.type"}},
+		{"loss node missing", config.LoadOptions{File: bad}, "name: x\ndefaults: [data/lentils_synth, training/default]\npipeline: {a: {type: MinMaxNormalizer}}\nloss_nodes: [iou]\n", []string{"iou", "not in pipeline"}},
+		{"missing file", config.LoadOptions{File: filepath.Join(dir, "nope.yaml")}, "", []string{"nope.yaml"}},
+		{"bad env", config.LoadOptions{Variant: "drcnn", Environ: []string{"SPECTRACLIP_DATA__BATCH_SIZE=[1"}}, "", []string{"SPECTRACLIP_DATA__BATCH_SIZE"}},
 		// issue 16.7: unbounded or silently accepted values
-		{"threads unbounded", LoadOptions{Variant: "drcnn", Overrides: []string{"training.threads=100000"}}, "", []string{"training.threads", "100000"}},
-		{"threads negative", LoadOptions{Variant: "drcnn", Overrides: []string{"training.threads=-4"}}, "", []string{"training.threads", "-4"}},
-		{"fractional epochs", LoadOptions{Variant: "drcnn", Overrides: []string{"training.trainer.max_epochs=2.5"}}, "", []string{"max_epochs", "2.5"}},
-		{"fractional batch size", LoadOptions{Variant: "drcnn", Overrides: []string{"data.batch_size=1.5"}}, "", []string{"batch_size", "1.5"}},
-		{"negative clip", LoadOptions{Variant: "drcnn", Overrides: []string{"training.trainer.gradient_clip_val=-1"}}, "", []string{"training.trainer.gradient_clip_val", "-1"}},
-		{"unknown env key", LoadOptions{Variant: "drcnn", Environ: []string{"SPECTRACLIP_TRAINING__OPTIMIZER__LRR=1"}}, "", []string{"SPECTRACLIP_TRAINING__OPTIMIZER__LRR", "training.optimizer.lrr"}},
-		{"unknown env variable", LoadOptions{Variant: "drcnn", Environ: []string{"SPECTRACLIP_THREADS=4"}}, "", []string{"SPECTRACLIP_THREADS", "SPECTRACLIP_PLUGIN_CACHE"}},
+		{"threads unbounded", config.LoadOptions{Variant: "drcnn", Overrides: []string{"training.threads=100000"}}, "", []string{"training.threads", "100000"}},
+		{"threads negative", config.LoadOptions{Variant: "drcnn", Overrides: []string{"training.threads=-4"}}, "", []string{"training.threads", "-4"}},
+		{"fractional epochs", config.LoadOptions{Variant: "drcnn", Overrides: []string{"training.trainer.max_epochs=2.5"}}, "", []string{"max_epochs", "2.5"}},
+		{"fractional batch size", config.LoadOptions{Variant: "drcnn", Overrides: []string{"data.batch_size=1.5"}}, "", []string{"batch_size", "1.5"}},
+		{"negative clip", config.LoadOptions{Variant: "drcnn", Overrides: []string{"training.trainer.gradient_clip_val=-1"}}, "", []string{"training.trainer.gradient_clip_val", "-1"}},
+		{"unknown env key", config.LoadOptions{Variant: "drcnn", Environ: []string{"SPECTRACLIP_TRAINING__OPTIMIZER__LRR=1"}}, "", []string{"SPECTRACLIP_TRAINING__OPTIMIZER__LRR", "training.optimizer.lrr"}},
+		{"unknown env variable", config.LoadOptions{Variant: "drcnn", Environ: []string{"SPECTRACLIP_THREADS=4"}}, "", []string{"SPECTRACLIP_THREADS", "SPECTRACLIP_PLUGIN_CACHE"}},
 		// issue 11.4: a monitor must name something that is logged
-		{"checkpoint monitor typo", LoadOptions{Variant: "drcnn", Overrides: []string{"training.callbacks.checkpoint.monitor=metrics_anomaly/f1"}}, "", []string{"training.callbacks.checkpoint.monitor", "metrics_anomaly/f1", "metrics_anomaly/f1_score", "val/loss"}},
-		{"early stopping monitor typo", LoadOptions{Variant: "drcnn", Overrides: []string{"training.callbacks.early_stopping.enabled=true", "training.callbacks.early_stopping.monitor=val/los"}}, "", []string{"training.callbacks.early_stopping.monitor", "val/los", "val/loss"}},
-		{"scheduler monitor typo", LoadOptions{Variant: "drcnn", Overrides: []string{"training.scheduler.name=reduce_on_plateau", "training.scheduler.monitor=metrics_anomaly/iuo"}}, "", []string{"training.scheduler.monitor", "metrics_anomaly/iuo", "metrics_anomaly/iou"}},
+		{"checkpoint monitor typo", config.LoadOptions{Variant: "drcnn", Overrides: []string{"training.callbacks.checkpoint.monitor=metrics_anomaly/f1"}}, "", []string{"training.callbacks.checkpoint.monitor", "metrics_anomaly/f1", "metrics_anomaly/f1_score", "val/loss"}},
+		{"early stopping monitor typo", config.LoadOptions{Variant: "drcnn", Overrides: []string{"training.callbacks.early_stopping.enabled=true", "training.callbacks.early_stopping.monitor=val/los"}}, "", []string{"training.callbacks.early_stopping.monitor", "val/los", "val/loss"}},
+		{"scheduler monitor typo", config.LoadOptions{Variant: "drcnn", Overrides: []string{"training.scheduler.name=reduce_on_plateau", "training.scheduler.monitor=metrics_anomaly/iuo"}}, "", []string{"training.scheduler.monitor", "metrics_anomaly/iuo", "metrics_anomaly/iou"}},
 		// issue 16.9: an unknown nested key lists the keys of its own section
-		{"unknown nested key", LoadOptions{Variant: "drcnn", Overrides: []string{"+training.trainer.foo=1"}}, "", []string{"training.trainer", "foo", "max_epochs", "gradient_clip_val"}},
-		{"unknown data key", LoadOptions{Variant: "drcnn", Overrides: []string{"+data.rooot=x"}}, "", []string{"data", "rooot", "root", "generate_if_missing"}},
+		{"unknown nested key", config.LoadOptions{Variant: "drcnn", Overrides: []string{"+training.trainer.foo=1"}}, "", []string{"training.trainer", "foo", "max_epochs", "gradient_clip_val"}},
+		{"unknown data key", config.LoadOptions{Variant: "drcnn", Overrides: []string{"+data.rooot=x"}}, "", []string{"data", "rooot", "root", "generate_if_missing"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -106,7 +108,7 @@ func TestConfigErrors(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_, _, err := LoadConfig(c.o)
+			_, _, err := config.LoadConfig(c.o)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -124,7 +126,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestEnvOverride(t *testing.T) {
-	cfg, _, err := LoadConfig(LoadOptions{Variant: "concrete", Environ: []string{"SPECTRACLIP_TRAINING__OPTIMIZER__LR=0.0125", "SPECTRACLIP_PLUGIN_CACHE=/x", "HOME=/root"},
+	cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: "concrete", Environ: []string{"SPECTRACLIP_TRAINING__OPTIMIZER__LR=0.0125", "SPECTRACLIP_PLUGIN_CACHE=/x", "HOME=/root"},
 		Overrides: []string{"data.batch_size=4"}})
 	if err != nil {
 		t.Fatal(err)
@@ -133,14 +135,14 @@ func TestEnvOverride(t *testing.T) {
 		t.Errorf("env lr %g batch %d", cfg.Training.Optimizer.LR, cfg.Data.BatchSize)
 	}
 	// the command line wins over the environment
-	cfg, _, err = LoadConfig(LoadOptions{Variant: "concrete", Environ: []string{"SPECTRACLIP_TRAINING__OPTIMIZER__LR=0.0125"}, Overrides: []string{"training.optimizer.lr=0.5"}})
+	cfg, _, err = config.LoadConfig(config.LoadOptions{Variant: "concrete", Environ: []string{"SPECTRACLIP_TRAINING__OPTIMIZER__LR=0.0125"}, Overrides: []string{"training.optimizer.lr=0.5"}})
 	if err != nil || cfg.Training.Optimizer.LR != 0.5 {
 		t.Fatalf("precedence: %v %v", err, cfg)
 	}
 }
 
 func TestResolvedConfigRoundTrip(t *testing.T) {
-	cfg, _, err := LoadConfig(LoadOptions{Variant: "pca", Overrides: []string{"training.seed=7"}})
+	cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: "pca", Overrides: []string{"training.seed=7"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +154,7 @@ func TestResolvedConfigRoundTrip(t *testing.T) {
 	if err := os.WriteFile(p, y, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	back, _, err := LoadConfig(LoadOptions{File: p})
+	back, _, err := config.LoadConfig(config.LoadOptions{File: p})
 	if err != nil {
 		t.Fatalf("resolved config does not load back: %v\n%s", err, y)
 	}
@@ -164,7 +166,7 @@ func TestResolvedConfigRoundTrip(t *testing.T) {
 // Schedulers against PyTorch's closed forms.
 func TestSchedulers(t *testing.T) {
 	t.Run("cosine", func(t *testing.T) {
-		s, err := NewScheduler(SchedulerConfig{Name: "cosine", MinLR: 1e-4}, 0.1, 10)
+		s, err := NewScheduler(config.SchedulerConfig{Name: "cosine", MinLR: 1e-4}, 0.1, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +180,7 @@ func TestSchedulers(t *testing.T) {
 		}
 	})
 	t.Run("step", func(t *testing.T) {
-		s, _ := NewScheduler(SchedulerConfig{Name: "step", StepSize: 3, Gamma: 0.5}, 1, 10)
+		s, _ := NewScheduler(config.SchedulerConfig{Name: "step", StepSize: 3, Gamma: 0.5}, 1, 10)
 		lr := 1.0
 		for e := 0; e < 9; e++ {
 			lr = s.Step(e, lr, math.NaN())
@@ -189,7 +191,7 @@ func TestSchedulers(t *testing.T) {
 		}
 	})
 	t.Run("plateau max", func(t *testing.T) {
-		s, _ := NewScheduler(SchedulerConfig{Name: "reduce_on_plateau", Mode: "max", Factor: 0.5, Patience: 1, Threshold: 1e-4, ThresholdMode: "rel", Cooldown: 1, MinLR: 0.2, Eps: 1e-8}, 1, 20)
+		s, _ := NewScheduler(config.SchedulerConfig{Name: "reduce_on_plateau", Mode: "max", Factor: 0.5, Patience: 1, Threshold: 1e-4, ThresholdMode: "rel", Cooldown: 1, MinLR: 0.2, Eps: 1e-8}, 1, 20)
 		// improving, then flat: reduce after patience+1 bad epochs, then cooldown
 		vals := []float64{0.1, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2}
 		want := []float64{1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25}
@@ -209,10 +211,10 @@ func TestSchedulers(t *testing.T) {
 		}
 	})
 	t.Run("bad", func(t *testing.T) {
-		if _, err := NewScheduler(SchedulerConfig{Name: "plateau", Factor: 2}, 1, 1); err == nil {
+		if _, err := NewScheduler(config.SchedulerConfig{Name: "plateau", Factor: 2}, 1, 1); err == nil {
 			t.Error("factor 2 accepted")
 		}
-		if _, err := NewScheduler(SchedulerConfig{Name: "warm"}, 1, 1); err == nil {
+		if _, err := NewScheduler(config.SchedulerConfig{Name: "warm"}, 1, 1); err == nil {
 			t.Error("unknown scheduler accepted")
 		}
 	})
@@ -223,7 +225,7 @@ func TestSchedulers(t *testing.T) {
 func TestDataRootTypoDoesNotGenerate(t *testing.T) {
 	dir := t.TempDir()
 	typo := filepath.Join(dir, "lentils_synht")
-	cfg, _, err := LoadConfig(LoadOptions{Variant: "drcnn", Overrides: []string{"data.root=" + typo}})
+	cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: "drcnn", Overrides: []string{"data.root=" + typo}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,16 +237,16 @@ func TestDataRootTypoDoesNotGenerate(t *testing.T) {
 		t.Fatalf("something was created at the mistyped root: %v", err)
 	}
 	// the shipped default root keeps generating on first use
-	def, _, err := LoadConfig(LoadOptions{Variant: "drcnn"})
+	def, _, err := config.LoadConfig(config.LoadOptions{Variant: "drcnn"})
 	if err != nil || !def.Data.GenerateIfMissing {
 		t.Fatalf("default root: generate_if_missing %v, err %v", def != nil && def.Data.GenerateIfMissing, err)
 	}
 	// explicitly asked for, from an override or the environment
-	for _, o := range []LoadOptions{
+	for _, o := range []config.LoadOptions{
 		{Variant: "drcnn", Overrides: []string{"data.root=" + typo, "data.generate_if_missing=true"}},
 		{Variant: "drcnn", Overrides: []string{"data.root=" + typo}, Environ: []string{"SPECTRACLIP_DATA__GENERATE_IF_MISSING=true"}},
 	} {
-		c, _, err := LoadConfig(o)
+		c, _, err := config.LoadConfig(o)
 		if err != nil || !c.Data.GenerateIfMissing {
 			t.Errorf("%v: generate_if_missing not kept (err %v)", o, err)
 		}
@@ -255,7 +257,7 @@ func TestDataRootTypoDoesNotGenerate(t *testing.T) {
 	if err := os.WriteFile(p, y, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	back, _, err := LoadConfig(LoadOptions{File: p})
+	back, _, err := config.LoadConfig(config.LoadOptions{File: p})
 	if err != nil || back.Data.GenerateIfMissing {
 		t.Fatalf("resolved config: generate_if_missing %v, err %v", back != nil && back.Data.GenerateIfMissing, err)
 	}
@@ -264,22 +266,22 @@ func TestDataRootTypoDoesNotGenerate(t *testing.T) {
 // A NaN monitored value counts as "not improved" for early stopping and reduce-on-plateau
 // (as PyTorch's comparisons with NaN are false).
 func TestNaNMonitorIsNotImproved(t *testing.T) {
-	cfg, _, err := LoadConfig(LoadOptions{Variant: "drcnn", Overrides: []string{
+	cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: "drcnn", Overrides: []string{
 		"training.callbacks.early_stopping.enabled=true", "training.callbacks.early_stopping.monitor=val/loss",
 		"training.callbacks.early_stopping.patience=2", "training.callbacks.early_stopping.mode=min"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &Run{Cfg: cfg}
-	st := TrainerState{EarlyBest: Float(math.NaN())}
+	st := TrainerState{EarlyBest: config.Float(math.NaN())}
 	stops := []bool{}
 	for _, v := range []float64{1, math.NaN(), math.NaN()} {
-		stops = append(stops, r.earlyStop(&st, EpochRecord{ValLoss: Float(v)}))
+		stops = append(stops, r.earlyStop(&st, EpochRecord{ValLoss: config.Float(v)}))
 	}
 	if stops[0] || stops[1] || !stops[2] {
 		t.Errorf("early stopping over 1, NaN, NaN with patience 2: %v, want [false false true]", stops)
 	}
-	s, err := NewScheduler(SchedulerConfig{Name: "reduce_on_plateau", Mode: "min", Factor: 0.5, Patience: 1, ThresholdMode: "rel", Eps: 1e-8}, 1, 10)
+	s, err := NewScheduler(config.SchedulerConfig{Name: "reduce_on_plateau", Mode: "min", Factor: 0.5, Patience: 1, ThresholdMode: "rel", Eps: 1e-8}, 1, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +293,7 @@ func TestNaNMonitorIsNotImproved(t *testing.T) {
 		t.Errorf("plateau over 1, NaN, NaN with patience 1: lr %g, want 0.5", lr)
 	}
 	// NaN as the first value does not become the best either
-	s, _ = NewScheduler(SchedulerConfig{Name: "reduce_on_plateau", Mode: "min", Factor: 0.5, Patience: 0, ThresholdMode: "rel", Eps: 1e-8}, 1, 10)
+	s, _ = NewScheduler(config.SchedulerConfig{Name: "reduce_on_plateau", Mode: "min", Factor: 0.5, Patience: 0, ThresholdMode: "rel", Eps: 1e-8}, 1, 10)
 	if lr := s.Step(0, 1, math.NaN()); lr != 0.5 {
 		t.Errorf("plateau, first value NaN with patience 0: lr %g, want 0.5", lr)
 	}
@@ -302,7 +304,7 @@ func TestNaNMonitorIsNotImproved(t *testing.T) {
 // form and against torch 1.13's scheduler itself.
 func TestCosineBeyondTMax(t *testing.T) {
 	const base, etaMin, tmax, epochs = 0.1, 1e-3, 4, 13
-	s, err := NewScheduler(SchedulerConfig{Name: "cosine", MinLR: etaMin, TMax: tmax}, base, 20)
+	s, err := NewScheduler(config.SchedulerConfig{Name: "cosine", MinLR: etaMin, TMax: tmax}, base, 20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +346,7 @@ print(json.dumps(out))
 // TestAllowTF32Setting: training.allow_tf32 is unset (LibTorch's defaults) unless given,
 // takes true/false, refuses anything else, and SetTF32 applies it to LibTorch.
 func TestAllowTF32Setting(t *testing.T) {
-	cfg, _, err := LoadConfig(LoadOptions{Variant: "drcnn"})
+	cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: "drcnn"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +359,7 @@ func TestAllowTF32Setting(t *testing.T) {
 	}
 	defer torch.SetAllowTF32Each(m0, c0)
 	for _, want := range []bool{true, false} {
-		cfg, _, err := LoadConfig(LoadOptions{Variant: "drcnn", Overrides: []string{fmt.Sprintf("training.allow_tf32=%v", want)}})
+		cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: "drcnn", Overrides: []string{fmt.Sprintf("training.allow_tf32=%v", want)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -371,7 +373,7 @@ func TestAllowTF32Setting(t *testing.T) {
 			t.Errorf("after allow_tf32=%v: matmul %v, conv %v", want, m, c)
 		}
 	}
-	if _, _, err := LoadConfig(LoadOptions{Variant: "drcnn", Overrides: []string{"training.allow_tf32=maybe"}}); err == nil || !strings.Contains(err.Error(), "allow_tf32") {
+	if _, _, err := config.LoadConfig(config.LoadOptions{Variant: "drcnn", Overrides: []string{"training.allow_tf32=maybe"}}); err == nil || !strings.Contains(err.Error(), "allow_tf32") {
 		t.Errorf("allow_tf32=maybe: %v, want an error naming the key", err)
 	}
 }

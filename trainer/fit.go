@@ -3,13 +3,17 @@ package trainer
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/spectraclip/spectraclip/config"
 
 	"github.com/sirupsen/logrus"
 
@@ -26,7 +30,7 @@ type TrainerState struct {
 	Scheduler  *SchedulerState  `json:"scheduler,omitempty"`
 	Best       []CheckpointInfo `json:"best"`
 	History    []EpochRecord    `json:"history"`
-	EarlyBest  Float            `json:"early_best"`
+	EarlyBest  config.Float     `json:"early_best"`
 	EarlyBad   int              `json:"early_bad"`
 	Monitor    string           `json:"monitor,omitempty"` // the checkpoint monitor and its mode
 	Mode       string           `json:"mode,omitempty"`
@@ -123,7 +127,7 @@ func (r *Run) TrainGradient() error {
 	if err != nil {
 		return err
 	}
-	st := TrainerState{Epoch: -1, LR: tc.Optimizer.LR, EarlyBest: Float(math.NaN()), EpochZero: true}
+	st := TrainerState{Epoch: -1, LR: tc.Optimizer.LR, EarlyBest: config.Float(math.NaN()), EpochZero: true}
 	loggedDist := false
 	if r.resumeState != nil {
 		st = *r.resumeState
@@ -232,7 +236,7 @@ func (r *Run) TrainGradient() error {
 			// the optimisation steps alone (no validation): the speed figure of data-parallel runs
 			r.Log.WithFields(logrus.Fields{"epoch": epoch + 1, "rank": r.rank(), "world_size": r.worldSize(), "steps": lossN, "seconds": round4(sec), "steps_per_s": round4(float64(lossN) / sec), "allreduce_seconds": round4(commSec)}).Debug("train steps")
 		}
-		rec := EpochRecord{Epoch: epoch + 1, TrainLoss: Float(lossSum / math.Max(1, float64(lossN))), LR: st.LR}
+		rec := EpochRecord{Epoch: epoch + 1, TrainLoss: config.Float(lossSum / math.Max(1, float64(lossN))), LR: st.LR}
 		if t, ok := r.temperature(epoch); ok {
 			rec.Temperature = t
 			_ = r.TB.AddScalar("concrete/temperature", t, int64(rec.Epoch))
@@ -241,7 +245,7 @@ func (r *Run) TrainGradient() error {
 		if err != nil {
 			return fmt.Errorf("epoch %d validation: %w", epoch, err)
 		}
-		rec.ValLoss = Float(ev.Loss)
+		rec.ValLoss = config.Float(ev.Loss)
 		rec.Val = ev.Metrics
 		rec.Seconds = time.Since(t0).Seconds()
 		r.logEpoch(rec, ev)
@@ -285,7 +289,7 @@ func (r *Run) validateInit(st *TrainerState, sched Scheduler, opt *torch.Optimiz
 	if err != nil {
 		return fmt.Errorf("epoch 0 (the initialisation) validation: %w", err)
 	}
-	rec := EpochRecord{Epoch: 0, TrainLoss: Float(math.NaN()), LR: st.LR, ValLoss: Float(ev.Loss), Val: ev.Metrics, Seconds: time.Since(t0).Seconds()}
+	rec := EpochRecord{Epoch: 0, TrainLoss: config.Float(math.NaN()), LR: st.LR, ValLoss: config.Float(ev.Loss), Val: ev.Metrics, Seconds: time.Since(t0).Seconds()}
 	r.logEpoch(rec, ev)
 	r.History = append(r.History, rec)
 	st.History = r.History
@@ -344,7 +348,7 @@ func (r *Run) logEpoch(rec EpochRecord, ev *Evaluation) {
 	if len(r.Cfg.MetricNodes) > 0 {
 		metricNode = r.Cfg.MetricNodes[0]
 	}
-	for _, k := range sortedFloatKeys(rec.Val) {
+	for _, k := range slices.Sorted(maps.Keys(rec.Val)) {
 		_ = r.TB.AddScalar(metricNode+"/"+k, rec.Val[k], step)
 	}
 	r.logImages(ev, step)
@@ -438,7 +442,7 @@ func (r *Run) earlyStop(st *TrainerState, rec EpochRecord) bool {
 	// a NaN value is never an improvement
 	improved := !math.IsNaN(v) && (math.IsNaN(eb) || (es.Mode == "max" && v > eb+es.MinDelta) || (es.Mode != "max" && v < eb-es.MinDelta))
 	if improved {
-		st.EarlyBest = Float(v)
+		st.EarlyBest = config.Float(v)
 		st.EarlyBad = 0
 		return false
 	}

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/spectraclip/spectraclip/config"
+
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
 	"github.com/spectraclip/spectraclip/torch"
@@ -15,9 +17,9 @@ import (
 // the normaliser on its own, for every variant, on fresh random cubes.
 func TestAffineFusionMatchesUnfused(t *testing.T) {
 	reducer := map[string]string{"pca": "pca.projected", "drcnn": "channel_mixer.rgb", "concrete": "concrete_selector.rgb"}
-	for _, v := range VariantNames {
+	for _, v := range config.VariantNames {
 		t.Run(v, func(t *testing.T) {
-			cfg, _, err := LoadConfig(LoadOptions{Variant: v, Overrides: []string{"+pipeline.detector.image_size=32"}})
+			cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: v, Overrides: []string{"+pipeline.detector.image_size=32"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +93,7 @@ func TestAffineFusionMatchesUnfused(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				rn, rp := PortRef(reducer[v])
+				rn, rp := config.PortRef(reducer[v])
 				rt, err := out.Tensor(rn, rp)
 				if err != nil {
 					t.Fatal(err)

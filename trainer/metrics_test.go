@@ -4,13 +4,15 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"github.com/spectraclip/spectraclip/internal/testpy"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spectraclip/spectraclip/config"
+	"github.com/spectraclip/spectraclip/internal/testpy"
 
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
@@ -49,10 +51,10 @@ func numpyRanking(t *testing.T, scores []float64, labels []bool) (auroc, ap floa
 
 // rxRun prepares a run whose detector is global RX (unbounded squared Mahalanobis distances)
 // on a small synthetic set, with the metrics node configured by metricParams.
-func rxRun(t *testing.T, metricParams map[string]any, adjust ...func(*Config)) *Run {
+func rxRun(t *testing.T, metricParams map[string]any, adjust ...func(*config.Config)) *Run {
 	t.Helper()
 	dir := t.TempDir()
-	cfg, _, err := LoadConfig(LoadOptions{Variant: "pca", Overrides: []string{"data.root=" + filepath.Join(dir, "data"), "training.threads=1"}})
+	cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: "pca", Overrides: []string{"data.root=" + filepath.Join(dir, "data"), "training.threads=1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +80,7 @@ func rxRun(t *testing.T, metricParams map[string]any, adjust ...func(*Config)) *
 		"data_node.mask -> metrics_anomaly.targets",
 		"detector.scores -> metrics_anomaly.logits",
 	}
-	cfg.Evaluation = EvalConfig{Scores: "detector.scores", Decisions: "decider.decisions", Targets: "data_node.mask"}
+	cfg.Evaluation = config.EvalConfig{Scores: "detector.scores", Decisions: "decider.decisions", Targets: "data_node.mask"}
 	for _, f := range adjust {
 		f(cfg)
 	}
@@ -199,7 +201,7 @@ func TestDetectSceneAllNormalAUCUndefined(t *testing.T) {
 // threshold, and calibration.json says so (null) instead of being left empty by an ignored
 // JSON error.
 func TestCalibrateWithoutAnomalies(t *testing.T) {
-	r := rxRun(t, nil, func(cfg *Config) {
+	r := rxRun(t, nil, func(cfg *config.Config) {
 		ds, err := dataset.Open(cfg.Data.Root)
 		if err != nil {
 			t.Fatal(err)
@@ -250,7 +252,7 @@ func TestCalibrateWithoutAnomalies(t *testing.T) {
 // The local (dual-window) RX detector sits in a trainrun like global RX, on the same pixels,
 // and its metrics are exact against numpy.
 func TestEvaluateLocalRXInATrainrun(t *testing.T) {
-	r := rxRun(t, nil, func(cfg *Config) {
+	r := rxRun(t, nil, func(cfg *config.Config) {
 		cfg.Pipeline["detector"] = map[string]any{"type": "LocalRXDetector", "components": 5, "inner": 1, "outer": 4}
 	})
 	ev, err := r.Evaluate("test", nodes.StageTest, 0)

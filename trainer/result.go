@@ -4,11 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"image"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
+
+	"github.com/spectraclip/spectraclip/config"
 
 	"github.com/sirupsen/logrus"
 
@@ -21,17 +25,17 @@ import (
 
 // Result is what metrics.json holds.
 type Result struct {
-	Name          string     `json:"name"`
-	Variant       string     `json:"variant"`
-	Detector      string     `json:"detector"`
-	Val           Metrics    `json:"val"`
-	Test          Metrics    `json:"test"`
-	SelectedBands []BandInfo `json:"selected_bands,omitempty"`
-	TrainSeconds  float64    `json:"train_seconds"`
-	InferenceFPS  float64    `json:"inference_fps"`
-	Epochs        int        `json:"epochs"`  // training epochs run (epoch 0, the initialisation's validation, is not one)
-	Trained       bool       `json:"trained"` // whether any gradient epoch ran: false for a statistical variant and for a learned one run with max_epochs 0 (its initialisation)
-	Checkpoint    string     `json:"checkpoint,omitempty"`
+	Name          string         `json:"name"`
+	Variant       string         `json:"variant"`
+	Detector      string         `json:"detector"`
+	Val           config.Metrics `json:"val"`
+	Test          config.Metrics `json:"test"`
+	SelectedBands []BandInfo     `json:"selected_bands,omitempty"`
+	TrainSeconds  float64        `json:"train_seconds"`
+	InferenceFPS  float64        `json:"inference_fps"`
+	Epochs        int            `json:"epochs"`  // training epochs run (epoch 0, the initialisation's validation, is not one)
+	Trained       bool           `json:"trained"` // whether any gradient epoch ran: false for a statistical variant and for a learned one run with max_epochs 0 (its initialisation)
+	Checkpoint    string         `json:"checkpoint,omitempty"`
 	// CheckpointEpoch is the epoch of the evaluated checkpoint (0: the initialisation was
 	// best on validation); absent when no top-k checkpoint was evaluated.
 	CheckpointEpoch *int          `json:"checkpoint_epoch,omitempty"`
@@ -53,7 +57,7 @@ type BandInfo struct {
 // Train runs a whole trainrun: statistical fit, gradient epochs, evaluation of the best
 // checkpoint on val and test, metrics.json, the saved pipeline and the report.
 // A fresh run that fails before its first complete checkpoint removes what it created.
-func Train(cfg *Config, o Options) (res *Result, err error) {
+func Train(cfg *config.Config, o Options) (res *Result, err error) {
 	r, err := Prepare(cfg, o)
 	if err != nil {
 		return nil, err
@@ -139,7 +143,7 @@ func (r *Run) Finish(trainSec float64) (*Result, error) {
 	if n := len(r.History); n > 0 {
 		testStep = int64(r.History[n-1].Epoch + 1)
 	}
-	for _, k := range sortedFloatKeys(res.Test) {
+	for _, k := range slices.Sorted(maps.Keys(res.Test)) {
 		_ = r.TB.AddScalar("test/"+k, res.Test[k], testStep)
 	}
 	if !r.leader() {

@@ -7,19 +7,20 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/spectraclip/spectraclip/config"
+
 	"github.com/schollz/progressbar/v3"
 	"github.com/sirupsen/logrus"
-	"go.yaml.in/yaml/v3"
 	"golang.org/x/term"
 
 	"github.com/spectraclip/spectraclip/dataset"
@@ -40,7 +41,7 @@ type Options struct {
 	Registry *nodes.Registry
 	// ResumeChanges are the config changes made on resume (see ResumeConfig); they are
 	// recorded in the run's resume.json.
-	ResumeChanges []ConfigChange
+	ResumeChanges []config.ConfigChange
 	// Dist is the process group of a data-parallel run (package dist); nil: one process.
 	// Rank 0 alone writes the run directory; every rank trains its shard.
 	Dist Collective
@@ -50,11 +51,11 @@ type Options struct {
 }
 
 // SceneOpener opens cfg.Data.Scene as SceneData does.
-type SceneOpener func(cfg *Config) (*dataset.Dataset, map[string][]bool, error)
+type SceneOpener func(cfg *config.Config) (*dataset.Dataset, map[string][]bool, error)
 
 // Run is one training run: its config, data, pipeline and outputs.
 type Run struct {
-	Cfg      *Config
+	Cfg      *config.Config
 	Dir      string
 	Device   torch.Device
 	Data     *dataset.Dataset
@@ -81,13 +82,13 @@ type Run struct {
 // EpochRecord is one epoch of training history. Epoch 0 is the initialised pipeline,
 // validated before training (TrainLoss NaN: null in JSON); epoch N follows N training epochs.
 type EpochRecord struct {
-	Epoch       int     `json:"epoch"`
-	TrainLoss   Float   `json:"train_loss"`
-	ValLoss     Float   `json:"val_loss"`
-	LR          float64 `json:"lr"`
-	Temperature float64 `json:"temperature,omitempty"`
-	Val         Metrics `json:"val"`
-	Seconds     float64 `json:"seconds"`
+	Epoch       int            `json:"epoch"`
+	TrainLoss   config.Float   `json:"train_loss"`
+	ValLoss     config.Float   `json:"val_loss"`
+	LR          float64        `json:"lr"`
+	Temperature float64        `json:"temperature,omitempty"`
+	Val         config.Metrics `json:"val"`
+	Seconds     float64        `json:"seconds"`
 }
 
 // Prepare sets up threads, seeds, device, data and pipeline, and creates the run
@@ -100,7 +101,7 @@ type EpochRecord struct {
 // early). A resume loads its checkpoint (or, when that one is incomplete, the most recent
 // complete one, saying so) before it writes anything, so a failed resume leaves the
 // directory as it was.
-func Prepare(cfg *Config, o Options) (r *Run, err error) {
+func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 	log := o.Log
 	if log == nil {
 		log = logrus.New()
@@ -492,14 +493,14 @@ func restartable(dir string, log *logrus.Logger) error {
 
 // ResumeRecord is one entry of a run's resume.json.
 type ResumeRecord struct {
-	Time       string         `json:"time"`
-	Checkpoint string         `json:"checkpoint"` // relative to the run directory
-	Epoch      int            `json:"epoch"`      // the last completed epoch of that checkpoint
-	Note       string         `json:"note,omitempty"`
-	Changes    []ConfigChange `json:"changes,omitempty"`
+	Time       string                `json:"time"`
+	Checkpoint string                `json:"checkpoint"` // relative to the run directory
+	Epoch      int                   `json:"epoch"`      // the last completed epoch of that checkpoint
+	Note       string                `json:"note,omitempty"`
+	Changes    []config.ConfigChange `json:"changes,omitempty"`
 }
 
-func recordResume(dir, ckpt, note string, epoch int, changes []ConfigChange) error {
+func recordResume(dir, ckpt, note string, epoch int, changes []config.ConfigChange) error {
 	p := filepath.Join(dir, "resume.json")
 	var recs []ResumeRecord
 	if b, err := os.ReadFile(p); err == nil {
@@ -519,21 +520,11 @@ func recordResume(dir, ckpt, note string, epoch int, changes []ConfigChange) err
 	return nodes.WriteFileAtomic(p, b)
 }
 
-// ConfigChange is one config value changed on resume.
-type ConfigChange struct {
-	Key  string `json:"key"`
-	From any    `json:"from"`
-	To   any    `json:"to"`
-}
-
-// ResumeSafeKeys may be changed when a run is resumed.
-var ResumeSafeKeys = []string{"training.trainer.max_epochs", "training.trainer.enable_progress_bar"}
-
 // ResumeConfig loads the config of the run a checkpoint belongs to (its config.yaml) with
 // the overrides and environment of the resuming command (lo) applied. When lo also names a
 // variant or a config file, that config is composed instead and must match the run's. Any
 // difference but ResumeSafeKeys is refused; the changes are returned to be recorded.
-func ResumeConfig(ckpt, out string, lo LoadOptions) (*Config, []ConfigChange, error) {
+func ResumeConfig(ckpt, out string, lo config.LoadOptions) (*config.Config, []config.ConfigChange, error) {
 	dir, err := resumeRunDir(ckpt, out)
 	if err != nil {
 		return nil, nil, err
@@ -542,80 +533,31 @@ func ResumeConfig(ckpt, out string, lo LoadOptions) (*Config, []ConfigChange, er
 	if !fileExists(file) {
 		return nil, nil, fmt.Errorf("--resume %s: %s not found: not a run directory", ckpt, file)
 	}
-	base, _, err := LoadConfig(LoadOptions{File: file})
+	base, _, err := config.LoadConfig(config.LoadOptions{File: file})
 	if err != nil {
 		return nil, nil, fmt.Errorf("run %s: %w", dir, err)
 	}
 	if lo.Variant == "" && lo.File == "" {
 		lo.File = file
 	}
-	cfg, _, err := LoadConfig(lo)
+	cfg, _, err := config.LoadConfig(lo)
 	if err != nil {
 		return nil, nil, fmt.Errorf("resume %s: %w", dir, err)
 	}
-	changes, err := configDiff(base, cfg)
+	changes, err := config.Diff(base, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	var bad []string
 	for _, c := range changes {
-		if !slices.Contains(ResumeSafeKeys, c.Key) {
+		if !slices.Contains(config.ResumeSafeKeys, c.Key) {
 			bad = append(bad, fmt.Sprintf("%s from %v to %v", c.Key, c.From, c.To))
 		}
 	}
 	if len(bad) > 0 {
-		return nil, nil, fmt.Errorf("resume %s: a resumed run keeps its own config (%s), but this command changes %s (allowed on resume: %s); start a new run to change them", dir, file, strings.Join(bad, ", "), strings.Join(ResumeSafeKeys, ", "))
+		return nil, nil, fmt.Errorf("resume %s: a resumed run keeps its own config (%s), but this command changes %s (allowed on resume: %s); start a new run to change them", dir, file, strings.Join(bad, ", "), strings.Join(config.ResumeSafeKeys, ", "))
 	}
 	return cfg, changes, nil
-}
-
-func configDiff(a, b *Config) ([]ConfigChange, error) {
-	fa, err := flatConfig(a)
-	if err != nil {
-		return nil, err
-	}
-	fb, err := flatConfig(b)
-	if err != nil {
-		return nil, err
-	}
-	keys := map[string]bool{}
-	for k := range fa {
-		keys[k] = true
-	}
-	for k := range fb {
-		keys[k] = true
-	}
-	var out []ConfigChange
-	for _, k := range sortedKeys(keys) {
-		if fmt.Sprint(fa[k]) != fmt.Sprint(fb[k]) {
-			out = append(out, ConfigChange{Key: k, From: fa[k], To: fb[k]})
-		}
-	}
-	return out, nil
-}
-
-func flatConfig(c *Config) (map[string]any, error) {
-	y, err := c.YAML()
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]any
-	if err := yaml.Unmarshal(y, &m); err != nil {
-		return nil, err
-	}
-	out := map[string]any{}
-	var walk func(prefix string, v any)
-	walk = func(prefix string, v any) {
-		if mm, ok := v.(map[string]any); ok && len(mm) > 0 {
-			for k, x := range mm {
-				walk(strings.TrimPrefix(prefix+"."+k, "."), x)
-			}
-			return
-		}
-		out[prefix] = v
-	}
-	walk("", m)
-	return out, nil
 }
 
 // Close releases the pipeline, flushes TensorBoard and releases the run directory.
@@ -641,12 +583,12 @@ func (r *Run) removeTBTemp() {
 
 // SceneData opens data.scene (a labelled capture split by pixels) as a one-frame dataset and
 // the pixel masks of its splits ("train", "val", "test"); package scene sets it.
-var SceneData func(cfg *Config) (*dataset.Dataset, map[string][]bool, error)
+var SceneData func(cfg *config.Config) (*dataset.Dataset, map[string][]bool, error)
 
 // openData opens data.scene through SceneData, or data.root, generating the synthetic Lentils
 // set there first only when data.generate_if_missing is on (the shipped synthetic root, or set
 // explicitly).
-func openData(cfg *Config, log *logrus.Logger) (*dataset.Dataset, map[string][]bool, error) {
+func openData(cfg *config.Config, log *logrus.Logger) (*dataset.Dataset, map[string][]bool, error) {
 	if cfg.Data.Scene != nil {
 		if SceneData == nil {
 			return nil, nil, fmt.Errorf("data.scene: this program cannot read scenes (package scene is not linked in)")
@@ -657,7 +599,7 @@ func openData(cfg *Config, log *logrus.Logger) (*dataset.Dataset, map[string][]b
 	return ds, nil, err
 }
 
-func openRoot(cfg *Config, log *logrus.Logger) (*dataset.Dataset, error) {
+func openRoot(cfg *config.Config, log *logrus.Logger) (*dataset.Dataset, error) {
 	if log == nil {
 		log = logrus.New()
 		log.SetOutput(io.Discard)
@@ -670,7 +612,7 @@ func openRoot(cfg *Config, log *logrus.Logger) (*dataset.Dataset, error) {
 	}
 	if cfg.Data.GenerateIfMissing {
 		sc := dataset.DefaultSynthConfig()
-		if err := DecodeSynth(cfg.Data.Synth, &sc); err != nil {
+		if err := config.DecodeSynth(cfg.Data.Synth, &sc); err != nil {
 			return nil, err
 		}
 		if _, err := os.Stat(filepath.Join(root, dataset.ManifestName)); err != nil {
@@ -691,50 +633,8 @@ func openRoot(cfg *Config, log *logrus.Logger) (*dataset.Dataset, error) {
 	return ds, nil
 }
 
-// DecodeSynth reads a trainrun's data.synth settings into sc (the keys the synthetic
-// generator takes; anything else is an error naming the key).
-func DecodeSynth(m map[string]any, sc *dataset.SynthConfig) error {
-	for k, v := range m {
-		f, ok := toF(v)
-		if !ok {
-			return fmt.Errorf("data.synth.%s: want a number, got %v", k, v)
-		}
-		switch k {
-		case "frames":
-			sc.Frames = int(f)
-		case "height":
-			sc.Height = int(f)
-		case "width":
-			sc.Width = int(f)
-		case "seed":
-			sc.Seed = uint64(f)
-		case "stone_rate":
-			sc.StoneRate = f
-		case "bands":
-			sc.Bands = int(f)
-		default:
-			return fmt.Errorf("data.synth.%s: unknown key (allowed: frames, height, width, seed, stone_rate, bands)", k)
-		}
-	}
-	return nil
-}
-
-func toF(v any) (float64, bool) {
-	switch x := v.(type) {
-	case int:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
-	case float64:
-		return x, true
-	}
-	return 0, false
-}
-
-func loadPlugins(reg *nodes.Registry, cfg *Config) error {
-	names := sortedKeys(cfg.Plugins)
+func loadPlugins(reg *nodes.Registry, cfg *config.Config) error {
+	names := slices.Sorted(maps.Keys(cfg.Plugins))
 	for _, n := range names {
 		pc, err := nodes.DecodePluginConfig(cfg.Plugins[n])
 		if err != nil {
@@ -750,10 +650,10 @@ func loadPlugins(reg *nodes.Registry, cfg *Config) error {
 // BuildPipeline creates the nodes of cfg.Pipeline through the registry and connects them.
 // Input channel counts left at their defaults are taken from the dataset, and a Concrete
 // selector's max_epochs from training.trainer.max_epochs.
-func BuildPipeline(cfg *Config, reg *nodes.Registry, ds *dataset.Dataset) (*nodes.Pipeline, error) {
+func BuildPipeline(cfg *config.Config, reg *nodes.Registry, ds *dataset.Dataset) (*nodes.Pipeline, error) {
 	p := nodes.NewPipeline(cfg.Name, reg)
 	p.SetBatchKeys(datanode.BatchKeys)
-	for _, name := range sortedKeys(cfg.Pipeline) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Pipeline)) {
 		spec := cfg.Pipeline[name]
 		typ, _ := spec["type"].(string)
 		params := map[string]any{}
@@ -793,7 +693,7 @@ func BuildPipeline(cfg *Config, reg *nodes.Registry, ds *dataset.Dataset) (*node
 		}
 	}
 	for _, c := range cfg.Connections {
-		a, b, err := ParseConnection(c)
+		a, b, err := config.ParseConnection(c)
 		if err != nil {
 			p.Close()
 			return nil, err
@@ -934,8 +834,8 @@ func (r *Run) FitStatistics() error {
 
 // Evaluation is the pooled result of one pass over a split.
 type Evaluation struct {
-	Metrics Metrics // precision, recall, f1_score, iou, average_precision, auroc
-	Loss    float64 // mean of the summed loss nodes (NaN when none ran)
+	Metrics config.Metrics // precision, recall, f1_score, iou, average_precision, auroc
+	Loss    float64        // mean of the summed loss nodes (NaN when none ran)
 	Acc     *metriccore.Accumulator
 	Seconds float64 // wall time of the forward passes
 	Frames  int
@@ -951,12 +851,6 @@ type Sample struct {
 	Decision []bool
 	Reduced  []float32 // H×W×3
 	Hsi      []float32 // H×W×3 false colour
-}
-
-// PortRef splits "node.port" (a port reference of the evaluation config).
-func PortRef(s string) (node, port string) {
-	a, b, _ := strings.Cut(s, ".")
-	return a, b
 }
 
 // metricsSource is what Evaluate needs of a metrics node (nodes/metric.AnomalyMetrics).
@@ -1032,12 +926,12 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 		if own == nil && len(ev.Samples) >= keep {
 			return nil // the metrics node pooled this batch; no maps to keep
 		}
-		sn, sp := PortRef(r.Cfg.Evaluation.Scores)
+		sn, sp := config.PortRef(r.Cfg.Evaluation.Scores)
 		st, err := out.Tensor(sn, sp)
 		if err != nil {
 			return fmt.Errorf("evaluation.scores: %w", err)
 		}
-		tn, tp := PortRef(r.Cfg.Evaluation.Targets)
+		tn, tp := config.PortRef(r.Cfg.Evaluation.Targets)
 		tt, err := out.Tensor(tn, tp)
 		if err != nil {
 			return fmt.Errorf("evaluation.targets: %w", err)
@@ -1052,7 +946,7 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 		}
 		var dec []bool
 		if r.Cfg.Evaluation.Decisions != "" {
-			dn, dp := PortRef(r.Cfg.Evaluation.Decisions)
+			dn, dp := config.PortRef(r.Cfg.Evaluation.Decisions)
 			dt, err := out.Tensor(dn, dp)
 			if err != nil {
 				return fmt.Errorf("evaluation.decisions: %w", err)
@@ -1071,7 +965,7 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 		if len(ev.Samples) < keep {
 			var red []float32
 			if r.Cfg.Evaluation.Reduced != "" {
-				rn, rp := PortRef(r.Cfg.Evaluation.Reduced)
+				rn, rp := config.PortRef(r.Cfg.Evaluation.Reduced)
 				if rt, err := out.Tensor(rn, rp); err == nil {
 					reduced = grow(reduced, int(rt.Numel()))
 					if err := torch.CopyTo(rt, reduced); err == nil {
@@ -1181,7 +1075,7 @@ func (r *Run) sumLosses(s *torch.Scope, out nodes.Outputs) (*torch.Tensor, bool)
 		if !ok {
 			continue
 		}
-		for _, port := range sortedKeys(ports) {
+		for _, port := range slices.Sorted(maps.Keys(ports)) {
 			t, ok := ports[port].(*torch.Tensor)
 			if !ok || !t.Valid() {
 				continue
@@ -1213,16 +1107,6 @@ func (r *Run) lossParts(out nodes.Outputs) map[string]float64 {
 		}
 	}
 	return m
-}
-
-// sortedFloatKeys is used for stable logging.
-func sortedFloatKeys(m map[string]float64) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // SetThreads sets LibTorch's intra-op thread count; 0 means one per CPU core (LibTorch's own

@@ -3,6 +3,8 @@ package trainer
 import (
 	"fmt"
 	"math"
+
+	"github.com/spectraclip/spectraclip/config"
 )
 
 // Scheduler adjusts the learning rate once per epoch. Unlike the reference's local examples
@@ -17,22 +19,22 @@ type Scheduler interface {
 
 // SchedulerState is what a checkpoint keeps of a scheduler.
 type SchedulerState struct {
-	Best      Float   `json:"best"`
-	NumBad    int     `json:"num_bad"`
-	Cooldown  int     `json:"cooldown"`
-	BaseLR    float64 `json:"base_lr"`
-	LastEpoch int     `json:"last_epoch"`
+	Best      config.Float `json:"best"`
+	NumBad    int          `json:"num_bad"`
+	Cooldown  int          `json:"cooldown"`
+	BaseLR    float64      `json:"base_lr"`
+	LastEpoch int          `json:"last_epoch"`
 }
 
 // NewScheduler builds the configured schedule; nil when none is configured.
-func NewScheduler(c SchedulerConfig, baseLR float64, maxEpochs int) (Scheduler, error) {
+func NewScheduler(c config.SchedulerConfig, baseLR float64, maxEpochs int) (Scheduler, error) {
 	switch c.Name {
 	case "", "none":
 		return nil, nil
 	case "reduce_on_plateau", "plateau":
 		p := &Plateau{cfg: c}
 		p.st.BaseLR = baseLR
-		p.st.Best = Float(math.NaN())
+		p.st.Best = config.Float(math.NaN())
 		if p.cfg.Mode == "" {
 			p.cfg.Mode = "min"
 		}
@@ -66,7 +68,7 @@ func NewScheduler(c SchedulerConfig, baseLR float64, maxEpochs int) (Scheduler, 
 // Plateau is ReduceLROnPlateau with PyTorch's semantics (mode, factor, patience,
 // threshold and its mode, cooldown, min_lr, eps).
 type Plateau struct {
-	cfg SchedulerConfig
+	cfg config.SchedulerConfig
 	st  SchedulerState
 }
 
@@ -92,7 +94,7 @@ func (p *Plateau) Step(epoch int, lr, v float64) float64 {
 	p.st.LastEpoch = epoch
 	// NaN is never an improvement (PyTorch's comparisons with NaN are false)
 	if !math.IsNaN(v) && p.better(v, float64(p.st.Best)) {
-		p.st.Best = Float(v)
+		p.st.Best = config.Float(v)
 		p.st.NumBad = 0
 	} else {
 		p.st.NumBad++

@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/spectraclip/spectraclip/dataset"
 )
@@ -53,3 +54,5 @@ func ClassMeans(ds *dataset.Dataset, maxFrames int) (map[string][]float64, error
 	}
 	return out, nil
 }
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -6,8 +6,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spectraclip/spectraclip/bench"
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/torch"
-	"github.com/spectraclip/spectraclip/trainer"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -52,9 +52,9 @@ func newBenchCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&variant, "variant", "all", "pca, drcnn, concrete or all")
 	cmd.Flags().StringVar(&o.Detector, "detector", "", "TorchScript detector file (default: the built-in detector)")
 	cmd.Flags().StringVar(&o.Device, "device", "auto", "cpu, cuda, cuda:N or auto")
-	cmd.Flags().IntVar(&o.Batch, "batch", 4, fmt.Sprintf("batch size, at most %d", trainer.MaxBatchSize))
+	cmd.Flags().IntVar(&o.Batch, "batch", 4, fmt.Sprintf("batch size, at most %d", config.MaxBatchSize))
 	cmd.Flags().StringVar(&size, "size", "256x256", fmt.Sprintf("frame size HxW, sides 1..%d", bench.MaxSide))
-	cmd.Flags().IntVar(&o.Threads, "threads", 0, fmt.Sprintf("LibTorch threads, at most %d (0: one per CPU core)", trainer.MaxThreads()))
+	cmd.Flags().IntVar(&o.Threads, "threads", 0, fmt.Sprintf("LibTorch threads, at most %d (0: one per CPU core)", config.MaxThreads()))
 	cmd.Flags().IntVar(&o.Iters, "iters", 5, fmt.Sprintf("timed iterations, at most %d", bench.MaxIters))
 	cmd.Flags().IntVar(&o.Warmup, "warmup", 1, fmt.Sprintf("untimed iterations first, at most %d", bench.MaxIters))
 	cmd.Flags().IntVar(&o.TrainIters, "train-iters", 3, fmt.Sprintf("timed training steps, at most %d (0: skip)", bench.MaxIters))

@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/spectraclip/spectraclip/trainer"
+	"github.com/spectraclip/spectraclip/config"
 )
 
 // TestFlagBounds: thread, worker, batch, size and point-count flags beyond their documented
@@ -21,13 +21,13 @@ func TestFlagBounds(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	huge := fmt.Sprint(trainer.MaxThreads() + 1)
+	huge := fmt.Sprint(config.MaxThreads() + 1)
 	out := filepath.Join(dir, "sw")
 	for _, tc := range []struct {
 		args []string
 		want []string
 	}{
-		{[]string{"infer", "--run", filepath.Join(dir, "none"), "--input", dir, "--out", out, "--threads", "100000"}, []string{"--threads", "100000", fmt.Sprint(trainer.MaxThreads())}},
+		{[]string{"infer", "--run", filepath.Join(dir, "none"), "--input", dir, "--out", out, "--threads", "100000"}, []string{"--threads", "100000", fmt.Sprint(config.MaxThreads())}},
 		{[]string{"infer", "--run", filepath.Join(dir, "none"), "--input", dir, "--out", out, "--batch", "100000"}, []string{"--batch", "1024"}},
 		{[]string{"sweep", "--variant", "pca", "--seeds", "1000000", "--out", out}, []string{"1000000 points", "10000", "--max-points"}},
 		{[]string{"sweep", "--variant", "pca,drcnn", "--seeds", "3", "--max-points", "5", "--out", out}, []string{"6 points", "2 trainruns", "3 seeds", "5"}},

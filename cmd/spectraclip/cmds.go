@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/infer"
 	"github.com/spectraclip/spectraclip/nodes"
@@ -81,12 +82,12 @@ func runTrain(g *globals, o *trainOptions) error {
 	if launched, err := launchWorkers(g, &o.dist); launched {
 		return err
 	}
-	var cfg *trainer.Config
-	var changes []trainer.ConfigChange
+	var cfg *config.Config
+	var changes []config.ConfigChange
 	var err error
 	if o.resume != "" {
 		// a resumed run keeps its own config.yaml; only safe changes are accepted
-		cfg, changes, err = trainer.ResumeConfig(o.resume, o.out, trainer.LoadOptions{Variant: o.variant, File: o.file, Overrides: o.overrides, Environ: configEnviron()})
+		cfg, changes, err = trainer.ResumeConfig(o.resume, o.out, config.LoadOptions{Variant: o.variant, File: o.file, Overrides: o.overrides, Environ: configEnviron()})
 	} else {
 		if o.variant == "" && o.file == "" {
 			o.variant = "drcnn"
@@ -94,7 +95,7 @@ func runTrain(g *globals, o *trainOptions) error {
 		if o.scene != "" {
 			cfg, err = sceneConfig(o)
 		} else {
-			cfg, _, err = trainer.LoadConfig(trainer.LoadOptions{Variant: o.variant, File: o.file, Overrides: o.overrides, Environ: configEnviron()})
+			cfg, _, err = config.LoadConfig(config.LoadOptions{Variant: o.variant, File: o.file, Overrides: o.overrides, Environ: configEnviron()})
 		}
 	}
 	if err != nil {
@@ -124,8 +125,8 @@ func runTrain(g *globals, o *trainOptions) error {
 	}
 	fmt.Fprintf(g.out, "run: %s\n", res.Dir)
 	fmt.Fprintf(g.out, "test: iou %s  f1 %s  AP %s  AUROC %s  (detector %s, %.1f FPS)\n",
-		trainer.FormatMetric(res.Test["iou"]), trainer.FormatMetric(res.Test["f1_score"]), trainer.FormatMetric(res.Test["average_precision"]),
-		trainer.FormatMetric(res.Test["auroc"]), res.Detector, res.InferenceFPS)
+		config.FormatMetric(res.Test["iou"]), config.FormatMetric(res.Test["f1_score"]), config.FormatMetric(res.Test["average_precision"]),
+		config.FormatMetric(res.Test["auroc"]), res.Detector, res.InferenceFPS)
 	return nil
 }
 
@@ -174,8 +175,8 @@ func newInferCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", "", "output directory")
 	cmd.Flags().StringVar(&nanPolicy, "nan-policy", "", "NaN/Inf in an input: error (default; a dataset directory's own nan_policy applies) or zero")
 	cmd.Flags().StringVar(&outputs, "outputs", infer.AllOutputs.String(), "what to write, comma-separated: npy (scores and decisions as (H, W) arrays), png (heat map and decisions images), json (results.json)")
-	cmd.Flags().IntVar(&threads, "threads", 0, fmt.Sprintf("LibTorch threads, at most %d (0: the run's training.threads)", trainer.MaxThreads()))
-	cmd.Flags().IntVar(&batch, "batch", 1, fmt.Sprintf("frames scored together (consecutive frames of the same size), 1..%d", trainer.MaxBatchSize))
+	cmd.Flags().IntVar(&threads, "threads", 0, fmt.Sprintf("LibTorch threads, at most %d (0: the run's training.threads)", config.MaxThreads()))
+	cmd.Flags().IntVar(&batch, "batch", 1, fmt.Sprintf("frames scored together (consecutive frames of the same size), 1..%d", config.MaxBatchSize))
 	for _, f := range []string{"run", "input", "out"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
@@ -202,7 +203,7 @@ func newCompareCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "output directory (default outputs/compare/<timestamp>)")
-	cmd.Flags().StringSliceVar(&variants, "variants", trainer.VariantNames, "variants to compare")
+	cmd.Flags().StringSliceVar(&variants, "variants", config.VariantNames, "variants to compare")
 	sf.add(cmd)
 	return cmd
 }
@@ -329,13 +330,13 @@ func newGraphCmd(g *globals) *cobra.Command {
 		Short: "print a trainrun's pipeline graph, or write it as Graphviz DOT",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lo := trainer.LoadOptions{Variant: variant}
+			lo := config.LoadOptions{Variant: variant}
 			if len(args) == 1 {
-				lo = trainer.LoadOptions{File: args[0]}
+				lo = config.LoadOptions{File: args[0]}
 			} else if variant == "" {
 				lo.Variant = "drcnn"
 			}
-			cfg, _, err := trainer.LoadConfig(lo)
+			cfg, _, err := config.LoadConfig(lo)
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dist"
 	"github.com/spectraclip/spectraclip/torch"
 	"github.com/spectraclip/spectraclip/trainer"
@@ -35,7 +36,7 @@ func launchWorkers(g *globals, d *distFlags) (bool, error) {
 	if d.nproc == 0 || os.Getenv("RANK") != "" {
 		return false, nil
 	}
-	if maxN := trainer.MaxThreads(); d.nproc < 0 || d.nproc > maxN {
+	if maxN := config.MaxThreads(); d.nproc < 0 || d.nproc > maxN {
 		return true, fmt.Errorf("--nproc-per-node %d: want 1..%d (at most 4 worker processes per CPU core, at least 64)", d.nproc, maxN)
 	}
 	args := withoutFlag(os.Args[1:], "--nproc-per-node")
@@ -67,7 +68,7 @@ func withoutFlag(args []string, name string) []string {
 // Slurm variables); nil without. It picks the worker's CUDA device (cuda → cuda:LOCAL_RANK
 // modulo the visible devices)
 // and, unless training.threads is set, an equal share of the CPU cores per local worker.
-func joinDist(g *globals, cfg *trainer.Config, d *distFlags) (*dist.Group, error) {
+func joinDist(g *globals, cfg *config.Config, d *distFlags) (*dist.Group, error) {
 	env, ok, err := dist.ParseEnv(os.Getenv)
 	if err != nil {
 		return nil, fmt.Errorf("data-parallel launch: %w", err)

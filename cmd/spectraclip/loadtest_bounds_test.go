@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/spectraclip/spectraclip/bench"
-	"github.com/spectraclip/spectraclip/trainer"
+	"github.com/spectraclip/spectraclip/config"
 )
 
 // TestLoadtestBenchBounds: loadtest's --bench-threads, --bench-batch and --bench-iters
@@ -32,12 +32,12 @@ func TestLoadtestBenchBounds(t *testing.T) {
 			c.Close()
 		}
 	}()
-	huge := fmt.Sprint(trainer.MaxThreads() + 1)
+	huge := fmt.Sprint(config.MaxThreads() + 1)
 	for _, tc := range []struct {
 		flag, value, bound string
 	}{
-		{"--bench-threads", huge, fmt.Sprint(trainer.MaxThreads())},
-		{"--bench-batch", "100000", fmt.Sprint(trainer.MaxBatchSize)},
+		{"--bench-threads", huge, fmt.Sprint(config.MaxThreads())},
+		{"--bench-batch", "100000", fmt.Sprint(config.MaxBatchSize)},
 		{"--bench-iters", "1000000000", fmt.Sprint(bench.MaxIters)},
 	} {
 		_, err := run(t, "loadtest", "--server", "http://"+l.Addr().String(), "--metrics", "", "--clients", "1", "--requests", "1",

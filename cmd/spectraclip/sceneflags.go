@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/scene"
-	"github.com/spectraclip/spectraclip/trainer"
 )
 
 // sceneFlags are the --scene options of train and compare.
@@ -45,7 +45,7 @@ func (f *sceneFlags) spec(path string) (scene.Spec, error) {
 	return scene.ParseSpec(m)
 }
 
-func sceneConfig(o *trainOptions) (*trainer.Config, error) {
+func sceneConfig(o *trainOptions) (*config.Config, error) {
 	sp, err := o.sceneFlags.spec(o.scene)
 	if err != nil {
 		return nil, err

@@ -10,9 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/sweep"
 	"github.com/spectraclip/spectraclip/torch"
-	"github.com/spectraclip/spectraclip/trainer"
 )
 
 func newSweepCmd(g *globals) *cobra.Command {
@@ -63,10 +63,10 @@ func newSweepCmd(g *globals) *cobra.Command {
 			if maxPoints < 1 {
 				return fmt.Errorf("--max-points %d: must be >= 1 (default %d)", maxPoints, sweep.DefaultMaxPoints)
 			}
-			if maxT := trainer.MaxThreads(); o.Workers < 0 || o.Workers > maxT {
+			if maxT := config.MaxThreads(); o.Workers < 0 || o.Workers > maxT {
 				return fmt.Errorf("--workers %d: out of range 0..%d (0 = one, or one per --gpus entry; the limit is 4 per CPU core, at least 64)", o.Workers, maxT)
 			}
-			if err := trainer.CheckThreads("--threads", o.Threads); err != nil {
+			if err := config.CheckThreads("--threads", o.Threads); err != nil {
 				return err
 			}
 			if o.Spec != nil {
@@ -112,8 +112,8 @@ func newSweepCmd(g *globals) *cobra.Command {
 	f.StringVar(&seeds, "seeds", "", "seeds: a count N (0..N-1) or a list 1,7,9")
 	f.StringArrayVar(&scenes, "scene", nil, "a labelled scene to train every point on (train --scene), repeatable: one data source each")
 	f.StringVar(&o.Dir, "out", "", "the sweep directory (required)")
-	f.IntVar(&o.Workers, "workers", 0, fmt.Sprintf("runs at once, at most %d (default 1, or one per --gpus entry)", trainer.MaxThreads()))
-	f.IntVar(&o.Threads, "threads", 0, fmt.Sprintf("training.threads of each run, at most %d (default: CPU cores / workers; under Slurm SLURM_CPUS_PER_TASK)", trainer.MaxThreads()))
+	f.IntVar(&o.Workers, "workers", 0, fmt.Sprintf("runs at once, at most %d (default 1, or one per --gpus entry)", config.MaxThreads()))
+	f.IntVar(&o.Threads, "threads", 0, fmt.Sprintf("training.threads of each run, at most %d (default: CPU cores / workers; under Slurm SLURM_CPUS_PER_TASK)", config.MaxThreads()))
 	f.Int64Var(&maxPoints, "max-points", sweep.DefaultMaxPoints, "refuse a sweep that expands to more points (trainings) than this; the count is printed before anything runs")
 	f.StringVar(&gpus, "gpus", "", "GPUs to use, one worker each: all, or ids 0,1,...")
 	f.BoolVar(&o.RetryFailed, "retry-failed", false, "rerun points that failed before")

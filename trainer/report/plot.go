@@ -12,6 +12,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -53,7 +54,7 @@ func LinePlot(path, title, xlabel, ylabel string, series map[string][]XY) error 
 	}
 	p := newPlot(title, xlabel, ylabel)
 	p.Legend.Top = true
-	for i, name := range sortedKeys(series) {
+	for i, name := range slices.Sorted(maps.Keys(series)) {
 		pts := series[name]
 		if len(pts) == 0 {
 			return fmt.Errorf("report: line plot %s: series %q is empty", path, name)
@@ -96,7 +97,7 @@ func curvePlot(path, title, xl, yl, areaName string, curves map[string]Curve, ro
 	} else {
 		p.Legend.Left = true
 	}
-	for i, name := range sortedKeys(curves) {
+	for i, name := range slices.Sorted(maps.Keys(curves)) {
 		c := curves[name]
 		if len(c.X) != len(c.Y) {
 			return fmt.Errorf("report: %s plot %s: curve %q has %d x and %d y values", title, path, name, len(c.X), len(c.Y))
@@ -145,7 +146,7 @@ func BandPlot(path string, wavelengths []float64, classMeans map[string][]float6
 	p := newPlot("Class mean spectra and selected bands", "wavelength (nm)", "mean value")
 	p.Legend.Top = true
 	ymin, ymax := math.Inf(1), math.Inf(-1)
-	for i, name := range sortedKeys(classMeans) {
+	for i, name := range slices.Sorted(maps.Keys(classMeans)) {
 		m := classMeans[name]
 		if len(m) != len(wavelengths) {
 			return fmt.Errorf("report: band plot %s: class %q has %d values for %d wavelengths", path, name, len(m), len(wavelengths))
@@ -235,13 +236,4 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("report: write %s: %w", path, err)
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -1,4 +1,4 @@
-package trainer
+package config
 
 import (
 	"encoding/json"

@@ -1,10 +1,11 @@
-package trainer
+package config
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -261,7 +262,7 @@ func readDefault(name, dir string) (map[string]any, error) {
 	var b []byte
 	var err error
 	if dir != "" {
-		if p := filepath.Join(dir, name+".yaml"); fileExists(p) {
+		if p := filepath.Join(dir, name+".yaml"); statOK(p) {
 			b, err = dataset.ReadRegularFile(p, "config", maxConfigBytes)
 		}
 	}
@@ -278,7 +279,7 @@ func readDefault(name, dir string) (map[string]any, error) {
 	return m, nil
 }
 
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+func statOK(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // ApplyOverrides applies Hydra-style `key.sub=value` overrides: the value is read as YAML
 // (numbers, lists, booleans), and the key must already exist (`+key=value` adds one).
@@ -569,7 +570,7 @@ func (c *Config) Validate() error {
 	}
 	for _, l := range append(append(append([]string{}, c.LossNodes...), c.MetricNodes...), append(c.UnfreezeNodes, c.FreezeNodes...)...) {
 		if _, ok := c.Pipeline[l]; !ok {
-			return fmt.Errorf("node %q is listed in loss_nodes/metric_nodes/unfreeze_nodes/freeze_nodes but not in pipeline (nodes: %s)", l, strings.Join(sortedKeys(c.Pipeline), ", "))
+			return fmt.Errorf("node %q is listed in loss_nodes/metric_nodes/unfreeze_nodes/freeze_nodes but not in pipeline (nodes: %s)", l, strings.Join(slices.Sorted(maps.Keys(c.Pipeline)), ", "))
 		}
 	}
 	tc := c.Training
@@ -654,15 +655,6 @@ func CheckThreads(what string, n int) error {
 		return fmt.Errorf("%s %d: out of range 0..%d (0 = one per CPU core; the limit is 4 per CPU core, at least 64)", what, n, maxT)
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // YAML renders the resolved config (saved with every run).
