@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/spectraclip/spectraclip/internal/procstat"
-	"github.com/spectraclip/spectraclip/rundir"
+	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/torch"
 )
 
@@ -225,7 +225,7 @@ wait:
 			break wait
 		case <-tick.C:
 			if tr.afterCheckpoint {
-				if _, err := rundir.Verify(filepath.Join(out, "checkpoints", "last")); err == nil {
+				if _, err := run.Verify(filepath.Join(out, "checkpoints", "last")); err == nil {
 					break wait
 				}
 			}

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/spectraclip/spectraclip/dataset"
-	"github.com/spectraclip/spectraclip/rundir"
+	"github.com/spectraclip/spectraclip/run"
 )
 
 // The kill part of the harness: a training run is SIGKILLed at a checkpoint kill point
@@ -108,7 +108,7 @@ func TestKillAndResume(t *testing.T) {
 		ref := filepath.Join(root, "ref_"+v)
 		log := filepath.Join(root, "killpoints_"+v+".log")
 		t0 := time.Now()
-		r := RunCLI(t, RunOptions{Dir: root, Env: append([]string{rundir.EnvKillLog + "=" + log}, lib...)}, killArgs(v, data, ref)...)
+		r := RunCLI(t, RunOptions{Dir: root, Env: append([]string{run.EnvKillLog + "=" + log}, lib...)}, killArgs(v, data, ref)...)
 		took := time.Since(t0)
 		if r.Exit != 0 {
 			t.Fatalf("%s reference run: exit %d\n%s", v, r.Exit, r.Stderr)
@@ -205,7 +205,7 @@ func runKillTrial(t *testing.T, root, data, ref string, i int, tr killTrial, lib
 	out := filepath.Join(root, fmt.Sprintf("trial_%03d_%s", i, tr.variant))
 	args := killArgs(tr.variant, data, out)
 	if tr.at > 0 {
-		r := RunCLI(t, RunOptions{Dir: root, Env: append([]string{rundir.EnvKillAt + "=" + strconv.Itoa(tr.at)}, lib...)}, args...)
+		r := RunCLI(t, RunOptions{Dir: root, Env: append([]string{run.EnvKillAt + "=" + strconv.Itoa(tr.at)}, lib...)}, args...)
 		if r.Signal != "killed" {
 			o.why = fmt.Sprintf("the run was not killed at its kill point: exit %d signal %q\n%s", r.Exit, r.Signal, r.Stderr)
 			return o
@@ -286,9 +286,9 @@ func recoverRun(t *testing.T, root string, lib []string, out, ref, refName strin
 }
 
 // leftovers lists staging, previous-version and temporary entries in a run directory.
-func leftovers(run string) []string {
+func leftovers(runDir string) []string {
 	var out []string
-	for _, d := range []string{run, filepath.Join(run, "checkpoints")} {
+	for _, d := range []string{runDir, filepath.Join(runDir, "checkpoints")} {
 		ents, _ := os.ReadDir(d)
 		for _, e := range ents {
 			if n := e.Name(); strings.Contains(n, ".tmp") || strings.HasSuffix(n, ".prev") {
@@ -351,8 +351,8 @@ func metricsForCompare(p string) ([]byte, error) {
 	return json.Marshal(keep)
 }
 
-func epochDirs(run string) string {
-	ents, _ := os.ReadDir(filepath.Join(run, "checkpoints"))
+func epochDirs(runDir string) string {
+	ents, _ := os.ReadDir(filepath.Join(runDir, "checkpoints"))
 	var names []string
 	for _, e := range ents {
 		names = append(names, e.Name())
@@ -412,7 +412,7 @@ func TestTwoWritersOnOneRunDir(t *testing.T) {
 	}
 	// wait for the winner's first complete checkpoint, then kill it
 	for {
-		if _, err := rundir.Verify(filepath.Join(out, "checkpoints", "last")); err == nil {
+		if _, err := run.Verify(filepath.Join(out, "checkpoints", "last")); err == nil {
 			break
 		}
 		select {

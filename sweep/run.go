@@ -23,7 +23,7 @@ import (
 	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/internal/procattr"
-	"github.com/spectraclip/spectraclip/rundir"
+	"github.com/spectraclip/spectraclip/run"
 )
 
 // Options say what a sweep invocation does. With Emit set it only writes the Slurm
@@ -466,13 +466,13 @@ func (r *runner) writeStateSummary() {
 // checkpointPrefix returns the run's last checkpoint to resume from, or "" when the run
 // has no complete checkpoint at all. A missing or torn last/ with another complete
 // checkpoint beside it (the previous version kept during a replacement, or a top-k one)
-// still resumes: train --resume falls back to it itself, as rundir.Resolve does here.
+// still resumes: train --resume falls back to it itself, as run.Resolve does here.
 func checkpointPrefix(runDir string) string {
 	prefix := filepath.Join(runDir, "checkpoints", "last")
 	if fileExists(prefix + ".json") {
 		return prefix // a checkpoint of the older three-file layout
 	}
-	if _, _, _, err := rundir.Resolve(prefix); err == nil {
+	if _, _, _, err := run.Resolve(prefix); err == nil {
 		return prefix
 	}
 	return ""

@@ -16,7 +16,7 @@ import (
 	"github.com/spectraclip/spectraclip/nodes"
 	"github.com/spectraclip/spectraclip/nodes/detect"
 	metriccore "github.com/spectraclip/spectraclip/nodes/metric/core"
-	"github.com/spectraclip/spectraclip/rundir"
+	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/torch"
 )
 
@@ -129,7 +129,7 @@ func Calibrate(dir string, log *logrus.Logger) (*Calibration, error) {
 	// calibration.json is written into the run directory: take its lock like every writer
 	// (once the directory is known to be a run), so a calibrate never races a train or
 	// another calibrate in the same run.
-	lock, err := rundir.Acquire(dir)
+	lock, err := run.Acquire(dir)
 	if err != nil {
 		r.Pipeline.Close()
 		return nil, fmt.Errorf("calibrate: %w", err)

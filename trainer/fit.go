@@ -18,7 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/spectraclip/spectraclip/nodes"
-	"github.com/spectraclip/spectraclip/rundir"
+	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/torch"
 )
 
@@ -454,7 +454,7 @@ func (r *Run) earlyStop(st *TrainerState, rec EpochRecord) bool {
 // save_last). Each checkpoint is one directory, checkpoints/<name>/, holding weights.pt
 // (every node's parameters and buffers plus the RNG states), optim.pt, state.json and a
 // manifest of their sha256 sums written last; it is renamed into place as a whole (see
-// package rundir), so a kill never pairs new weights with an old optimizer state. Pruned
+// package run), so a kill never pairs new weights with an old optimizer state. Pruned
 // checkpoints are removed only after the new state is saved.
 func (r *Run) checkpoint(st *TrainerState, rec EpochRecord, opt *torch.Optimizer) error {
 	cc := r.Cfg.Training.Callbacks.Checkpoint
@@ -522,7 +522,7 @@ func checkpointDir(runDir, recorded string) string {
 
 func removeCheckpoint(runDir, recorded string) error {
 	d := checkpointDir(runDir, recorded)
-	if err := rundir.Remove(filepath.Dir(d), filepath.Base(d)); err != nil {
+	if err := run.Remove(filepath.Dir(d), filepath.Base(d)); err != nil {
 		return err
 	}
 	for _, ext := range []string{".weights.pt", ".optim.pt", ".json"} { // the old three-file layout
@@ -571,23 +571,23 @@ func (r *Run) saveCheckpoint(name string, st *TrainerState, opt *torch.Optimizer
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: state: %w", name, err)
 	}
-	s, err := rundir.Stage(filepath.Join(r.Dir, "checkpoints"), name)
+	s, err := run.Stage(filepath.Join(r.Dir, "checkpoints"), name)
 	if err != nil {
 		return err
 	}
-	rundir.KillPoint("write weights " + name)
+	run.KillPoint("write weights " + name)
 	if err := torch.SaveTensors(s.Path(ckptWeights), m); err != nil {
 		s.Abort()
 		return err
 	}
 	if opt != nil {
-		rundir.KillPoint("write optimizer " + name)
+		run.KillPoint("write optimizer " + name)
 		if err := opt.Save(s.Path(ckptOptim)); err != nil {
 			s.Abort()
 			return err
 		}
 	}
-	rundir.KillPoint("write state " + name)
+	run.KillPoint("write state " + name)
 	if err := nodes.WriteFileAtomic(s.Path(ckptState), b); err != nil {
 		s.Abort()
 		return err
@@ -662,7 +662,7 @@ func (r *Run) removeOrphanCheckpoints(st TrainerState) {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
 		if n := e.Name(); e.IsDir() && strings.HasPrefix(n, "epoch=") && !known[n] && filepath.Join(dir, n) != filepath.Clean(r.resume) {
-			if err := rundir.Remove(dir, n); err == nil {
+			if err := run.Remove(dir, n); err == nil {
 				r.Log.WithField("checkpoint", filepath.Join(dir, n)).Info("removed a checkpoint the resumed state does not keep")
 			}
 		}

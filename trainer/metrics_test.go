@@ -16,7 +16,7 @@ import (
 
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
-	"github.com/spectraclip/spectraclip/rundir"
+	"github.com/spectraclip/spectraclip/run"
 )
 
 // numpyRanking runs nodes/metric/testdata/ranking.py: AUROC (Mann–Whitney with average ranks)
@@ -278,12 +278,12 @@ func TestCalibrateRespectsTheRunLock(t *testing.T) {
 	}
 	dir := r.Dir
 	r.Close()
-	l, err := rundir.Acquire(dir)
+	l, err := run.Acquire(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = Calibrate(dir, nil)
-	if !errors.Is(err, rundir.ErrLocked) {
+	if !errors.Is(err, run.ErrLocked) {
 		t.Fatalf("calibrate with the run locked by another writer: err = %v, want ErrLocked", err)
 	}
 	if !strings.Contains(err.Error(), "pid ") {

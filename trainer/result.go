@@ -18,7 +18,7 @@ import (
 
 	"github.com/spectraclip/spectraclip/nodes"
 	"github.com/spectraclip/spectraclip/nodes/detect"
-	"github.com/spectraclip/spectraclip/rundir"
+	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/torch"
 	"github.com/spectraclip/spectraclip/trainer/report"
 )
@@ -201,7 +201,7 @@ func (r *Run) bestCheckpoint() (string, bestInfo) {
 	}
 	var cands []CheckpointInfo
 	dirs := map[string]string{}
-	for _, c := range rundir.Complete(filepath.Join(r.Dir, "checkpoints")) {
+	for _, c := range run.Complete(filepath.Join(r.Dir, "checkpoints")) {
 		if c.Manifest.Epoch > lastEpoch || filepath.Base(c.Dir) == "last" {
 			continue
 		}

@@ -27,7 +27,7 @@ import (
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
 	metriccore "github.com/spectraclip/spectraclip/nodes/metric/core"
-	"github.com/spectraclip/spectraclip/rundir"
+	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/torch"
 	"github.com/spectraclip/spectraclip/trainer/tboard"
 )
@@ -70,7 +70,7 @@ type Run struct {
 
 	pixelMasks map[string][]bool // whole-scene runs: the pixels of each split (SceneData)
 
-	lock        *rundir.Lock  // held from Prepare to Close
+	lock        *run.Lock     // held from Prepare to Close
 	made        *madePaths    // what a fresh run created (removed when it fails before its first complete checkpoint)
 	resumeState *TrainerState // the state of the checkpoint resumed from
 	fitting     bool          // FitStatistics streams the training split (unpadded shards, see sampler)
@@ -151,7 +151,7 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 	// A directory another process is writing is refused as such first: its contents are
 	// in flux and say nothing about whether it can be resumed or restarted.
 	if !follower {
-		if err := rundir.Busy(dir); err != nil {
+		if err := run.Busy(dir); err != nil {
 			return nil, err
 		}
 	}
@@ -166,7 +166,7 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 	}
 	var p *nodes.Pipeline
 	var made *madePaths
-	var lock *rundir.Lock
+	var lock *run.Lock
 	locked := false // another process holds the run directory: it is theirs, nothing is undone
 	defer func() {
 		if err != nil {
@@ -219,14 +219,14 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 		}
 	}
 	if !follower {
-		if lock, err = rundir.Acquire(dir); err != nil {
-			locked = errors.Is(err, rundir.ErrLocked)
+		if lock, err = run.Acquire(dir); err != nil {
+			locked = errors.Is(err, run.ErrLocked)
 			return nil, err
 		}
 		if lock.Created() {
-			made.note(filepath.Join(dir, rundir.LockName))
+			made.note(filepath.Join(dir, run.LockName))
 		}
-		did, err := rundir.CleanTemp(dir)
+		did, err := run.CleanTemp(dir)
 		if err != nil {
 			return nil, fmt.Errorf("run directory %s: cleaning up after an interrupted run: %w", dir, err)
 		}
@@ -333,7 +333,7 @@ func resolveResume(dir, ckpt string) (string, string, error) {
 	if fi, err := os.Stat(c); (err != nil || !fi.IsDir()) && fileExists(c+".json") && fileExists(c+".weights.pt") {
 		return c, "checkpoint " + c + " has the older three-file layout without checksums: it cannot be verified", nil
 	}
-	got, _, note, err := rundir.Resolve(c)
+	got, _, note, err := run.Resolve(c)
 	if err != nil {
 		return "", "", fmt.Errorf("--resume: %w; nothing to resume in %s: start it again without --resume (a run directory without a complete checkpoint is reused)", err, dir)
 	}
@@ -351,7 +351,7 @@ func refuseRunDir(dir string) error {
 		return fmt.Errorf("run directory %s: not a directory", dir)
 	}
 	ck := filepath.Join(dir, "checkpoints")
-	if cks := rundir.Complete(ck); len(cks) > 0 || fileExists(filepath.Join(ck, "last.json")) {
+	if cks := run.Complete(ck); len(cks) > 0 || fileExists(filepath.Join(ck, "last.json")) {
 		name := filepath.Join(ck, "last")
 		if len(cks) > 0 && !fileExists(name) {
 			name = cks[len(cks)-1].Dir
@@ -363,8 +363,8 @@ func refuseRunDir(dir string) error {
 	}
 	// Only a directory that a spectraclip run wrote (it takes its lock before writing
 	// anything) is started again: a user's own folder holding a config.yaml is not emptied.
-	if fileExists(filepath.Join(dir, "config.yaml")) && !fileExists(filepath.Join(dir, rundir.LockName)) {
-		return fmt.Errorf("run directory %s holds a config.yaml that no spectraclip run wrote (no %s): choose another --out", dir, rundir.LockName)
+	if fileExists(filepath.Join(dir, "config.yaml")) && !fileExists(filepath.Join(dir, run.LockName)) {
+		return fmt.Errorf("run directory %s holds a config.yaml that no spectraclip run wrote (no %s): choose another --out", dir, run.LockName)
 	}
 	return nil
 }
@@ -462,7 +462,7 @@ func (m *madePaths) undo() {
 // resumed.
 func (r *Run) discard() {
 	ck := filepath.Join(r.Dir, "checkpoints")
-	if r.made == nil || len(rundir.Complete(ck)) > 0 || fileExists(filepath.Join(ck, "last.json")) {
+	if r.made == nil || len(run.Complete(ck)) > 0 || fileExists(filepath.Join(ck, "last.json")) {
 		return
 	}
 	if r.TB != nil {

@@ -46,7 +46,7 @@ func TestFlagBounds(t *testing.T) {
 		{[]string{"synth", "--out", filepath.Join(dir, "synth"), "--frames", "100000000"}, []string{"frames", "100000000", "10000"}},
 		{[]string{"train", "--variant", "pca", "--out", out, "--nproc-per-node", "100000"}, []string{"--nproc-per-node", "100000"}},
 	} {
-		_, err := run(t, tc.args...)
+		_, err := runCLI(t, tc.args...)
 		if err == nil {
 			t.Errorf("%s: accepted", strings.Join(tc.args, " "))
 			continue

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/spectraclip/spectraclip/internal/procstat"
-	"github.com/spectraclip/spectraclip/rundir"
+	"github.com/spectraclip/spectraclip/run"
 )
 
 // rankLines are the lines of a launcher's output that rank r wrote, without the prefix
@@ -64,8 +64,8 @@ func sameFinishedRun(t *testing.T, a, b string) string {
 	if sa, sb := runSummary(t, a), runSummary(t, b); sa != sb {
 		return fmt.Sprintf("metrics.json differs:\n%s\n%s", sa, sb)
 	}
-	names := func(run string) string {
-		ents, _ := os.ReadDir(filepath.Join(run, "checkpoints"))
+	names := func(runDir string) string {
+		ents, _ := os.ReadDir(filepath.Join(runDir, "checkpoints"))
 		var n []string
 		for _, e := range ents {
 			n = append(n, e.Name())
@@ -104,7 +104,7 @@ func TestDataParallelLauncherKilled(t *testing.T) {
 		t.Fatalf("uninterrupted run: %v\nrank 0:\n%s", err, rankLines(out, 0))
 	}
 
-	run := filepath.Join(dir, "run")
+	runDir := filepath.Join(dir, "run")
 	logf, err := os.Create(filepath.Join(dir, "killed.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +113,7 @@ func TestDataParallelLauncherKilled(t *testing.T) {
 	// at --log-level warn the ranks write nothing while they train: a rank that logs dies of
 	// SIGPIPE at its next line once the launcher (the reader of its output) is gone, but a
 	// quiet one would not
-	launcher := exec.Command(os.Args[0], append([]string{"--log-level", "warn"}, args(run)...)...)
+	launcher := exec.Command(os.Args[0], append([]string{"--log-level", "warn"}, args(runDir)...)...)
 	launcher.Env = append(os.Environ(), envAsMain+"=1", "OMP_NUM_THREADS=1")
 	launcher.Stdout, launcher.Stderr = logf, logf // a file: orphans cannot hold up Wait
 	if err := launcher.Start(); err != nil {
@@ -133,7 +133,7 @@ func TestDataParallelLauncherKilled(t *testing.T) {
 		if ranks, err = procstat.Children(launcher.Process.Pid); err != nil {
 			t.Fatal(err)
 		}
-		_, verr := rundir.Verify(filepath.Join(run, "checkpoints", "last"))
+		_, verr := run.Verify(filepath.Join(runDir, "checkpoints", "last"))
 		if len(ranks) == 2 && verr == nil {
 			break
 		}
@@ -183,23 +183,23 @@ func TestDataParallelLauncherKilled(t *testing.T) {
 		t.Logf("both ranks gone %v after the launcher's SIGKILL", took.Round(time.Millisecond))
 	}
 	// nothing writes the run directory any more
-	before := treeState(run)
+	before := treeState(runDir)
 	time.Sleep(2 * time.Second)
-	if after := treeState(run); after != before {
+	if after := treeState(runDir); after != before {
 		t.Errorf("the run directory changed after the launcher died:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-	if _, err := os.Stat(filepath.Join(run, "metrics.json")); err == nil {
+	if _, err := os.Stat(filepath.Join(runDir, "metrics.json")); err == nil {
 		t.Errorf("metrics.json was written after the launcher was killed")
 	}
 	for _, p := range left {
 		_ = syscall.Kill(p.PID, syscall.SIGKILL)
 	}
 	// a resume of the same world size completes the run as if nothing had happened
-	out, err := spectraclipProc(t, nil, "train", "--resume", filepath.Join(run, "checkpoints", "last"), "--nproc-per-node", "2", "--dist-timeout", "30s")
+	out, err := spectraclipProc(t, nil, "train", "--resume", filepath.Join(runDir, "checkpoints", "last"), "--nproc-per-node", "2", "--dist-timeout", "30s")
 	if err != nil {
 		t.Fatalf("resume after the launcher was killed: %v\nrank 0:\n%s\nlauncher: %s", err, rankLines(out, 0), lastLine(out))
 	}
-	if why := sameFinishedRun(t, ref, run); why != "" {
+	if why := sameFinishedRun(t, ref, runDir); why != "" {
 		t.Errorf("the resumed run differs from the uninterrupted one: %s", why)
 	}
 }
@@ -241,7 +241,7 @@ func TestDataParallelLauncherForwardsSIGTERM(t *testing.T) {
 func TestDataParallelLauncherCtrlZ(t *testing.T) {
 	needGloo(t)
 	l := startQuietLaunch(t)
-	launcher, exited, out, run := l.cmd, l.exited, &l.out, l.run
+	launcher, exited, out, runDir := l.cmd, l.exited, &l.out, l.runDir
 	ranks := l.waitRanks(t, true)
 	t.Cleanup(func() { _ = launcher.Process.Signal(syscall.SIGCONT) })
 	pids := []int{launcher.Process.Pid, ranks[0].PID, ranks[1].PID}
@@ -271,9 +271,9 @@ func TestDataParallelLauncherCtrlZ(t *testing.T) {
 	if states, ok := waitStates(func(s byte) bool { return s == 'T' }); !ok {
 		t.Fatalf("after SIGTSTP the launcher and ranks are in states %q; want all stopped (T)", states)
 	}
-	before := treeState(run)
+	before := treeState(runDir)
 	time.Sleep(1500 * time.Millisecond)
-	if after := treeState(run); after != before {
+	if after := treeState(runDir); after != before {
 		t.Errorf("the run directory changed while the ranks were stopped")
 	}
 	if err := launcher.Process.Signal(syscall.SIGCONT); err != nil {
@@ -294,7 +294,7 @@ type quietLaunch struct {
 	cmd    *exec.Cmd
 	out    bytes.Buffer // its output and its ranks'
 	exited chan error   // receives its Wait
-	run    string
+	runDir string
 }
 
 // startQuietLaunch synthesises a small data set and starts this test binary as `spectraclip
@@ -307,8 +307,8 @@ func startQuietLaunch(t *testing.T) *quietLaunch {
 	if out, err := spectraclipProc(t, nil, "synth", "--out", data, "--frames", "12", "--height", "32", "--width", "32"); err != nil {
 		t.Fatalf("synth: %v\n%s", err, out)
 	}
-	l := &quietLaunch{exited: make(chan error, 1), run: filepath.Join(dir, "run")}
-	l.cmd = exec.Command(os.Args[0], append([]string{"--log-level", "warn", "train", "--variant", "drcnn", "--out", l.run, "--nproc-per-node", "2"}, distTiny(data, "100000", 1)...)...)
+	l := &quietLaunch{exited: make(chan error, 1), runDir: filepath.Join(dir, "run")}
+	l.cmd = exec.Command(os.Args[0], append([]string{"--log-level", "warn", "train", "--variant", "drcnn", "--out", l.runDir, "--nproc-per-node", "2"}, distTiny(data, "100000", 1)...)...)
 	l.cmd.Env = append(os.Environ(), envAsMain+"=1", "OMP_NUM_THREADS=1")
 	l.cmd.Stdout, l.cmd.Stderr = &l.out, &l.out
 	if err := l.cmd.Start(); err != nil {
@@ -340,7 +340,7 @@ func (l *quietLaunch) waitRanks(t *testing.T, checkpointed bool) []procstat.Proc
 		ranks = found
 		ready := len(ranks) == 2
 		if ready && checkpointed {
-			_, verr := rundir.Verify(filepath.Join(l.run, "checkpoints", "last"))
+			_, verr := run.Verify(filepath.Join(l.runDir, "checkpoints", "last"))
 			ready = verr == nil
 		}
 		if ready {

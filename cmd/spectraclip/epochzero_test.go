@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/spectraclip/spectraclip/rundir"
+	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/torch"
 	"github.com/spectraclip/spectraclip/trainer/tboard"
 )
@@ -25,16 +25,16 @@ import (
 // train loss there, and training epochs are numbered 1, 2, … after it.
 func TestEpochZeroIsACheckpointCandidate(t *testing.T) {
 	dir := t.TempDir()
-	initRun, run := filepath.Join(dir, "init"), filepath.Join(dir, "run")
+	initRun, runDir := filepath.Join(dir, "init"), filepath.Join(dir, "run")
 	args := func(out, epochs string) []string {
 		return append([]string{"train", "--variant", "drcnn", "--out", out}, append(tiny(dir, epochs),
 			"training.optimizer.lr=1", "training.callbacks.checkpoint.monitor=metrics_anomaly/average_precision",
 			"training.callbacks.checkpoint.mode=max")...)
 	}
 	mustRun(t, args(initRun, "0")...)
-	mustRun(t, args(run, "2")...)
+	mustRun(t, args(runDir, "2")...)
 
-	h := history(t, run)
+	h := history(t, runDir)
 	if len(h) != 3 {
 		t.Fatalf("history of a 2-epoch run has %d entries, want 3 (epoch 0, the initialisation, then 1 and 2): %v", len(h), h)
 	}
@@ -66,7 +66,7 @@ func TestEpochZeroIsACheckpointCandidate(t *testing.T) {
 			t.Fatalf("precondition: lr 1 should make validation worse, but epoch %v has val AP %v >= epoch 0's %v", e["epoch"], ap, ap0)
 		}
 	}
-	m := readMetrics(t, run)
+	m := readMetrics(t, runDir)
 	if got, _ := m["checkpoint"].(string); filepath.ToSlash(got) != "checkpoints/epoch=00" {
 		t.Errorf("metrics.json checkpoint %q, want checkpoints/epoch=00 (the initialisation is best on validation)", got)
 	}
@@ -82,7 +82,7 @@ func TestEpochZeroIsACheckpointCandidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer torch.FreeAll(a)
-	b, err := torch.LoadTensors(filepath.Join(run, "pipeline.weights.pt"), torch.CPU)
+	b, err := torch.LoadTensors(filepath.Join(runDir, "pipeline.weights.pt"), torch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestEpochZeroIsACheckpointCandidate(t *testing.T) {
 		t.Errorf("no channel_mixer tensor among the weights %v", keysT(a))
 	}
 	// the last checkpoint did train: its mixer differs from the initialisation
-	last, err := torch.LoadTensors(filepath.Join(run, "checkpoints", "last", "weights.pt"), torch.CPU)
+	last, err := torch.LoadTensors(filepath.Join(runDir, "checkpoints", "last", "weights.pt"), torch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestEpochZeroIsACheckpointCandidate(t *testing.T) {
 		t.Error("precondition: the last checkpoint's mixer equals the initialisation; training did not move it")
 	}
 	// TensorBoard: epoch 0's validation scalars at step 0, no train loss at step 0
-	files, err := tboard.EventFiles(filepath.Join(run, "tb"))
+	files, err := tboard.EventFiles(filepath.Join(runDir, "tb"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no event files: %v", err)
 	}
@@ -164,10 +164,10 @@ func TestEpochZeroIsACheckpointCandidate(t *testing.T) {
 // epoch N runs at lr·0.5^(N-1), as without epoch 0, and epoch 0 records the base lr.
 func TestEpochZeroDoesNotStepTheSchedule(t *testing.T) {
 	dir := t.TempDir()
-	run := filepath.Join(dir, "run")
-	mustRun(t, append([]string{"train", "--variant", "drcnn", "--out", run}, append(tiny(dir, "3"),
+	runDir := filepath.Join(dir, "run")
+	mustRun(t, append([]string{"train", "--variant", "drcnn", "--out", runDir}, append(tiny(dir, "3"),
 		"training.optimizer.lr=0.01", "training.scheduler.name=exponential", "training.scheduler.gamma=0.5")...)...)
-	h := history(t, run)
+	h := history(t, runDir)
 	if len(h) != 4 {
 		t.Fatalf("history of a 3-epoch run has %d entries, want 4", len(h))
 	}
@@ -244,16 +244,16 @@ func TestResumeCheckpointNumberedFromZero(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(last, "state.json"), nb, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var man rundir.Manifest
-	mb, err := os.ReadFile(filepath.Join(last, rundir.ManifestName))
+	var man run.Manifest
+	mb, err := os.ReadFile(filepath.Join(last, run.ManifestName))
 	if err != nil || json.Unmarshal(mb, &man) != nil {
 		t.Fatalf("manifest: %v", err)
 	}
 	sum := sha256.Sum256(nb)
-	man.Files["state.json"] = rundir.FileHash{Size: int64(len(nb)), SHA256: hex.EncodeToString(sum[:])}
+	man.Files["state.json"] = run.FileHash{Size: int64(len(nb)), SHA256: hex.EncodeToString(sum[:])}
 	man.Epoch = 1
 	mb, _ = json.MarshalIndent(man, "", "  ")
-	if err := os.WriteFile(filepath.Join(last, rundir.ManifestName), mb, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(last, run.ManifestName), mb, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	mustRun(t, append(args(c, "3"), "--resume", last)...)

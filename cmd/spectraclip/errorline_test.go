@@ -26,7 +26,7 @@ func TestUnknownCommandAndBadImageSizeAreOneLine(t *testing.T) {
 	}
 	for _, size := range []string{"-5", "0"} {
 		det := filepath.Join(t.TempDir(), "det.pt")
-		_, err := run(t, "export-detector", "--builtin", "--image-size", size, "--out", det)
+		_, err := runCLI(t, "export-detector", "--builtin", "--image-size", size, "--out", det)
 		if err == nil || !strings.Contains(err.Error(), "--image-size "+size) {
 			t.Errorf("--image-size %s: %v", size, err)
 		}

@@ -40,7 +40,7 @@ func TestLoadtestBenchBounds(t *testing.T) {
 		{"--bench-batch", "100000", fmt.Sprint(config.MaxBatchSize)},
 		{"--bench-iters", "1000000000", fmt.Sprint(bench.MaxIters)},
 	} {
-		_, err := run(t, "loadtest", "--server", "http://"+l.Addr().String(), "--metrics", "", "--clients", "1", "--requests", "1",
+		_, err := runCLI(t, "loadtest", "--server", "http://"+l.Addr().String(), "--metrics", "", "--clients", "1", "--requests", "1",
 			"--size", "8x8", "--bench-variant", "pca", tc.flag, tc.value)
 		if err == nil {
 			t.Errorf("%s %s: accepted", tc.flag, tc.value)

@@ -15,8 +15,8 @@ import (
 	"github.com/spectraclip/spectraclip/trainer/tboard"
 )
 
-// run executes the CLI in-process and returns stdout and the error.
-func run(t *testing.T, args ...string) (string, error) {
+// runCLI executes the CLI in-process and returns stdout and the error.
+func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	cmd := NewRootCmd(&out, &errOut)
@@ -27,7 +27,7 @@ func run(t *testing.T, args ...string) (string, error) {
 
 func mustRun(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := run(t, args...)
+	out, err := runCLI(t, args...)
 	if err != nil {
 		t.Fatalf("spectraclip %s: %v", strings.Join(args, " "), err)
 	}
@@ -274,7 +274,7 @@ func TestBadInput(t *testing.T) {
 			// never generate data inside the source tree
 			args = append(args, "data.root="+filepath.Join(dir, "data"), "data.generate_if_missing=true", "data.synth.height=32", "data.synth.width=32", "data.synth.frames=8")
 		}
-		_, err := run(t, args...)
+		_, err := runCLI(t, args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("spectraclip %v: error %v, want mention of %q", c.args, err, c.want)
 		}

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/spectraclip/spectraclip/dataset"
-	"github.com/spectraclip/spectraclip/rundir"
+	"github.com/spectraclip/spectraclip/run"
 )
 
 // chdir runs the test from dir (so that nothing lands in the source tree) and goes back.
@@ -44,17 +44,17 @@ func history(t *testing.T, dir string) []map[string]any {
 // epoch with the lowest validation loss (the monitor), read from the run's own history.
 func TestBestCheckpointWithoutSaveLast(t *testing.T) {
 	dir := t.TempDir()
-	run := filepath.Join(dir, "run")
-	mustRun(t, append([]string{"train", "--variant", "drcnn", "--out", run}, append(tiny(dir, "4"),
+	runDir := filepath.Join(dir, "run")
+	mustRun(t, append([]string{"train", "--variant", "drcnn", "--out", runDir}, append(tiny(dir, "4"),
 		"training.callbacks.checkpoint.save_last=false", "training.callbacks.checkpoint.monitor=val/loss",
 		"training.callbacks.checkpoint.mode=min", "training.callbacks.checkpoint.save_top_k=2", "training.optimizer.lr=0.05")...)...)
 	best, bestV := -1, math.Inf(1)
-	for _, h := range history(t, run) {
+	for _, h := range history(t, runDir) {
 		if v := h["val_loss"].(float64); v < bestV {
 			best, bestV = int(h["epoch"].(float64)), v
 		}
 	}
-	got, _ := readMetrics(t, run)["checkpoint"].(string)
+	got, _ := readMetrics(t, runDir)["checkpoint"].(string)
 	want := "epoch=" + leftPad(best)
 	if !strings.HasSuffix(filepath.ToSlash(got), want) {
 		t.Fatalf("metrics.json checkpoint %q, want the best epoch %s (val_loss %v)", got, want, bestV)
@@ -87,9 +87,9 @@ func TestResumeFromAnotherDirectory(t *testing.T) {
 	chdir(t, a)
 	mustRun(t, append(args("2"), "--out", "run")...)
 	chdir(t, b)
-	run := filepath.Join(a, "run")
-	mustRun(t, append(args("4"), "--out", run, "--resume", filepath.Join(run, "checkpoints", "last"))...)
-	ents, err := os.ReadDir(filepath.Join(run, "checkpoints"))
+	runDir := filepath.Join(a, "run")
+	mustRun(t, append(args("4"), "--out", runDir, "--resume", filepath.Join(runDir, "checkpoints", "last"))...)
+	ents, err := os.ReadDir(filepath.Join(runDir, "checkpoints"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,14 +102,14 @@ func TestResumeFromAnotherDirectory(t *testing.T) {
 	if len(epochs) != 1 {
 		t.Errorf("save_top_k=1 but %d epoch checkpoints are left: %v", len(epochs), epochs)
 	}
-	if got, _ := readMetrics(t, run)["checkpoint"].(string); got == "" {
+	if got, _ := readMetrics(t, runDir)["checkpoint"].(string); got == "" {
 		t.Error("the best checkpoint was not restored after resuming from another directory")
 	}
 }
 
 // lastFiles returns the last checkpoint's weights and optimizer files in either layout.
-func lastFiles(run, name string) (weights, optim string) {
-	d := filepath.Join(run, "checkpoints", name)
+func lastFiles(runDir, name string) (weights, optim string) {
+	d := filepath.Join(runDir, "checkpoints", name)
 	if st, err := os.Stat(d); err == nil && st.IsDir() {
 		return filepath.Join(d, "weights.pt"), filepath.Join(d, "optim.pt")
 	}
@@ -136,7 +136,7 @@ func TestTornCheckpointIsNotResumed(t *testing.T) {
 	if err := os.WriteFile(lastOptim, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = run(t, append(args(c, "3"), "--resume", filepath.Join(c, "checkpoints", "last"))...)
+	_, err = runCLI(t, append(args(c, "3"), "--resume", filepath.Join(c, "checkpoints", "last"))...)
 	if err != nil {
 		return // refusing is allowed
 	}
@@ -156,7 +156,7 @@ func TestEarlyKilledRunRestarts(t *testing.T) {
 	}
 	// what a run killed before its first checkpoint leaves: its lock file (taken before it
 	// writes anything), its config.yaml and temporary files
-	for _, f := range []string{rundir.LockName, "config.yaml", "checkpoints/.last.weights.pt.tmp123", "checkpoints/last.optim.pt.tmp"} {
+	for _, f := range []string{run.LockName, "config.yaml", "checkpoints/.last.weights.pt.tmp123", "checkpoints/last.optim.pt.tmp"} {
 		if err := os.WriteFile(filepath.Join(rd, f), []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -168,12 +168,12 @@ func TestEarlyKilledRunRestarts(t *testing.T) {
 		}
 	}
 	// a finished run is not restarted over
-	if _, err := run(t, append([]string{"train", "--variant", "drcnn", "--out", rd}, tiny(dir, "1")...)...); err == nil {
+	if _, err := runCLI(t, append([]string{"train", "--variant", "drcnn", "--out", rd}, tiny(dir, "1")...)...); err == nil {
 		t.Error("a second fresh start into a finished run directory succeeded")
 	}
 	// a failed resume leaves no trace
 	other := filepath.Join(dir, "other")
-	if _, err := run(t, append([]string{"train", "--variant", "drcnn", "--out", other, "--resume", filepath.Join(other, "checkpoints", "last")}, tiny(dir, "1")...)...); err == nil {
+	if _, err := runCLI(t, append([]string{"train", "--variant", "drcnn", "--out", other, "--resume", filepath.Join(other, "checkpoints", "last")}, tiny(dir, "1")...)...); err == nil {
 		t.Fatal("resuming a run that does not exist succeeded")
 	}
 	if _, err := os.Stat(other); err == nil {
@@ -183,7 +183,7 @@ func TestEarlyKilledRunRestarts(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(empty, "checkpoints"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := run(t, append([]string{"train", "--variant", "drcnn", "--out", empty, "--resume", filepath.Join(empty, "checkpoints", "last")}, tiny(dir, "1")...)...); err == nil {
+	if _, err := runCLI(t, append([]string{"train", "--variant", "drcnn", "--out", empty, "--resume", filepath.Join(empty, "checkpoints", "last")}, tiny(dir, "1")...)...); err == nil {
 		t.Fatal("resuming a run without a checkpoint succeeded")
 	}
 	if ents, _ := os.ReadDir(empty); len(ents) != 1 {
@@ -191,7 +191,7 @@ func TestEarlyKilledRunRestarts(t *testing.T) {
 		for _, e := range ents {
 			names = append(names, e.Name())
 		}
-		if len(names) != 2 || names[0] != rundir.LockName { // the lock file may stay
+		if len(names) != 2 || names[0] != run.LockName { // the lock file may stay
 			t.Errorf("a failed --resume wrote into %s: %v", empty, names)
 		}
 	}
@@ -207,7 +207,7 @@ func TestResumeUsesTheRunsConfig(t *testing.T) {
 	mustRun(t, append([]string{"train", "--variant", "drcnn", "--out", ref}, tiny(dir, "3")...)...)
 	mustRun(t, append([]string{"train", "--variant", "drcnn", "--out", c}, tiny(dir, "2")...)...)
 	last := filepath.Join(c, "checkpoints", "last")
-	if _, err := run(t, "train", "--out", c, "--resume", last, "training.trainer.max_epochs=3", "training.optimizer.lr=0.5"); err == nil || !strings.Contains(err.Error(), "training.optimizer.lr") {
+	if _, err := runCLI(t, "train", "--out", c, "--resume", last, "training.trainer.max_epochs=3", "training.optimizer.lr=0.5"); err == nil || !strings.Contains(err.Error(), "training.optimizer.lr") {
 		t.Fatalf("unsafe override on resume: %v", err)
 	}
 	mustRun(t, "train", "--out", c, "--resume", last, "training.trainer.max_epochs=3")
@@ -238,11 +238,11 @@ func TestSecondWriterIsRefused(t *testing.T) {
 	if err := os.MkdirAll(rd, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	l, err := rundir.Acquire(rd)
+	l, err := run.Acquire(rd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = run(t, append([]string{"train", "--variant", "drcnn", "--out", rd}, tiny(dir, "1")...)...)
+	_, err = runCLI(t, append([]string{"train", "--variant", "drcnn", "--out", rd}, tiny(dir, "1")...)...)
 	l.Release()
 	if err == nil || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
 		t.Fatalf("second writer: %v", err)
@@ -257,14 +257,14 @@ func TestSecondWriterIsRefused(t *testing.T) {
 	if err := os.Remove(filepath.Join(done, "metrics.json")); err != nil { // as if still training
 		t.Fatal(err)
 	}
-	l, err = rundir.Acquire(done)
+	l, err = run.Acquire(done)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Release()
 	for _, extra := range [][]string{nil, {"--resume", filepath.Join(done, "checkpoints", "last")}} {
 		args := append(append([]string{"train", "--variant", "drcnn", "--out", done}, extra...), tiny(dir, "2")...)
-		_, err = run(t, args...)
+		_, err = runCLI(t, args...)
 		if err == nil || !strings.Contains(err.Error(), "in use by another spectraclip process") || strings.Contains(err.Error(), "resume it") {
 			t.Errorf("second writer %v into a run being written: %v", extra, err)
 		}
@@ -294,7 +294,7 @@ func TestInferChecksInputsAndWritesMaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "out")
-	_, err = run(t, "infer", "--run", rd, "--input", in, "--out", out)
+	_, err = runCLI(t, "infer", "--run", rd, "--input", in, "--out", out)
 	if err == nil || !strings.Contains(err.Error(), "cube") || !strings.Contains(err.Error(), "NaN") {
 		t.Fatalf("infer on a cube with a NaN pixel: %v", err)
 	}
@@ -398,7 +398,7 @@ func TestInferStreamsIntoAnExistingFolder(t *testing.T) {
 		}
 		return names
 	}
-	if _, err := run(t, "infer", "--run", rd, "--input", in, "--out", out); err == nil || !strings.Contains(err.Error(), "b") {
+	if _, err := runCLI(t, "infer", "--run", rd, "--input", in, "--out", out); err == nil || !strings.Contains(err.Error(), "b") {
 		t.Fatalf("infer with an Inf in the second cube: %v", err)
 	}
 	if got := list(out); len(got) != 1 || got[0] != "keep.txt" {

@@ -40,7 +40,7 @@ func TestServeFlagBounds(t *testing.T) {
 		{"--tls-cert", filepath.Join(dir, "c.pem"), "--tls-cert and --tls-key go together"},
 		{"--tls-key", filepath.Join(dir, "k.pem"), "--tls-cert and --tls-key go together"},
 	} {
-		_, err := run(t, "serve", "--run", dir, "--addr", "127.0.0.1:0", "--grpc-addr", "", c[0], c[1])
+		_, err := runCLI(t, "serve", "--run", dir, "--addr", "127.0.0.1:0", "--grpc-addr", "", c[0], c[1])
 		if err == nil || !strings.Contains(err.Error(), c[2]) {
 			t.Errorf("serve %s %s: %v, want an error saying %q", c[0], c[1], err, c[2])
 		}

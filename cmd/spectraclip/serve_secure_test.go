@@ -73,14 +73,14 @@ func TestServeScoreSecured(t *testing.T) {
 			t.Errorf("%s: score printed %q", server, line)
 		}
 		for name, args := range map[string][]string{"no token": {"--tls-ca", ca}, "wrong token": {"--tls-ca", ca, "--token-file", wrong}} {
-			_, err := run(t, append(append([]string{"score", "--server", server}, args...), file)...)
+			_, err := runCLI(t, append(append([]string{"score", "--server", server}, args...), file)...)
 			if err == nil || !(strings.Contains(err.Error(), "401") || strings.Contains(err.Error(), "Unauthenticated")) {
 				t.Errorf("%s, %s: %v, want 401 / Unauthenticated", server, name, err)
 			}
 		}
 		// without --tls-ca: https:// with the system's CAs does not trust the test CA,
 		// grpc:// is plaintext against TLS
-		if _, err := run(t, "score", "--server", server, "--token-file", tok, "--timeout", "5s", file); err == nil {
+		if _, err := runCLI(t, "score", "--server", server, "--token-file", tok, "--timeout", "5s", file); err == nil {
 			t.Errorf("%s without --tls-ca: scored; want a certificate or handshake error", server)
 		}
 	}

@@ -61,7 +61,7 @@ func TestServeAndScore(t *testing.T) {
 			t.Errorf("%s: the served score map differs from infer's", server)
 		}
 	}
-	if _, err := run(t, "score", "--server", "http://"+m[1], filepath.Join(dir, "missing.npy")); err == nil || !strings.Contains(err.Error(), "missing.npy") {
+	if _, err := runCLI(t, "score", "--server", "http://"+m[1], filepath.Join(dir, "missing.npy")); err == nil || !strings.Contains(err.Error(), "missing.npy") {
 		t.Errorf("a missing file: %v", err)
 	}
 	lt := mustRun(t, "loadtest", "--server", "grpc://"+m[2], "--clients", "1,3", "--requests", "6", "--size", "32x32")
@@ -91,7 +91,7 @@ func TestServeFlagErrors(t *testing.T) {
 		{"--workers", "-1", "--workers -1: must be ≥ 1"},
 		{"--threads", "-3", "--threads -3: must be ≥ 1"},
 	} {
-		_, err := run(t, "serve", "--run", dir, "--addr", "127.0.0.1:0", "--grpc-addr", "", c[0], c[1])
+		_, err := runCLI(t, "serve", "--run", dir, "--addr", "127.0.0.1:0", "--grpc-addr", "", c[0], c[1])
 		if err == nil || !strings.Contains(err.Error(), c[2]) {
 			t.Errorf("serve %s %s: %v, want an error saying %q", c[0], c[1], err, c[2])
 		}

@@ -84,7 +84,7 @@ func TestSweepCommand(t *testing.T) {
 		{[]string{"sweep", "--out", dir + "/x", "--variant", "drcnn", "--emit", "pbs"}, `--emit "pbs"`},
 		{[]string{"sweep", "--out", dir + "/x", "--variant", "drcnn", "training.nope=1,2"}, `unknown key "training.nope"`},
 	} {
-		_, err := run(t, c.args...)
+		_, err := runCLI(t, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v, want %q", c.args, err, c.want)
 		}

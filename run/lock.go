@@ -1,9 +1,9 @@
-// Package rundir keeps a run directory safe against crashes and concurrent writers: an
+// Package run is a run directory as an artefact. It keeps a run directory safe against crashes and concurrent writers: an
 // exclusive lock held by the one process that writes the run, checkpoints written as one
 // atomic unit (a directory with a manifest of sha256 sums, renamed into place), the
 // clean-up of temporary files a killed process leaves behind, and the kill points the
 // chaos tests use to SIGKILL a run at every step of a checkpoint.
-package rundir
+package run
 
 import (
 	"errors"
