@@ -381,7 +381,7 @@ func (e *benchEnv) trainStep() error {
 	if err != nil {
 		return err
 	}
-	loss, ok := trainer.SumLosses(e.cfg, e.p, s, out)
+	loss, ok := out.SumLosses(s, e.cfg.LossNodes)
 	if !ok {
 		return fmt.Errorf("variant %s: no loss in the train stage", e.variant)
 	}

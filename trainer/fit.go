@@ -178,7 +178,7 @@ func (r *Run) TrainGradient() error {
 			if err != nil {
 				return err
 			}
-			loss, ok := r.sumLosses(s, out)
+			loss, ok := out.SumLosses(s, r.Cfg.LossNodes)
 			if !ok {
 				return fmt.Errorf("training: no loss node produced a loss in the train stage (loss_nodes %v)", r.Cfg.LossNodes)
 			}
@@ -223,7 +223,7 @@ func (r *Run) TrainGradient() error {
 			lossSum += v
 			lossN++
 			_ = r.TB.AddScalar("train/loss", v, st.GlobalStep)
-			for k, pv := range r.lossParts(out) {
+			for k, pv := range out.LossParts(r.Cfg.LossNodes) {
 				_ = r.TB.AddScalar("train/"+k, pv, st.GlobalStep)
 			}
 			st.GlobalStep++

@@ -104,7 +104,7 @@ func TestAffineFusionMatchesUnfused(t *testing.T) {
 				_, hasNorm = out.Get("normalizer", "normalized")
 				grads = map[string][]float32{}
 				r := &Run{Cfg: cfg}
-				if loss, ok := r.sumLosses(s, out); ok {
+				if loss, ok := out.SumLosses(s, r.Cfg.LossNodes); ok {
 					s.Backward(loss, nil, false)
 					for _, pr := range p.Parameters() {
 						if g := s.Grad(pr.Tensor); g != nil {

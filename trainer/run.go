@@ -915,7 +915,7 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 		ev.Seconds += time.Since(t0).Seconds()
 		sh := batch[datanode.KeyShape].([4]int)
 		ev.Frames += sh[0]
-		if l, ok := r.sumLosses(s, out); ok {
+		if l, ok := out.SumLosses(s, r.Cfg.LossNodes); ok {
 			v, err := l.Item()
 			if err != nil {
 				return err
@@ -1065,48 +1065,6 @@ func growB(b []bool, n int) []bool {
 		return make([]bool, n)
 	}
 	return b[:n]
-}
-
-// sumLosses adds every output of every loss node that ran.
-func (r *Run) sumLosses(s *torch.Scope, out nodes.Outputs) (*torch.Tensor, bool) {
-	var total *torch.Tensor
-	for _, name := range r.Cfg.LossNodes {
-		ports, ok := out[name]
-		if !ok {
-			continue
-		}
-		for _, port := range slices.Sorted(maps.Keys(ports)) {
-			t, ok := ports[port].(*torch.Tensor)
-			if !ok || !t.Valid() {
-				continue
-			}
-			if total == nil {
-				total = t
-			} else {
-				total = s.Add(total, t)
-			}
-		}
-	}
-	return total, total != nil
-}
-
-// lossParts returns each loss node's value for logging.
-func (r *Run) lossParts(out nodes.Outputs) map[string]float64 {
-	m := map[string]float64{}
-	for _, name := range r.Cfg.LossNodes {
-		for port, v := range out[name] {
-			if t, ok := v.(*torch.Tensor); ok && t.Valid() {
-				if f, err := t.Item(); err == nil {
-					key := name
-					if len(out[name]) > 1 {
-						key = name + "_" + port
-					}
-					m[key] = f
-				}
-			}
-		}
-	}
-	return m
 }
 
 // SetThreads sets LibTorch's intra-op thread count; 0 means one per CPU core (LibTorch's own
