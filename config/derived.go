@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/internal/anynum"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -14,7 +15,7 @@ import (
 // generator takes; anything else is an error naming the key).
 func DecodeSynth(m map[string]any, sc *dataset.SynthConfig) error {
 	for k, v := range m {
-		f, ok := toF(v)
+		f, ok := anynum.Float(v)
 		if !ok {
 			return fmt.Errorf("data.synth.%s: want a number, got %v", k, v)
 		}
@@ -36,20 +37,6 @@ func DecodeSynth(m map[string]any, sc *dataset.SynthConfig) error {
 		}
 	}
 	return nil
-}
-
-func toF(v any) (float64, bool) {
-	switch x := v.(type) {
-	case int:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
-	case float64:
-		return x, true
-	}
-	return 0, false
 }
 
 // ConfigChange is one config value changed on resume.

@@ -5,6 +5,8 @@ import (
 	"math"
 	"sort"
 	"strings"
+
+	"github.com/spectraclip/spectraclip/internal/anynum"
 )
 
 // ParamReader reads a node's parameters with type checks, remembering which keys were
@@ -191,22 +193,16 @@ func (p *ParamReader) Done() error {
 	return nil
 }
 
+// toFloat is anynum.Float, plus the float32 and int32 that Go-built params (node defaults,
+// plugin manifests) may hold.
 func toFloat(v any) (float64, bool) {
 	switch x := v.(type) {
-	case float64:
-		return x, true
 	case float32:
-		return float64(x), true
-	case int:
-		return float64(x), true
-	case int64:
 		return float64(x), true
 	case int32:
 		return float64(x), true
-	case uint64:
-		return float64(x), true
 	}
-	return 0, false
+	return anynum.Float(v)
 }
 
 func toList(v any) ([]any, bool) {

@@ -2,11 +2,13 @@ package scene
 
 import (
 	"fmt"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/internal/anynum"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
 )
 
@@ -59,24 +61,23 @@ func ParseSpec(m map[string]any) (Spec, error) {
 		return x, nil
 	}
 	num := func(k string, v any) (float64, error) {
-		switch x := v.(type) {
-		case int:
-			return float64(x), nil
-		case int64:
-			return float64(x), nil
-		case uint64:
-			return float64(x), nil
-		case float64:
-			return x, nil
+		if f, ok := anynum.Float(v); ok {
+			return f, nil
 		}
 		return 0, fmt.Errorf("data.scene.%s: want a number, got %v (%T)", k, v, v)
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+	pixels := func(k string, v any, dst *int) error {
+		f, err := num(k, v)
+		if err != nil {
+			return err
+		}
+		*dst = int(f)
+		if f < 1 || f != math.Trunc(f) {
+			return fmt.Errorf("data.scene.%s: want a positive whole number of pixels, got %v", k, v)
+		}
+		return nil
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		v := m[k]
 		if v == nil {
 			continue
@@ -103,21 +104,9 @@ func ParseSpec(m map[string]any) (Spec, error) {
 				err = fmt.Errorf("data.scene.split: %q is not a rule (allowed: auto, objects, none, spatial, checkerboard)", s.Split)
 			}
 		case "tile":
-			var f float64
-			if f, err = num(k, v); err == nil {
-				if f < 1 || f != math.Trunc(f) {
-					err = fmt.Errorf("data.scene.tile: want a positive whole number of pixels, got %v", v)
-				}
-				s.Tile = int(f)
-			}
+			err = pixels(k, v, &s.Tile)
 		case "block":
-			var f float64
-			if f, err = num(k, v); err == nil {
-				if f < 1 || f != math.Trunc(f) {
-					err = fmt.Errorf("data.scene.block: want a positive whole number of pixels, got %v", v)
-				}
-				s.Block = int(f)
-			}
+			err = pixels(k, v, &s.Block)
 		case "seed":
 			var f float64
 			if f, err = num(k, v); err == nil {
