@@ -1,11 +1,11 @@
 package scene
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
 
+	"github.com/spectraclip/spectraclip/config"
 	metriccore "github.com/spectraclip/spectraclip/nodes/metric/core"
 )
 
@@ -21,34 +21,30 @@ func Def(v float64) Value { return Value{V: v, Defined: !math.IsNaN(v) && !math.
 // Undefined is a metric without a value.
 var Undefined = Value{}
 
-// MarshalJSON writes the number or null.
-func (v Value) MarshalJSON() ([]byte, error) {
+// float is v as a config.Float, whose JSON and text forms Value shares: NaN when undefined.
+func (v Value) float() config.Float {
 	if !v.Defined {
-		return []byte("null"), nil
+		return config.Float(math.NaN())
 	}
-	return json.Marshal(v.V)
+	return config.Float(v.V)
 }
+
+// MarshalJSON writes the number or null.
+func (v Value) MarshalJSON() ([]byte, error) { return v.float().MarshalJSON() }
 
 // UnmarshalJSON reads a number or null.
 func (v *Value) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		*v = Undefined
-		return nil
-	}
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil {
+	var f config.Float
+	if err := f.UnmarshalJSON(b); err != nil {
 		return err
 	}
-	*v = Def(f)
+	if *v = Def(float64(f)); !v.Defined {
+		*v = Undefined // null
+	}
 	return nil
 }
 
-func (v Value) String() string {
-	if !v.Defined {
-		return "undefined"
-	}
-	return fmt.Sprintf("%.4f", v.V)
-}
+func (v Value) String() string { return config.FormatMetric(float64(v.float())) }
 
 // PixelMetrics are a detector's metrics on one split's pixels.
 type PixelMetrics struct {
