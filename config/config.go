@@ -238,12 +238,11 @@ func LoadConfig(o LoadOptions) (*Config, *viper.Viper, error) {
 	if err := ApplyOverrides(v, o.Overrides); err != nil {
 		return nil, nil, err
 	}
-	for _, kv := range envConfigKeys(o.Environ) {
-		explicitGen = explicitGen || kv == "data.generate_if_missing"
+	for _, e := range configEnv(o.Environ) {
+		explicitGen = explicitGen || e.Key == "data.generate_if_missing"
 	}
 	for _, ov := range o.Overrides {
-		k, _, _ := strings.Cut(strings.TrimPrefix(ov, "+"), "=")
-		explicitGen = explicitGen || strings.TrimSpace(k) == "data.generate_if_missing"
+		explicitGen = explicitGen || overrideKey(ov) == "data.generate_if_missing"
 	}
 	if !explicitGen && (defaultRoot == "" || filepath.Clean(v.GetString("data.root")) != filepath.Clean(defaultRoot)) {
 		v.Set("data.generate_if_missing", false)
@@ -309,6 +308,12 @@ func ApplyOverrides(v *viper.Viper, overrides []string) error {
 	return nil
 }
 
+// overrideKey is the key an override (`key=value`, `+key=value`) sets.
+func overrideKey(ov string) string {
+	k, _, _ := strings.Cut(strings.TrimPrefix(ov, "+"), "=")
+	return strings.TrimSpace(k)
+}
+
 func parentKey(k string) string {
 	if i := strings.LastIndex(k, "."); i >= 0 {
 		return k[:i]
@@ -340,15 +345,23 @@ func childKeys(v *viper.Viper, parent string) []string {
 // other SPECTRACLIP_ variable must name an existing key (SPECTRACLIP_TEST_* are test hooks).
 var NonConfigEnv = []string{"SPECTRACLIP_PLUGIN_CACHE", dataset.EnvMaxCubeBytes}
 
-// envConfigKeys returns the config keys that SPECTRACLIP_ variables of environ name.
-func envConfigKeys(environ []string) []string {
-	var out []string
+// envVar is a SPECTRACLIP_ variable that names a config key.
+type envVar struct {
+	Name  string // SPECTRACLIP_TRAINING__OPTIMIZER__LR
+	Key   string // training.optimizer.lr
+	Value string
+}
+
+// configEnv returns the variables of environ that name config keys, in order: those with
+// EnvPrefix, less NonConfigEnv and the SPECTRACLIP_TEST_* hooks.
+func configEnv(environ []string) []envVar {
+	var out []envVar
 	for _, kv := range environ {
-		k, _, ok := strings.Cut(kv, "=")
+		k, val, ok := strings.Cut(kv, "=")
 		if !ok || !strings.HasPrefix(k, EnvPrefix) || slices.Contains(NonConfigEnv, k) || strings.HasPrefix(k, EnvPrefix+"TEST_") {
 			continue
 		}
-		out = append(out, strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, EnvPrefix), "__", ".")))
+		out = append(out, envVar{Name: k, Key: strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, EnvPrefix), "__", ".")), Value: val})
 	}
 	return out
 }
@@ -357,34 +370,21 @@ func envConfigKeys(environ []string) []string {
 // is about ("" when no variable did, or a command-line override set that key after it).
 func envBlame(err error, environ, overrides []string) string {
 	msg := err.Error()
-	for _, kv := range environ {
-		k, _, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(k, EnvPrefix) || slices.Contains(NonConfigEnv, k) || strings.HasPrefix(k, EnvPrefix+"TEST_") {
-			continue
-		}
-		key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, EnvPrefix), "__", "."))
+	for _, e := range configEnv(environ) {
+		key := e.Key
 		if !strings.Contains(msg, key+":") && !strings.Contains(msg, key+" ") && !strings.HasSuffix(msg, key) {
 			continue
 		}
-		overridden := false
-		for _, ov := range overrides {
-			ok, _, _ := strings.Cut(strings.TrimPrefix(ov, "+"), "=")
-			overridden = overridden || strings.TrimSpace(ok) == key
-		}
-		if !overridden {
-			return k
+		if !slices.ContainsFunc(overrides, func(ov string) bool { return overrideKey(ov) == key }) {
+			return e.Name
 		}
 	}
 	return ""
 }
 
 func applyEnv(v *viper.Viper, environ []string) error {
-	for _, kv := range environ {
-		k, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(k, EnvPrefix) || slices.Contains(NonConfigEnv, k) || strings.HasPrefix(k, EnvPrefix+"TEST_") {
-			continue
-		}
-		key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, EnvPrefix), "__", "."))
+	for _, e := range configEnv(environ) {
+		k, key := e.Name, e.Key
 		if !v.IsSet(key) {
 			where := "top-level keys"
 			if pk := parentKey(key); pk != "" {
@@ -393,7 +393,7 @@ func applyEnv(v *viper.Viper, environ []string) error {
 			return fmt.Errorf("environment %s: %q is not a config key (%s: %s); config variables are written %sSECTION__KEY, e.g. %sTRAINING__OPTIMIZER__LR; the other variables are %s",
 				k, key, where, strings.Join(childKeys(v, parentKey(key)), ", "), EnvPrefix, EnvPrefix, strings.Join(NonConfigEnv, ", "))
 		}
-		if err := ApplyOverrides(v, []string{key + "=" + val}); err != nil {
+		if err := ApplyOverrides(v, []string{key + "=" + e.Value}); err != nil {
 			return fmt.Errorf("environment %s: %w", k, err)
 		}
 	}
