@@ -612,35 +612,31 @@ func (r *runner) point(p *Point, worker int, gpu, task string, onStart func()) (
 }
 
 // command returns the reproducible train command (no --resume), the one to run now and
-// the extra environment.
+// the extra environment. Both are a config.TrainCommand's arguments: train's flag names
+// are config's, the ones the CLI parses.
 func (r *runner) command(p *Point, runDir, resume, gpu string) (base, argv, env []string) {
 	bin := r.o.Binary
 	if bin == "" {
 		bin = "spectraclip"
 	}
-	base = []string{bin, "train"}
-	if p.Base.Variant != "" {
-		base = append(base, "--variant", p.Base.Variant)
-	} else {
-		base = append(base, "-c", p.Base.File)
+	tc := config.TrainCommand{Variant: p.Base.Variant, Out: runDir, Scene: p.Scene}
+	if tc.Variant == "" {
+		tc.File = p.Base.File
 	}
-	base = append(base, "--out", runDir)
-	if p.Scene != "" {
-		base = append(base, "--scene", p.Scene)
-	}
-	ov := append([]string{}, p.Overrides...)
+	tc.Overrides = append([]string{}, p.Overrides...)
 	userThreads := false
-	for _, o := range ov {
+	for _, o := range tc.Overrides {
 		userThreads = userThreads || strings.HasPrefix(o, "training.threads=")
 	}
 	if !userThreads {
-		ov = append(ov, fmt.Sprintf("training.threads=%d", r.threads))
+		tc.Overrides = append(tc.Overrides, fmt.Sprintf("training.threads=%d", r.threads))
 	}
-	base = append(base, ov...)
+	base = append([]string{bin}, tc.Args()...)
 	if resume != "" {
 		// A resumed run keeps the config.yaml it started with (threads included, whatever
 		// this sweep's workers are now): name only the run and its checkpoint.
-		argv = []string{bin, "train", "--out", runDir, "--resume", resume}
+		resumed := config.TrainCommand{Out: runDir, Resume: resume}
+		argv = append([]string{bin}, resumed.Args()...)
 	} else {
 		argv = append([]string{}, base...)
 	}

@@ -47,35 +47,46 @@ func newVersionCmd(g *globals) *cobra.Command {
 }
 
 type trainOptions struct {
-	variant, file, out, resume string
-	overrides                  []string
-	scene                      string
+	// the flags and overrides that the sweep's points are given too
+	config.TrainCommand
 	sceneFlags
 	dist distFlags
 }
 
 func newTrainCmd(g *globals) *cobra.Command {
+	return trainCmd(func(o *trainOptions) error { return runTrain(g, o) })
+}
+
+// trainCmd builds the train command; run gets what it parsed.
+func trainCmd(run func(o *trainOptions) error) *cobra.Command {
 	o := &trainOptions{}
 	cmd := &cobra.Command{
-		Use:   "train [key=value ...]",
+		Use:   config.TrainSubcommand + " [key=value ...]",
 		Short: "train one variant (pca, drcnn, concrete) or a trainrun file",
 		Long: "train runs a trainrun: statistical fit, gradient epochs, evaluation and reports, into\n" +
 			"outputs/<name>/<timestamp>/ (or --out). Trailing key=value arguments override config keys\n" +
 			"(e.g. training.optimizer.lr=3e-4 data.batch_size=2); SPECTRACLIP_TRAINING__OPTIMIZER__LR=...\n" +
 			"in the environment does the same.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.overrides = args
-			return runTrain(g, o)
+			o.Overrides = args
+			return run(o)
 		},
 	}
-	cmd.Flags().StringVar(&o.variant, "variant", "", "pca, drcnn or concrete")
-	cmd.Flags().StringVarP(&o.file, "config", "c", "", "a trainrun YAML file")
-	cmd.Flags().StringVar(&o.out, "out", "", "run directory (default outputs/<name>/<timestamp>)")
-	cmd.Flags().StringVar(&o.resume, "resume", "", "resume a run from its checkpoint, e.g. RUN/checkpoints/last (the run's own config.yaml is used; overrides may only add epochs)")
-	cmd.Flags().StringVar(&o.scene, "scene", "", "train on one labelled scene (ENVI, .mat, .npy, .npz) split by pixels, with the scene defaults")
+	bindTrainCommand(cmd, &o.TrainCommand)
 	o.sceneFlags.add(cmd)
 	o.dist.add(cmd)
 	return cmd
+}
+
+// bindTrainCommand defines the flags of config.TrainCommand on cmd, under config's names,
+// parsed into tc's fields (the overrides are the command's arguments: its RunE sets them).
+func bindTrainCommand(cmd *cobra.Command, tc *config.TrainCommand) {
+	f := cmd.Flags()
+	f.StringVar(&tc.Variant, config.TrainFlagVariant, "", "pca, drcnn or concrete")
+	f.StringVarP(&tc.File, config.TrainFlagConfig, config.TrainFlagConfigShort, "", "a trainrun YAML file")
+	f.StringVar(&tc.Out, config.TrainFlagOut, "", "run directory (default outputs/<name>/<timestamp>)")
+	f.StringVar(&tc.Resume, config.TrainFlagResume, "", "resume a run from its checkpoint, e.g. RUN/checkpoints/last (the run's own config.yaml is used; overrides may only add epochs)")
+	f.StringVar(&tc.Scene, config.TrainFlagScene, "", "train on one labelled scene (ENVI, .mat, .npy, .npz) split by pixels, with the scene defaults")
 }
 
 func runTrain(g *globals, o *trainOptions) error {
@@ -85,17 +96,17 @@ func runTrain(g *globals, o *trainOptions) error {
 	var cfg *config.Config
 	var changes []config.ConfigChange
 	var err error
-	if o.resume != "" {
+	if o.Resume != "" {
 		// a resumed run keeps its own config.yaml; only safe changes are accepted
-		cfg, changes, err = trainer.ResumeConfig(o.resume, o.out, config.LoadOptions{Variant: o.variant, File: o.file, Overrides: o.overrides, Environ: configEnviron()})
+		cfg, changes, err = trainer.ResumeConfig(o.Resume, o.Out, config.LoadOptions{Variant: o.Variant, File: o.File, Overrides: o.Overrides, Environ: configEnviron()})
 	} else {
-		if o.variant == "" && o.file == "" {
-			o.variant = "drcnn"
+		if o.Variant == "" && o.File == "" {
+			o.Variant = "drcnn"
 		}
-		if o.scene != "" {
+		if o.Scene != "" {
 			cfg, err = sceneConfig(o)
 		} else {
-			cfg, _, err = config.LoadConfig(config.LoadOptions{Variant: o.variant, File: o.file, Overrides: o.overrides, Environ: configEnviron()})
+			cfg, _, err = config.LoadConfig(config.LoadOptions{Variant: o.Variant, File: o.File, Overrides: o.Overrides, Environ: configEnviron()})
 		}
 	}
 	if err != nil {
@@ -105,7 +116,7 @@ func runTrain(g *globals, o *trainOptions) error {
 	if err != nil {
 		return err
 	}
-	topts := trainer.Options{OutDir: o.out, Log: g.log, Progress: os.Stderr, Resume: o.resume, ResumeChanges: changes}
+	topts := trainer.Options{OutDir: o.Out, Log: g.log, Progress: os.Stderr, Resume: o.Resume, ResumeChanges: changes}
 	if grp != nil {
 		topts.Dist = grp
 	}

@@ -46,11 +46,11 @@ func (f *sceneFlags) spec(path string) (scene.Spec, error) {
 }
 
 func sceneConfig(o *trainOptions) (*config.Config, error) {
-	sp, err := o.sceneFlags.spec(o.scene)
+	sp, err := o.sceneFlags.spec(o.Scene)
 	if err != nil {
 		return nil, err
 	}
-	return scene.LoadConfig(scene.ConfigOptions{Variant: o.variant, File: o.file, Overrides: o.overrides, Environ: configEnviron(), Spec: sp})
+	return scene.LoadConfig(scene.ConfigOptions{Variant: o.Variant, File: o.File, Overrides: o.Overrides, Environ: configEnviron(), Spec: sp})
 }
 
 // compareSceneFlags are compare's --scene options.
