@@ -12,19 +12,30 @@ import (
 	"github.com/spectraclip/spectraclip/internal/procattr"
 )
 
-// childEnv carries a child's options (JSON). A process started with it runs that one
-// variant from this package's init, prints its Report as JSON on stdout and exits, before
-// main (or a test binary's test runner) starts: any executable that links this package
-// can be re-run as a child, the spectraclip binary and test binaries alike.
+// childEnv carries a child's options (JSON) from runChild to ChildMain in the child.
 const childEnv = "SPECTRACLIP_BENCH_CHILD"
 
-func init() {
+// ChildMain is the entry point of an isolated bench's child process. Run with
+// Options.Isolate re-runs the running executable (os.Executable) once per variant with its
+// options in the environment; every program that may run an isolated bench (the spectraclip
+// binary, and any test binary whose tests do) calls ChildMain first thing in main (TestMain
+// for a test binary) and, when isChild, exits with code at once:
+//
+//	if code, isChild := bench.ChildMain(); isChild {
+//		os.Exit(code)
+//	}
+//
+// In a child, ChildMain measures its one variant, prints its Report as JSON on stdout and
+// returns the exit status with isChild true; anywhere else it does nothing and returns
+// (0, false). Nothing else in this package acts on the environment: linking it never turns
+// a program into a bench child by itself.
+func ChildMain() (code int, isChild bool) {
 	spec, ok := os.LookupEnv(childEnv)
 	if !ok {
-		return
+		return 0, false
 	}
-	_ = os.Unsetenv(childEnv)
-	os.Exit(childMain(spec))
+	_ = os.Unsetenv(childEnv) // not inherited by anything the child starts
+	return childMain(spec), true
 }
 
 func childMain(spec string) int {
@@ -49,6 +60,11 @@ func childMain(spec string) int {
 // runChild measures one variant in a child process of the running executable and
 // returns its figures with its own peak RSS (and CUDA peak bytes).
 func runChild(variant string, o Options) (*Variant, int64, error) {
+	if _, ok := os.LookupEnv(childEnv); ok {
+		// this process was started as a child but never ran ChildMain: starting another
+		// child would re-run the same program again, without end
+		return nil, 0, fmt.Errorf("child process: this program was started as an isolated bench's child (%s) but does not call bench.ChildMain first", childEnv)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, 0, fmt.Errorf("child process: %w", err)
@@ -58,7 +74,9 @@ func runChild(variant string, o Options) (*Variant, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	cmd := exec.Command(exe)
+	// ChildMain ignores the arguments; a test binary that lacks the hook runs none of its
+	// tests with them (rather than all of them) and fails at once with an unreadable report
+	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(spec))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
@@ -80,7 +98,7 @@ func runChild(variant string, o Options) (*Variant, int64, error) {
 	}
 	var rep Report
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil || len(rep.Variants) != 1 {
-		return nil, 0, fmt.Errorf("child process %s: unreadable report %q (%v)", exe, truncate(stdout.String(), 200), err)
+		return nil, 0, fmt.Errorf("child process %s: unreadable report %q (%v; does the program call bench.ChildMain first?)", exe, truncate(stdout.String(), 200), err)
 	}
 	v := rep.Variants[0]
 	v.PeakRSSMB = rep.PeakRSSMB

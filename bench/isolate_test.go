@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// Each variant runs in a child process of the test binary (re-run through this package's
-// init) and reports its own peak RSS; a failing child's error names the variant and the
+// Each variant runs in a child process of the test binary (re-run through TestMain's
+// ChildMain) and reports its own peak RSS; a failing child's error names the variant and the
 // child's message.
 func TestRunIsolatedPerVariantPeak(t *testing.T) {
 	o := Options{Variants: []string{"pca", "drcnn"}, Device: "cpu", Batch: 1, H: 16, W: 16, Threads: 1, Iters: 1, Isolate: true}

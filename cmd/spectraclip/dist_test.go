@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spectraclip/spectraclip/bench"
 	"github.com/spectraclip/spectraclip/dist"
 	"github.com/spectraclip/spectraclip/torch"
 	"github.com/spectraclip/spectraclip/trainer"
@@ -26,6 +27,11 @@ import (
 const envAsMain = "SPECTRACLIP_TEST_AS_MAIN"
 
 func TestMain(m *testing.M) {
+	// the child processes of isolated benches (the bench command's default) re-run this
+	// test binary
+	if code, isChild := bench.ChildMain(); isChild {
+		os.Exit(code)
+	}
 	if os.Getenv(envAsMain) == "1" {
 		main()
 		os.Exit(0)

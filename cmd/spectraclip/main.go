@@ -15,14 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
-	// node families register themselves
-	_ "github.com/spectraclip/spectraclip/nodes/data"
-	_ "github.com/spectraclip/spectraclip/nodes/decide"
-	_ "github.com/spectraclip/spectraclip/nodes/detect"
-	_ "github.com/spectraclip/spectraclip/nodes/loss"
-	_ "github.com/spectraclip/spectraclip/nodes/metric"
-	_ "github.com/spectraclip/spectraclip/nodes/normalize"
-	_ "github.com/spectraclip/spectraclip/nodes/reduce"
+	"github.com/spectraclip/spectraclip/bench"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -97,6 +90,10 @@ func NewRootCmd(out, errOut io.Writer) *cobra.Command {
 }
 
 func main() {
+	// an isolated bench's child process (spectraclip bench re-runs this executable)
+	if code, isChild := bench.ChildMain(); isChild {
+		os.Exit(code)
+	}
 	root := NewRootCmd(os.Stdout, os.Stderr)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", errorLine(root, err))
