@@ -16,8 +16,8 @@ import (
 	"github.com/spectraclip/spectraclip/internal/procstat"
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
+	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/torch"
-	"github.com/spectraclip/spectraclip/trainer"
 )
 
 // Options configure Bench.
@@ -152,19 +152,17 @@ func Run(o Options) (*Report, error) {
 	if len(o.Variants) == 0 {
 		o.Variants = config.VariantNames
 	}
-	if err := trainer.SetThreads(o.Threads); err != nil {
+	pl, err := run.Place(nil, run.Request{Device: o.Device, DeviceFrom: "--device", Threads: o.Threads, ThreadsFrom: "--threads", TF32: o.AllowTF32})
+	if err != nil {
 		return nil, err
 	}
-	if err := trainer.SetTF32(o.AllowTF32); err != nil {
+	if err := pl.Apply(); err != nil {
 		return nil, err
 	}
 	if err := torch.SetCachingAllocator(true); err != nil {
 		return nil, err
 	}
-	dev, err := torch.ParseDevice(o.Device)
-	if err != nil {
-		return nil, err
-	}
+	dev := pl.Device
 	rep := &Report{Threads: torch.NumThreads(), Device: dev.String(), LibTorch: torch.Version(), Batch: o.Batch,
 		Size: fmt.Sprintf("%dx%d", o.H, o.W), Bands: 61, Detector: o.Detector, BLAS: torch.BLAS().Kind}
 	if rep.Detector == "" {
@@ -254,7 +252,7 @@ func newBenchEnv(variant string, o Options, dev torch.Device) (*benchEnv, error)
 	if err != nil {
 		return nil, err
 	}
-	p, err := trainer.BuildPipeline(cfg, nodes.NewRegistry(), nil)
+	p, err := run.BuildPipeline(cfg, nodes.NewRegistry(), nil)
 	if err != nil {
 		return nil, err
 	}

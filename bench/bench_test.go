@@ -8,8 +8,8 @@ import (
 	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/internal/procstat"
 	"github.com/spectraclip/spectraclip/nodes"
+	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/torch"
-	"github.com/spectraclip/spectraclip/trainer"
 )
 
 // The benchmarks run on 4×256×256×61 random cubes with the built-in detector, as
@@ -21,8 +21,13 @@ func benchOpts(b *testing.B) Options {
 		o.H, o.W = v, v
 	}
 	th, _ := strconv.Atoi(os.Getenv("SPECTRACLIP_BENCH_THREADS"))
-	if err := trainer.SetThreads(th); err != nil {
+	if err := (run.Placement{Threads: run.AutoThreads(0)}).Apply(); th <= 0 && err != nil {
 		b.Fatal(err)
+	}
+	if th > 0 {
+		if err := (run.Placement{Threads: th}).Apply(); err != nil {
+			b.Fatal(err)
+		}
 	}
 	if err := torch.SetCachingAllocator(true); err != nil {
 		b.Fatal(err)

@@ -12,23 +12,20 @@ import (
 	"github.com/spectraclip/spectraclip/internal/procstat"
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
+	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/torch"
-	"github.com/spectraclip/spectraclip/trainer"
 )
 
 // pipelineFPS opens run and times its pipeline alone on one frame already in a tensor (what
 // `spectraclip bench` times: forward passes on batch copies of it, inference stage, no reading
 // or writing), over n frames after one warm-up pass.
-func pipelineFPS(b *testing.B, run string, frame string, threads, batch, n int) float64 {
+func pipelineFPS(b *testing.B, runDir string, frame string, threads, batch, n int) float64 {
 	b.Helper()
-	r, err := trainer.OpenRun(run, nil)
+	r, err := run.Open(runDir, run.OpenOptions{Placement: run.Request{Threads: threads}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer r.Pipeline.Close()
-	if err := trainer.SetThreads(threads); err != nil {
-		b.Fatal(err)
-	}
+	defer r.Close()
 	c, err := dataset.ReadENVI(frame)
 	if err != nil {
 		b.Fatal(err)
@@ -40,17 +37,17 @@ func pipelineFPS(b *testing.B, run string, frame string, threads, batch, n int) 
 	for k := 0; k < batch; k++ {
 		cube = append(cube, c.Data...)
 	}
-	in, err := datanode.ToBatch(keep, &dataset.Batch{Cube: cube, B: batch, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: make([]int, batch)}, r.Device, nil)
+	in, err := datanode.ToBatch(keep, &dataset.Batch{Cube: cube, B: batch, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: make([]int, batch)}, r.Device(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	pass := func() {
 		s.Reset()
 		s.SetGradEnabled(false)
-		if _, err := r.Pipeline.Run(&nodes.Context{Stage: nodes.StageInference, Scope: s, Device: r.Device}, in, nodes.RunOptions{}); err != nil {
+		if _, err := r.Pipeline.Run(&nodes.Context{Stage: nodes.StageInference, Scope: s, Device: r.Device()}, in, nodes.RunOptions{}); err != nil {
 			b.Fatal(err)
 		}
-		_ = torch.Synchronize(r.Device)
+		_ = torch.Synchronize(r.Device())
 	}
 	pass()
 	t0 := time.Now()
@@ -82,16 +79,16 @@ func BenchmarkInfer1000x1080(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	run := trainTiny(b, dir, variant, threads)
+	runDir := trainTiny(b, dir, variant, threads)
 	frames := filepath.Join(dir, "frames")
 	writeFrames(b, frames, nf, h, w, 1)
 	var inferFPS, pipeFPS, startup, first float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		pipeFPS += pipelineFPS(b, run, filepath.Join(frames, "frame_000.hdr"), threads, batch, nf)
+		pipeFPS += pipelineFPS(b, runDir, filepath.Join(frames, "frame_000.hdr"), threads, batch, nf)
 		out := filepath.Join(dir, fmt.Sprintf("out%d", i))
 		stop := profileInfer(b, i)
-		sum, err := Run(run, frames, out, Options{Threads: threads, Outputs: outs, Batch: batch})
+		sum, err := Run(runDir, frames, out, Options{Threads: threads, Outputs: outs, Batch: batch})
 		stop()
 		if err != nil {
 			b.Fatal(err)
@@ -141,7 +138,7 @@ func profileInfer(b *testing.B, i int) func() {
 //	go test -run '^$' -bench 'InferFlatRSS' -benchtime 1x ./infer/
 func BenchmarkInferFlatRSS(b *testing.B) {
 	dir := b.TempDir()
-	run := trainTiny(b, dir, "drcnn", 2)
+	runDir := trainTiny(b, dir, "drcnn", 2)
 	frames := filepath.Join(dir, "frames")
 	h, w := envInt("INFER_FLAT_H", 64), envInt("INFER_FLAT_W", 64)
 	writeFrames(b, frames, 100, h, w, 2)
@@ -151,7 +148,7 @@ func BenchmarkInferFlatRSS(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		var rss10, hi float64
 		out := filepath.Join(dir, fmt.Sprintf("out%d", i))
-		_, err := Run(run, frames, out, Options{onFrame: func(n int) {
+		_, err := Run(runDir, frames, out, Options{onFrame: func(n int) {
 			rss := procstat.MB("VmRSS:")
 			if n == 10 {
 				rss10 = rss

@@ -28,8 +28,8 @@ import (
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
+	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/torch"
-	"github.com/spectraclip/spectraclip/trainer"
 )
 
 // Options adjust Run.
@@ -111,24 +111,27 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	}
 	// The first frames are read while the run opens (loading the pipeline takes about as
 	// long as reading a large frame).
-	cpu := runOnCPU(dir)
-	// OpenRun switches the allocator too; before the reader allocates its tensors, not while.
+	cfg, err := run.LoadConfig(dir)
+	if err != nil {
+		return sum, err
+	}
+	pl, err := run.Place(cfg, run.Request{Threads: o.Threads, ThreadsFrom: "--threads"})
+	if err != nil {
+		return sum, err
+	}
+	cpu := pl.Device.Type == torch.DeviceCPU
+	// run.Open switches the allocator too; before the reader allocates its tensors, not while.
 	if err := torch.SetCachingAllocator(true); err != nil {
 		return sum, err
 	}
 	rd := startReading(inputs, cpu, o.Batch)
 	defer rd.stop()
-	r, err := trainer.OpenRun(dir, log)
+	r, err := run.Open(dir, run.OpenOptions{Config: cfg, Placed: &pl})
 	if err != nil {
 		return sum, err
 	}
-	defer r.Pipeline.Close()
-	if o.Threads > 0 {
-		if err := trainer.SetThreads(o.Threads); err != nil {
-			return sum, err
-		}
-	}
-	made, err := trainer.MakeOutputDir(filepath.Dir(filepath.Clean(out)))
+	defer r.Close()
+	made, err := run.MakeOutputDir(filepath.Dir(filepath.Clean(out)))
 	if err != nil {
 		return sum, fmt.Errorf("--out %s: %w", out, err)
 	}
@@ -148,15 +151,12 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	log.Infof("infer: start-up %.2f s (run opened, %d inputs listed; the first frame read meanwhile)", sum.StartupSeconds, len(inputs))
 
 	t1 := time.Now()
-	if (r.Device.Type == torch.DeviceCPU) != cpu {
-		return fail(fmt.Errorf("run %s: its device changed while it was opened", dir))
-	}
 	results, firstDone, lastDone, firstN, err := stream(r, rd, stage, o.Outputs, o.onFrame, log)
 	if err != nil {
 		return fail(err)
 	}
 	if o.Outputs.JSON {
-		b, err := json.MarshalIndent(map[string]any{"run": dir, "detector": r.DetectorName(), "frames": results}, "", "  ")
+		b, err := json.MarshalIndent(map[string]any{"run": dir, "detector": run.DetectorName(r.Pipeline), "frames": results}, "", "  ")
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w", filepath.Join(out, "results.json"), err))
 		}
@@ -175,17 +175,6 @@ func Run(dir, input, out string, o Options) (Summary, error) {
 	}
 	log.Infof("infer: %d frames in %.2f s after start-up (first batch %.2f s, then %.2f frames/s)", sum.Frames, sum.Seconds, sum.FirstFrameSeconds, sum.SteadyFPS)
 	return sum, nil
-}
-
-// runOnCPU reports whether the run's config puts it on the CPU (the default; a config that
-// cannot be read is OpenRun's to report).
-func runOnCPU(dir string) bool {
-	cfg, _, err := config.LoadConfig(config.LoadOptions{File: filepath.Join(dir, "config.yaml")})
-	if err != nil {
-		return true
-	}
-	dev, err := torch.ParseDevice(cfg.Training.Device)
-	return err != nil || dev.Type == torch.DeviceCPU
 }
 
 // slot is where one frame is decoded. On the CPU it is an input tensor of the frame's shape
@@ -307,7 +296,7 @@ func (rd *reading) stop() {
 // stream scores and writes every frame the reader delivers, the writer one frame behind the
 // scorer, and returns the frames' results in input order and when the first and the last
 // frame were written. It stops the reader before returning.
-func stream(r *trainer.Run, rd *reading, stage string, outs Outputs, onFrame func(int), log *logrus.Logger) (results []frameOut, first, last time.Time, firstN int, err error) {
+func stream(r *run.Artefact, rd *reading, stage string, outs Outputs, onFrame func(int), log *logrus.Logger) (results []frameOut, first, last time.Time, firstN int, err error) {
 	defer rd.stop()
 	ctx, cancel := rd.ctx, rd.cancel
 	var wg sync.WaitGroup
@@ -483,7 +472,7 @@ type stageTimes struct{ waitLoad, copyIn, forward, copyOut, waitWrite time.Durat
 // score runs the pipeline on each loaded frame in the calling goroutine and hands the maps to
 // the writer; each slot goes back to the reader as soon as the pipeline's temporaries (which
 // may view the input) are freed.
-func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free chan<- *slot, outFree <-chan *outBufs, writeCh chan<- scored, tm *stageTimes) error {
+func score(ctx context.Context, r *run.Artefact, loadedCh <-chan loaded, free chan<- *slot, outFree <-chan *outBufs, writeCh chan<- scored, tm *stageTimes) error {
 	s := torch.NewScope()
 	defer s.Close()
 	sn, sp := config.PortRef(r.Cfg.Evaluation.Scores)
@@ -522,13 +511,13 @@ func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free cha
 			}
 			b := &dataset.Batch{Cube: data, B: nb, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: ids}
 			var err error
-			if batch, err = datanode.ToBatch(s, b, r.Device, nil); err != nil {
+			if batch, err = datanode.ToBatch(s, b, r.Device(), nil); err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
 		}
 		lap(&tm.copyIn)
 		s.SetGradEnabled(false)
-		nctx := &nodes.Context{Stage: nodes.StageInference, Scope: s, Device: r.Device}
+		nctx := &nodes.Context{Stage: nodes.StageInference, Scope: s, Device: r.Device()}
 		o, err := r.Pipeline.Run(nctx, batch, nodes.RunOptions{})
 		if err != nil {
 			return fmt.Errorf("%s (%d bands): %w", path, c.C, err)
@@ -537,7 +526,7 @@ func score(ctx context.Context, r *trainer.Run, loadedCh <-chan loaded, free cha
 		if err != nil {
 			return err
 		}
-		_ = torch.Synchronize(r.Device)
+		_ = torch.Synchronize(r.Device())
 		lap(&tm.forward)
 		var ob *outBufs
 		select {

@@ -15,14 +15,14 @@ import (
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
+	"github.com/spectraclip/spectraclip/report"
+	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/torch"
-	"github.com/spectraclip/spectraclip/trainer"
-	"github.com/spectraclip/spectraclip/trainer/report"
 )
 
 // referenceScores runs the run's pipeline on one cube the plain way (a fresh tensor copied
 // from the decoded cube, one frame at a time, nothing overlapped) and returns its scores.
-func referenceScores(t *testing.T, r *trainer.Run, path string) []float32 {
+func referenceScores(t *testing.T, r *run.Artefact, path string) []float32 {
 	t.Helper()
 	c, err := dataset.ReadENVI(path)
 	if err != nil {
@@ -30,12 +30,12 @@ func referenceScores(t *testing.T, r *trainer.Run, path string) []float32 {
 	}
 	s := torch.NewScope()
 	defer s.Close()
-	batch, err := datanode.ToBatch(s, &dataset.Batch{Cube: c.Data, B: 1, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: []int{0}}, r.Device, nil)
+	batch, err := datanode.ToBatch(s, &dataset.Batch{Cube: c.Data, B: 1, H: c.H, W: c.W, C: c.C, Wavelengths: c.Wavelengths, FrameIDs: []int{0}}, r.Device(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.SetGradEnabled(false)
-	o, err := r.Pipeline.Run(&nodes.Context{Stage: nodes.StageInference, Scope: s, Device: r.Device}, batch, nodes.RunOptions{})
+	o, err := r.Pipeline.Run(&nodes.Context{Stage: nodes.StageInference, Scope: s, Device: r.Device()}, batch, nodes.RunOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,13 +66,13 @@ func readNPY32(t *testing.T, path string) ([]float32, []int) {
 // the plain way, as (H, W) arrays; and it leaves no LibTorch tensor alive.
 func TestInferMatchesPipelinePerFrame(t *testing.T) {
 	dir := t.TempDir()
-	run := trainTiny(t, dir, "drcnn", 1)
+	runDir := trainTiny(t, dir, "drcnn", 1)
 	in := filepath.Join(dir, "in")
 	writeFrames(t, in, 3, 24, 20, 5)
 	addFramesOfSize(t, in, filepath.Join(dir, "other"), 16, 28, 6, "frame_001b", "frame_003")
 	live := torch.LiveTensors()
 	out := filepath.Join(dir, "out")
-	sum, err := Run(run, in, out, Options{})
+	sum, err := Run(runDir, in, out, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestInferMatchesPipelinePerFrame(t *testing.T) {
 	if sum.Frames != 5 {
 		t.Fatalf("%d frames written, want 5", sum.Frames)
 	}
-	r, err := trainer.OpenRun(run, nil)
+	r, err := run.Open(runDir, run.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestInferMatchesPipelinePerFrame(t *testing.T) {
 // scores, and the decisions image is red exactly where the decisions array is 1.
 func TestInferOutputsSwitch(t *testing.T) {
 	dir := t.TempDir()
-	run := trainTiny(t, dir, "drcnn", 1)
+	runDir := trainTiny(t, dir, "drcnn", 1)
 	in := filepath.Join(dir, "in")
 	writeFrames(t, in, 2, 20, 24, 9)
 	list := func(d string) []string {
@@ -121,7 +121,7 @@ func TestInferOutputsSwitch(t *testing.T) {
 		return s
 	}
 	npyOnly := filepath.Join(dir, "npy")
-	if _, err := Run(run, in, npyOnly, Options{Outputs: Outputs{NPY: true}}); err != nil {
+	if _, err := Run(runDir, in, npyOnly, Options{Outputs: Outputs{NPY: true}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range list(npyOnly) {
@@ -133,7 +133,7 @@ func TestInferOutputsSwitch(t *testing.T) {
 		t.Errorf("--outputs npy wrote %v, want two arrays per frame", list(npyOnly))
 	}
 	img := filepath.Join(dir, "img")
-	if _, err := Run(run, in, img, Options{Outputs: Outputs{PNG: true, JSON: true}}); err != nil {
+	if _, err := Run(runDir, in, img, Options{Outputs: Outputs{PNG: true, JSON: true}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range list(img) {
@@ -211,17 +211,17 @@ func decodePNG(t *testing.T, path string) image.Image {
 // same maps as frame by frame: scores within 1e-5, every frame named once, in order.
 func TestInferBatchMatchesSingleFrames(t *testing.T) {
 	dir := t.TempDir()
-	run := trainTiny(t, dir, "pca", 1)
+	runDir := trainTiny(t, dir, "pca", 1)
 	in := filepath.Join(dir, "in")
 	writeFrames(t, in, 4, 20, 24, 3)
 	addFramesOfSize(t, in, filepath.Join(dir, "other"), 16, 12, 4, "frame_009a", "frame_009b")
 	// sizes in order: 20×24 four times, 16×12 twice → batches of 3, 1 and 2 frames
 	one, three := filepath.Join(dir, "one"), filepath.Join(dir, "three")
-	if _, err := Run(run, in, one, Options{}); err != nil {
+	if _, err := Run(runDir, in, one, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	live := torch.LiveTensors()
-	if _, err := Run(run, in, three, Options{Batch: 3}); err != nil {
+	if _, err := Run(runDir, in, three, Options{Batch: 3}); err != nil {
 		t.Fatal(err)
 	}
 	if d := torch.LiveTensors() - live; d != 0 {

@@ -48,7 +48,7 @@ func TestInferRemovesStalePartials(t *testing.T) {
 		t.Skip("child")
 	}
 	dir := t.TempDir()
-	run := trainTiny(t, dir, "pca", 1)
+	runDir := trainTiny(t, dir, "pca", 1)
 	in := filepath.Join(dir, "in")
 	writeFrames(t, in, 2, 32, 32, 11)
 	parent := filepath.Join(dir, "res")
@@ -120,7 +120,7 @@ func TestInferRemovesStalePartials(t *testing.T) {
 	}
 
 	for round := 0; round < 2; round++ {
-		if _, err := Run(run, in, out, Options{}); err != nil {
+		if _, err := Run(runDir, in, out, Options{}); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
 		for _, p := range []string{killed, unlocked, oldStaging} {

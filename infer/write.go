@@ -16,8 +16,8 @@ import (
 
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/internal/atomicfile"
-	"github.com/spectraclip/spectraclip/trainer"
-	"github.com/spectraclip/spectraclip/trainer/report"
+	"github.com/spectraclip/spectraclip/report"
+	"github.com/spectraclip/spectraclip/run"
 )
 
 // Outputs selects what infer writes per frame and at the end.
@@ -246,7 +246,7 @@ func writeNew(path string, b []byte) error {
 // publish moves a finished staging folder to out: in one rename when out does not exist, else
 // file by file into it with results.json last (noting each new path in made, so that a
 // failure part-way removes what this command added and nothing else).
-func publish(stage, out string, made *trainer.OutputDir) error {
+func publish(stage, out string, made *run.OutputDir) error {
 	if _, err := os.Lstat(out); errors.Is(err, fs.ErrNotExist) {
 		if err := os.Rename(stage, out); err != nil {
 			return fmt.Errorf("--out %s: %w", out, err)

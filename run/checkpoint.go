@@ -253,7 +253,7 @@ func Complete(parent string) []Checkpoint {
 // or incomplete is put back in its place instead. It returns what it did, for the log.
 func CleanTemp(dir string) ([]string, error) {
 	var did []string
-	for _, d := range []string{dir, filepath.Join(dir, "checkpoints")} {
+	for _, d := range []string{dir, Path(dir, CheckpointsDir)} {
 		ents, err := os.ReadDir(d)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {

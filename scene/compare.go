@@ -18,6 +18,7 @@ import (
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 
+	"github.com/spectraclip/spectraclip/compare"
 	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
@@ -228,7 +229,7 @@ func count(m []bool) int {
 	return n
 }
 
-func runVariant(o CompareOptions, sp Spec, sc *Scene, lend trainer.SceneOpener, name, v string, seed uint64, log *logrus.Logger) (Row, error) {
+func runVariant(o CompareOptions, sp Spec, sc *Scene, lend trainer.DataSource, name, v string, seed uint64, log *logrus.Logger) (Row, error) {
 	ov := append([]string{"training.seed=" + strconv.FormatUint(seed, 10)}, o.Overrides...)
 	if sp.Split == "none" {
 		ov = append(ov, "training.trainer.max_epochs=0")
@@ -239,7 +240,7 @@ func runVariant(o CompareOptions, sp Spec, sc *Scene, lend trainer.SceneOpener, 
 	}
 	dir := filepath.Join(o.Out, name, fmt.Sprintf("seed-%d", seed), v)
 	log.WithFields(logrus.Fields{"scene": name, "seed": seed, "variant": v}).Info("training")
-	res, err := trainer.Train(cfg, trainer.Options{OutDir: dir, Log: log, Progress: o.Progress, Scene: lend})
+	res, err := trainer.Train(cfg, trainer.Options{OutDir: dir, Log: log, Progress: o.Progress, Data: lend})
 	if err != nil {
 		return Row{}, err
 	}
@@ -255,7 +256,7 @@ func runVariant(o CompareOptions, sp Spec, sc *Scene, lend trainer.SceneOpener, 
 	if learned := len(cfg.LossNodes) > 0; learned {
 		trained := res.Trained
 		row.Trained = &trained
-		row.Row = trainer.RowLabel(row.Row, learned, trained)
+		row.Row = compare.RowLabel(row.Row, learned, trained)
 	}
 	var bands []string
 	for _, b := range res.SelectedBands {
@@ -275,15 +276,12 @@ func runVariant(o CompareOptions, sp Spec, sc *Scene, lend trainer.SceneOpener, 
 
 // sceneScores reopens a finished whole-scene run on the lent scene and returns its score map
 // of the scene.
-func sceneScores(dir string, lend trainer.SceneOpener) ([]float32, error) {
-	r, err := trainer.OpenRun(dir, nil)
+func sceneScores(dir string, lend trainer.DataSource) ([]float32, error) {
+	r, err := trainer.Reopen(dir, trainer.ReopenOptions{Data: lend})
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	if err := r.OpenDataFrom(lend); err != nil {
-		return nil, err
-	}
 	ev, err := r.Evaluate("test", nodes.StageTest, 1)
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@
 // transductive. Rule "none" puts every pixel in every split: zero-shot evaluation only (no
 // gradient training).
 //
-// Entry points: Open (the data of a trainrun's data.scene, installed as trainer.SceneData),
-// TrainVariant (`spectraclip train --scene`) and Compare (`spectraclip compare --scene`).
+// Entry points: Source and Open (the data of a trainrun's data.scene, passed to the trainer
+// as its data source), TrainVariant (`spectraclip train --scene`), Compare (`spectraclip
+// compare --scene`) and Detect (`spectraclip detect`: global RX on a whole scene).
 package scene

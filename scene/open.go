@@ -13,8 +13,6 @@ import (
 	"github.com/spectraclip/spectraclip/trainer"
 )
 
-func init() { trainer.SceneData = Open }
-
 // Scene is a loaded scene with its pixel split.
 type Scene struct {
 	Spec  Spec
@@ -49,9 +47,19 @@ func splitScene(spec Spec, seed uint64, cube *dataset.Cube, gt *dataset.LabelIma
 	return &Scene{Spec: spec, Cube: cube, GT: gt, Anom: anom, Split: ps}, nil
 }
 
-// Open is trainer.SceneData: the scene of cfg.Data.Scene as a one-frame dataset and the
-// pixel masks of its splits. It adapts cfg to the scene (Adapt): the band count of every
-// node that depends on it, the pixel masks on the loss and the metrics.
+// Source is the trainer's data source (trainer.DataSource) for any trainrun: data.scene
+// opened by Open, otherwise data.root (trainer.OpenRoot).
+func Source(cfg *config.Config, log *logrus.Logger) (*dataset.Dataset, map[string][]bool, error) {
+	if cfg.Data.Scene == nil {
+		ds, err := trainer.OpenRoot(cfg, log)
+		return ds, nil, err
+	}
+	return Open(cfg)
+}
+
+// Open opens the scene of cfg.Data.Scene as a one-frame dataset and the pixel masks of its
+// splits. It adapts cfg to the scene (Adapt): the band count of every node that depends on
+// it, the pixel masks on the loss and the metrics.
 func Open(cfg *config.Config) (*dataset.Dataset, map[string][]bool, error) {
 	spec, err := ParseSpec(cfg.Data.Scene)
 	if err != nil {
@@ -64,12 +72,17 @@ func Open(cfg *config.Config) (*dataset.Dataset, map[string][]bool, error) {
 	return openLoaded(cfg, spec, cube, gt)
 }
 
-// Lend returns a trainer.SceneOpener that opens data.scene on cube and gt, a scene loaded
-// already (Load) from the same file, instead of loading it again: the runs that compare
-// starts share one cube. The runs read the cube and do not change it (the NaN policy,
-// applied by every run, finds nothing left to change after the first).
-func Lend(cube *dataset.Cube, gt *dataset.LabelImage) trainer.SceneOpener {
-	return func(cfg *config.Config) (*dataset.Dataset, map[string][]bool, error) {
+// Lend returns a data source (trainer.DataSource) that opens data.scene on cube and gt, a
+// scene loaded already (Load) from the same file, instead of loading it again: the runs that
+// compare starts share one cube. The runs read the cube and do not change it (the NaN policy,
+// applied by every run, finds nothing left to change after the first). A trainrun without
+// data.scene opens data.root.
+func Lend(cube *dataset.Cube, gt *dataset.LabelImage) trainer.DataSource {
+	return func(cfg *config.Config, log *logrus.Logger) (*dataset.Dataset, map[string][]bool, error) {
+		if cfg.Data.Scene == nil {
+			ds, err := trainer.OpenRoot(cfg, log)
+			return ds, nil, err
+		}
 		spec, err := ParseSpec(cfg.Data.Scene)
 		if err != nil {
 			return nil, nil, err

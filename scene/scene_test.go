@@ -315,11 +315,11 @@ func TestSceneTrainrunYAML(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := trainer.Train(cfg, trainer.Options{OutDir: filepath.Join(dir, "run")})
+	res, err := trainer.Train(cfg, trainer.Options{OutDir: filepath.Join(dir, "run"), Data: Source})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := trainer.EvalRun(res.Dir, "test", nil)
+	m, err := trainer.EvalRun(res.Dir, "test", trainer.ReopenOptions{Data: Source})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +362,7 @@ func TestTiledSceneTrainrun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := trainer.Train(cfg, trainer.Options{OutDir: filepath.Join(dir, "run")})
+	res, err := trainer.Train(cfg, trainer.Options{OutDir: filepath.Join(dir, "run"), Data: Source})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func TestTiledSceneTrainrun(t *testing.T) {
 	if _, ok := res.Test["auroc"]; !ok {
 		t.Fatalf("no test metrics: %v", res.Test)
 	}
-	m, err := trainer.EvalRun(res.Dir, "test", nil)
+	m, err := trainer.EvalRun(res.Dir, "test", trainer.ReopenOptions{Data: Source})
 	if err != nil {
 		t.Fatal(err)
 	}

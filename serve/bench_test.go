@@ -81,11 +81,11 @@ func BenchmarkBatcher(b *testing.B) {
 // benchScorer opens the run in $SPECTRACLIP_SERVE_BENCH_RUN with 256×256 frames to score,
 // or the tiny test run with 32×32 frames.
 func benchScorer(b *testing.B) (*Scorer, int, int) {
-	run, h, w := os.Getenv("SPECTRACLIP_SERVE_BENCH_RUN"), 256, 256
-	if run == "" {
-		run, h, w = testRun, 32, 32
+	runDir, h, w := os.Getenv("SPECTRACLIP_SERVE_BENCH_RUN"), 256, 256
+	if runDir == "" {
+		runDir, h, w = testRun, 32, 32
 	}
-	sc, err := OpenScorer(run, "", 0, nil)
+	sc, err := OpenScorer(runDir, "", 0, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spectraclip/spectraclip/report"
 	"github.com/spectraclip/spectraclip/serve/client"
-	"github.com/spectraclip/spectraclip/trainer/report"
 )
 
 // chromium finds Debian's chromium and checks that it can start here, or skips the test;

@@ -4,10 +4,7 @@
 package serve
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -20,8 +17,8 @@ import (
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
 	"github.com/spectraclip/spectraclip/nodes/decide"
+	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/torch"
-	"github.com/spectraclip/spectraclip/trainer"
 )
 
 // Frame is one cube to score: H×W×C float32 values, channels last.
@@ -168,39 +165,29 @@ const (
 )
 
 // imageRule finds the run's image rule (see ImageRule).
-func imageRule(dir string, r *trainer.Run, decNode string) (ImageRule, error) {
+func imageRule(dir string, r *run.Artefact, decNode string) (ImageRule, error) {
 	if n, ok := r.Pipeline.Node(decNode); ok && decNode != "" {
 		if ts, ok := nodes.UnwrapNode(n).(*decide.TwoStageBinaryDecider); ok {
 			return ImageRule{TopKFraction: ts.TopKFraction, Threshold: ts.ImageThreshold, PixelThreshold: math.NaN(),
 				Source: fmt.Sprintf("the image gate of decider %q (TwoStageBinaryDecider)", decNode)}, nil
 		}
 	}
-	path := filepath.Join(dir, "calibration.json")
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		var c struct {
-			PixelThreshold *config.Float `json:"pixel_threshold"`
-		}
-		if err := json.Unmarshal(b, &c); err != nil {
-			return ImageRule{}, fmt.Errorf("%s: %w", path, err)
-		}
-		if c.PixelThreshold != nil && !math.IsNaN(float64(*c.PixelThreshold)) && !math.IsInf(float64(*c.PixelThreshold), 0) {
-			t := float64(*c.PixelThreshold)
-			return ImageRule{TopKFraction: defaultTopKFraction, Threshold: t, PixelThreshold: t, Source: "calibration.json pixel_threshold"}, nil
-		}
-	case !errors.Is(err, fs.ErrNotExist):
-		return ImageRule{}, fmt.Errorf("%s: %w", path, err)
+	t, ok, err := run.CalibratedThreshold(dir)
+	if err != nil {
+		return ImageRule{}, err
+	}
+	if ok {
+		return ImageRule{TopKFraction: defaultTopKFraction, Threshold: t, PixelThreshold: t, Source: "calibration.json pixel_threshold"}, nil
 	}
 	return ImageRule{TopKFraction: defaultTopKFraction, Threshold: defaultImageThreshold, PixelThreshold: math.NaN(),
 		Source: "default: no calibration.json in the run (spectraclip calibrate writes one)"}, nil
 }
 
 // Scorer runs a finished run's pipeline (inference stage) on batches of frames, with the
-// same calls trainer.Infer makes, so that one frame scored here equals infer's output bit
+// same calls package infer makes, so that one frame scored here equals infer's output bit
 // for bit. It is not safe for concurrent use: the batcher owns it.
 type Scorer struct {
-	run         *trainer.Run
+	run         *run.Artefact
 	Bands       int
 	Wavelengths []float32
 	FrameH      int // the run's data frame size (for warm-up); 0 when unknown
@@ -222,38 +209,36 @@ func OpenScorer(dir string, device string, bands int, log *logrus.Logger) (*Scor
 // ScorerOptions adjust OpenScorerWith.
 type ScorerOptions struct {
 	Device string // "" = the run's own
-	Bands  int    // band count when the run's data root is gone
+	// Placed is the placement resolved already (the server resolves it once for all its
+	// workers); nil = Device over the run's config. Config is the run's config when read
+	// already.
+	Placed *run.Placement
+	Config *config.Config
+	Bands  int // band count when the run's data root is gone
 	// ImageThreshold, when set, is the image-level decision threshold, over the run's
 	// calibration.json and decider (the image score and the pixel rule stay theirs).
 	ImageThreshold *float64
 	Log            *logrus.Logger
 }
 
+// requireFinished refuses a directory without a saved pipeline.
+func requireFinished(dir string) error {
+	if _, err := os.Stat(run.Path(dir, run.PipelineFile)); err != nil {
+		return fmt.Errorf("--run %s: not a finished run (no %s): %w", dir, run.PipelineFile, err)
+	}
+	return nil
+}
+
 // OpenScorerWith is OpenScorer with options.
 func OpenScorerWith(dir string, o ScorerOptions) (*Scorer, error) {
-	device, bands, log := o.Device, o.Bands, o.Log
-	if _, err := os.Stat(filepath.Join(dir, "pipeline.yaml")); err != nil {
-		return nil, fmt.Errorf("--run %s: not a finished run (no pipeline.yaml): %w", dir, err)
-	}
-	r, err := trainer.OpenRun(dir, log)
-	if err != nil {
+	bands := o.Bands
+	if err := requireFinished(dir); err != nil {
 		return nil, err
 	}
-	if device != "" && device != r.Cfg.Training.Device {
-		dev, err := torch.ParseDevice(device)
-		if err != nil {
-			r.Pipeline.Close()
-			return nil, fmt.Errorf("--device: %w", err)
-		}
-		if dev != r.Device {
-			// reopen on the wanted device: the pipeline is loaded onto the config's device
-			r.Pipeline.Close()
-			p, err := nodes.Load(filepath.Join(dir, "pipeline.yaml"), r.Registry, dev)
-			if err != nil {
-				return nil, fmt.Errorf("run %s on %s: %w", dir, device, err)
-			}
-			r.Pipeline, r.Device = p, dev
-		}
+	r, err := run.Open(dir, run.OpenOptions{Config: o.Config, Placed: o.Placed,
+		Placement: run.Request{Device: o.Device, DeviceFrom: "--device"}})
+	if err != nil {
+		return nil, err
 	}
 	s := &Scorer{run: r, Bands: bands, scope: torch.NewScope()}
 	s.scoresNode, s.scoresPort = config.PortRef(r.Cfg.Evaluation.Scores)
@@ -300,7 +285,7 @@ func OpenScorerWith(dir string, o ScorerOptions) (*Scorer, error) {
 }
 
 // Device is the device the pipeline runs on.
-func (s *Scorer) Device() torch.Device { return s.run.Device }
+func (s *Scorer) Device() torch.Device { return s.run.Device() }
 
 // Close frees the pipeline.
 func (s *Scorer) Close() {
@@ -308,9 +293,8 @@ func (s *Scorer) Close() {
 		s.scope.Close()
 		s.scope = nil
 	}
-	if s.run != nil && s.run.Pipeline != nil {
-		s.run.Pipeline.Close()
-		s.run.Pipeline = nil
+	if s.run != nil {
+		s.run.Close()
 	}
 }
 
@@ -423,7 +407,7 @@ func (s *Scorer) Score(frames []*Frame) ([]Result, error) {
 	sc.Reset()
 	shape := []int64{int64(len(frames)), int64(f0.H), int64(f0.W), int64(f0.C)}
 	var cube *torch.Tensor
-	if s.run.Device.Type == torch.DeviceCPU {
+	if s.run.Device().Type == torch.DeviceCPU {
 		// one copy per frame straight into the batch tensor (no Go-side concatenation)
 		cube = sc.Empty(shape, torch.Float32, torch.CPU)
 		for i, f := range frames {
@@ -442,7 +426,7 @@ func (s *Scorer) Score(frames []*Frame) ([]Result, error) {
 				data = append(data, f.Data...)
 			}
 		}
-		cube = torch.FromSlice(sc, s.run.Device, data, shape...)
+		cube = torch.FromSlice(sc, s.run.Device(), data, shape...)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("batch of %d frames: %w", len(frames), err)
@@ -475,10 +459,10 @@ func (s *Scorer) forward(cube *torch.Tensor, wl []float32) (*rawScores, error) {
 		return nil, fmt.Errorf("batch tensor of shape %v: want [N, H, W, C]", shape)
 	}
 	n, h, w, c := int(shape[0]), int(shape[1]), int(shape[2]), int(shape[3])
-	if cube.Device() != s.run.Device {
-		cube = sc.To(cube, s.run.Device, torch.Float32)
+	if cube.Device() != s.run.Device() {
+		cube = sc.To(cube, s.run.Device(), torch.Float32)
 		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("batch of %d frames to %s: %w", n, s.run.Device, err)
+			return nil, fmt.Errorf("batch of %d frames to %s: %w", n, s.run.Device(), err)
 		}
 	}
 	ids := make([]int, n)
@@ -489,7 +473,7 @@ func (s *Scorer) forward(cube *torch.Tensor, wl []float32) (*rawScores, error) {
 	batch := map[string]any{datanode.KeyCube: cube, datanode.KeyClassIDs: []int32(nil), datanode.KeyWavelengths: wl,
 		datanode.KeyFrameIDs: ids, datanode.KeyShape: [4]int{n, h, w, c}}
 	sc.SetGradEnabled(false)
-	ctx := &nodes.Context{Stage: nodes.StageInference, Scope: sc, Device: s.run.Device}
+	ctx := &nodes.Context{Stage: nodes.StageInference, Scope: sc, Device: s.run.Device()}
 	o, err := s.run.Pipeline.Run(ctx, batch, nodes.RunOptions{})
 	if err != nil {
 		return nil, err

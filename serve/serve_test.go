@@ -25,6 +25,7 @@ import (
 	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/infer"
+	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/serve/client"
 	"github.com/spectraclip/spectraclip/torch"
 	"github.com/spectraclip/spectraclip/trainer"
@@ -138,7 +139,7 @@ func postAs(t *testing.T, url, ctype string, body []byte) (*http.Response, []byt
 // the .npy files infer wrote for it.
 func inferOutputs(t *testing.T) (*Frame, []byte, []byte) {
 	t.Helper()
-	r, err := trainer.OpenRun(testRun, nil)
+	r, err := run.Open(testRun, run.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -595,7 +596,7 @@ func postFrame(url string, f *Frame) (Result, error) {
 // TestHTTPENVIEqualsInfer: an ENVI cube posted as multipart (header + data parts) gives
 // the same map as infer on that .hdr, bit for bit; a form without its data part is refused.
 func TestHTTPENVIEqualsInfer(t *testing.T) {
-	r, err := trainer.OpenRun(testRun, nil)
+	r, err := run.Open(testRun, run.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -930,15 +931,15 @@ func TestImageDecision(t *testing.T) {
 	}
 
 	// a calibrated run: the threshold halfway between the noisy tray's and the stone's scores
-	run := filepath.Join(t.TempDir(), "run")
-	if err := os.CopyFS(run, os.DirFS(testRun)); err != nil {
+	runDir := filepath.Join(t.TempDir(), "run")
+	if err := os.CopyFS(runDir, os.DirFS(testRun)); err != nil {
 		t.Fatal(err)
 	}
 	thr := (r[1].ImageScore + r[2].ImageScore) / 2
-	if err := os.WriteFile(filepath.Join(run, "calibration.json"), []byte(fmt.Sprintf(`{"pixel_threshold": %v, "f1_at_threshold": 0.5}`, thr)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(runDir, "calibration.json"), []byte(fmt.Sprintf(`{"pixel_threshold": %v, "f1_at_threshold": 0.5}`, thr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sc, err = OpenScorer(run, "", 0, nil)
+	sc, err = OpenScorer(runDir, "", 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -962,7 +963,7 @@ func TestImageDecision(t *testing.T) {
 
 	// --image-threshold over calibration.json: above the stone's score, nothing is anomalous
 	over := r[2].ImageScore + 0.01
-	sc, err = OpenScorerWith(run, ScorerOptions{ImageThreshold: &over})
+	sc, err = OpenScorerWith(runDir, ScorerOptions{ImageThreshold: &over})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -972,10 +973,10 @@ func TestImageDecision(t *testing.T) {
 		t.Errorf("--image-threshold %v: rule %+v, stone frame decision %v", over, sc.Rule, r[2].Decision)
 	}
 
-	if err := os.WriteFile(filepath.Join(run, "calibration.json"), []byte(`{"pixel_threshold": "high"`), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(runDir, "calibration.json"), []byte(`{"pixel_threshold": "high"`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenScorer(run, "", 0, nil); err == nil || !strings.Contains(err.Error(), filepath.Join(run, "calibration.json")) {
+	if _, err := OpenScorer(runDir, "", 0, nil); err == nil || !strings.Contains(err.Error(), filepath.Join(runDir, "calibration.json")) {
 		t.Errorf("a malformed calibration.json: %v, want an error naming it", err)
 	}
 }
@@ -986,7 +987,7 @@ func TestImageDecision(t *testing.T) {
 // the map's, on an empty tray, a noisy one and one with a stone.
 func TestImageDecisionTwoStage(t *testing.T) {
 	dir := t.TempDir()
-	run := filepath.Join(dir, "run")
+	runDir := filepath.Join(dir, "run")
 	cfg, _, err := config.LoadConfig(config.LoadOptions{Variant: "drcnn", Overrides: []string{
 		"data.root=" + filepath.Join(filepath.Dir(testRun), "data"), "training.trainer.max_epochs=1", "+pipeline.detector.image_size=32", "training.threads=1",
 		"pipeline.decider.type=TwoStageBinaryDecider", "+pipeline.decider.image_threshold=0.3", "+pipeline.decider.top_k_fraction=0.01",
@@ -994,10 +995,10 @@ func TestImageDecisionTwoStage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := trainer.Train(cfg, trainer.Options{OutDir: run}); err != nil {
+	if _, err := trainer.Train(cfg, trainer.Options{OutDir: runDir}); err != nil {
 		t.Fatal(err)
 	}
-	sc, err := OpenScorer(run, "", 0, nil)
+	sc, err := OpenScorer(runDir, "", 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

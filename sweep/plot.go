@@ -15,7 +15,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 
-	"github.com/spectraclip/spectraclip/trainer/report"
+	"github.com/spectraclip/spectraclip/report"
 )
 
 // errPoints are plotted points with symmetric y errors.

@@ -15,7 +15,7 @@ import (
 
 	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/nodes"
-	"github.com/spectraclip/spectraclip/trainer"
+	"github.com/spectraclip/spectraclip/run"
 )
 
 // Row is one point of the results.
@@ -115,7 +115,7 @@ func Collect(dir string, plan *Plan) (*Results, error) {
 			if err != nil {
 				return nil, fmt.Errorf("point %d (%s): %w", p.Index, p.ID, err)
 			}
-			var m trainer.Result
+			var m run.Result
 			if err := json.Unmarshal(b, &m); err != nil {
 				return nil, fmt.Errorf("%s: %w", filepath.Join(dir, p.RunDir, "metrics.json"), err)
 			}

@@ -21,7 +21,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/spectraclip/spectraclip/dataset"
-	"github.com/spectraclip/spectraclip/trainer"
+	"github.com/spectraclip/spectraclip/run"
 )
 
 var (
@@ -82,13 +82,13 @@ func quietLog() *logrus.Logger {
 	return l
 }
 
-func readMetrics(t *testing.T, path string) *trainer.Result {
+func readMetrics(t *testing.T, path string) *run.Result {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r trainer.Result
+	var r run.Result
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spectraclip/spectraclip/run"
+
 	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/internal/testpy"
 
@@ -229,7 +231,7 @@ func TestDataRootTypoDoesNotGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = openData(cfg, nil)
+	_, _, err = openData(cfg, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), typo) || !strings.Contains(err.Error(), "generate_if_missing") {
 		t.Fatalf("typo root: error %v, want one naming %s and generate_if_missing", err, typo)
 	}
@@ -276,7 +278,7 @@ func TestNaNMonitorIsNotImproved(t *testing.T) {
 	st := TrainerState{EarlyBest: config.Float(math.NaN())}
 	stops := []bool{}
 	for _, v := range []float64{1, math.NaN(), math.NaN()} {
-		stops = append(stops, r.earlyStop(&st, EpochRecord{ValLoss: config.Float(v)}))
+		stops = append(stops, r.earlyStop(&st, run.EpochRecord{ValLoss: config.Float(v)}))
 	}
 	if stops[0] || stops[1] || !stops[2] {
 		t.Errorf("early stopping over 1, NaN, NaN with patience 2: %v, want [false false true]", stops)
@@ -366,7 +368,11 @@ func TestAllowTF32Setting(t *testing.T) {
 		if cfg.Training.AllowTF32 == nil || *cfg.Training.AllowTF32 != want {
 			t.Fatalf("allow_tf32=%v decoded as %v", want, cfg.Training.AllowTF32)
 		}
-		if err := SetTF32(cfg.Training.AllowTF32); err != nil {
+		pl, err := run.Place(cfg, run.Request{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pl.Apply(); err != nil {
 			t.Fatal(err)
 		}
 		if m, c, _ := torch.AllowTF32(); m != want || c != want {

@@ -24,18 +24,18 @@ import (
 
 // TrainerState is the part of a checkpoint that is not tensors.
 type TrainerState struct {
-	Epoch      int              `json:"epoch"` // the last completed epoch: 0 the initialisation's validation, N after N training epochs
-	GlobalStep int64            `json:"global_step"`
-	LR         float64          `json:"lr"`
-	Scheduler  *SchedulerState  `json:"scheduler,omitempty"`
-	Best       []CheckpointInfo `json:"best"`
-	History    []EpochRecord    `json:"history"`
-	EarlyBest  config.Float     `json:"early_best"`
-	EarlyBad   int              `json:"early_bad"`
-	Monitor    string           `json:"monitor,omitempty"` // the checkpoint monitor and its mode
-	Mode       string           `json:"mode,omitempty"`
-	Self       *CheckpointInfo  `json:"self,omitempty"`       // set in a top-k checkpoint: its own record
-	WorldSize  int              `json:"world_size,omitempty"` // data-parallel processes (0 or 1: one)
+	Epoch      int               `json:"epoch"` // the last completed epoch: 0 the initialisation's validation, N after N training epochs
+	GlobalStep int64             `json:"global_step"`
+	LR         float64           `json:"lr"`
+	Scheduler  *SchedulerState   `json:"scheduler,omitempty"`
+	Best       []CheckpointInfo  `json:"best"`
+	History    []run.EpochRecord `json:"history"`
+	EarlyBest  config.Float      `json:"early_best"`
+	EarlyBad   int               `json:"early_bad"`
+	Monitor    string            `json:"monitor,omitempty"` // the checkpoint monitor and its mode
+	Mode       string            `json:"mode,omitempty"`
+	Self       *CheckpointInfo   `json:"self,omitempty"`       // set in a top-k checkpoint: its own record
+	WorldSize  int               `json:"world_size,omitempty"` // data-parallel processes (0 or 1: one)
 	// EpochZero: epochs are numbered from the initialisation, validated before training as
 	// epoch 0 (training epochs are 1, 2, …). A checkpoint written before epoch 0 existed
 	// numbered its training epochs from 0; it is renumbered when read (fromInit).
@@ -132,7 +132,7 @@ func (r *Run) TrainGradient() error {
 	if r.resumeState != nil {
 		st = *r.resumeState
 		st.Self = nil
-		_, of, _ := ckptFiles(r.resume)
+		_, of, _ := run.CheckpointFiles(r.resume)
 		if err := opt.Load(of); err != nil {
 			return fmt.Errorf("resume %s: %w", r.resume, err)
 		}
@@ -236,7 +236,7 @@ func (r *Run) TrainGradient() error {
 			// the optimisation steps alone (no validation): the speed figure of data-parallel runs
 			r.Log.WithFields(logrus.Fields{"epoch": epoch + 1, "rank": r.rank(), "world_size": r.worldSize(), "steps": lossN, "seconds": round4(sec), "steps_per_s": round4(float64(lossN) / sec), "allreduce_seconds": round4(commSec)}).Debug("train steps")
 		}
-		rec := EpochRecord{Epoch: epoch + 1, TrainLoss: config.Float(lossSum / math.Max(1, float64(lossN))), LR: st.LR}
+		rec := run.EpochRecord{Epoch: epoch + 1, TrainLoss: config.Float(lossSum / math.Max(1, float64(lossN))), LR: st.LR}
 		if t, ok := r.temperature(epoch); ok {
 			rec.Temperature = t
 			_ = r.TB.AddScalar("concrete/temperature", t, int64(rec.Epoch))
@@ -289,7 +289,7 @@ func (r *Run) validateInit(st *TrainerState, sched Scheduler, opt *torch.Optimiz
 	if err != nil {
 		return fmt.Errorf("epoch 0 (the initialisation) validation: %w", err)
 	}
-	rec := EpochRecord{Epoch: 0, TrainLoss: config.Float(math.NaN()), LR: st.LR, ValLoss: config.Float(ev.Loss), Val: ev.Metrics, Seconds: time.Since(t0).Seconds()}
+	rec := run.EpochRecord{Epoch: 0, TrainLoss: config.Float(math.NaN()), LR: st.LR, ValLoss: config.Float(ev.Loss), Val: ev.Metrics, Seconds: time.Since(t0).Seconds()}
 	r.logEpoch(rec, ev)
 	r.History = append(r.History, rec)
 	st.History = r.History
@@ -309,7 +309,7 @@ func (r *Run) validateInit(st *TrainerState, sched Scheduler, opt *torch.Optimiz
 }
 
 // monitored reads a metric of an epoch record by its logged name.
-func monitored(rec EpochRecord, name string) float64 {
+func monitored(rec run.EpochRecord, name string) float64 {
 	switch name {
 	case "", "val/loss", "val_loss":
 		return float64(rec.ValLoss)
@@ -335,7 +335,7 @@ func (r *Run) temperature(epoch int) (float64, bool) {
 	return 0, false
 }
 
-func (r *Run) logEpoch(rec EpochRecord, ev *Evaluation) {
+func (r *Run) logEpoch(rec run.EpochRecord, ev *Evaluation) {
 	step := int64(rec.Epoch)
 	if !math.IsNaN(float64(rec.TrainLoss)) {
 		_ = r.TB.AddScalar("train/epoch_loss", float64(rec.TrainLoss), step)
@@ -432,7 +432,7 @@ func minMax(v []float32) (float32, float32) {
 	return lo, hi
 }
 
-func (r *Run) earlyStop(st *TrainerState, rec EpochRecord) bool {
+func (r *Run) earlyStop(st *TrainerState, rec run.EpochRecord) bool {
 	es := r.Cfg.Training.Callbacks.EarlyStopping
 	if !es.Enabled {
 		return false
@@ -456,7 +456,7 @@ func (r *Run) earlyStop(st *TrainerState, rec EpochRecord) bool {
 // manifest of their sha256 sums written last; it is renamed into place as a whole (see
 // package run), so a kill never pairs new weights with an old optimizer state. Pruned
 // checkpoints are removed only after the new state is saved.
-func (r *Run) checkpoint(st *TrainerState, rec EpochRecord, opt *torch.Optimizer) error {
+func (r *Run) checkpoint(st *TrainerState, rec run.EpochRecord, opt *torch.Optimizer) error {
 	cc := r.Cfg.Training.Callbacks.Checkpoint
 	if !cc.Enabled || !r.leader() {
 		return nil // data-parallel ranks other than 0 write nothing
@@ -576,19 +576,19 @@ func (r *Run) saveCheckpoint(name string, st *TrainerState, opt *torch.Optimizer
 		return err
 	}
 	run.KillPoint("write weights " + name)
-	if err := torch.SaveTensors(s.Path(ckptWeights), m); err != nil {
+	if err := torch.SaveTensors(s.Path(CkptWeights), m); err != nil {
 		s.Abort()
 		return err
 	}
 	if opt != nil {
 		run.KillPoint("write optimizer " + name)
-		if err := opt.Save(s.Path(ckptOptim)); err != nil {
+		if err := opt.Save(s.Path(CkptOptim)); err != nil {
 			s.Abort()
 			return err
 		}
 	}
 	run.KillPoint("write state " + name)
-	if err := nodes.WriteFileAtomic(s.Path(ckptState), b); err != nil {
+	if err := nodes.WriteFileAtomic(s.Path(CkptState), b); err != nil {
 		s.Abort()
 		return err
 	}
@@ -597,26 +597,16 @@ func (r *Run) saveCheckpoint(name string, st *TrainerState, opt *torch.Optimizer
 
 // The files of a checkpoint directory.
 const (
-	ckptWeights = "weights.pt"
-	ckptOptim   = "optim.pt"
-	ckptState   = "state.json"
+	CkptWeights = "weights.pt"
+	CkptOptim   = "optim.pt"
+	CkptState   = "state.json"
 )
-
-// ckptFiles names a checkpoint's weights, optimizer and state files: path is a checkpoint
-// directory, or the prefix of the older three-file layout (…/last → last.weights.pt, …).
-func ckptFiles(path string) (weights, optim, state string) {
-	path = strings.TrimSuffix(strings.TrimSuffix(path, ".json"), ".weights.pt")
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return filepath.Join(path, ckptWeights), filepath.Join(path, ckptOptim), filepath.Join(path, ckptState)
-	}
-	return path + ".weights.pt", path + ".optim.pt", path + ".json"
-}
 
 // loadCheckpoint restores a checkpoint's node state and RNG states and returns its trainer
 // state; the optimizer state is loaded by TrainGradient from the same checkpoint.
 func (r *Run) loadCheckpoint(path string) (TrainerState, error) {
 	var st TrainerState
-	wf, _, sf := ckptFiles(path)
+	wf, _, sf := run.CheckpointFiles(path)
 	b, err := os.ReadFile(sf)
 	if err != nil {
 		return st, err

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/spectraclip/spectraclip/run"
+
 	"github.com/spectraclip/spectraclip/config"
 
 	"github.com/spectraclip/spectraclip/nodes"
@@ -23,7 +25,7 @@ func TestAffineFusionMatchesUnfused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := BuildPipeline(cfg, nodes.NewRegistry(), nil)
+			p, err := run.BuildPipeline(cfg, nodes.NewRegistry(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -17,47 +17,15 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/spectraclip/spectraclip/nodes"
-	"github.com/spectraclip/spectraclip/nodes/detect"
+	"github.com/spectraclip/spectraclip/report"
 	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/torch"
-	"github.com/spectraclip/spectraclip/trainer/report"
 )
-
-// Result is what metrics.json holds.
-type Result struct {
-	Name          string         `json:"name"`
-	Variant       string         `json:"variant"`
-	Detector      string         `json:"detector"`
-	Val           config.Metrics `json:"val"`
-	Test          config.Metrics `json:"test"`
-	SelectedBands []BandInfo     `json:"selected_bands,omitempty"`
-	TrainSeconds  float64        `json:"train_seconds"`
-	InferenceFPS  float64        `json:"inference_fps"`
-	Epochs        int            `json:"epochs"`  // training epochs run (epoch 0, the initialisation's validation, is not one)
-	Trained       bool           `json:"trained"` // whether any gradient epoch ran: false for a statistical variant and for a learned one run with max_epochs 0 (its initialisation)
-	Checkpoint    string         `json:"checkpoint,omitempty"`
-	// CheckpointEpoch is the epoch of the evaluated checkpoint (0: the initialisation was
-	// best on validation); absent when no top-k checkpoint was evaluated.
-	CheckpointEpoch *int          `json:"checkpoint_epoch,omitempty"`
-	Device          string        `json:"device"`
-	Threads         int           `json:"threads"`
-	LibTorch        string        `json:"libtorch"`
-	Seed            uint64        `json:"seed"`
-	History         []EpochRecord `json:"history,omitempty"`
-	Dir             string        `json:"run_dir"`
-}
-
-// BandInfo is one band chosen by a band selector.
-type BandInfo struct {
-	Channel    int     `json:"channel"`
-	Band       int     `json:"band"`
-	Wavelength float32 `json:"wavelength_nm"`
-}
 
 // Train runs a whole trainrun: statistical fit, gradient epochs, evaluation of the best
 // checkpoint on val and test, metrics.json, the saved pipeline and the report.
 // A fresh run that fails before its first complete checkpoint removes what it created.
-func Train(cfg *config.Config, o Options) (res *Result, err error) {
+func Train(cfg *config.Config, o Options) (res *run.Result, err error) {
 	r, err := Prepare(cfg, o)
 	if err != nil {
 		return nil, err
@@ -83,8 +51,8 @@ func Train(cfg *config.Config, o Options) (res *Result, err error) {
 
 // Finish restores the best checkpoint (if any), evaluates val and test, and writes
 // metrics.json, pipeline.yaml (+ weights) and report.md.
-func (r *Run) Finish(trainSec float64) (*Result, error) {
-	res := &Result{Name: r.Cfg.Name, Variant: r.Cfg.Variant, TrainSeconds: trainSec,
+func (r *Run) Finish(trainSec float64) (*run.Result, error) {
+	res := &run.Result{Name: r.Cfg.Name, Variant: r.Cfg.Variant, TrainSeconds: trainSec,
 		Device: r.Device.String(), Threads: torch.NumThreads(), LibTorch: torch.Version(), Seed: r.Cfg.Training.Seed,
 		History: r.History, Dir: r.Dir}
 	for _, h := range r.History {
@@ -98,7 +66,7 @@ func (r *Run) Finish(trainSec float64) (*Result, error) {
 		return nil, fmt.Errorf("waiting for the other ranks: %w", err)
 	}
 	if best, info := r.bestCheckpoint(); best != "" {
-		m, err := torch.LoadTensors(filepath.Join(best, ckptWeights), r.Device)
+		m, err := torch.LoadTensors(filepath.Join(best, CkptWeights), r.Device)
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +93,7 @@ func (r *Run) Finish(trainSec float64) (*Result, error) {
 	if err := r.syncState("evaluation"); err != nil {
 		return nil, err
 	}
-	res.Detector = r.DetectorName()
+	res.Detector = run.DetectorName(r.Pipeline)
 	val, err := r.Evaluate("val", nodes.StageVal, 4)
 	if err != nil {
 		return nil, fmt.Errorf("validation: %w", err)
@@ -205,7 +173,7 @@ func (r *Run) bestCheckpoint() (string, bestInfo) {
 		if c.Manifest.Epoch > lastEpoch || filepath.Base(c.Dir) == "last" {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(c.Dir, ckptState))
+		b, err := os.ReadFile(filepath.Join(c.Dir, CkptState))
 		if err != nil {
 			continue
 		}
@@ -225,17 +193,7 @@ func (r *Run) bestCheckpoint() (string, bestInfo) {
 	return dirs[cands[0].Prefix], bestInfo{Epoch: cands[0].Epoch, Value: cands[0].Value}
 }
 
-// DetectorName names the run's detector as results files record it.
-func (r *Run) DetectorName() string {
-	for _, n := range r.Pipeline.Nodes() {
-		if d, ok := nodes.UnwrapNode(n).(interface{ Metadata() detect.Metadata }); ok {
-			return d.Metadata().DetectorName
-		}
-	}
-	return ""
-}
-
-func (r *Run) selectedBands() []BandInfo {
+func (r *Run) selectedBands() []run.BandInfo {
 	for _, n := range r.Pipeline.Nodes() {
 		if sb, ok := nodes.UnwrapNode(n).(interface {
 			SelectedBands([]float32) ([]int, []float32, error)
@@ -244,9 +202,9 @@ func (r *Run) selectedBands() []BandInfo {
 			if err != nil {
 				return nil
 			}
-			out := make([]BandInfo, len(idx))
+			out := make([]run.BandInfo, len(idx))
 			for i := range idx {
-				out[i] = BandInfo{Channel: i, Band: idx[i], Wavelength: wl[i]}
+				out[i] = run.BandInfo{Channel: i, Band: idx[i], Wavelength: wl[i]}
 			}
 			return out
 		}
@@ -254,7 +212,7 @@ func (r *Run) selectedBands() []BandInfo {
 	return nil
 }
 
-func (r *Run) writeReport(res *Result, test *Evaluation) error {
+func (r *Run) writeReport(res *run.Result, test *Evaluation) error {
 	dir := r.Dir
 	rep := report.Report{Title: "spectraclip run " + res.Name}
 	rep.Summary = []report.KV{{Key: "variant", Value: res.Variant}, {Key: "detector", Value: res.Detector},

@@ -2,19 +2,14 @@ package trainer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/spectraclip/spectraclip/config"
@@ -45,13 +40,18 @@ type Options struct {
 	// Dist is the process group of a data-parallel run (package dist); nil: one process.
 	// Rank 0 alone writes the run directory; every rank trains its shard.
 	Dist Collective
-	// Scene, when set, opens data.scene instead of SceneData: a caller that holds the scene
-	// loaded already (compare) lends it to every run it starts instead of each loading its own.
-	Scene SceneOpener
+	// Data opens the run's data; nil opens data.root (see OpenRoot). A trainrun with
+	// data.scene needs package scene's source (scene.Source, or scene.Lend for a scene
+	// loaded already).
+	Data DataSource
+	// Placement is where the run computes, resolved by the caller (run.Place: flags, config,
+	// data-parallel environment); nil = resolved from the config alone. Prepare applies it.
+	Placement *run.Placement
 }
 
-// SceneOpener opens cfg.Data.Scene as SceneData does.
-type SceneOpener func(cfg *config.Config) (*dataset.Dataset, map[string][]bool, error)
+// DataSource opens a trainrun's data: the dataset, and for a whole-scene run the pixel masks
+// of its splits ("train", "val", "test"; nil otherwise).
+type DataSource func(cfg *config.Config, log *logrus.Logger) (*dataset.Dataset, map[string][]bool, error)
 
 // Run is one training run: its config, data, pipeline and outputs.
 type Run struct {
@@ -63,32 +63,20 @@ type Run struct {
 	Registry *nodes.Registry
 	Log      *logrus.Logger
 	TB       *tboard.Writer
-	History  []EpochRecord
+	History  []run.EpochRecord
 	progress io.Writer
 	resume   string // the checkpoint resumed from (after any fallback)
 	started  time.Time
 
-	pixelMasks map[string][]bool // whole-scene runs: the pixels of each split (SceneData)
+	pixelMasks map[string][]bool // whole-scene runs: the pixels of each split (DataSource)
 
-	lock        *run.Lock     // held from Prepare to Close
-	made        *madePaths    // what a fresh run created (removed when it fails before its first complete checkpoint)
-	resumeState *TrainerState // the state of the checkpoint resumed from
-	fitting     bool          // FitStatistics streams the training split (unpadded shards, see sampler)
+	lock        *run.Lock      // held from Prepare to Close
+	made        *run.OutputDir // what a fresh run created (removed when it fails before its first complete checkpoint)
+	resumeState *TrainerState  // the state of the checkpoint resumed from
+	fitting     bool           // FitStatistics streams the training split (unpadded shards, see sampler)
 
 	dist   Collective // nil: one process
 	tbTemp string     // ranks other than 0: their TensorBoard directory, removed at Close
-}
-
-// EpochRecord is one epoch of training history. Epoch 0 is the initialised pipeline,
-// validated before training (TrainLoss NaN: null in JSON); epoch N follows N training epochs.
-type EpochRecord struct {
-	Epoch       int            `json:"epoch"`
-	TrainLoss   config.Float   `json:"train_loss"`
-	ValLoss     config.Float   `json:"val_loss"`
-	LR          float64        `json:"lr"`
-	Temperature float64        `json:"temperature,omitempty"`
-	Val         config.Metrics `json:"val"`
-	Seconds     float64        `json:"seconds"`
 }
 
 // Prepare sets up threads, seeds, device, data and pipeline, and creates the run
@@ -107,10 +95,15 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 		log = logrus.New()
 		log.SetOutput(io.Discard)
 	}
-	if err := SetThreads(cfg.Training.Threads); err != nil {
-		return nil, err
+	pl := o.Placement
+	if pl == nil {
+		p, err := run.Place(cfg, run.Request{})
+		if err != nil {
+			return nil, err
+		}
+		pl = &p
 	}
-	if err := SetTF32(cfg.Training.AllowTF32); err != nil {
+	if err := pl.Apply(); err != nil {
 		return nil, err
 	}
 	if err := torch.SetDeterministic(cfg.Training.Trainer.Deterministic); err != nil {
@@ -122,13 +115,10 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 	if err := torch.ManualSeed(cfg.Training.Seed); err != nil {
 		return nil, err
 	}
-	dev, err := torch.ParseDevice(cfg.Training.Device)
-	if err != nil {
-		return nil, fmt.Errorf("training.device: %w", err)
-	}
+	dev := pl.Device
 	dir := o.OutDir
 	if o.Resume != "" {
-		if dir, err = resumeRunDir(o.Resume, dir); err != nil {
+		if dir, err = run.ResumeDir(o.Resume, dir); err != nil {
 			return nil, err
 		}
 		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
@@ -156,16 +146,16 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 		}
 	}
 	if o.Resume != "" {
-		if _, _, err := resolveResume(dir, o.Resume); err != nil {
+		if _, _, err := run.ResolveResume(dir, o.Resume); err != nil {
 			return nil, err
 		}
 	} else if !follower {
-		if err := refuseRunDir(dir); err != nil {
+		if err := run.Refuse(dir); err != nil {
 			return nil, err
 		}
 	}
 	var p *nodes.Pipeline
-	var made *madePaths
+	var made *run.OutputDir
 	var lock *run.Lock
 	locked := false // another process holds the run directory: it is theirs, nothing is undone
 	defer func() {
@@ -174,7 +164,7 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 				p.Close()
 			}
 			if !locked {
-				made.undo()
+				made.Undo()
 			}
 			lock.Release()
 		}
@@ -187,11 +177,7 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 	}
 	var ds *dataset.Dataset
 	var masks map[string][]bool
-	if o.Scene != nil && cfg.Data.Scene != nil {
-		ds, masks, err = o.Scene(cfg)
-	} else {
-		ds, masks, err = openData(cfg, log)
-	}
+	ds, masks, err = openData(cfg, o.Data, log)
 	if err != nil {
 		return nil, err
 	}
@@ -204,17 +190,17 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 	if reg == nil {
 		reg = nodes.NewRegistry()
 	}
-	if err := loadPlugins(reg, cfg); err != nil {
+	if err := run.LoadPlugins(reg, cfg); err != nil {
 		return nil, err
 	}
-	if p, err = BuildPipeline(cfg, reg, ds); err != nil {
+	if p, err = run.BuildPipeline(cfg, reg, ds); err != nil {
 		return nil, err
 	}
 	if err := p.To(dev); err != nil {
 		return nil, err
 	}
 	if o.Resume == "" && !follower {
-		if made, err = makeRunDir(dir); err != nil {
+		if made, err = run.MakeRunDir(dir); err != nil {
 			return nil, err
 		}
 	}
@@ -224,7 +210,7 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 			return nil, err
 		}
 		if lock.Created() {
-			made.note(filepath.Join(dir, run.LockName))
+			made.Note(filepath.Join(dir, run.LockName))
 		}
 		did, err := run.CleanTemp(dir)
 		if err != nil {
@@ -236,15 +222,15 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 	}
 	resume, note := "", ""
 	if o.Resume != "" {
-		if resume, note, err = resolveResume(dir, o.Resume); err != nil {
+		if resume, note, err = run.ResolveResume(dir, o.Resume); err != nil {
 			return nil, err
 		}
 	} else if follower {
 		// rank 0 prepares the directory
-	} else if err := restartable(dir, log); err != nil {
+	} else if err := run.Restartable(dir, log); err != nil {
 		return nil, err
 	} else {
-		made.beforeWrite()
+		made.NoteRunFiles()
 	}
 	r = &Run{Cfg: cfg, Dir: dir, Device: dev, Data: ds, Pipeline: p, Registry: reg, Log: log, progress: o.Progress, resume: resume, started: time.Now(), lock: lock, made: made, pixelMasks: masks, dist: o.Dist}
 	y, err := cfg.YAML()
@@ -272,7 +258,7 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 			}
 		}
 		if !follower {
-			if err := recordResume(dir, resume, note, st.Epoch, o.ResumeChanges); err != nil {
+			if err := run.RecordResume(dir, resume, note, st.Epoch, o.ResumeChanges); err != nil {
 				return nil, err
 			}
 		}
@@ -307,156 +293,6 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 	return r, nil
 }
 
-// resumeRunDir is the run directory of a checkpoint (RUN/checkpoints/NAME → RUN); out, when
-// given, must be that directory.
-func resumeRunDir(ckpt, out string) (string, error) {
-	c := strings.TrimSuffix(strings.TrimSuffix(filepath.Clean(ckpt), ".json"), ".weights.pt")
-	dir := filepath.Dir(filepath.Dir(c))
-	if filepath.Base(filepath.Dir(c)) != "checkpoints" {
-		return "", fmt.Errorf("--resume %s: want a checkpoint of a run, RUN/checkpoints/NAME (e.g. RUN/checkpoints/last)", ckpt)
-	}
-	if out != "" {
-		a, err1 := filepath.Abs(out)
-		b, err2 := filepath.Abs(dir)
-		if err1 != nil || err2 != nil || a != b {
-			return "", fmt.Errorf("--resume %s is a checkpoint of run %s, not of --out %s", ckpt, dir, out)
-		}
-	}
-	return dir, nil
-}
-
-// resolveResume finds the checkpoint to resume from: the one asked for when it is complete,
-// else the most recent complete one (with a note saying so). A checkpoint of the older
-// three-file layout (…/last.json, …) is used as it is: it carries no checksums.
-func resolveResume(dir, ckpt string) (string, string, error) {
-	c := strings.TrimSuffix(strings.TrimSuffix(filepath.Clean(ckpt), ".json"), ".weights.pt")
-	if fi, err := os.Stat(c); (err != nil || !fi.IsDir()) && fileExists(c+".json") && fileExists(c+".weights.pt") {
-		return c, "checkpoint " + c + " has the older three-file layout without checksums: it cannot be verified", nil
-	}
-	got, _, note, err := run.Resolve(c)
-	if err != nil {
-		return "", "", fmt.Errorf("--resume: %w; nothing to resume in %s: start it again without --resume (a run directory without a complete checkpoint is reused)", err, dir)
-	}
-	return got, note, nil
-}
-
-// refuseRunDir is the part of restartable that writes nothing: it refuses a directory that
-// holds a complete checkpoint or a finished run, or that is not a directory.
-func refuseRunDir(dir string) error {
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return nil // created later (a path under a file fails there, naming it)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("run directory %s: not a directory", dir)
-	}
-	ck := filepath.Join(dir, "checkpoints")
-	if cks := run.Complete(ck); len(cks) > 0 || fileExists(filepath.Join(ck, "last.json")) {
-		name := filepath.Join(ck, "last")
-		if len(cks) > 0 && !fileExists(name) {
-			name = cks[len(cks)-1].Dir
-		}
-		return fmt.Errorf("run directory %s already holds a run with a complete checkpoint: resume it with --resume %s, or choose another --out", dir, name)
-	}
-	if fileExists(filepath.Join(dir, "metrics.json")) {
-		return fmt.Errorf("run directory %s holds a finished run: choose another --out", dir)
-	}
-	// Only a directory that a spectraclip run wrote (it takes its lock before writing
-	// anything) is started again: a user's own folder holding a config.yaml is not emptied.
-	if fileExists(filepath.Join(dir, "config.yaml")) && !fileExists(filepath.Join(dir, run.LockName)) {
-		return fmt.Errorf("run directory %s holds a config.yaml that no spectraclip run wrote (no %s): choose another --out", dir, run.LockName)
-	}
-	return nil
-}
-
-// madePaths records what a command created, so that it can remove exactly that when it
-// fails: the top-most missing directory of its output directory, or (in an output directory
-// that existed) the files it noted before writing them.
-type madePaths struct {
-	dir   string
-	top   string   // "" when the output directory existed
-	files []string // noted inside an existing output directory
-}
-
-// makeDir creates dir (and its missing parents) and notes what it made: only directories
-// this process's own mkdir created count (another process may create the same ones).
-func makeDir(dir string) (*madePaths, error) {
-	m := &madePaths{dir: dir}
-	var missing []string
-	for d := filepath.Clean(dir); ; {
-		if _, err := os.Lstat(d); err == nil {
-			break
-		}
-		missing = append(missing, d)
-		up := filepath.Dir(d)
-		if up == d {
-			break
-		}
-		d = up
-	}
-	for i := len(missing) - 1; i >= 0; i-- {
-		err := os.Mkdir(missing[i], 0o755)
-		if err == nil {
-			if m.top == "" {
-				m.top = missing[i]
-			}
-			continue
-		}
-		if fi, serr := os.Stat(missing[i]); errors.Is(err, fs.ErrExist) && serr == nil && fi.IsDir() {
-			continue // made by another process meanwhile
-		}
-		m.undo()
-		return nil, err
-	}
-	return m, nil
-}
-
-// makeRunDir creates a fresh run's directory.
-func makeRunDir(dir string) (*madePaths, error) {
-	m, err := makeDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("run directory: %w", err)
-	}
-	return m, nil
-}
-
-// note records the paths that do not exist yet (about to be written) inside an output
-// directory that existed; in a directory this process created, everything goes anyway.
-func (m *madePaths) note(paths ...string) {
-	if m == nil || m.top != "" {
-		return
-	}
-	for _, p := range paths {
-		if _, err := os.Lstat(p); err != nil && !slices.Contains(m.files, p) {
-			m.files = append(m.files, p)
-		}
-	}
-}
-
-// beforeWrite notes the run files that are absent just before a fresh run writes them.
-func (m *madePaths) beforeWrite() {
-	if m == nil {
-		return
-	}
-	for _, f := range []string{"config.yaml", "resume.json", "checkpoints", "tb", "metrics.json", "pipeline.yaml", "pipeline.weights.pt", "report.md", "report"} {
-		m.note(filepath.Join(m.dir, f))
-	}
-}
-
-// undo removes what was made. It is safe on nil.
-func (m *madePaths) undo() {
-	if m == nil {
-		return
-	}
-	if m.top != "" {
-		_ = os.RemoveAll(m.top)
-		return
-	}
-	for _, f := range m.files {
-		_ = os.RemoveAll(f)
-	}
-}
-
 // discard removes the files of a fresh run that failed before its first complete
 // checkpoint (it can only be started again); a run with a complete checkpoint stays, to be
 // resumed.
@@ -469,95 +305,7 @@ func (r *Run) discard() {
 		r.TB.Close()
 		r.TB = nil
 	}
-	r.made.undo()
-}
-
-// restartable checks that a fresh run may use dir. A directory that holds a complete
-// checkpoint or a finished run is refused; one left by a run killed before its first
-// complete checkpoint is emptied of that run's files and reused.
-func restartable(dir string, log *logrus.Logger) error {
-	if err := refuseRunDir(dir); err != nil {
-		return err
-	}
-	if !fileExists(filepath.Join(dir, "config.yaml")) {
-		return nil
-	}
-	log.WithField("run", dir).Warn("the run directory holds a run that was stopped before its first complete checkpoint: starting it again")
-	for _, f := range []string{"config.yaml", "resume.json", "tb", "checkpoints"} {
-		if err := os.RemoveAll(filepath.Join(dir, f)); err != nil {
-			return fmt.Errorf("run directory %s: %w", dir, err)
-		}
-	}
-	return nil
-}
-
-// ResumeRecord is one entry of a run's resume.json.
-type ResumeRecord struct {
-	Time       string                `json:"time"`
-	Checkpoint string                `json:"checkpoint"` // relative to the run directory
-	Epoch      int                   `json:"epoch"`      // the last completed epoch of that checkpoint
-	Note       string                `json:"note,omitempty"`
-	Changes    []config.ConfigChange `json:"changes,omitempty"`
-}
-
-func recordResume(dir, ckpt, note string, epoch int, changes []config.ConfigChange) error {
-	p := filepath.Join(dir, "resume.json")
-	var recs []ResumeRecord
-	if b, err := os.ReadFile(p); err == nil {
-		if err := json.Unmarshal(b, &recs); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
-	}
-	rel, err := filepath.Rel(dir, ckpt)
-	if err != nil {
-		rel = ckpt
-	}
-	recs = append(recs, ResumeRecord{Time: time.Now().UTC().Format(time.RFC3339), Checkpoint: filepath.ToSlash(rel), Epoch: epoch, Note: note, Changes: changes})
-	b, err := json.MarshalIndent(recs, "", "  ")
-	if err != nil {
-		return fmt.Errorf("%s: %w", p, err)
-	}
-	return nodes.WriteFileAtomic(p, b)
-}
-
-// ResumeConfig loads the config of the run a checkpoint belongs to (its config.yaml) with
-// the overrides and environment of the resuming command (lo) applied. When lo also names a
-// variant or a config file, that config is composed instead and must match the run's. Any
-// difference but ResumeSafeKeys is refused; the changes are returned to be recorded.
-func ResumeConfig(ckpt, out string, lo config.LoadOptions) (*config.Config, []config.ConfigChange, error) {
-	dir, err := resumeRunDir(ckpt, out)
-	if err != nil {
-		return nil, nil, err
-	}
-	file := filepath.Join(dir, "config.yaml")
-	if !fileExists(file) {
-		return nil, nil, fmt.Errorf("--resume %s: %s not found: not a run directory", ckpt, file)
-	}
-	base, _, err := config.LoadConfig(config.LoadOptions{File: file})
-	if err != nil {
-		return nil, nil, fmt.Errorf("run %s: %w", dir, err)
-	}
-	if lo.Variant == "" && lo.File == "" {
-		lo.File = file
-	}
-	cfg, _, err := config.LoadConfig(lo)
-	if err != nil {
-		return nil, nil, fmt.Errorf("resume %s: %w", dir, err)
-	}
-	changes, err := config.Diff(base, cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	var bad []string
-	for _, c := range changes {
-		if !slices.Contains(config.ResumeSafeKeys, c.Key) {
-			bad = append(bad, fmt.Sprintf("%s from %v to %v", c.Key, c.From, c.To))
-		}
-	}
-	if len(bad) > 0 {
-		return nil, nil, fmt.Errorf("resume %s: a resumed run keeps its own config (%s), but this command changes %s (allowed on resume: %s); start a new run to change them", dir, file, strings.Join(bad, ", "), strings.Join(config.ResumeSafeKeys, ", "))
-	}
-	return cfg, changes, nil
+	r.made.Undo()
 }
 
 // Close releases the pipeline, flushes TensorBoard and releases the run directory.
@@ -581,25 +329,21 @@ func (r *Run) removeTBTemp() {
 	}
 }
 
-// SceneData opens data.scene (a labelled capture split by pixels) as a one-frame dataset and
-// the pixel masks of its splits ("train", "val", "test"); package scene sets it.
-var SceneData func(cfg *config.Config) (*dataset.Dataset, map[string][]bool, error)
-
-// openData opens data.scene through SceneData, or data.root, generating the synthetic Lentils
-// set there first only when data.generate_if_missing is on (the shipped synthetic root, or set
-// explicitly).
-func openData(cfg *config.Config, log *logrus.Logger) (*dataset.Dataset, map[string][]bool, error) {
-	if cfg.Data.Scene != nil {
-		if SceneData == nil {
-			return nil, nil, fmt.Errorf("data.scene: this program cannot read scenes (package scene is not linked in)")
-		}
-		return SceneData(cfg)
+// openData opens the run's data through src, or data.root when src is nil.
+func openData(cfg *config.Config, src DataSource, log *logrus.Logger) (*dataset.Dataset, map[string][]bool, error) {
+	if src != nil {
+		return src(cfg, log)
 	}
-	ds, err := openRoot(cfg, log)
+	if cfg.Data.Scene != nil {
+		return nil, nil, fmt.Errorf("data.scene: this command cannot read scenes (it passes no scene source; package scene's Source reads them)")
+	}
+	ds, err := OpenRoot(cfg, log)
 	return ds, nil, err
 }
 
-func openRoot(cfg *config.Config, log *logrus.Logger) (*dataset.Dataset, error) {
+// OpenRoot opens data.root, generating the synthetic Lentils set there first only when
+// data.generate_if_missing is on (the shipped synthetic root, or set explicitly).
+func OpenRoot(cfg *config.Config, log *logrus.Logger) (*dataset.Dataset, error) {
 	if log == nil {
 		log = logrus.New()
 		log.SetOutput(io.Discard)
@@ -631,95 +375,6 @@ func openRoot(cfg *config.Config, log *logrus.Logger) (*dataset.Dataset, error) 
 		return nil, fmt.Errorf("data.root: %w", err)
 	}
 	return ds, nil
-}
-
-func loadPlugins(reg *nodes.Registry, cfg *config.Config) error {
-	names := slices.Sorted(maps.Keys(cfg.Plugins))
-	for _, n := range names {
-		pc, err := nodes.DecodePluginConfig(cfg.Plugins[n])
-		if err != nil {
-			return fmt.Errorf("plugins.%s: %w", n, err)
-		}
-		if err := reg.LoadPlugin(n, pc); err != nil {
-			return fmt.Errorf("plugins.%s: %w", n, err)
-		}
-	}
-	return nil
-}
-
-// BuildPipeline creates the nodes of cfg.Pipeline through the registry and connects them.
-// Input channel counts left at their defaults are taken from the dataset, and a Concrete
-// selector's max_epochs from training.trainer.max_epochs.
-func BuildPipeline(cfg *config.Config, reg *nodes.Registry, ds *dataset.Dataset) (*nodes.Pipeline, error) {
-	p := nodes.NewPipeline(cfg.Name, reg)
-	p.SetBatchKeys(datanode.BatchKeys)
-	for _, name := range slices.Sorted(maps.Keys(cfg.Pipeline)) {
-		spec := cfg.Pipeline[name]
-		typ, _ := spec["type"].(string)
-		params := map[string]any{}
-		for k, v := range spec {
-			if k != "type" {
-				params[k] = v
-			}
-		}
-		if ds != nil {
-			if _, ok := params["input_channels"]; ok || strings.Contains(typ, "Mixer") || strings.Contains(typ, "Selector") {
-				if v, ok := params["input_channels"]; !ok || v == nil {
-					params["input_channels"] = ds.Bands
-				}
-			}
-		}
-		if strings.Contains(typ, "Concrete") {
-			if _, ok := params["max_epochs"]; !ok {
-				params["max_epochs"] = cfg.Training.Trainer.MaxEpochs
-			}
-			if _, ok := params["seed"]; !ok {
-				params["seed"] = int(cfg.Training.Seed)
-			}
-		}
-		if strings.Contains(typ, "ChannelMixer") {
-			if _, ok := params["seed"]; !ok {
-				params["seed"] = int(cfg.Training.Seed)
-			}
-		}
-		n, err := reg.New(typ, name, params)
-		if err != nil {
-			p.Close()
-			return nil, fmt.Errorf("pipeline.%s: %w", name, err)
-		}
-		if err := p.AddStrict(n); err != nil {
-			p.Close()
-			return nil, fmt.Errorf("pipeline.%s: %w", name, err)
-		}
-	}
-	for _, c := range cfg.Connections {
-		a, b, err := config.ParseConnection(c)
-		if err != nil {
-			p.Close()
-			return nil, err
-		}
-		if err := p.Connect(a, b); err != nil {
-			p.Close()
-			return nil, fmt.Errorf("connections: %w", err)
-		}
-	}
-	if err := p.Validate(); err != nil {
-		p.Close()
-		return nil, err
-	}
-	if len(cfg.FreezeNodes) > 0 {
-		if err := p.Freeze(cfg.FreezeNodes...); err != nil {
-			p.Close()
-			return nil, fmt.Errorf("freeze_nodes: %w", err)
-		}
-	}
-	if len(cfg.UnfreezeNodes) > 0 {
-		if err := p.Unfreeze(cfg.UnfreezeNodes...); err != nil {
-			p.Close()
-			return nil, fmt.Errorf("unfreeze_nodes: %w", err)
-		}
-	}
-	return p, nil
 }
 
 func (r *Run) loader(split string) (*dataset.Loader, error) {
@@ -1065,27 +720,4 @@ func growB(b []bool, n int) []bool {
 		return make([]bool, n)
 	}
 	return b[:n]
-}
-
-// SetThreads sets LibTorch's intra-op thread count; 0 means one per CPU core (LibTorch's own
-// default on these machines is 1, which leaves cores idle).
-// SetTF32 applies training.allow_tf32: nil leaves LibTorch's defaults.
-func SetTF32(allow *bool) error {
-	if allow == nil {
-		return nil
-	}
-	if err := torch.SetAllowTF32(*allow); err != nil {
-		return fmt.Errorf("training.allow_tf32: %w", err)
-	}
-	return nil
-}
-
-func SetThreads(n int) error {
-	if n <= 0 {
-		n = runtime.NumCPU()
-	}
-	if err := torch.SetNumThreads(n); err != nil {
-		return fmt.Errorf("training.threads: %w", err)
-	}
-	return nil
 }

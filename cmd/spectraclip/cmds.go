@@ -8,11 +8,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spectraclip/spectraclip/compare"
 	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/infer"
 	"github.com/spectraclip/spectraclip/nodes"
 	"github.com/spectraclip/spectraclip/nodes/detect"
+	"github.com/spectraclip/spectraclip/run"
+	"github.com/spectraclip/spectraclip/scene"
 	"github.com/spectraclip/spectraclip/torch"
 	"github.com/spectraclip/spectraclip/trainer"
 )
@@ -98,7 +101,7 @@ func runTrain(g *globals, o *trainOptions) error {
 	var err error
 	if o.Resume != "" {
 		// a resumed run keeps its own config.yaml; only safe changes are accepted
-		cfg, changes, err = trainer.ResumeConfig(o.Resume, o.Out, config.LoadOptions{Variant: o.Variant, File: o.File, Overrides: o.Overrides, Environ: configEnviron()})
+		cfg, changes, err = run.ResumeConfig(o.Resume, o.Out, config.LoadOptions{Variant: o.Variant, File: o.File, Overrides: o.Overrides, Environ: configEnviron()})
 	} else {
 		if o.Variant == "" && o.File == "" {
 			o.Variant = "drcnn"
@@ -112,11 +115,11 @@ func runTrain(g *globals, o *trainOptions) error {
 	if err != nil {
 		return err
 	}
-	grp, err := joinDist(g, cfg, &o.dist)
+	pl, grp, err := joinDist(g, cfg, &o.dist)
 	if err != nil {
 		return err
 	}
-	topts := trainer.Options{OutDir: o.Out, Log: g.log, Progress: os.Stderr, Resume: o.Resume, ResumeChanges: changes}
+	topts := trainer.Options{OutDir: o.Out, Log: g.log, Progress: os.Stderr, Resume: o.Resume, ResumeChanges: changes, Data: scene.Source, Placement: &pl}
 	if grp != nil {
 		topts.Dist = grp
 	}
@@ -148,7 +151,7 @@ func newEvalCmd(g *globals) *cobra.Command {
 		Short: "evaluate a finished run's saved pipeline on its val or test split",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := trainer.EvalRun(run, split, g.log)
+			m, err := trainer.EvalRun(run, split, trainer.ReopenOptions{Data: scene.Source, Log: g.log})
 			if err != nil {
 				return err
 			}
@@ -205,7 +208,7 @@ func newCompareCmd(g *globals) *cobra.Command {
 			if len(sf.scenes) > 0 {
 				return runSceneCompare(g, sf, out, variants, args)
 			}
-			c, err := trainer.Compare(trainer.CompareOptions{Out: out, Variants: variants, Overrides: args, Log: g.log, Environ: configEnviron()})
+			c, err := compare.Run(compare.Options{Out: out, Variants: variants, Overrides: args, Log: g.log, Environ: configEnviron()})
 			if err != nil {
 				return err
 			}
@@ -226,7 +229,7 @@ func newCalibrateCmd(g *globals) *cobra.Command {
 		Short: "find F1-optimal decision thresholds on the validation split",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := trainer.Calibrate(run, g.log)
+			c, err := trainer.Calibrate(run, trainer.ReopenOptions{Data: scene.Source, Log: g.log})
 			if err != nil {
 				return err
 			}
@@ -274,7 +277,7 @@ func newDetectCmd(g *globals) *cobra.Command {
 			if det != "rx" {
 				return fmt.Errorf("--detector %q (allowed: rx)", det)
 			}
-			r, err := trainer.DetectScene(input, cubeVar, gtVar)
+			r, err := scene.Detect(input, cubeVar, gtVar)
 			if err != nil {
 				return err
 			}
@@ -351,7 +354,7 @@ func newGraphCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := trainer.BuildPipeline(cfg, nodes.NewRegistry(), nil)
+			p, err := run.BuildPipeline(cfg, nodes.NewRegistry(), nil)
 			if err != nil {
 				return err
 			}

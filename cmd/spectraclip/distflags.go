@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"time"
 
@@ -11,8 +10,7 @@ import (
 
 	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dist"
-	"github.com/spectraclip/spectraclip/torch"
-	"github.com/spectraclip/spectraclip/trainer"
+	"github.com/spectraclip/spectraclip/run"
 )
 
 // distFlags are train's data-parallel options.
@@ -64,41 +62,26 @@ func withoutFlag(args []string, name string) []string {
 	return out
 }
 
-// joinDist joins the data-parallel group when the environment describes one (torchrun or
-// Slurm variables); nil without. It picks the worker's CUDA device (cuda → cuda:LOCAL_RANK
-// modulo the visible devices)
-// and, unless training.threads is set, an equal share of the CPU cores per local worker.
-func joinDist(g *globals, cfg *config.Config, d *distFlags) (*dist.Group, error) {
+// joinDist resolves the run's placement (run.Place: with the data-parallel environment, a
+// worker's CUDA device and its share of the cores) and joins the data-parallel group when
+// the environment describes one (torchrun or Slurm variables); the group is nil without.
+func joinDist(g *globals, cfg *config.Config, d *distFlags) (run.Placement, *dist.Group, error) {
 	env, ok, err := dist.ParseEnv(os.Getenv)
 	if err != nil {
-		return nil, fmt.Errorf("data-parallel launch: %w", err)
+		return run.Placement{}, nil, fmt.Errorf("data-parallel launch: %w", err)
 	}
-	if !ok {
-		return nil, nil
+	req := run.Request{}
+	if ok {
+		req.Local = &env
 	}
-	if cfg.Training.Device == "cuda" {
-		// one GPU per process: LOCAL_RANK's among the visible ones (under srun
-		// --gpus-per-task 1 each task sees one device, its cuda:0)
-		idx := env.LocalRank
-		if n := torch.CUDADeviceCount(); n > 0 {
-			idx %= n
-		}
-		cfg.Training.Device = fmt.Sprintf("cuda:%d", idx)
+	pl, err := run.Place(cfg, req)
+	if err != nil || !ok {
+		return pl, nil, err
 	}
-	if cfg.Training.Threads == 0 && env.LocalWorld > 1 {
-		cfg.Training.Threads = max(1, runtime.NumCPU()/env.LocalWorld)
-	}
-	dev, err := torch.ParseDevice(cfg.Training.Device)
+	grp, err := dist.Join(env, pl.Device, d.timeout)
 	if err != nil {
-		return nil, fmt.Errorf("training.device: %w", err)
+		return pl, nil, err
 	}
-	if err := trainer.SetThreads(cfg.Training.Threads); err != nil {
-		return nil, err
-	}
-	grp, err := dist.Join(env, dev, d.timeout)
-	if err != nil {
-		return nil, err
-	}
-	g.log.WithFields(map[string]any{"rank": env.Rank, "world_size": env.WorldSize, "local_rank": env.LocalRank, "backend": grp.Backend().String(), "device": dev.String(), "threads": cfg.Training.Threads, "from": env.Source}).Info("joined the data-parallel group")
-	return grp, nil
+	g.log.WithFields(map[string]any{"rank": env.Rank, "world_size": env.WorldSize, "local_rank": env.LocalRank, "backend": grp.Backend().String(), "device": pl.Device.String(), "threads": pl.Threads, "from": env.Source}).Info("joined the data-parallel group")
+	return pl, grp, nil
 }

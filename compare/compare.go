@@ -1,4 +1,6 @@
-package trainer
+// Package compare trains several variants on the same data and seed and compares them:
+// comparison.json, comparison.md (the tutorial's table) and plots (`spectraclip compare`).
+package compare
 
 import (
 	"encoding/json"
@@ -8,16 +10,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spectraclip/spectraclip/run"
+	"github.com/spectraclip/spectraclip/trainer"
+
 	"github.com/spectraclip/spectraclip/config"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/spectraclip/spectraclip/nodes"
-	"github.com/spectraclip/spectraclip/trainer/report"
+	"github.com/spectraclip/spectraclip/report"
 )
 
-// CompareOptions configure Compare.
-type CompareOptions struct {
+// Options configure Run.
+type Options struct {
 	Out       string
 	Variants  []string
 	Overrides []string // applied to every variant (keys must exist in each)
@@ -25,15 +30,15 @@ type CompareOptions struct {
 	Log       *logrus.Logger
 }
 
-// Comparison is the outcome of Compare.
+// Comparison is the outcome of Run.
 type Comparison struct {
-	Results  []*Result `json:"results"`
-	Markdown string    `json:"-"`
+	Results  []*run.Result `json:"results"`
+	Markdown string        `json:"-"`
 }
 
-// Compare trains the variants on the same data and seed and writes comparison.json,
+// Run trains the variants on the same data and seed and writes comparison.json,
 // comparison.md (the tutorial's table) and comparison plots.
-func Compare(o CompareOptions) (*Comparison, error) {
+func Run(o Options) (*Comparison, error) {
 	if len(o.Variants) == 0 {
 		o.Variants = config.VariantNames
 	}
@@ -58,7 +63,7 @@ func Compare(o CompareOptions) (*Comparison, error) {
 		}
 		cfgs[i] = cfg
 	}
-	made, err := makeDir(o.Out)
+	made, err := run.MakeOutputDir(o.Out)
 	if err != nil {
 		return nil, fmt.Errorf("--out %s: %w", o.Out, err)
 	}
@@ -68,10 +73,10 @@ func Compare(o CompareOptions) (*Comparison, error) {
 		if o.Log != nil {
 			o.Log.WithField("variant", v).Info("training")
 		}
-		res, err := Train(cfgs[i], Options{OutDir: filepath.Join(o.Out, v), Log: o.Log, Progress: os.Stderr})
+		res, err := trainer.Train(cfgs[i], trainer.Options{OutDir: filepath.Join(o.Out, v), Log: o.Log, Progress: os.Stderr})
 		if err != nil {
 			if len(c.Results) == 0 { // a finished variant's run stays
-				made.undo()
+				made.Undo()
 			}
 			return nil, fmt.Errorf("variant %s: %w", v, err)
 		}

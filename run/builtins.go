@@ -1,6 +1,6 @@
-package trainer
+package run
 
-// The trainer runs configs that name the built-in node types, so it registers every
+// Pipelines are built here from configs that name the built-in node types, so it registers every
 // built-in family.
 import (
 	_ "github.com/spectraclip/spectraclip/nodes/data"
