@@ -136,23 +136,35 @@ func New(o Options) (*Server, error) {
 	return s, nil
 }
 
-// open opens the run and builds the server, not yet warmed up (not ready).
-func open(o Options) (*Server, error) {
+// Validate checks o as New takes it, zero fields standing for their defaults, and opens
+// nothing: the run is required, the sizes are bounded by Flags.Check (its errors, naming
+// serve's flags; the byte sizes in MiB, rounded up) and ShmDir must be a folder. It is the
+// one check of a server's options: New runs it, and serve's command before it listens.
+func (o Options) Validate() error {
 	o.defaults()
-	if o.Workers < 0 {
-		return nil, fmt.Errorf("--workers %d: must be ≥ 1 (0: automatic)", o.Workers)
+	if o.Run == "" {
+		return errors.New("--run is required")
 	}
-	if o.Threads < 0 {
-		return nil, fmt.Errorf("--threads %d: must be ≥ 1 (0: automatic)", o.Threads)
-	}
-	if o.Timeout < 0 {
-		return nil, fmt.Errorf("--timeout %v: must be > 0", o.Timeout)
+	mib := func(b int64) int64 { return b>>20 + min(b&(1<<20-1), 1) }
+	f := Flags{MaxBatch: o.MaxBatch, Queue: o.Queue, Workers: o.Workers, Threads: o.Threads,
+		MaxWait: max(o.MaxWait, 0), Timeout: o.Timeout, MaxCubeMB: mib(o.MaxBytes), MaxInflightMB: mib(o.MaxInflight)}
+	if err := f.Check(); err != nil {
+		return err
 	}
 	if o.ShmDir != "" {
 		if st, err := os.Stat(o.ShmDir); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("--shm-dir %s: not a folder", o.ShmDir)
+			return fmt.Errorf("--shm-dir %s: not a folder", o.ShmDir)
 		}
 	}
+	return nil
+}
+
+// open opens the run and builds the server, not yet warmed up (not ready).
+func open(o Options) (*Server, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	o.defaults()
 	so := ScorerOptions{Device: o.Device, Bands: o.Bands, ImageThreshold: o.ImageThreshold, Log: o.Log}
 	sc, err := OpenScorerWith(o.Run, so)
 	if err != nil {

@@ -45,13 +45,13 @@ func newServeCmd(g *globals) *cobra.Command {
 			if o.TLS, err = serve.LoadTLS(tlsCert, tlsKey); err != nil {
 				return err
 			}
-			if o.Run == "" {
-				return fmt.Errorf("--run is required")
-			}
 			o.MaxBytes = maxMB << 20
 			o.MaxInflight = inflightMB << 20
 			if cmd.Flags().Changed("image-threshold") {
 				o.ImageThreshold = &imageThr
+			}
+			if err := o.Validate(); err != nil {
+				return err
 			}
 			o.Log = g.log
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
