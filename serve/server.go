@@ -33,9 +33,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/report"
+	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/serve/servepb"
 	"github.com/spectraclip/spectraclip/torch"
-	"github.com/spectraclip/spectraclip/trainer/report"
 )
 
 // Options configure a server.
@@ -165,22 +166,35 @@ func open(o Options) (*Server, error) {
 		return nil, err
 	}
 	o.defaults()
-	so := ScorerOptions{Device: o.Device, Bands: o.Bands, ImageThreshold: o.ImageThreshold, Log: o.Log}
-	sc, err := OpenScorerWith(o.Run, so)
+	if err := requireFinished(o.Run); err != nil {
+		return nil, err
+	}
+	// The placement is resolved once, before any scorer opens: the device (--device over the
+	// run's training.device) decides the default worker count, which shares the cores.
+	cfg, err := run.LoadConfig(o.Run)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: o, sc: sc, workers: []*Scorer{sc}, live: newLiveView(8), budget: newBudget(o.MaxInflight)}
+	req := run.Request{Device: o.Device, DeviceFrom: "--device", Threads: o.Threads, ThreadsFrom: "--threads"}
+	pl, err := run.Place(cfg, req)
+	if err != nil {
+		return nil, err
+	}
 	if o.Workers == 0 {
 		o.Workers = 1
-		if sc.Device().Type == torch.DeviceCPU && runtime.NumCPU() >= 2 {
+		if pl.Device.Type == torch.DeviceCPU && runtime.NumCPU() >= 2 {
 			o.Workers = 2
 		}
 	}
 	if o.Threads == 0 {
-		o.Threads = max(1, runtime.NumCPU()/o.Workers)
+		req.Share = o.Workers
+		if pl, err = run.Place(cfg, req); err != nil {
+			return nil, err
+		}
+		o.Threads = pl.Threads
 	}
-	s.opts = o
+	so := ScorerOptions{Placed: &pl, Config: cfg, Bands: o.Bands, ImageThreshold: o.ImageThreshold, Log: o.Log}
+	s := &Server{opts: o, live: newLiveView(8), budget: newBudget(o.MaxInflight)}
 	for len(s.workers) < o.Workers {
 		w, err := OpenScorerWith(o.Run, so)
 		if err != nil {
@@ -189,11 +203,8 @@ func open(o Options) (*Server, error) {
 		}
 		s.workers = append(s.workers, w)
 	}
-	// after the runs are open: opening one applies its training.threads
-	if err := torch.SetNumThreads(o.Threads); err != nil {
-		s.closeScorers()
-		return nil, fmt.Errorf("--threads %d: %w", o.Threads, err)
-	}
+	sc := s.workers[0]
+	s.sc = sc
 	o.Log.Infof("%d forward worker(s) × %d LibTorch thread(s) on %s", o.Workers, o.Threads, sc.Device())
 	if o.ShmDir != "" {
 		o.Log.Infof("shared memory on: requests may name their cube's values in a file of %s", o.ShmDir)

@@ -105,7 +105,7 @@ func Collect(dir string, plan *Plan) (*Results, error) {
 			row.Status = Interrupted // a local sweep holds the lock while it runs: its process is gone
 		}
 		if st.Status == Done {
-			b, err := os.ReadFile(filepath.Join(dir, p.RunDir, "metrics.json"))
+			b, err := os.ReadFile(run.Path(filepath.Join(dir, p.RunDir), run.MetricsFile))
 			if os.IsNotExist(err) {
 				// finished once, but its run directory is gone: the next sweep runs it again
 				row.Status, row.Error = Pending, "finished before, but its metrics.json is gone: it runs again"
@@ -117,7 +117,7 @@ func Collect(dir string, plan *Plan) (*Results, error) {
 			}
 			var m run.Result
 			if err := json.Unmarshal(b, &m); err != nil {
-				return nil, fmt.Errorf("%s: %w", filepath.Join(dir, p.RunDir, "metrics.json"), err)
+				return nil, fmt.Errorf("%s: %w", run.Path(filepath.Join(dir, p.RunDir), run.MetricsFile), err)
 			}
 			row.Test, row.Val, row.Epochs, row.Threads = m.Test, m.Val, m.Epochs, m.Threads
 			ts, fps := m.TrainSeconds, m.InferenceFPS

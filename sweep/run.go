@@ -254,7 +254,7 @@ func runAll(o Options) (*Summary, error) {
 			return nil, err
 		}
 		switch {
-		case st.Status == Done && fileExists(filepath.Join(o.Dir, p.RunDir, "metrics.json")):
+		case st.Status == Done && fileExists(run.Path(filepath.Join(o.Dir, p.RunDir), run.MetricsFile)):
 			sum.Skipped++
 			continue
 		case st.Status == Failed && !o.RetryFailed:
@@ -468,7 +468,7 @@ func (r *runner) writeStateSummary() {
 // checkpoint beside it (the previous version kept during a replacement, or a top-k one)
 // still resumes: train --resume falls back to it itself, as run.Resolve does here.
 func checkpointPrefix(runDir string) string {
-	prefix := filepath.Join(runDir, "checkpoints", "last")
+	prefix := run.CheckpointPath(runDir, run.LastCheckpoint)
 	if fileExists(prefix + ".json") {
 		return prefix // a checkpoint of the older three-file layout
 	}
@@ -493,12 +493,12 @@ func (r *runner) point(p *Point, worker int, gpu, task string, onStart func()) (
 		return nil, false, err
 	}
 	runDir := filepath.Join(dir, p.RunDir)
-	if (st.Status == Done && fileExists(filepath.Join(runDir, "metrics.json"))) || (st.Status == Failed && !r.o.RetryFailed) {
+	if (st.Status == Done && fileExists(run.Path(runDir, run.MetricsFile))) || (st.Status == Failed && !r.o.RetryFailed) {
 		return st, false, nil
 	}
 	// A run that finished while the sweep was being killed: its metrics are written last
 	// but for the report, and its train process exited; do not run it again.
-	if fileExists(filepath.Join(runDir, "metrics.json")) && st.Status != Failed {
+	if fileExists(run.Path(runDir, run.MetricsFile)) && st.Status != Failed {
 		st.Status, st.Error, st.Finished = Done, "", time.Now().UTC().Format(time.RFC3339)
 		if st.Completions == 0 {
 			st.Completions = 1
@@ -577,7 +577,7 @@ func (r *runner) point(p *Point, worker int, gpu, task string, onStart func()) (
 	st.Seconds = time.Since(t0).Seconds()
 	st.Finished = time.Now().UTC().Format(time.RFC3339)
 	switch {
-	case err == nil && fileExists(filepath.Join(runDir, "metrics.json")):
+	case err == nil && fileExists(run.Path(runDir, run.MetricsFile)):
 		st.Status = Done
 		st.Completions++
 		zero := 0

@@ -467,7 +467,7 @@ func (r *Run) checkpoint(st *TrainerState, rec run.EpochRecord, opt *torch.Optim
 		v := monitored(rec, cc.Monitor)
 		if !math.IsNaN(v) {
 			name := fmt.Sprintf("epoch=%02d", rec.Epoch)
-			self := CheckpointInfo{Prefix: filepath.ToSlash(filepath.Join("checkpoints", name)), Value: v, Epoch: rec.Epoch}
+			self := CheckpointInfo{Prefix: filepath.ToSlash(filepath.Join(run.CheckpointsDir, name)), Value: v, Epoch: rec.Epoch}
 			st.Best = append(st.Best, self)
 			sortBest(st.Best, cc.Mode)
 			keep := true
@@ -492,7 +492,7 @@ func (r *Run) checkpoint(st *TrainerState, rec run.EpochRecord, opt *torch.Optim
 		}
 	}
 	if cc.SaveLast {
-		if err := r.saveCheckpoint("last", st, opt); err != nil {
+		if err := r.saveCheckpoint(run.LastCheckpoint, st, opt); err != nil {
 			return err
 		}
 	}
@@ -517,7 +517,7 @@ func sortBest(b []CheckpointInfo, mode string) {
 // directory ("checkpoints/epoch=02"); older runs recorded them relative to the working
 // directory of the time, or absolute: only the name is used, under this run's checkpoints/.
 func checkpointDir(runDir, recorded string) string {
-	return filepath.Join(runDir, "checkpoints", filepath.Base(filepath.FromSlash(recorded)))
+	return run.CheckpointPath(runDir, filepath.Base(filepath.FromSlash(recorded)))
 }
 
 func removeCheckpoint(runDir, recorded string) error {
@@ -571,36 +571,29 @@ func (r *Run) saveCheckpoint(name string, st *TrainerState, opt *torch.Optimizer
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: state: %w", name, err)
 	}
-	s, err := run.Stage(filepath.Join(r.Dir, "checkpoints"), name)
+	s, err := run.Stage(run.Path(r.Dir, run.CheckpointsDir), name)
 	if err != nil {
 		return err
 	}
 	run.KillPoint("write weights " + name)
-	if err := torch.SaveTensors(s.Path(CkptWeights), m); err != nil {
+	if err := torch.SaveTensors(s.Path(run.CkptWeights), m); err != nil {
 		s.Abort()
 		return err
 	}
 	if opt != nil {
 		run.KillPoint("write optimizer " + name)
-		if err := opt.Save(s.Path(CkptOptim)); err != nil {
+		if err := opt.Save(s.Path(run.CkptOptim)); err != nil {
 			s.Abort()
 			return err
 		}
 	}
 	run.KillPoint("write state " + name)
-	if err := nodes.WriteFileAtomic(s.Path(CkptState), b); err != nil {
+	if err := nodes.WriteFileAtomic(s.Path(run.CkptState), b); err != nil {
 		s.Abort()
 		return err
 	}
 	return s.Commit(st.Epoch)
 }
-
-// The files of a checkpoint directory.
-const (
-	CkptWeights = "weights.pt"
-	CkptOptim   = "optim.pt"
-	CkptState   = "state.json"
-)
 
 // loadCheckpoint restores a checkpoint's node state and RNG states and returns its trainer
 // state; the optimizer state is loaded by TrainGradient from the same checkpoint.
@@ -648,7 +641,7 @@ func (r *Run) removeOrphanCheckpoints(st TrainerState) {
 	for _, b := range st.Best {
 		known[filepath.Base(filepath.FromSlash(b.Prefix))] = true
 	}
-	dir := filepath.Join(r.Dir, "checkpoints")
+	dir := run.Path(r.Dir, run.CheckpointsDir)
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
 		if n := e.Name(); e.IsDir() && strings.HasPrefix(n, "epoch=") && !known[n] && filepath.Join(dir, n) != filepath.Clean(r.resume) {

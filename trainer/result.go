@@ -66,7 +66,7 @@ func (r *Run) Finish(trainSec float64) (*run.Result, error) {
 		return nil, fmt.Errorf("waiting for the other ranks: %w", err)
 	}
 	if best, info := r.bestCheckpoint(); best != "" {
-		m, err := torch.LoadTensors(filepath.Join(best, CkptWeights), r.Device)
+		m, err := torch.LoadTensors(filepath.Join(best, run.CkptWeights), r.Device)
 		if err != nil {
 			return nil, err
 		}
@@ -121,10 +121,10 @@ func (r *Run) Finish(trainSec float64) (*run.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := nodes.WriteFileAtomic(filepath.Join(r.Dir, "metrics.json"), b); err != nil {
+	if err := nodes.WriteFileAtomic(run.Path(r.Dir, run.MetricsFile), b); err != nil {
 		return nil, err
 	}
-	if err := r.Pipeline.Save(filepath.Join(r.Dir, "pipeline.yaml")); err != nil {
+	if err := r.Pipeline.Save(run.Path(r.Dir, run.PipelineFile)); err != nil {
 		return nil, fmt.Errorf("save pipeline: %w", err)
 	}
 	if err := r.writeReport(res, test); err != nil {
@@ -169,11 +169,11 @@ func (r *Run) bestCheckpoint() (string, bestInfo) {
 	}
 	var cands []CheckpointInfo
 	dirs := map[string]string{}
-	for _, c := range run.Complete(filepath.Join(r.Dir, "checkpoints")) {
-		if c.Manifest.Epoch > lastEpoch || filepath.Base(c.Dir) == "last" {
+	for _, c := range run.Complete(run.Path(r.Dir, run.CheckpointsDir)) {
+		if c.Manifest.Epoch > lastEpoch || filepath.Base(c.Dir) == run.LastCheckpoint {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(c.Dir, CkptState))
+		b, err := os.ReadFile(filepath.Join(c.Dir, run.CkptState))
 		if err != nil {
 			continue
 		}
@@ -186,7 +186,7 @@ func (r *Run) bestCheckpoint() (string, bestInfo) {
 		dirs[st.Self.Prefix] = c.Dir
 	}
 	if len(cands) == 0 {
-		return "", bestInfo{Why: "no complete top-k checkpoint found in " + filepath.Join(r.Dir, "checkpoints") + ": evaluating " + current}
+		return "", bestInfo{Why: "no complete top-k checkpoint found in " + run.Path(r.Dir, run.CheckpointsDir) + ": evaluating " + current}
 	}
 	sort.SliceStable(cands, func(i, j int) bool { return cands[i].Epoch < cands[j].Epoch })
 	sortBest(cands, cc.Mode)
@@ -305,7 +305,7 @@ func (r *Run) writeReport(res *run.Result, test *Evaluation) error {
 	if len(tiles) > 0 {
 		add("Example anomaly maps (test) and decisions: TP green, FP red, FN yellow", "maps.png", report.ImageGrid(filepath.Join(dir, "maps.png"), tiles, 4, labels))
 	}
-	if err := report.WriteMarkdown(filepath.Join(dir, "report.md"), rep); err != nil {
+	if err := report.WriteMarkdown(run.Path(dir, run.ReportFile), rep); err != nil {
 		return err
 	}
 	if len(errs) > 0 {

@@ -253,7 +253,7 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 		if follower {
 			// nothing written by ranks other than 0
 		} else if len(o.ResumeChanges) > 0 {
-			if err := nodes.WriteFileAtomic(filepath.Join(dir, "config.yaml"), y); err != nil {
+			if err := nodes.WriteFileAtomic(run.Path(dir, run.ConfigFile), y); err != nil {
 				return nil, err
 			}
 		}
@@ -263,14 +263,14 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 			}
 		}
 	} else if !follower {
-		if err := os.MkdirAll(filepath.Join(dir, "checkpoints"), 0o755); err != nil {
+		if err := os.MkdirAll(run.Path(dir, run.CheckpointsDir), 0o755); err != nil {
 			return nil, fmt.Errorf("run directory: %w", err)
 		}
-		if err := nodes.WriteFileAtomic(filepath.Join(dir, "config.yaml"), y); err != nil {
+		if err := nodes.WriteFileAtomic(run.Path(dir, run.ConfigFile), y); err != nil {
 			return nil, err
 		}
 	}
-	tbDir := filepath.Join(dir, "tb")
+	tbDir := run.Path(dir, run.TBDir)
 	if follower {
 		if r.tbTemp, err = followerTB(); err != nil {
 			return nil, err
@@ -297,7 +297,7 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 // checkpoint (it can only be started again); a run with a complete checkpoint stays, to be
 // resumed.
 func (r *Run) discard() {
-	ck := filepath.Join(r.Dir, "checkpoints")
+	ck := run.Path(r.Dir, run.CheckpointsDir)
 	if r.made == nil || len(run.Complete(ck)) > 0 || fileExists(filepath.Join(ck, "last.json")) {
 		return
 	}
