@@ -2,13 +2,16 @@
 // the target's directory, is synced, renamed over the target, and the directory is synced,
 // so that a reader (or a machine that crashes) sees either the previous file or the whole
 // new one, never a part. On any error the temporary file is removed and the previous file
-// stays. It imports nothing of this module, so every package can use it.
+// stays. PutDir does the same for a directory built under a temporary name, and Rename is a
+// rename whose result survives a crash; the module renames files and directories into place
+// through this package only. It imports nothing of this module, so every package can use it.
 package atomicfile
 
 import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -121,4 +124,77 @@ func DiskFull(path string, err error) error {
 		return fmt.Errorf("%s: the disk is full (%w)", path, err)
 	}
 	return err
+}
+
+// Rename renames oldpath to newpath (a file or a directory, as os.Rename does: an existing
+// file at newpath is replaced, an existing directory, even an empty one, makes it fail with
+// EEXIST) and then fsyncs newpath's directory and,
+// when it is another one, oldpath's, so that once Rename returns nil the new name (and the
+// old name's absence) survive a crash. It does not sync what the renamed file or directory
+// holds: a file whose content must survive is synced by its writer first (or put into place
+// with Write or PutDir). When the rename fails its error is returned as os.Rename gives it
+// and nothing has changed; an error after the rename (syncing a directory) means the rename
+// was done but may not survive a crash.
+func Rename(oldpath, newpath string) error {
+	if err := os.Rename(oldpath, newpath); err != nil {
+		return err
+	}
+	return syncParents(oldpath, newpath)
+}
+
+// PutDir puts the finished directory tmpDir into place as final, in one rename. First
+// everything under tmpDir is synced (SyncTree), then tmpDir is renamed to final and final's
+// directory (and tmpDir's, when another) is synced. So at every instant final is either
+// absent or the whole of tmpDir, and once PutDir returns nil that survives a crash. Anything
+// at final, even an empty directory (os.Rename's EEXIST), makes it fail without changing
+// anything: tmpDir stays as it was, for the caller to remove or to put into place once final
+// is out of the way. An error from a sync before the rename also leaves tmpDir where it is;
+// an error from the sync after the rename means final is in place but may not survive a
+// crash. The rename's error is returned as os.Rename gives it.
+func PutDir(tmpDir, final string) error {
+	if err := SyncTree(tmpDir); err != nil {
+		return err
+	}
+	if err := os.Rename(tmpDir, final); err != nil {
+		return err
+	}
+	return syncParents(tmpDir, final)
+}
+
+// syncParents fsyncs the directory of newpath and, when it is another one, that of oldpath.
+func syncParents(oldpath, newpath string) error {
+	nd, od := filepath.Dir(filepath.Clean(newpath)), filepath.Dir(filepath.Clean(oldpath))
+	if err := SyncDir(nd); err != nil {
+		return err
+	}
+	if od != nd {
+		return SyncDir(od)
+	}
+	return nil
+}
+
+// SyncTree fsyncs root and, when it is a directory, every regular file and directory under
+// it, so that their contents and entries survive a crash. Symbolic links are not followed
+// and other files (FIFOs, devices, sockets) are left alone, never opened.
+func SyncTree(root string) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() && !d.IsDir() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", p, err)
+		}
+		return nil
+	})
 }
