@@ -223,6 +223,30 @@ sc_err sc_jit_has_method(sc_module m, const char *name, int *has);
 /* Named parameters (recursive); arrays owned by the caller as in sc_load_tensors. */
 sc_err sc_jit_parameters(sc_module m, char ***names, sc_tensor **ts, int *n);
 
+/* ---- AOTInductor packages (.pt2, sc_aoti.cpp) ----
+ * A package written by torch._inductor.aoti_compile_and_package, run through LibTorch's
+ * AOTIModelPackageLoader (LibTorch 2.6 or newer; on older builds every call fails with one
+ * line saying so). Forward only: no autograd through a package. */
+typedef struct sc_aoti_s *sc_aoti;
+/* NULL when this build can run packages, else why not (static, never freed). */
+const char *sc_aoti_unavailable(void);
+/* Loads the package's model model_name (NULL: "model") for dev_type/dev_index, which must be
+ * the device kind the package was compiled for. num_runners (>= 1) is how many calls may run
+ * at once. A package recording "spectraclip.torch_version" must match this LibTorch's
+ * version. */
+sc_err sc_aoti_load(const char *path, const char *model_name, int dev_type, int dev_index,
+                    int num_runners, sc_aoti *out);
+void sc_aoti_free(sc_aoti m);
+/* Runs the model on ins (made contiguous first; each must be on the package's device and,
+ * where the package records "spectraclip.inputs", match its dtype and shape); outs is
+ * malloc'd and owned by the caller (sc_free_array). */
+sc_err sc_aoti_run(sc_aoti m, const sc_tensor *ins, int nin, sc_tensor **outs, int *nout);
+/* The package's metadata: keys and values are malloc'd arrays of malloc'd strings (free each
+ * with sc_free_string, the arrays with sc_free_array). */
+sc_err sc_aoti_metadata(sc_aoti m, char ***keys, char ***values, int *n);
+/* The fully qualified names of the package's constants (weights, buffers), same ownership. */
+sc_err sc_aoti_constant_names(sc_aoti m, char ***names, int *n);
+
 /* ---- optimizers ---- */
 /* kind: 0 sgd, 1 adam, 2 adamw */
 sc_err sc_optim_new(int kind, const sc_tensor *params, int n, double lr, double beta1,
