@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,29 +76,41 @@ func TestLoadTestWarmupAndBench(t *testing.T) {
 }
 
 // TestMetricsCPU: the server's process_cpu_seconds_total, read through its /metrics page,
-// grows by at least most of the CPU time this process (the same process) spends spinning
-// (independent check: the process's own getrusage via the wall time of a busy loop).
+// grows by the CPU time this process (the same process) spends between two reads, measured
+// independently by getrusage: the loop spins until getrusage says 0.3 s of CPU went by
+// (CPU time, not wall time, so a loaded machine only makes it take longer). Tolerance: 3
+// of /proc's 10 ms ticks each way.
 func TestMetricsCPU(t *testing.T) {
 	_, httpURL, _ := startServer(t, Options{MaxBatch: 1, Queue: 4, Workers: 1})
 	read := client.MetricsCPU(httpURL + "/metrics")
+	cpu := func() float64 {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	}
+	r0 := cpu()
 	c0, err := read(context.Background())
 	if err != nil || c0 <= 0 {
 		t.Fatalf("first read: %v %v", c0, err)
 	}
+	r1 := cpu()
 	var sink uint64
-	for t0 := time.Now(); time.Since(t0) < 400*time.Millisecond; {
+	for cpu()-r1 < 0.3 {
 		for i := range 10000 {
 			sink += uint64(i) * 2654435761
 		}
 	}
+	r2 := cpu()
 	c1, err := read(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	// one goroutine spun for 0.4 s of wall time; on a loaded machine it may get less
-	// than a whole core, and /proc's ticks are 10 ms
-	if d := c1 - c0; d < 0.2 || d > 5 {
-		t.Fatalf("process CPU grew by %.3f s over 0.4 s of spinning (sink %d)", d, sink)
+	r3 := cpu()
+	// c0 was read between r0 and r1, c1 between r2 and r3
+	if d, lo, hi := c1-c0, r2-r1, r3-r0; d < lo-0.03 || d > hi+0.03 {
+		t.Fatalf("process CPU grew by %.3f s between two reads; getrusage says %.3f to %.3f s (sink %d)", d, lo, hi, sink)
 	}
 	if _, err := client.MetricsCPU(httpURL + "/healthz")(context.Background()); err == nil || !strings.Contains(err.Error(), "process_cpu_seconds_total") {
 		t.Fatalf("a page without the metric: %v", err)
