@@ -17,6 +17,13 @@ moved into place; on any failure nothing is left behind.
   export_adaclip.py --out tiny.pt --tiny
   # as a spectraclip plugin folder
   export_adaclip.py --tiny --plugin-dir my-plugin --plugin-name adaclip_tiny
+  # as a compiled AOTInductor package (.pt2, torch >= 2.6) for cpu or cuda, batch 1..16
+  export_adaclip.py --aoti --tiny --out tiny.pt2 --device cpu
+  # the built-in detector that `spectraclip export-detector --builtin` wrote, compiled
+  export_adaclip.py --aoti --builtin-from builtin_detector.pt --out builtin.pt2 --device cpu
+
+A .pt2 package runs only with the torch/LibTorch version and on the device kind it was
+compiled for; it records both (and the detector's attributes) in its metadata.
 
 Runs on PyTorch 1.13 (Debian's /usr/bin/python3) and 2.x.
 """
@@ -38,6 +45,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import adaclip_model as am  # noqa: E402
+import builtin_detector as bd  # noqa: E402
 
 CONTRACT_VERSION = 1
 DETECTOR_NAME = "AdaCLIP"
@@ -457,13 +465,40 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--allow-tracer-warnings", action="store_true",
                    help="log tracer warnings instead of failing (the batch-size 1/2/3 verification still runs)")
     p.add_argument("--device", help="device to trace and verify on (default: cuda if available, else cpu)")
-    p.add_argument("--verify-atol", type=float, help="max |traced - eager| (default 1e-5 with --tiny, else 1e-4)")
+    p.add_argument("--verify-atol", type=float, help="max |traced - eager| (default 1e-5 with --tiny, else 1e-4; "
+                   "with --aoti: atol = rtol, default 1e-5 for --builtin-from, 1e-3 for AdaCLIP)")
     p.add_argument("--check-half", action="store_true", help="on CUDA, also run the saved module after .half() and report the deviation")
     p.add_argument("--plugin-dir", help="write a spectraclip plugin folder (manifest + detector.pt) here")
     p.add_argument("--plugin-name", default="adaclip", help="plugin name in the manifest (default adaclip)")
     p.add_argument("--node-name", default=DEFAULT_NODE_NAME, help=f"qualified node name (default {DEFAULT_NODE_NAME})")
+    p.add_argument("--aoti", action="store_true",
+                   help="write an AOTInductor package (.pt2: torch.export + aoti_compile_and_package, torch >= 2.6) "
+                   "for --device instead of TorchScript")
+    p.add_argument("--builtin-from", metavar="FILE.pt",
+                   help="with --aoti: compile the built-in detector that `spectraclip export-detector --builtin` wrote")
+    p.add_argument("--max-batch", type=int, default=16, help="with --aoti: largest batch size of the package (default 16)")
+    p.add_argument("--half", action="store_true", help="with --aoti on CUDA: compile the fp16 model (float16 in and out)")
+    p.add_argument("--static-threads", action="store_true",
+                   help="with --aoti on the CPU: fix the thread count at the exporting process's "
+                   "(default: the package follows the caller's intra-op thread count)")
     args = p.parse_args(argv)
     if args.print_sentences:
+        return args
+    if args.builtin_from or args.max_batch != 16 or args.half or args.static_threads:
+        if not args.aoti:
+            p.error("--builtin-from, --max-batch, --half and --static-threads go with --aoti")
+    if args.aoti:
+        if not args.out:
+            p.error("--aoti writes one file: give --out FILE.pt2")
+        if args.plugin_dir:
+            p.error("--aoti: plugins hold TorchScript only; --plugin-dir cannot take a .pt2 package")
+        if not 1 <= args.max_batch <= 1024:
+            p.error("--max-batch must be in 1..1024")
+        if args.check_half:
+            p.error("--aoti: use --half to compile the fp16 model (--check-half is for TorchScript)")
+    if args.builtin_from:
+        if args.weights or args.clip or args.random_weights or args.tiny:
+            p.error("--builtin-from is its own detector: no --weights/--clip/--random-weights/--tiny")
         return args
     if not args.out and not args.plugin_dir:
         p.error("give --out FILE.pt and/or --plugin-dir DIR")
@@ -493,6 +528,8 @@ def export(args) -> Dict[str, object]:
     timings, verification error)."""
     t0 = time.time()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.aoti:
+        return export_aoti(args, device, t0)
     targets = []
     made_dir = None
     if args.out:
@@ -570,6 +607,162 @@ def _export(args, device: torch.device, targets: List[str], t0: float) -> Dict[s
             f"git commit -m 'AdaCLIP detector' && git tag v0.1.0\n"
             f"  (files over ~100 MB: 'git lfs track \"*.pt\"' before 'git add', or use the folder as a local plugin)")
     return summary
+
+
+# --------------------------------------------------------------------------
+# AOTInductor packages (.pt2)
+# --------------------------------------------------------------------------
+
+AOTI_FORMAT = "spectraclip-detector-aoti/1"
+
+
+def _torch_at_least(major: int, minor: int) -> bool:
+    parts = torch.__version__.split("+")[0].split(".")
+    try:
+        return (int(parts[0]), int(parts[1])) >= (major, minor)
+    except (ValueError, IndexError):
+        return False
+
+
+def aoti_metadata(meta: Dict[str, object], device: torch.device, dtype: torch.dtype, image_size: int,
+                  max_batch: int, dynamic_threads: bool, extra: Dict[str, object]) -> Dict[str, str]:
+    """aoti_metadata is what the package records for its reader (all strings: AOTInductor's
+    metadata is a string map): the torch version and device it was compiled for, the input
+    contract the Go shim checks before each run, and the detector attributes that a
+    TorchScript detector carries as module attributes."""
+    dt = {torch.float32: "float32", torch.float16: "float16"}[dtype]
+    out = {str(k): str(v) for k, v in meta.items()}
+    out.update({str(k): str(v) for k, v in extra.items()})
+    out.update({
+        "spectraclip.format": AOTI_FORMAT,
+        "spectraclip.torch_version": torch.__version__,
+        "spectraclip.device": device.type,
+        "spectraclip.inputs": f"{dt}[1..{max_batch},3,{image_size},{image_size}]",
+        "spectraclip.outputs": f"pixel_scores {dt}[B,{image_size},{image_size}];image_scores {dt}[B]",
+        "spectraclip.dynamic_threads": "1" if dynamic_threads else "0",
+    })
+    return out
+
+
+def compile_package(module: nn.Module, example: Tensor, max_batch: int, metadata: Dict[str, str], path: str,
+                    dynamic_threads: bool) -> float:
+    """compile_package exports module with a dynamic batch dimension (1..max_batch) and
+    compiles it into the AOTInductor package path; it returns the seconds it took."""
+    t = time.time()
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    with torch.no_grad():
+        ep = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+    configs: Dict[str, object] = {"aot_inductor.metadata": metadata}
+    if example.device.type == "cpu":
+        # the generated OpenMP loops read the intra-op thread count at run time instead of
+        # fixing the exporting process's (torch.set_num_threads / LibTorch's set_num_threads)
+        configs["cpp.dynamic_threads"] = dynamic_threads
+    torch._inductor.aoti_compile_and_package(ep, package_path=path, inductor_configs=configs)
+    return time.time() - t
+
+
+def verify_package(what: str, package, references: Sequence[Tuple[str, object]], inputs: Sequence[Tensor],
+                   image_size: int, atol: float, rtol: float) -> float:
+    """verify_package runs the loaded package and each reference on the same inputs and
+    returns the largest |diff| / (atol/rtol + |reference|) ratio scaled to atol, failing when
+    |diff| > atol + rtol * |reference| anywhere."""
+    worst = 0.0
+    with torch.no_grad():
+        for x in inputs:
+            got = tuple(package(x))
+            check_outputs(what, tuple(t.float() for t in got), x.size(0), image_size)
+            for ref_name, ref in references:
+                want = ref(x)
+                for name, a, b in (("pixel_scores", got[0], want[0]), ("image_scores", got[1], want[1])):
+                    a, b = a.double(), b.double()
+                    d = (a - b).abs()
+                    worst = max(worst, d.max().item())
+                    bad = d > atol + rtol * b.abs()
+                    if bad.any():
+                        i = int(bad.flatten().nonzero()[0])
+                        raise ExportError(f"{what}: {name} differs from the {ref_name} at batch size {x.size(0)}: "
+                                          f"{a.flatten()[i].item():.9g} vs {b.flatten()[i].item():.9g} "
+                                          f"(atol {atol:g}, rtol {rtol:g})")
+    return worst
+
+
+def export_aoti(args, device: torch.device, t0: float) -> Dict[str, object]:
+    """export_aoti writes the detector as an AOTInductor package: the eager module (AdaCLIP,
+    or the built-in detector rebuilt from Go's TorchScript) is exported with a dynamic batch,
+    compiled for device, loaded back and checked against the eager module (and, for the
+    built-in detector, against the TorchScript it came from) on fresh inputs at batch sizes
+    1, 2 and 3 before it is moved into place."""
+    if not _torch_at_least(2, 6):
+        raise ExportError(f"--aoti needs torch 2.6 or newer (this is torch {torch.__version__}); run the exporter "
+                          "with the Python of the torch the package is for, e.g. .venv/bin/python (make deps TORCH=pip)")
+    out = os.path.abspath(args.out)
+    if not os.path.isdir(os.path.dirname(out)):
+        raise ExportError(f"--out {args.out}: folder {os.path.dirname(out)} does not exist")
+    if not out.endswith(".pt2"):
+        raise ExportError(f"--out {args.out}: an AOTInductor package is named *.pt2")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ExportError("--device cuda: this torch sees no CUDA device")
+    if args.half and device.type != "cuda":
+        raise ExportError("--half: fp16 packages are for CUDA (--device cuda)")
+    dtype = torch.float16 if args.half else torch.float32
+    references: List[Tuple[str, object]] = []
+    extra: Dict[str, object] = {}
+    if args.builtin_from:
+        try:
+            module, ts = bd.from_torchscript(args.builtin_from)
+        except (ValueError, RuntimeError) as e:
+            raise ExportError(f"--builtin-from {args.builtin_from}: {e}") from e
+        meta = dict(module.meta)
+        size = module.image_size
+        ts.to(device)
+        references.append(("TorchScript it was rebuilt from", ts))
+        atol = args.verify_atol if args.verify_atol is not None else 1e-5
+        extra["source_sha256"] = sha256_file(args.builtin_from)
+    else:
+        model, meta, provenance = build_model(args)
+        module = AdaCLIPDetector(model, meta)
+        size = model.cfg.image_size
+        # HSF's k-means assigns tokens to clusters and keeps the top-k: a float32 reordering
+        # by the compiler that flips a near-tie moves a few pixel scores by ~1e-4 (measured
+        # 2.9e-4 on the tiny model at 56 px), where the TorchScript trace matches to 1e-5
+        atol = args.verify_atol if args.verify_atol is not None else 1e-3
+        extra["config"] = json.dumps(provenance["config"], sort_keys=True)
+    module.eval().to(device)
+    for p in module.parameters():
+        p.requires_grad_(False)
+    references.insert(0, ("eager module", module))
+    if args.half:
+        module.half()
+        references = [("eager fp16 module", module)]
+        atol = max(atol, 1e-2)  # fp16 against itself: only the compiler's reordering differs
+    log(f"built {meta['backbone']} ({meta['weight_name']}) in {time.time() - t0:.1f}s on {device}")
+
+    dynamic_threads = device.type == "cpu" and not args.static_threads
+    metadata = aoti_metadata(meta, device, dtype, size, args.max_batch, dynamic_threads, extra)
+    example = verification_inputs(size, args.seed + 1000, [min(2, args.max_batch)], device)[0].to(dtype)
+    tmp_dir = tempfile.mkdtemp(prefix=".tmp-aoti-", dir=os.path.dirname(out))
+    tmp = os.path.join(tmp_dir, "detector.pt2")
+    try:
+        secs = compile_package(module, example, args.max_batch, metadata, tmp, dynamic_threads)
+        log(f"exported and compiled for {device} in {secs:.1f}s")
+        package = torch._inductor.aoti_load_package(tmp)
+        got_meta = package.get_metadata()
+        lost = {k: v for k, v in metadata.items() if got_meta.get(k) != v}
+        if lost:
+            raise ExportError(f"metadata read back from the package differ: {lost}")
+        batches = [b for b in (1, 2, 3) if b <= args.max_batch]
+        inputs = [x.to(dtype) for x in verification_inputs(size, args.seed + 2000, batches, device)]
+        worst = verify_package("package", package, references, inputs, size, atol, atol)
+        log(f"verified package at batch sizes {batches}: max |diff| {worst:.3g} (atol = rtol = {atol:g})")
+        digest = sha256_file(tmp)
+        file_size = os.path.getsize(tmp)
+        _publishable(tmp)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return dict(files=[out], sha256=digest, bytes=file_size, max_abs_diff=worst, atol=atol, compile_seconds=round(secs, 2),
+                seconds=round(time.time() - t0, 2), meta=meta, metadata=metadata, max_batch=args.max_batch,
+                device=device.type)
 
 
 def check_half(loaded, model: am.AdaCLIP, inputs: Sequence[Tensor], device: torch.device) -> Optional[float]:
