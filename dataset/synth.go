@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/spectraclip/spectraclip/internal/atomicfile"
 )
 
 // SynthConfig controls GenerateSynthetic. Zero values of Bands, WavelengthMin, WavelengthMax,
@@ -403,9 +405,9 @@ var ErrDatasetExists = errors.New("output directory exists and is not empty")
 
 // GenerateSynthetic writes a synthetic Lentils dataset to dir: frames/frame_NNN.hdr + .img
 // (ENVI float32 reflectance), annotations.json (COCO), wavelengths.txt and dataset.yaml. It
-// builds everything in a temporary sibling directory and renames it into place at the end, so
-// an interrupted run never leaves something that looks like a complete dataset. dir must not
-// exist or be empty.
+// builds everything in a temporary sibling directory and puts it into place at the end
+// (atomicfile.PutDir: synced, then renamed), so an interrupted run, or a crash, never leaves
+// something that looks like a complete dataset. dir must not exist or be empty.
 func GenerateSynthetic(dir string, cfg SynthConfig) error {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -435,7 +437,7 @@ func GenerateSynthetic(dir string, cfg SynthConfig) error {
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) == 0 {
 		os.Remove(dir)
 	}
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := atomicfile.PutDir(tmp, dir); err != nil {
 		return fmt.Errorf("synthetic dataset %s: moving the finished set into place: %w", dir, err)
 	}
 	done = true

@@ -26,6 +26,7 @@ import (
 
 	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/internal/atomicfile"
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
 	"github.com/spectraclip/spectraclip/run"
@@ -600,7 +601,7 @@ func makeStage(out string) (string, *os.File, error) {
 		return "", nil, err
 	}
 	stage := filepath.Join(parent, partialPrefix(out)+strings.TrimPrefix(filepath.Base(tmp), "."+filepath.Base(filepath.Clean(out))+".staging-"))
-	if err := os.Rename(tmp, stage); err != nil {
+	if err := atomicfile.Rename(tmp, stage); err != nil {
 		f.Close()
 		os.Remove(tmp)
 		return "", nil, err

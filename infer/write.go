@@ -224,7 +224,8 @@ func (w *frameWriter) maskImage(u8 []uint8, h, wd int) *image.Paletted {
 }
 
 // writeNew writes a new file inside the staging folder in one write call. No temporary name
-// and no fsync per file: the folder is published (renamed) only when every frame is written.
+// and no fsync per file: the folder is published (synced and renamed, by publish) only when
+// every frame is written.
 func writeNew(path string, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
@@ -243,12 +244,13 @@ func writeNew(path string, b []byte) error {
 	return nil
 }
 
-// publish moves a finished staging folder to out: in one rename when out does not exist, else
-// file by file into it with results.json last (noting each new path in made, so that a
-// failure part-way removes what this command added and nothing else).
+// publish moves a finished staging folder to out, its files synced first: in one rename when
+// out does not exist (atomicfile.PutDir), else file by file into it with results.json last
+// (atomicfile.MoveInto, noting each new path in made, so that a failure part-way removes
+// what this command added and nothing else).
 func publish(stage, out string, made *run.OutputDir) error {
 	if _, err := os.Lstat(out); errors.Is(err, fs.ErrNotExist) {
-		if err := os.Rename(stage, out); err != nil {
+		if err := atomicfile.PutDir(stage, out); err != nil {
 			return fmt.Errorf("--out %s: %w", out, err)
 		}
 		return nil
@@ -258,12 +260,12 @@ func publish(stage, out string, made *run.OutputDir) error {
 		return err
 	}
 	sort.SliceStable(ents, func(i, j int) bool { return ents[j].Name() == "results.json" && ents[i].Name() != "results.json" })
-	for _, e := range ents {
-		dst := filepath.Join(out, e.Name())
-		made.Note(dst)
-		if err := os.Rename(filepath.Join(stage, e.Name()), dst); err != nil {
-			return fmt.Errorf("--out %s: %w", out, err)
-		}
+	names := make([]string, len(ents))
+	for i, e := range ents {
+		names[i] = e.Name()
+	}
+	if err := atomicfile.MoveInto(stage, out, names, func(dst string) { made.Note(dst) }); err != nil {
+		return fmt.Errorf("--out %s: %w", out, err)
 	}
 	return os.Remove(stage)
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spectraclip/spectraclip/internal/atomicfile"
 	"github.com/spectraclip/spectraclip/torch"
 	"go.yaml.in/yaml/v3"
 )
@@ -490,7 +491,9 @@ func fetchGitPlugin(name string, cfg PluginConfig) (string, string, error) {
 	if !commitMatches(cfg.Commit, head) {
 		return "", "", fmt.Errorf("plugin %q: tag %s of %s is commit %s, but the config pins commit %s", name, cfg.Tag, cfg.Repo, head, cfg.Commit)
 	}
-	if err := os.Rename(tmp, dir); err != nil {
+	// The verified clone goes into place synced: a crash never leaves a cached checkout
+	// with files missing or empty.
+	if err := atomicfile.PutDir(tmp, dir); err != nil {
 		if _, serr := os.Stat(filepath.Join(dir, ".git")); serr == nil {
 			return fetchGitPlugin(name, cfg) // another process cloned it meanwhile
 		}

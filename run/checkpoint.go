@@ -101,11 +101,10 @@ func (s *Staging) Commit(epoch int) error {
 		return fmt.Errorf("checkpoint %s: manifest: %w", final, err)
 	}
 	KillPoint("rename manifest " + s.name)
-	if err := os.Rename(mp+".tmp", mp); err != nil {
+	if err := atomicfile.Rename(mp+".tmp", mp); err != nil {
 		s.Abort()
 		return fmt.Errorf("checkpoint %s: manifest: %w", final, err)
 	}
-	syncDir(s.Dir)
 	prev := prevPath(s.parent, s.name)
 	hadOld := false
 	if _, err := os.Lstat(final); err == nil {
@@ -115,20 +114,23 @@ func (s *Staging) Commit(epoch int) error {
 			return fmt.Errorf("checkpoint %s: %w", final, err)
 		}
 		KillPoint("rename old " + s.name + " to prev")
-		if err := os.Rename(final, prev); err != nil {
+		if err := atomicfile.Rename(final, prev); err != nil {
 			s.Abort()
 			return fmt.Errorf("checkpoint %s: %w", final, err)
 		}
 	}
 	KillPoint("rename staged " + s.name + " into place")
-	if err := os.Rename(s.Dir, final); err != nil {
+	// PutDir syncs every file of the checkpoint before the rename and the parent after it.
+	// When it fails the previous checkpoint is renamed back; if only the sync after the
+	// rename failed, the new checkpoint stands at final, that rename fails and changes
+	// nothing, and CleanTemp removes the .prev later.
+	if err := atomicfile.PutDir(s.Dir, final); err != nil {
 		if hadOld {
-			_ = os.Rename(prev, final)
+			_ = atomicfile.Rename(prev, final)
 		}
 		s.Abort()
 		return fmt.Errorf("checkpoint %s: %w", final, err)
 	}
-	syncDir(s.parent)
 	if hadOld {
 		KillPoint("remove prev " + s.name)
 		if err := os.RemoveAll(prev); err != nil {
@@ -151,7 +153,7 @@ func Remove(parent, name string) error {
 	}
 	gone := filepath.Join(d, name)
 	KillPoint("rename " + name + " for removal")
-	if err := os.Rename(final, gone); err != nil {
+	if err := atomicfile.Rename(final, gone); err != nil {
 		os.Remove(d)
 		return err
 	}
@@ -273,7 +275,7 @@ func CleanTemp(dir string) ([]string, error) {
 						if err := os.RemoveAll(final); err != nil {
 							return did, err
 						}
-						if err := os.Rename(p, final); err != nil {
+						if err := atomicfile.Rename(p, final); err != nil {
 							return did, err
 						}
 						did = append(did, fmt.Sprintf("restored %s from %s (the replacement was interrupted)", final, n))
@@ -355,13 +357,6 @@ func writeSynced(p string, b []byte) error {
 		os.Remove(p)
 	}
 	return atomicfile.DiskFull(p, err)
-}
-
-func syncDir(d string) {
-	if f, err := os.Open(d); err == nil {
-		_ = f.Sync()
-		f.Close()
-	}
 }
 
 func sortedNames(m map[string]FileHash) []string {

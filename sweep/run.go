@@ -22,6 +22,7 @@ import (
 
 	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
+	"github.com/spectraclip/spectraclip/internal/atomicfile"
 	"github.com/spectraclip/spectraclip/internal/procattr"
 	"github.com/spectraclip/spectraclip/run"
 )
@@ -517,7 +518,7 @@ func (r *runner) point(p *Point, worker int, gpu, task string, onStart func()) (
 			if err := os.MkdirAll(filepath.Dir(attic), 0o755); err != nil {
 				return st, false, err
 			}
-			if err := os.Rename(runDir, attic); err != nil {
+			if err := atomicfile.Rename(runDir, attic); err != nil {
 				return st, false, fmt.Errorf("point %s: move aside %s: %w", p.ID, runDir, err)
 			}
 		}

@@ -2,9 +2,10 @@
 // the target's directory, is synced, renamed over the target, and the directory is synced,
 // so that a reader (or a machine that crashes) sees either the previous file or the whole
 // new one, never a part. On any error the temporary file is removed and the previous file
-// stays. PutDir does the same for a directory built under a temporary name, and Rename is a
-// rename whose result survives a crash; the module renames files and directories into place
-// through this package only. It imports nothing of this module, so every package can use it.
+// stays. PutDir does the same for a directory built under a temporary name, MoveInto moves a
+// finished directory's entries into another one, and Rename is a rename whose result survives
+// a crash; the module renames files and directories into place through this package only.
+// It imports nothing of this module, so every package can use it.
 package atomicfile
 
 import (
@@ -159,6 +160,39 @@ func PutDir(tmpDir, final string) error {
 		return err
 	}
 	return syncParents(tmpDir, final)
+}
+
+// MoveInto moves the entries names (files or directories) of the directory fromDir into the
+// directory toDir, under the same names, one rename each in the given order. First everything
+// under fromDir is synced (SyncTree); before each rename, before (when not nil) is called with
+// the destination path; after the last one toDir and fromDir are synced, once. So each entry
+// is at every instant wholly in one of the two directories, and once MoveInto returns nil all
+// of them are in toDir with their contents, and that survives a crash. An existing file at a
+// destination is replaced, an existing directory makes that rename fail (as os.Rename does).
+// It stops at the first failure, returning the rename's error as os.Rename gives it: the
+// entries moved before it stay moved (and synced), the others stay in fromDir.
+func MoveInto(fromDir, toDir string, names []string, before func(dst string)) error {
+	if err := SyncTree(fromDir); err != nil {
+		return err
+	}
+	var err error
+	for _, n := range names {
+		dst := filepath.Join(toDir, n)
+		if before != nil {
+			before(dst)
+		}
+		if err = os.Rename(filepath.Join(fromDir, n), dst); err != nil {
+			break
+		}
+	}
+	serr := SyncDir(toDir)
+	if serr == nil && filepath.Clean(fromDir) != filepath.Clean(toDir) {
+		serr = SyncDir(fromDir)
+	}
+	if err == nil {
+		err = serr
+	}
+	return err
 }
 
 // syncParents fsyncs the directory of newpath and, when it is another one, that of oldpath.

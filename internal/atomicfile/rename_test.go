@@ -225,3 +225,50 @@ func TestSyncTree(t *testing.T) {
 		t.Errorf("missing root: %v", err)
 	}
 }
+
+// TestMoveInto: entries of a finished directory go into an existing one in the given order,
+// before seeing each destination first; an existing file is replaced; an existing directory
+// stops the moves there with os.Rename's error: what moved before stays moved, the rest stays.
+func TestMoveInto(t *testing.T) {
+	dir := t.TempDir()
+	from, to := filepath.Join(dir, ".out.partial-1"), filepath.Join(dir, "out")
+	mustWrite(t, filepath.Join(from, "a.png"), "A")
+	mustWrite(t, filepath.Join(from, "sub", "b"), "B")
+	mustWrite(t, filepath.Join(from, "results.json"), "{}")
+	mustWrite(t, filepath.Join(to, "a.png"), "old A")
+	mustWrite(t, filepath.Join(to, "keep.txt"), "kept")
+	var seen []string
+	names := []string{"a.png", "sub", "results.json"}
+	if err := MoveInto(from, to, names, func(dst string) { seen = append(seen, dst) }); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range names {
+		if i >= len(seen) || seen[i] != filepath.Join(to, n) {
+			t.Errorf("before saw %q, want the destinations of %q in order", seen, names)
+			break
+		}
+	}
+	wantFile(t, "moved over a file", filepath.Join(to, "a.png"), "A")
+	wantFile(t, "moved directory", filepath.Join(to, "sub", "b"), "B")
+	wantFile(t, "moved last", filepath.Join(to, "results.json"), "{}")
+	wantFile(t, "left alone", filepath.Join(to, "keep.txt"), "kept")
+	if ents, err := os.ReadDir(from); err != nil || len(ents) != 0 {
+		t.Errorf("the source after the moves: %v, %v", ents, err)
+	}
+
+	// A directory at a destination stops the moves at that entry.
+	from2 := filepath.Join(dir, ".out.partial-2")
+	mustWrite(t, filepath.Join(from2, "c.png"), "C")
+	mustWrite(t, filepath.Join(from2, "sub", "b"), "B2")
+	mustWrite(t, filepath.Join(from2, "results.json"), "{2}")
+	err := MoveInto(from2, to, []string{"c.png", "sub", "results.json"}, nil)
+	if err == nil || !dirExists(err) {
+		t.Fatalf("onto an existing directory: error %v, want EEXIST", err)
+	}
+	wantFile(t, "moved before the failure", filepath.Join(to, "c.png"), "C")
+	wantAbsent(t, "moved before the failure", filepath.Join(from2, "c.png"))
+	wantFile(t, "the existing directory", filepath.Join(to, "sub", "b"), "B")
+	wantFile(t, "the failed entry", filepath.Join(from2, "sub", "b"), "B2")
+	wantFile(t, "not moved after the failure", filepath.Join(from2, "results.json"), "{2}")
+	wantFile(t, "not replaced after the failure", filepath.Join(to, "results.json"), "{}")
+}
