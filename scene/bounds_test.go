@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spectraclip/spectraclip/scene/scenespec"
 )
 
 // npyFile writes a C-order .npy of shape: descr '<f4' with values from f, or '|u1' labels.
@@ -52,7 +54,7 @@ func TestConstantCubeRefused(t *testing.T) {
 	})
 	cube := filepath.Join(dir, "const.npy")
 	npyFile(t, cube, "<f4", []int{16, 16, 8}, func(int) float32 { return 0.5 })
-	_, _, err := Load(Spec{Path: cube, MaskPath: mask})
+	_, _, err := Load(scenespec.Spec{Path: cube, MaskPath: mask})
 	if err == nil {
 		t.Fatal("a constant cube was accepted")
 	}
@@ -68,7 +70,7 @@ func TestConstantCubeRefused(t *testing.T) {
 		}
 		return 0.5
 	})
-	if _, _, err := Load(Spec{Path: almost, MaskPath: mask}); err != nil {
+	if _, _, err := Load(scenespec.Spec{Path: almost, MaskPath: mask}); err != nil {
 		t.Fatalf("a cube with one different value: %v", err)
 	}
 }

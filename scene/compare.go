@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spectraclip/spectraclip/scene/scenespec"
+
 	"github.com/sirupsen/logrus"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -29,10 +31,10 @@ import (
 // CompareOptions configure Compare.
 type CompareOptions struct {
 	Out       string
-	Scenes    []Spec   // one table per scene
-	Variants  []string // shipped variants to train (default pca, drcnn, concrete)
-	Seeds     []uint64 // default training.seed of the variant configs (42)
-	Overrides []string // after the scene defaults, for every variant
+	Scenes    []scenespec.Spec // one table per scene
+	Variants  []string         // shipped variants to train (default pca, drcnn, concrete)
+	Seeds     []uint64         // default training.seed of the variant configs (42)
+	Overrides []string         // after the scene defaults, for every variant
 	Environ   []string
 	Log       *logrus.Logger
 	Progress  io.Writer
@@ -229,12 +231,12 @@ func count(m []bool) int {
 	return n
 }
 
-func runVariant(o CompareOptions, sp Spec, sc *Scene, lend trainer.DataSource, name, v string, seed uint64, log *logrus.Logger) (Row, error) {
+func runVariant(o CompareOptions, sp scenespec.Spec, sc *Scene, lend trainer.DataSource, name, v string, seed uint64, log *logrus.Logger) (Row, error) {
 	ov := append([]string{"training.seed=" + strconv.FormatUint(seed, 10)}, o.Overrides...)
 	if sp.Split == "none" {
 		ov = append(ov, "training.trainer.max_epochs=0")
 	}
-	cfg, err := LoadConfig(ConfigOptions{Variant: v, Overrides: ov, Environ: o.Environ, Spec: sp})
+	cfg, err := scenespec.LoadConfig(scenespec.ConfigOptions{Variant: v, Overrides: ov, Environ: o.Environ, Spec: sp})
 	if err != nil {
 		return Row{}, err
 	}

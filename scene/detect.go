@@ -2,9 +2,10 @@ package scene
 
 import (
 	"fmt"
-	metriccore "github.com/spectraclip/spectraclip/nodes/metric/core"
 	"math"
 	"time"
+
+	metriccore "github.com/spectraclip/spectraclip/nodes/metric/core"
 
 	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"

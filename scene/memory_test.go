@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/spectraclip/spectraclip/scene/scenespec"
+
 	"github.com/spectraclip/spectraclip/dataset"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
 	"github.com/spectraclip/spectraclip/torch"
@@ -16,7 +18,7 @@ import (
 // was a copy (a second cube-sized allocation per pass).
 func TestWholeSceneBatchViewsTheCube(t *testing.T) {
 	path := genScene(t, t.TempDir(), 32, 24, 7, 4, 3)
-	cube, gt, err := Load(Spec{Path: path, CubeVar: "cube", GTVar: "gt"})
+	cube, gt, err := Load(scenespec.Spec{Path: path, CubeVar: "cube", GTVar: "gt"})
 	if err != nil {
 		t.Fatal(err)
 	}

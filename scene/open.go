@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/spectraclip/spectraclip/scene/scenespec"
+
 	"github.com/sirupsen/logrus"
 
 	"github.com/spectraclip/spectraclip/config"
@@ -15,7 +17,7 @@ import (
 
 // Scene is a loaded scene with its pixel split.
 type Scene struct {
-	Spec  Spec
+	Spec  scenespec.Spec
 	Cube  *dataset.Cube
 	GT    *dataset.LabelImage
 	Anom  []bool // ground truth: any non-zero label is an anomaly
@@ -23,7 +25,7 @@ type Scene struct {
 }
 
 // OpenScene loads spec's scene and splits its pixels with seed (spec.Seed wins when set).
-func OpenScene(spec Spec, seed uint64) (*Scene, error) {
+func OpenScene(spec scenespec.Spec, seed uint64) (*Scene, error) {
 	cube, gt, err := Load(spec)
 	if err != nil {
 		return nil, err
@@ -32,7 +34,7 @@ func OpenScene(spec Spec, seed uint64) (*Scene, error) {
 }
 
 // splitScene splits the pixels of a loaded scene with seed (spec.Seed wins when set).
-func splitScene(spec Spec, seed uint64, cube *dataset.Cube, gt *dataset.LabelImage) (*Scene, error) {
+func splitScene(spec scenespec.Spec, seed uint64, cube *dataset.Cube, gt *dataset.LabelImage) (*Scene, error) {
 	if spec.Seed != nil {
 		seed = uint64(*spec.Seed)
 	}
@@ -61,7 +63,7 @@ func Source(cfg *config.Config, log *logrus.Logger) (*dataset.Dataset, map[strin
 // splits. It adapts cfg to the scene (Adapt): the band count of every node that depends on
 // it, the pixel masks on the loss and the metrics.
 func Open(cfg *config.Config) (*dataset.Dataset, map[string][]bool, error) {
-	spec, err := ParseSpec(cfg.Data.Scene)
+	spec, err := scenespec.Parse(cfg.Data.Scene)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -83,7 +85,7 @@ func Lend(cube *dataset.Cube, gt *dataset.LabelImage) trainer.DataSource {
 			ds, err := trainer.OpenRoot(cfg, log)
 			return ds, nil, err
 		}
-		spec, err := ParseSpec(cfg.Data.Scene)
+		spec, err := scenespec.Parse(cfg.Data.Scene)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -92,7 +94,7 @@ func Lend(cube *dataset.Cube, gt *dataset.LabelImage) trainer.DataSource {
 }
 
 // openLoaded is Open on a loaded scene.
-func openLoaded(cfg *config.Config, spec Spec, cube *dataset.Cube, gt *dataset.LabelImage) (*dataset.Dataset, map[string][]bool, error) {
+func openLoaded(cfg *config.Config, spec scenespec.Spec, cube *dataset.Cube, gt *dataset.LabelImage) (*dataset.Dataset, map[string][]bool, error) {
 	if spec.Split == "auto" {
 		spec.Split = "objects"
 		if n := cube.H * cube.W; n > MaxWholeScenePixels {
@@ -123,7 +125,7 @@ func openLoaded(cfg *config.Config, spec Spec, cube *dataset.Cube, gt *dataset.L
 // openTiled cuts a loaded capture into tiles assigned to splits by a tiled rule (for captures too
 // large to run whole): every tile is a frame, its labels are its own pixels', and the loss
 // and metrics see whole tiles, so no pixel masks are needed.
-func openTiled(cfg *config.Config, spec Spec, cube *dataset.Cube, gt *dataset.LabelImage) (*dataset.Dataset, map[string][]bool, error) {
+func openTiled(cfg *config.Config, spec scenespec.Spec, cube *dataset.Cube, gt *dataset.LabelImage) (*dataset.Dataset, map[string][]bool, error) {
 	ds, err := dataset.TileScene(spec.Path, cube, gt, dataset.SceneOptions{TileSize: spec.Tile, SplitRule: spec.Split, Fractions: spec.Fractions, NaNPolicy: dataset.NaNPolicy(spec.NaNPolicy)})
 	if err != nil {
 		return nil, nil, err

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spectraclip/spectraclip/scene/scenespec"
+
 	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/internal/testpy"
 
@@ -41,7 +43,7 @@ func TestObjectsSplitPlantedObjects(t *testing.T) {
 	const h, w = 64, 72
 	sides := []int{4, 1, 3, 2, 4, 2, 1, 3, 2, 4, 1, 2}
 	anom := plant(h, w, sides)
-	spec := Spec{Path: "planted", Split: "objects", Fractions: DefaultFractions, Block: DefaultBlock}
+	spec := scenespec.Spec{Path: "planted", Split: "objects", Fractions: scenespec.DefaultFractions, Block: scenespec.DefaultBlock}
 	ps, err := Split(anom, h, w, spec, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -89,8 +91,8 @@ func TestObjectsSplitPlantedObjects(t *testing.T) {
 		}
 	}
 	for s := range 3 {
-		if f := float64(normal[s]) / float64(total); math.Abs(f-DefaultFractions[s]) > 0.05 {
-			t.Fatalf("normal pixels: %s share %.3f, want %.2f ± 0.05", SplitNames[s], f, DefaultFractions[s])
+		if f := float64(normal[s]) / float64(total); math.Abs(f-scenespec.DefaultFractions[s]) > 0.05 {
+			t.Fatalf("normal pixels: %s share %.3f, want %.2f ± 0.05", SplitNames[s], f, scenespec.DefaultFractions[s])
 		}
 	}
 	// the blocks: an 8×8 block of normal pixels lies in one split
@@ -130,7 +132,7 @@ func TestObjectsSplitPlantedObjects(t *testing.T) {
 
 func TestTooFewObjectsRefused(t *testing.T) {
 	anom := plant(40, 40, []int{3, 2})
-	_, err := Split(anom, 40, 40, Spec{Path: "two.npz", Split: "objects", Fractions: DefaultFractions, Block: 8}, 1)
+	_, err := Split(anom, 40, 40, scenespec.Spec{Path: "two.npz", Split: "objects", Fractions: scenespec.DefaultFractions, Block: 8}, 1)
 	if err == nil {
 		t.Fatal("a 3-way split of 2 objects was accepted")
 	}
@@ -139,17 +141,17 @@ func TestTooFewObjectsRefused(t *testing.T) {
 			t.Fatalf("error %q does not say %q", err, want)
 		}
 	}
-	ps, err := Split(anom, 40, 40, Spec{Split: "objects", Fractions: [3]float64{0.5, 0, 0.5}, Block: 8}, 1)
+	ps, err := Split(anom, 40, 40, scenespec.Spec{Split: "objects", Fractions: [3]float64{0.5, 0, 0.5}, Block: 8}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !ps.ValIsTrain || count(ps.Masks[1]) != count(ps.Masks[0]) {
 		t.Fatal("val share 0: validation is not on the train pixels")
 	}
-	if _, err := ParseSpec(map[string]any{"path": "x", "fractions": []any{0.5, 0.5, 0.0}}); err == nil {
+	if _, err := scenespec.Parse(map[string]any{"path": "x", "fractions": []any{0.5, 0.5, 0.0}}); err == nil {
 		t.Fatal("a test share of 0 was accepted")
 	}
-	if _, err := ParseSpec(map[string]any{"path": "x", "splt": "none"}); err == nil || !strings.Contains(err.Error(), "data.scene.splt") {
+	if _, err := scenespec.Parse(map[string]any{"path": "x", "splt": "none"}); err == nil || !strings.Contains(err.Error(), "data.scene.splt") {
 		t.Fatalf("unknown key: %v", err)
 	}
 }
@@ -163,7 +165,7 @@ func TestUndefinedMetrics(t *testing.T) {
 	for i := range scores {
 		scores[i] = float32(i)
 	}
-	ps, _ := Split(anom, 5, 10, Spec{Split: "none"}, 1)
+	ps, _ := Split(anom, 5, 10, scenespec.Spec{Split: "none"}, 1)
 	m, err := Evaluate(scores, anom, ps)
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +216,7 @@ func TestOddBandCountsCompare(t *testing.T) {
 		}
 		out := filepath.Join(dir, fmt.Sprintf("cmp%d", bands))
 		c, err := Compare(CompareOptions{Out: out, Seeds: []uint64{1}, Variants: variants,
-			Scenes:    []Spec{{Path: path, CubeVar: "cube", GTVar: "gt", Split: "objects", Fractions: DefaultFractions, Block: 8}},
+			Scenes:    []scenespec.Spec{{Path: path, CubeVar: "cube", GTVar: "gt", Split: "objects", Fractions: scenespec.DefaultFractions, Block: 8}},
 			Overrides: []string{"training.trainer.max_epochs=2", "training.threads=1", "training.trainer.enable_progress_bar=false"}})
 		if err != nil {
 			t.Fatalf("%d bands: %v", bands, err)
@@ -281,7 +283,7 @@ func TestRealSceneRX(t *testing.T) {
 		t.Skipf("real scene %s not present (../shared/data/real/): %v", path, err)
 	}
 	c, err := Compare(CompareOptions{Out: t.TempDir(), Seeds: []uint64{1}, Variants: []string{"pca"},
-		Scenes:    []Spec{{Path: path, Split: "none"}},
+		Scenes:    []scenespec.Spec{{Path: path, Split: "none"}},
 		Overrides: []string{"training.threads=1", "training.trainer.enable_progress_bar=false"}})
 	if err != nil {
 		t.Fatal(err)
@@ -323,7 +325,7 @@ func TestSceneTrainrunYAML(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := OpenScene(Spec{Path: path, CubeVar: "cube", GTVar: "gt", Split: "objects", Fractions: DefaultFractions, Block: DefaultBlock}, cfg.Training.Seed)
+	sc, err := OpenScene(scenespec.Spec{Path: path, CubeVar: "cube", GTVar: "gt", Split: "objects", Fractions: scenespec.DefaultFractions, Block: scenespec.DefaultBlock}, cfg.Training.Seed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,14 +382,14 @@ func TestTiledSceneTrainrun(t *testing.T) {
 	if a, b := m["iou"], res.Test["iou"]; a != b && !(math.IsNaN(a) && math.IsNaN(b)) {
 		t.Errorf("eval of the reopened tiled run: iou %v, the run said %v", a, b)
 	}
-	sp, err := ParseSpec(map[string]any{"path": path, "cube_var": "cube", "gt_var": "gt", "split": "checkerboard"})
+	sp, err := scenespec.Parse(map[string]any{"path": path, "cube_var": "cube", "gt_var": "gt", "split": "checkerboard"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Compare(CompareOptions{Out: filepath.Join(dir, "cmp"), Scenes: []Spec{sp}}); err == nil || !strings.Contains(err.Error(), "tiled") {
+	if _, err := Compare(CompareOptions{Out: filepath.Join(dir, "cmp"), Scenes: []scenespec.Spec{sp}}); err == nil || !strings.Contains(err.Error(), "tiled") {
 		t.Errorf("compare with a tiled split: %v", err)
 	}
-	if _, err := ParseSpec(map[string]any{"path": path, "split": "spatial", "tile": 0}); err == nil || !strings.Contains(err.Error(), "tile") {
+	if _, err := scenespec.Parse(map[string]any{"path": path, "split": "spatial", "tile": 0}); err == nil || !strings.Contains(err.Error(), "tile") {
 		t.Errorf("tile 0: %v", err)
 	}
 }
@@ -398,7 +400,7 @@ func TestAutoSplitTilesLargeScenes(t *testing.T) {
 	dir := t.TempDir()
 	path := genScene(t, dir, 64, 64, 7, 12, 11)
 	open := func() (int, map[string][]bool) {
-		cfg, err := LoadConfig(ConfigOptions{Variant: "drcnn", Spec: mustSpec(t, map[string]any{"path": path, "cube_var": "cube", "gt_var": "gt", "tile": 16})})
+		cfg, err := scenespec.LoadConfig(scenespec.ConfigOptions{Variant: "drcnn", Spec: mustSpec(t, map[string]any{"path": path, "cube_var": "cube", "gt_var": "gt", "tile": 16})})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -419,9 +421,9 @@ func TestAutoSplitTilesLargeScenes(t *testing.T) {
 	}
 }
 
-func mustSpec(t *testing.T, m map[string]any) Spec {
+func mustSpec(t *testing.T, m map[string]any) scenespec.Spec {
 	t.Helper()
-	s, err := ParseSpec(m)
+	s, err := scenespec.Parse(m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+
+	"github.com/spectraclip/spectraclip/scene/scenespec"
 )
 
 // SplitNames are the pixel splits, in order.
@@ -75,7 +77,7 @@ func components(anom []bool, h, w int) ([]int, []int) {
 // Split divides the pixels of an h×w scene with anomaly labels anom by spec's rule and seed.
 // The objects rule refuses a split that leaves train, val (when its share is positive) or
 // test without an anomaly component.
-func Split(anom []bool, h, w int, spec Spec, seed uint64) (*PixelSplit, error) {
+func Split(anom []bool, h, w int, spec scenespec.Spec, seed uint64) (*PixelSplit, error) {
 	if len(anom) != h*w {
 		return nil, fmt.Errorf("scene split: %d labels for %d×%d pixels", len(anom), h, w)
 	}
@@ -106,7 +108,7 @@ func Split(anom []bool, h, w int, spec Spec, seed uint64) (*PixelSplit, error) {
 	}
 	f := spec.Fractions
 	if f == [3]float64{} {
-		f = DefaultFractions
+		f = scenespec.DefaultFractions
 	}
 	var active []int
 	for i, x := range f {
@@ -158,7 +160,7 @@ func Split(anom []bool, h, w int, spec Spec, seed uint64) (*PixelSplit, error) {
 	// normal pixels: square blocks, shuffled, each to the split furthest below its share
 	b := spec.Block
 	if b < 1 {
-		b = DefaultBlock
+		b = scenespec.DefaultBlock
 	}
 	type block struct{ r0, c0, n int }
 	var blocks []block

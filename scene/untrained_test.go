@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spectraclip/spectraclip/scene/scenespec"
 )
 
 // Issue 26.9: compare --scene with split none runs the learned variants without a gradient
@@ -23,7 +25,7 @@ func TestUntrainedRowsAreLabelled(t *testing.T) {
 	for _, split := range []string{"none", "objects"} {
 		out := filepath.Join(dir, split)
 		c, err := Compare(CompareOptions{Out: out, Seeds: []uint64{1}, Variants: []string{"pca", "drcnn", "concrete"},
-			Scenes: []Spec{{Path: path, CubeVar: "cube", GTVar: "gt", Split: split, Fractions: DefaultFractions, Block: 8}}, Overrides: ov})
+			Scenes: []scenespec.Spec{{Path: path, CubeVar: "cube", GTVar: "gt", Split: split, Fractions: scenespec.DefaultFractions, Block: 8}}, Overrides: ov})
 		if err != nil {
 			t.Fatalf("split %s: %v", split, err)
 		}

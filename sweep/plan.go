@@ -13,7 +13,7 @@ import (
 	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/nodes"
-	"github.com/spectraclip/spectraclip/scene"
+	"github.com/spectraclip/spectraclip/scene/scenespec"
 )
 
 // PlanName is the expanded sweep inside a sweep directory.
@@ -219,9 +219,9 @@ func (p *Plan) resolve(pt *Point, environ []string) error {
 	var cfg *config.Config
 	var err error
 	if pt.Scene != "" {
-		var sp scene.Spec
-		if sp, err = scene.ParseSpec(map[string]any{"path": pt.Scene}); err == nil {
-			cfg, err = scene.LoadConfig(scene.ConfigOptions{Variant: lo.Variant, File: lo.File, Overrides: lo.Overrides, Environ: environ, Spec: sp})
+		var sp scenespec.Spec
+		if sp, err = scenespec.Parse(map[string]any{"path": pt.Scene}); err == nil {
+			cfg, err = scenespec.LoadConfig(scenespec.ConfigOptions{Variant: lo.Variant, File: lo.File, Overrides: lo.Overrides, Environ: environ, Spec: sp})
 		}
 	} else {
 		cfg, _, err = config.LoadConfig(lo)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spectraclip/spectraclip/config"
 	"github.com/spectraclip/spectraclip/scene"
+	"github.com/spectraclip/spectraclip/scene/scenespec"
 )
 
 // sceneFlags are the --scene options of train and compare.
@@ -24,11 +25,11 @@ func (f *sceneFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.split, "split", "auto", "with --scene: objects (the whole scene, anomaly objects whole to train/val/test), none (zero-shot evaluation only), the tiled spatial or checkerboard for captures too large to run whole, or auto (objects up to 4 Mi pixels, spatial tiles beyond)")
 	cmd.Flags().IntVar(&f.tile, "tile", 32, "with --scene and a tiled --split: tile side in pixels")
 	cmd.Flags().Float64SliceVar(&f.fractions, "fractions", nil, "with --scene: train,val,test shares (default 0.5,0.25,0.25; val 0 = validate on the train pixels)")
-	cmd.Flags().IntVar(&f.block, "block", scene.DefaultBlock, "with --scene: side of the blocks normal pixels are split by")
+	cmd.Flags().IntVar(&f.block, "block", scenespec.DefaultBlock, "with --scene: side of the blocks normal pixels are split by")
 }
 
 // spec builds data.scene for path; the checks are ParseSpec's.
-func (f *sceneFlags) spec(path string) (scene.Spec, error) {
+func (f *sceneFlags) spec(path string) (scenespec.Spec, error) {
 	m := map[string]any{"path": path, "cube_var": f.cubeVar, "gt_var": f.gtVar, "mask_path": f.mask, "split": f.split, "block": f.block, "tile": f.tile}
 	if f.fractions != nil {
 		l := make([]any, len(f.fractions))
@@ -42,7 +43,7 @@ func (f *sceneFlags) spec(path string) (scene.Spec, error) {
 			delete(m, k)
 		}
 	}
-	return scene.ParseSpec(m)
+	return scenespec.Parse(m)
 }
 
 func sceneConfig(o *trainOptions) (*config.Config, error) {
@@ -50,7 +51,7 @@ func sceneConfig(o *trainOptions) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return scene.LoadConfig(scene.ConfigOptions{Variant: o.Variant, File: o.File, Overrides: o.Overrides, Environ: configEnviron(), Spec: sp})
+	return scenespec.LoadConfig(scenespec.ConfigOptions{Variant: o.Variant, File: o.File, Overrides: o.Overrides, Environ: configEnviron(), Spec: sp})
 }
 
 // compareSceneFlags are compare's --scene options.

@@ -1,4 +1,4 @@
-package scene
+package scenespec
 
 import (
 	"reflect"
@@ -27,15 +27,15 @@ func TestParseSpecNumbers(t *testing.T) {
 		{m: map[string]any{"path": "x", "block": 2.5}, err: "data.scene.block: want a positive whole number of pixels, got 2.5"},
 		{m: map[string]any{"path": "x", "fractions": []any{0.5, "a", 0.25}}, err: "data.scene.fractions: want a number, got a (string)"},
 	} {
-		s, err := ParseSpec(c.m)
+		s, err := Parse(c.m)
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
-				t.Errorf("ParseSpec(%v) error %v; want %q", c.m, err, c.err)
+				t.Errorf("Parse(%v) error %v; want %q", c.m, err, c.err)
 			}
 			continue
 		}
 		if err != nil || !reflect.DeepEqual(s, c.want) {
-			t.Errorf("ParseSpec(%v) = %+v, %v; want %+v", c.m, s, err, c.want)
+			t.Errorf("Parse(%v) = %+v, %v; want %+v", c.m, s, err, c.want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package scene
+package scenespec
 
 import "github.com/spectraclip/spectraclip/config"
 
