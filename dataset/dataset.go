@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 
@@ -332,7 +333,7 @@ func warnSplitOverlaps(where string, s Splits) {
 			}
 			seen[id] = true
 		}
-		for _, id := range sortedKeys(seen) {
+		for _, id := range slices.Sorted(maps.Keys(seen)) {
 			if sp.name == "train" {
 				train[id] = true
 			} else if train[id] {
@@ -340,15 +341,6 @@ func warnSplitOverlaps(where string, s Splits) {
 			}
 		}
 	}
-}
-
-func sortedKeys(m map[int]bool) []int {
-	out := make([]int, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Ints(out)
-	return out
 }
 
 func (d *Dataset) setWavelengths(wl []float32) {

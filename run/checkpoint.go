@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -179,7 +180,7 @@ func Verify(dir string) (*Manifest, error) {
 	if m.Format != 1 || len(m.Files) == 0 {
 		return nil, fmt.Errorf("checkpoint %s: %s: format %d with %d files is not a checkpoint manifest", dir, ManifestName, m.Format, len(m.Files))
 	}
-	for _, name := range sortedNames(m.Files) {
+	for _, name := range slices.Sorted(maps.Keys(m.Files)) {
 		want := m.Files[name]
 		if strings.ContainsAny(name, `/\`) {
 			return nil, fmt.Errorf("checkpoint %s: %s names %q, not a plain file name", dir, ManifestName, name)
@@ -357,13 +358,4 @@ func writeSynced(p string, b []byte) error {
 		os.Remove(p)
 	}
 	return atomicfile.DiskFull(p, err)
-}
-
-func sortedNames(m map[string]FileHash) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
