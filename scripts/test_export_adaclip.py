@@ -512,5 +512,65 @@ class SentencesAndCliTest(unittest.TestCase):
         self.assertEqual(doc["normal"][0], "a bad photo of a lentils.")
 
 
+def torch_runs_aoti():
+    base = torch.__version__.split("+")[0].split(".")
+    return (int(base[0]), int(base[1])) >= (2, 6)
+
+
+class AOTIExportTest(unittest.TestCase):
+    """--aoti: an AOTInductor package (torch >= 2.6). The built-in detector's round trip
+    (Go's TorchScript -> --builtin-from -> .pt2 -> Go) is tested in nodes/detect."""
+
+    def test_usage_errors(self):
+        cases = [
+            (["--tiny", "--out", "x.pt", "--max-batch", "4"], "go with --aoti"),
+            (["--builtin-from", "b.pt", "--out", "x.pt2"], "go with --aoti"),
+            (["--aoti", "--tiny", "--plugin-dir", "p"], "--out"),
+            (["--aoti", "--tiny", "--out", "x.pt2", "--plugin-dir", "p"], "TorchScript only"),
+            (["--aoti", "--builtin-from", "b.pt", "--tiny", "--out", "x.pt2"], "its own detector"),
+            (["--aoti", "--tiny", "--out", "x.pt2", "--max-batch", "0"], "--max-batch"),
+        ]
+        for argv, needle in cases:
+            rc, _, err = run_cli(argv)
+            self.assertEqual(rc, 2, argv)
+            self.assertIn(needle, err, argv)
+
+    @unittest.skipIf(torch_runs_aoti(), "this torch compiles packages")
+    def test_old_torch_is_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            rc, _, err = run_cli(["--aoti", "--tiny", "--out", os.path.join(d, "t.pt2"), "--device", "cpu"])
+            self.assertEqual(rc, 1)
+            self.assertIn("--aoti needs torch 2.6 or newer", err)
+            self.assertEqual(os.listdir(d), [])
+
+    @unittest.skipUnless(torch_runs_aoti(), "AOTInductor packages need torch >= 2.6")
+    def test_tiny_package_equals_eager(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "tiny.pt2")
+            argv = ["--aoti", "--tiny", "--image-size", "56", "--max-batch", "4", "--out", out, "--device", "cpu"]
+            rc, stdout, err = run_cli(argv)
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(os.listdir(d), ["tiny.pt2"])  # no temporaries left
+            summary = json.loads(stdout)
+            with open(out, "rb") as f:
+                self.assertEqual(summary["sha256"], hashlib.sha256(f.read()).hexdigest())
+            pkg = torch._inductor.aoti_load_package(out)
+            meta = pkg.get_metadata()
+            for k, v in {"spectraclip.torch_version": torch.__version__, "spectraclip.device": "cpu",
+                         "spectraclip.inputs": "float32[1..4,3,56,56]", "image_size": "56",
+                         "detector_name": "AdaCLIP", "contract_version": "1", "AOTI_DEVICE_KEY": "cpu"}.items():
+                self.assertEqual(meta.get(k), v, k)
+            # a fresh eager model built from the same options, fresh inputs, batch 1 and 3;
+            # tolerance as the exporter's (HSF's k-means near-ties, see export_aoti)
+            model, _, _ = ex.build_model(ex.parse_args(argv))
+            for b, seed in ((1, 77), (3, 78)):
+                x = images(seed, b, 56)
+                with torch.no_grad():
+                    got, want = pkg(x), model(x)
+                self.assertEqual([list(t.shape) for t in got], [[b, 56, 56], [b]])
+                for g, w in zip(got, want):
+                    self.assertLessEqual((g - w).abs().max().item(), 1e-3)
+
+
 if __name__ == "__main__":
     unittest.main()
