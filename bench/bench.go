@@ -35,7 +35,9 @@ type Options struct {
 	AllowTF32  *bool // nil: LibTorch's defaults
 	// Isolate runs each variant in a child process of the running executable, so that
 	// each variant starts from a fresh process and its peak RSS (VmHWM) is its own.
-	// Without it the variants share this process and its caching allocator.
+	// Without it the variants share this process and its caching allocator. The running
+	// executable must call ChildMain first thing in main (or TestMain): that is where a
+	// child does its work.
 	Isolate bool
 	// Flags name the bounded options in errors: the flags of the command that set them
 	// (loadtest's --bench-threads, ...). Empty names are bench's own flags.
