@@ -25,7 +25,10 @@ func init() {
 		Factory: func(name string, params map[string]any) (nodes.Node, error) { return NewAdaCLIP(name, params) },
 		Doc: "Zero-shot anomaly detector over a TorchScript module meeting the detector contract " +
 			"(detector_path; empty = the built-in Mahalanobis detector). rgb_image [B,H,W,3] → scores [B,H,W,1], anomaly_score [B]. " +
-			"image_size: 0..1024 (0 = the module's own); gaussian_sigma: 0..256 pixels (default 4).",
+			"image_size: 0..1024 (0 = the module's own); gaussian_sigma: 0..256 pixels (default 4). " +
+			"compiled_path: the same detector as an AOTInductor package (.pt2, export_adaclip.py --aoti), run wherever no gradient " +
+			"flows (validation, test, infer, serve, bench); runtime: auto (the package when it loads, else TorchScript), aoti " +
+			"(the package or an error) or torchscript.",
 	})
 	nodes.RegisterPluginKind(PluginKind, NewFromFiles)
 }
@@ -70,6 +73,11 @@ type AdaCLIP struct {
 	dev        torch.Device
 	halfActive bool // the module is in float16 (use_half_precision on a CUDA device)
 	warmedUp   bool
+	// compiledPath is an AOTInductor package of the same detector; runtime says when it runs
+	// (RuntimeAuto, RuntimeAOTI, RuntimeTorchScript). compiled is loaded for dev by To.
+	compiledPath string
+	runtime      string
+	compiled     *compiledDetector
 	mean, std  *torch.Tensor // [1,3,1,1] on dev, float32
 }
 
@@ -85,11 +93,14 @@ func NewAdaCLIP(name string, params map[string]any) (*AdaCLIP, error) {
 	d.half = p.Bool("use_half_precision", false)
 	d.warmup = p.Bool("enable_warmup", false)
 	d.gradients = p.Bool("enable_gradients", false)
+	d.compiledPath = p.String("compiled_path", "")
+	d.runtime = p.String("runtime", RuntimeAuto, RuntimeAuto, RuntimeTorchScript, RuntimeAOTI)
 	wantWeight := p.String("weight_name", "")
 	wantBackbone := p.String("backbone", "")
 	wantPrompt := p.String("prompt_text", "")
 	p.Check(d.imageSize >= 0 && d.imageSize <= MaxImageSize, "image_size", "must be in 0..%d (0 = the module's own size), got %d", MaxImageSize, d.imageSize)
 	p.Check(d.sigma >= 0 && d.sigma <= MaxGaussianSigma, "gaussian_sigma", "must be in 0..%d pixels, got %g", MaxGaussianSigma, d.sigma)
+	p.Check(d.runtime != RuntimeAOTI || d.compiledPath != "", "runtime", "aoti needs compiled_path (a .pt2 package: scripts/export_adaclip.py --aoti, spectraclip export-detector --aoti)")
 	if err := p.Done(); err != nil {
 		return nil, err
 	}
@@ -328,13 +339,18 @@ func (d *AdaCLIP) To(dev torch.Device) error {
 	}
 	d.dev = dev
 	d.halfActive = half
+	if err := d.loadCompiled(dev); err != nil {
+		return err
+	}
 	return d.makeConstants()
 }
 
-// Close frees the module and the node's constants.
+// Close frees the module, the compiled package and the node's constants.
 func (d *AdaCLIP) Close() {
 	d.module.Free()
 	d.module = nil
+	d.compiled.close()
+	d.compiled = nil
 	d.mean.Free()
 	d.std.Free()
 	d.mean, d.std = nil, nil
@@ -398,6 +414,9 @@ func (d *AdaCLIP) RunModule(s *torch.Scope, x *torch.Tensor) (pix, img *torch.Te
 	}
 	if err := s.Err(); err != nil {
 		return nil, nil, err
+	}
+	if d.compiled != nil && !s.GradEnabled() {
+		return d.compiled.run(s, x)
 	}
 	if d.warmup && !d.warmedUp && d.dev.Type == torch.DeviceCUDA {
 		d.warmedUp = true
