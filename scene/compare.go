@@ -279,12 +279,12 @@ func runVariant(o CompareOptions, sp scenespec.Spec, sc *Scene, lend trainer.Dat
 // sceneScores reopens a finished whole-scene run on the lent scene and returns its score map
 // of the scene.
 func sceneScores(dir string, lend trainer.DataSource) ([]float32, error) {
-	r, err := trainer.Reopen(dir, trainer.ReopenOptions{Data: lend})
+	e, err := trainer.Reopen(dir, trainer.ReopenOptions{Data: lend})
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	ev, err := r.Evaluate("test", nodes.StageTest, 1)
+	defer e.Close()
+	ev, err := e.Evaluate("test", nodes.StageTest, 1)
 	if err != nil {
 		return nil, err
 	}

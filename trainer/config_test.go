@@ -274,7 +274,7 @@ func TestNaNMonitorIsNotImproved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Run{Cfg: cfg}
+	r := &Run{Evaluator: Evaluator{Cfg: cfg}}
 	st := TrainerState{EarlyBest: config.Float(math.NaN())}
 	stops := []bool{}
 	for _, v := range []float64{1, math.NaN(), math.NaN()} {

@@ -45,35 +45,34 @@ type ShardFitter interface {
 }
 
 // rank is this process's rank (0 without a process group).
-func (r *Run) rank() int {
-	if r.dist == nil {
+func (e *Evaluator) rank() int {
+	if e.dist == nil {
 		return 0
 	}
-	return r.dist.Rank()
+	return e.dist.Rank()
 }
 
 // leader reports whether this process writes the run directory (rank 0).
 func (r *Run) leader() bool { return r.rank() == 0 }
 
 // worldSize is the number of data-parallel processes (1 without a process group).
-func (r *Run) worldSize() int {
-	if r.dist == nil {
+func (e *Evaluator) worldSize() int {
+	if e.dist == nil {
 		return 1
 	}
-	return r.dist.WorldSize()
+	return e.dist.WorldSize()
 }
 
-// sampler shards a split between the ranks: training frames padded to equal shards (every
-// rank takes the same number of steps), evaluation frames and the statistical fit's pass
-// over the training split without padding (pooled metrics count each pixel once, and the
-// pooled fit counts each frame once, as one process does: a repeated frame would weigh
-// twice in the min/max and covariance statistics).
-func (r *Run) sampler(split string) func(epoch int, order []int) []int {
-	if r.dist == nil || r.dist.WorldSize() == 1 {
+// sampler shards a split between the ranks: a training epoch's frames padded to equal
+// shards (pad: every rank takes the same number of steps), evaluation frames and the
+// statistical fit's pass over the training split without padding (pooled metrics count each
+// pixel once, and the pooled fit counts each frame once, as one process does: a repeated
+// frame would weigh twice in the min/max and covariance statistics).
+func (e *Evaluator) sampler(pad bool) func(epoch int, order []int) []int {
+	if e.dist == nil || e.dist.WorldSize() == 1 {
 		return nil
 	}
-	pad := split == "train" && !r.fitting
-	return func(_ int, order []int) []int { return r.dist.Shard(order, pad) }
+	return func(_ int, order []int) []int { return e.dist.Shard(order, pad) }
 }
 
 // agreeDir makes every rank use rank 0's run directory (a default directory carries a
@@ -144,16 +143,16 @@ func (r *Run) reduceGrads(s *torch.Scope, params []*torch.Tensor, loss *torch.Te
 // poolEvaluation pools an evaluation over the ranks: the metric accumulators are merged
 // in rank order (exact ranking metrics stay exact: the kept pixels are concatenated), the
 // loss sums and frame counts are added.
-func (r *Run) poolEvaluation(acc *metriccore.Accumulator, lossSum *float64, lossN, frames *int, seconds *float64) (*metriccore.Accumulator, error) {
-	if r.dist == nil {
+func (e *Evaluator) poolEvaluation(acc *metriccore.Accumulator, lossSum *float64, lossN, frames *int, seconds *float64) (*metriccore.Accumulator, error) {
+	if e.dist == nil {
 		return acc, nil
 	}
 	v := []float64{*lossSum, float64(*lossN), float64(*frames), *seconds}
-	if err := r.dist.AllReduceFloat64(v); err != nil {
+	if err := e.dist.AllReduceFloat64(v); err != nil {
 		return nil, err
 	}
 	*lossSum, *lossN, *frames = v[0], int(v[1]), int(v[2])
-	*seconds = v[3] / float64(r.worldSize())
+	*seconds = v[3] / float64(e.worldSize())
 	if acc == nil {
 		return nil, errors.New("pooling metrics across ranks: no accumulator")
 	}
@@ -161,7 +160,7 @@ func (r *Run) poolEvaluation(acc *metriccore.Accumulator, lossSum *float64, loss
 	if err != nil {
 		return nil, err
 	}
-	parts, err := r.dist.AllGatherBytes(b)
+	parts, err := e.dist.AllGatherBytes(b)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +235,7 @@ func bytesFloat64(b []byte) []float64 {
 // poolEvaluate finishes Evaluate in a data-parallel run: every rank gets the metrics of the
 // whole split (its pixels pooled over the ranks), the mean loss over every batch and the
 // total frame count.
-func (r *Run) poolEvaluate(ev *Evaluation, mname string, mnode metricsSource, own *metriccore.Accumulator, stage nodes.Stage, lossSum *float64, lossN *int) error {
+func (e *Evaluator) poolEvaluate(ev *Evaluation, mname string, mnode metricsSource, own *metriccore.Accumulator, stage nodes.Stage, lossSum *float64, lossN *int) error {
 	acc := own
 	hasScore := 1.0
 	if mnode != nil {
@@ -247,10 +246,10 @@ func (r *Run) poolEvaluate(ev *Evaluation, mname string, mnode metricsSource, ow
 	}
 	// a rank whose shard was empty has seen no scores: the ranks agree on "any has"
 	flag := []float64{hasScore}
-	if err := r.dist.AllReduceFloat64(flag); err != nil {
+	if err := e.dist.AllReduceFloat64(flag); err != nil {
 		return err
 	}
-	pooled, err := r.poolEvaluation(acc, lossSum, lossN, &ev.Frames, &ev.Seconds)
+	pooled, err := e.poolEvaluation(acc, lossSum, lossN, &ev.Frames, &ev.Seconds)
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ type ReopenOptions struct {
 
 // Reopen reopens a finished run (run.Open) with its data, to evaluate its saved pipeline.
 // Close releases it.
-func Reopen(dir string, o ReopenOptions) (*Run, error) {
+func Reopen(dir string, o ReopenOptions) (*Evaluator, error) {
 	log := o.Log
 	if log == nil {
 		log = logrus.New()
@@ -34,15 +34,16 @@ func Reopen(dir string, o ReopenOptions) (*Run, error) {
 	return withData(a, o, log)
 }
 
-// withData makes a reopened run with its data opened (the artefact is closed on failure).
-func withData(a *run.Artefact, o ReopenOptions, log *logrus.Logger) (*Run, error) {
+// withData makes an evaluator of a reopened run with its data opened (the artefact is
+// closed on failure).
+func withData(a *run.Artefact, o ReopenOptions, log *logrus.Logger) (*Evaluator, error) {
 	var err error
-	r := &Run{Cfg: a.Cfg, Dir: a.Dir, Device: a.Device(), Pipeline: a.Pipeline, Registry: a.Registry, Log: log}
-	if r.Data, r.pixelMasks, err = openData(a.Cfg, o.Data, log); err != nil {
+	e := &Evaluator{Cfg: a.Cfg, Dir: a.Dir, Device: a.Device(), Pipeline: a.Pipeline, Registry: a.Registry, Log: log}
+	if e.Data, e.pixelMasks, err = openData(a.Cfg, o.Data, log); err != nil {
 		a.Close()
 		return nil, err
 	}
-	return r, nil
+	return e, nil
 }
 
 // EvalRun evaluates a finished run's pipeline on a split ("val" or "test").
@@ -50,16 +51,16 @@ func EvalRun(dir, split string, o ReopenOptions) (config.Metrics, error) {
 	if split != "val" && split != "test" {
 		return nil, fmt.Errorf("--split %q (allowed: val, test)", split)
 	}
-	r, err := Reopen(dir, o)
+	e, err := Reopen(dir, o)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
+	defer e.Close()
 	st := nodes.StageTest
 	if split == "val" {
 		st = nodes.StageVal
 	}
-	ev, err := r.Evaluate(split, st, 0)
+	ev, err := e.Evaluate(split, st, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -87,12 +88,12 @@ func Calibrate(dir string, o ReopenOptions) (*run.Calibration, error) {
 		log = logrus.New()
 		log.SetOutput(io.Discard)
 	}
-	r, err := withData(a, o, log)
+	e, err := withData(a, o, log)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	ev, err := r.Evaluate("val", nodes.StageVal, 0)
+	defer e.Close()
+	ev, err := e.Evaluate("val", nodes.StageVal, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -168,7 +168,7 @@ func (r *Run) TrainGradient() error {
 		var lossN int
 		tTrain := time.Now()
 		var commSec float64 // time in the gradient all-reduce, waiting for the slowest rank included
-		err := r.forEachBatch("train", epoch, fmt.Sprintf("epoch %d/%d", epoch+1, tc.Trainer.MaxEpochs), func(ctx *nodes.Context, batch map[string]any) error {
+		err := r.eachBatch("train", epoch, fmt.Sprintf("epoch %d/%d", epoch+1, tc.Trainer.MaxEpochs), true, func(ctx *nodes.Context, batch map[string]any) error {
 			ctx.Stage = nodes.StageTrain
 			ctx.GlobalStep = st.GlobalStep
 			r.distKillPoint(st.GlobalStep)

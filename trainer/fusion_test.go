@@ -105,7 +105,7 @@ func TestAffineFusionMatchesUnfused(t *testing.T) {
 				scores, _ = st.Float32s()
 				_, hasNorm = out.Get("normalizer", "normalized")
 				grads = map[string][]float32{}
-				r := &Run{Cfg: cfg}
+				r := &Run{Evaluator: Evaluator{Cfg: cfg}}
 				if loss, ok := out.SumLosses(s, r.Cfg.LossNodes); ok {
 					s.Backward(loss, nil, false)
 					for _, pr := range p.Parameters() {

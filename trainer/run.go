@@ -53,8 +53,11 @@ type Options struct {
 // of its splits ("train", "val", "test"; nil otherwise).
 type DataSource func(cfg *config.Config, log *logrus.Logger) (*dataset.Dataset, map[string][]bool, error)
 
-// Run is one training run: its config, data, pipeline and outputs.
-type Run struct {
+// Evaluator evaluates a pipeline on a dataset: a trainrun's config, its data (with the pixel
+// masks of a whole-scene run's splits), the pipeline on its device and, in a data-parallel
+// run, the process group that pools the metrics. Reopen makes one for a finished run; a Run
+// (a training in progress) holds one for its validation and test passes.
+type Evaluator struct {
 	Cfg      *config.Config
 	Dir      string
 	Device   torch.Device
@@ -62,21 +65,28 @@ type Run struct {
 	Pipeline *nodes.Pipeline
 	Registry *nodes.Registry
 	Log      *logrus.Logger
-	TB       *tboard.Writer
-	History  []run.EpochRecord
 	progress io.Writer
-	resume   string // the checkpoint resumed from (after any fallback)
-	started  time.Time
 
 	pixelMasks map[string][]bool // whole-scene runs: the pixels of each split (DataSource)
+
+	dist Collective // nil: one process
+}
+
+// Run is a training in progress: the evaluation side (Evaluator) plus what only training
+// has: TensorBoard, the history, the run directory's lock, what a fresh run created, the
+// state resumed from, the checkpoints, the fit loops and Finish.
+type Run struct {
+	Evaluator
+	TB      *tboard.Writer
+	History []run.EpochRecord
+	resume  string // the checkpoint resumed from (after any fallback)
+	started time.Time
 
 	lock        *run.Lock      // held from Prepare to Close
 	made        *run.OutputDir // what a fresh run created (removed when it fails before its first complete checkpoint)
 	resumeState *TrainerState  // the state of the checkpoint resumed from
-	fitting     bool           // FitStatistics streams the training split (unpadded shards, see sampler)
 
-	dist   Collective // nil: one process
-	tbTemp string     // ranks other than 0: their TensorBoard directory, removed at Close
+	tbTemp string // ranks other than 0: their TensorBoard directory, removed at Close
 }
 
 // Prepare sets up threads, seeds, device, data and pipeline, and creates the run
@@ -232,7 +242,8 @@ func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
 	} else {
 		made.NoteRunFiles()
 	}
-	r = &Run{Cfg: cfg, Dir: dir, Device: dev, Data: ds, Pipeline: p, Registry: reg, Log: log, progress: o.Progress, resume: resume, started: time.Now(), lock: lock, made: made, pixelMasks: masks, dist: o.Dist}
+	r = &Run{Evaluator: Evaluator{Cfg: cfg, Dir: dir, Device: dev, Data: ds, Pipeline: p, Registry: reg, Log: log, progress: o.Progress, pixelMasks: masks, dist: o.Dist},
+		resume: resume, started: time.Now(), lock: lock, made: made}
 	y, err := cfg.YAML()
 	if err != nil {
 		return nil, err
@@ -322,6 +333,14 @@ func (r *Run) Close() {
 	trimCPUCache() // the pipeline's blocks: a process that goes on (compare) does not need them
 }
 
+// Close releases the pipeline.
+func (e *Evaluator) Close() {
+	if e.Pipeline != nil {
+		e.Pipeline.Close()
+	}
+	trimCPUCache() // the pipeline's blocks: a process that goes on (compare) does not need them
+}
+
 func (r *Run) removeTBTemp() {
 	if r.tbTemp != "" {
 		_ = os.RemoveAll(r.tbTemp)
@@ -377,28 +396,36 @@ func OpenRoot(cfg *config.Config, log *logrus.Logger) (*dataset.Dataset, error) 
 	return ds, nil
 }
 
-func (r *Run) loader(split string) (*dataset.Loader, error) {
-	return r.Data.NewLoader(split, dataset.LoaderOptions{
-		BatchSize: r.Cfg.Data.BatchSize,
-		Seed:      r.Cfg.Training.Seed,
-		InMemory:  r.Cfg.Data.InMemory,
-		Prefetch:  r.Cfg.Data.Prefetch,
-		Sampler:   r.sampler(split),
+func (e *Evaluator) loader(split string, pad bool) (*dataset.Loader, error) {
+	return e.Data.NewLoader(split, dataset.LoaderOptions{
+		BatchSize: e.Cfg.Data.BatchSize,
+		Seed:      e.Cfg.Training.Seed,
+		InMemory:  e.Cfg.Data.InMemory,
+		Prefetch:  e.Cfg.Data.Prefetch,
+		Sampler:   e.sampler(pad),
 	})
 }
 
-// forEachBatch runs fn on every batch of a split with a fresh scope per batch. A pass is a
-// phase for the caching allocator: it starts and ends trimmed (trimCPUCache).
-func (r *Run) forEachBatch(split string, epoch int, bar string, fn func(ctx *nodes.Context, batch map[string]any) error) error {
+// forEachBatch runs fn on every batch of a split, each frame once (a data-parallel rank takes
+// its unpadded shard): an evaluation pass, or the statistical fit's pass over the training
+// split. See eachBatch.
+func (e *Evaluator) forEachBatch(split string, epoch int, bar string, fn func(ctx *nodes.Context, batch map[string]any) error) error {
+	return e.eachBatch(split, epoch, bar, false, fn)
+}
+
+// eachBatch runs fn on every batch of a split with a fresh scope per batch; pad: a
+// data-parallel rank's shard is padded to the size of every other's (a training epoch). A
+// pass is a phase for the caching allocator: it starts and ends trimmed (trimCPUCache).
+func (e *Evaluator) eachBatch(split string, epoch int, bar string, pad bool, fn func(ctx *nodes.Context, batch map[string]any) error) error {
 	trimCPUCache()
 	defer trimCPUCache() // after the scope and the iterator are closed (deferred below)
-	l, err := r.loader(split)
+	l, err := e.loader(split, pad)
 	if err != nil {
 		return err
 	}
 	it := l.Epoch(context.Background(), epoch)
 	defer it.Close()
-	pb := r.bar(l.Len(), bar)
+	pb := e.bar(l.Len(), bar)
 	s := torch.NewScope()
 	defer s.Close()
 	for i := 0; ; i++ {
@@ -410,18 +437,18 @@ func (r *Run) forEachBatch(split string, epoch int, bar string, fn func(ctx *nod
 			return err
 		}
 		s.Reset()
-		batch, err := datanode.ToBatch(s, b, r.Device, nil)
+		batch, err := datanode.ToBatch(s, b, e.Device, nil)
 		l.Release(b) // the cube is in the tensor now: the loader decodes a later batch into it
 		if err != nil {
 			return err
 		}
-		if m, ok := r.pixelMasks[split]; ok {
+		if m, ok := e.pixelMasks[split]; ok {
 			if len(m) != b.B*b.H*b.W {
 				return fmt.Errorf("%s split: pixel mask of %d values for a batch of %d×%d×%d pixels", split, len(m), b.B, b.H, b.W)
 			}
 			batch[datanode.KeyPixelMask] = m
 		}
-		ctx := &nodes.Context{Epoch: epoch, MaxEpochs: r.Cfg.Training.Trainer.MaxEpochs, BatchIdx: i, Scope: s, Device: r.Device}
+		ctx := &nodes.Context{Epoch: epoch, MaxEpochs: e.Cfg.Training.Trainer.MaxEpochs, BatchIdx: i, Scope: s, Device: e.Device}
 		if err := fn(ctx, batch); err != nil {
 			return err
 		}
@@ -438,22 +465,20 @@ func (r *Run) forEachBatch(split string, epoch int, bar string, fn func(ctx *nod
 	return nil
 }
 
-func (r *Run) bar(n int, desc string) *progressbar.ProgressBar {
-	if r.progress == nil || desc == "" || !r.Cfg.Training.Trainer.EnableProgressBar {
+func (e *Evaluator) bar(n int, desc string) *progressbar.ProgressBar {
+	if e.progress == nil || desc == "" || !e.Cfg.Training.Trainer.EnableProgressBar {
 		return nil
 	}
-	if f, ok := r.progress.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
+	if f, ok := e.progress.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
 		return nil // plain log lines instead when not on a terminal
 	}
-	return progressbar.NewOptions(n, progressbar.OptionSetWriter(r.progress), progressbar.OptionSetDescription(desc),
+	return progressbar.NewOptions(n, progressbar.OptionSetWriter(e.progress), progressbar.OptionSetDescription(desc),
 		progressbar.OptionShowCount(), progressbar.OptionClearOnFinish(), progressbar.OptionSetWidth(30))
 }
 
 // FitStatistics fits every node that needs a statistical pass, in topological order,
 // streaming over the training split (the pipeline run up to each node).
 func (r *Run) FitStatistics() error {
-	r.fitting = true
-	defer func() { r.fitting = false }()
 	for _, n := range r.Pipeline.Nodes() {
 		f, ok := n.(nodes.Fitter)
 		if !ok || !f.RequiresFit() {
@@ -517,9 +542,9 @@ type metricsSource interface {
 }
 
 // metricsNode returns the first node of metric_nodes that pools metrics, or "" and nil.
-func (r *Run) metricsNode() (string, metricsSource) {
-	for _, name := range r.Cfg.MetricNodes {
-		if n, ok := r.Pipeline.Node(name); ok {
+func (e *Evaluator) metricsNode() (string, metricsSource) {
+	for _, name := range e.Cfg.MetricNodes {
+		if n, ok := e.Pipeline.Node(name); ok {
 			if m, ok := nodes.UnwrapNode(n).(metricsSource); ok {
 				return name, m
 			}
@@ -532,16 +557,16 @@ func (r *Run) metricsNode() (string, metricsSource) {
 // are those of the configured metrics node (the first of metric_nodes), pooled over every
 // pixel of the split (not a mean of batch means); without one, the evaluation ports are
 // pooled with the same defaults (exact AUROC/AP on the raw scores).
-func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, error) {
-	r.Pipeline.SetTraining(false)
-	for _, name := range r.Cfg.MetricNodes {
-		if n, ok := r.Pipeline.Node(name); ok {
+func (e *Evaluator) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, error) {
+	e.Pipeline.SetTraining(false)
+	for _, name := range e.Cfg.MetricNodes {
+		if n, ok := e.Pipeline.Node(name); ok {
 			if rs, ok := nodes.UnwrapNode(n).(interface{ Reset() }); ok {
 				rs.Reset()
 			}
 		}
 	}
-	mname, mnode := r.metricsNode()
+	mname, mnode := e.metricsNode()
 	ev := &Evaluation{Loss: math.NaN()}
 	var own *metriccore.Accumulator
 	if mnode == nil {
@@ -555,22 +580,22 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 	var lossN int
 	var scores, reduced []float32
 	var targets, decisions []bool
-	err := r.forEachBatch(split, 0, split, func(ctx *nodes.Context, batch map[string]any) error {
+	err := e.forEachBatch(split, 0, split, func(ctx *nodes.Context, batch map[string]any) error {
 		ctx.Stage = stage
 		s := ctx.Scope
 		s.SetGradEnabled(false)
 		t0 := time.Now()
-		out, err := r.Pipeline.Run(ctx, batch, nodes.RunOptions{})
+		out, err := e.Pipeline.Run(ctx, batch, nodes.RunOptions{})
 		if err != nil {
 			return err
 		}
-		if err := torch.Synchronize(r.Device); err != nil {
+		if err := torch.Synchronize(e.Device); err != nil {
 			return err
 		}
 		ev.Seconds += time.Since(t0).Seconds()
 		sh := batch[datanode.KeyShape].([4]int)
 		ev.Frames += sh[0]
-		if l, ok := out.SumLosses(s, r.Cfg.LossNodes); ok {
+		if l, ok := out.SumLosses(s, e.Cfg.LossNodes); ok {
 			v, err := l.Item()
 			if err != nil {
 				return err
@@ -581,12 +606,12 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 		if own == nil && len(ev.Samples) >= keep {
 			return nil // the metrics node pooled this batch; no maps to keep
 		}
-		sn, sp := config.PortRef(r.Cfg.Evaluation.Scores)
+		sn, sp := config.PortRef(e.Cfg.Evaluation.Scores)
 		st, err := out.Tensor(sn, sp)
 		if err != nil {
 			return fmt.Errorf("evaluation.scores: %w", err)
 		}
-		tn, tp := config.PortRef(r.Cfg.Evaluation.Targets)
+		tn, tp := config.PortRef(e.Cfg.Evaluation.Targets)
 		tt, err := out.Tensor(tn, tp)
 		if err != nil {
 			return fmt.Errorf("evaluation.targets: %w", err)
@@ -600,8 +625,8 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 			return err
 		}
 		var dec []bool
-		if r.Cfg.Evaluation.Decisions != "" {
-			dn, dp := config.PortRef(r.Cfg.Evaluation.Decisions)
+		if e.Cfg.Evaluation.Decisions != "" {
+			dn, dp := config.PortRef(e.Cfg.Evaluation.Decisions)
 			dt, err := out.Tensor(dn, dp)
 			if err != nil {
 				return fmt.Errorf("evaluation.decisions: %w", err)
@@ -619,8 +644,8 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 		}
 		if len(ev.Samples) < keep {
 			var red []float32
-			if r.Cfg.Evaluation.Reduced != "" {
-				rn, rp := config.PortRef(r.Cfg.Evaluation.Reduced)
+			if e.Cfg.Evaluation.Reduced != "" {
+				rn, rp := config.PortRef(e.Cfg.Evaluation.Reduced)
 				if rt, err := out.Tensor(rn, rp); err == nil {
 					reduced = grow(reduced, int(rt.Numel()))
 					if err := torch.CopyTo(rt, reduced); err == nil {
@@ -653,8 +678,8 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 	if err != nil {
 		return nil, err
 	}
-	if r.dist != nil {
-		if err := r.poolEvaluate(ev, mname, mnode, own, stage, &lossSum, &lossN); err != nil {
+	if e.dist != nil {
+		if err := e.poolEvaluate(ev, mname, mnode, own, stage, &lossSum, &lossN); err != nil {
 			return nil, fmt.Errorf("%s: pooling across ranks: %w", split, err)
 		}
 	} else if mnode != nil {
@@ -671,7 +696,7 @@ func (r *Run) Evaluate(split string, stage nodes.Stage, keep int) (*Evaluation, 
 		ev.Loss = lossSum / float64(lossN)
 	}
 	if res := ev.Acc.Result(); !res.Exact {
-		r.Log.WithFields(logrus.Fields{"split": split, "auroc_max_error": res.AUROCMaxError, "average_precision_max_error": res.APMaxError}).
+		e.Log.WithFields(logrus.Fields{"split": split, "auroc_max_error": res.AUROCMaxError, "average_precision_max_error": res.APMaxError}).
 			Warn("AUROC and AP come from the histogram fallback (more pixels than exact_max_pixels): approximate within the stated bounds")
 	}
 	return ev, nil
