@@ -1,6 +1,13 @@
 package run
 
-import "github.com/spectraclip/spectraclip/config"
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spectraclip/spectraclip/config"
+	"github.com/spectraclip/spectraclip/internal/atomicfile"
+)
 
 // Result is what metrics.json holds.
 type Result struct {
@@ -43,4 +50,30 @@ type EpochRecord struct {
 	Temperature float64        `json:"temperature,omitempty"`
 	Val         config.Metrics `json:"val"`
 	Seconds     float64        `json:"seconds"`
+}
+
+// WriteResult puts res into the run directory dir as metrics.json (indented JSON), atomically.
+// The caller holds the run's lock.
+func WriteResult(dir string, res *Result) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(Path(dir, MetricsFile), b, 0o600)
+}
+
+// ReadResult reads the metrics.json of the run directory dir. An error reading the file is
+// os.ReadFile's (it names the file; fs.ErrNotExist when the run has none); a file that does
+// not decode is reported with its path.
+func ReadResult(dir string) (*Result, error) {
+	path := Path(dir, MetricsFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var res Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &res, nil
 }

@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -105,19 +106,19 @@ func Collect(dir string, plan *Plan) (*Results, error) {
 			row.Status = Interrupted // a local sweep holds the lock while it runs: its process is gone
 		}
 		if st.Status == Done {
-			b, err := os.ReadFile(run.Path(filepath.Join(dir, p.RunDir), run.MetricsFile))
-			if os.IsNotExist(err) {
+			m, err := run.ReadResult(filepath.Join(dir, p.RunDir))
+			if errors.Is(err, fs.ErrNotExist) {
 				// finished once, but its run directory is gone: the next sweep runs it again
 				row.Status, row.Error = Pending, "finished before, but its metrics.json is gone: it runs again"
 				res.Points = append(res.Points, row)
 				continue
 			}
-			if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) { // not read
 				return nil, fmt.Errorf("point %d (%s): %w", p.Index, p.ID, err)
 			}
-			var m run.Result
-			if err := json.Unmarshal(b, &m); err != nil {
-				return nil, fmt.Errorf("%s: %w", run.Path(filepath.Join(dir, p.RunDir), run.MetricsFile), err)
+			if err != nil { // not decoded (the error names the file)
+				return nil, err
 			}
 			row.Test, row.Val, row.Epochs, row.Threads = m.Test, m.Val, m.Epochs, m.Threads
 			ts, fps := m.TrainSeconds, m.InferenceFPS

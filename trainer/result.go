@@ -117,11 +117,7 @@ func (r *Run) Finish(trainSec float64) (*run.Result, error) {
 	if !r.leader() {
 		return res, nil // rank 0 writes the results
 	}
-	b, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	if err := nodes.WriteFileAtomic(run.Path(r.Dir, run.MetricsFile), b); err != nil {
+	if err := run.WriteResult(r.Dir, res); err != nil {
 		return nil, err
 	}
 	if err := r.Pipeline.Save(run.Path(r.Dir, run.PipelineFile)); err != nil {
