@@ -307,18 +307,42 @@ func newDetectCmd(g *globals) *cobra.Command {
 
 func newExportDetectorCmd(g *globals) *cobra.Command {
 	var out string
-	var builtin bool
+	var builtin, aoti bool
 	var size int
+	var co detect.CompileOptions
 	cmd := &cobra.Command{
-		Use:   "export-detector --builtin --out FILE",
-		Short: "write the built-in zero-shot detector as TorchScript (no Python, no download)",
-		Args:  cobra.NoArgs,
+		Use:   "export-detector --builtin [--aoti] --out FILE",
+		Short: "write the built-in zero-shot detector as TorchScript (no Python, no download), or with --aoti as a compiled AOTInductor package (through Python with torch 2.6+)",
+		Long: "export-detector --builtin writes the built-in detector as TorchScript. With --aoti it writes the same detector as an\n" +
+			"AOTInductor package (.pt2) for --device, compiled by the Python exporter this binary carries (scripts/export_adaclip.py\n" +
+			"--aoti --builtin-from), run with --python or $" + detect.EnvPython + " (torch 2.6 or newer, the version of the LibTorch\n" +
+			"that will run it). Set it as the detector's compiled_path (pipeline.detector.compiled_path=FILE): it then scores\n" +
+			"wherever no gradient flows (eval, infer, serve, bench). AdaCLIP itself: scripts/export_adaclip.py --aoti.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !builtin {
 				return fmt.Errorf("only --builtin can be exported here; export AdaCLIP with scripts/export_adaclip.py")
 			}
 			if cmd.Flags().Changed("image-size") && (size < 8 || size > detect.MaxImageSize) {
 				return fmt.Errorf("--image-size %d: the detector's input size must be in 8..%d pixels (default 224)", size, detect.MaxImageSize)
+			}
+			if !aoti {
+				for _, f := range []string{"device", "max-batch", "half", "python"} {
+					if cmd.Flags().Changed(f) {
+						return fmt.Errorf("--%s: only with --aoti", f)
+					}
+				}
+			}
+			if aoti {
+				if !cmd.Flags().Changed("out") {
+					out = "builtin_detector.pt2"
+				}
+				co.Out, co.ImageSize, co.Log = out, size, g.errOut
+				if err := detect.CompileBuiltin(co); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.out, "wrote %s\n", out)
+				return nil
 			}
 			opts := detect.BuiltinOptions{}
 			if size > 0 {
@@ -331,9 +355,15 @@ func newExportDetectorCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&out, "out", "builtin_detector.pt", "output file")
-	cmd.Flags().BoolVar(&builtin, "builtin", false, "export the built-in detector")
-	cmd.Flags().IntVar(&size, "image-size", 0, fmt.Sprintf("the detector's input size, 8..%d (default 224)", detect.MaxImageSize))
+	f := cmd.Flags()
+	f.StringVar(&out, "out", "builtin_detector.pt", "output file (with --aoti: builtin_detector.pt2)")
+	f.BoolVar(&builtin, "builtin", false, "export the built-in detector")
+	f.IntVar(&size, "image-size", 0, fmt.Sprintf("the detector's input size, 8..%d (default 224)", detect.MaxImageSize))
+	f.BoolVar(&aoti, "aoti", false, "write a compiled AOTInductor package (.pt2) through Python instead of TorchScript")
+	f.StringVar(&co.Device, "device", "cpu", "with --aoti: the device kind the package runs on, cpu or cuda")
+	f.IntVar(&co.MaxBatch, "max-batch", 16, "with --aoti: the largest batch the package takes, 1..16 (larger batches run in chunks)")
+	f.BoolVar(&co.Half, "half", false, "with --aoti --device cuda: a float16 package (for use_half_precision)")
+	f.StringVar(&co.Python, "python", "", "with --aoti: the Python with torch 2.6+ (default $"+detect.EnvPython+", else python3)")
 	return cmd
 }
 
