@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -32,7 +33,7 @@ const (
 // exportBuiltinAOTI writes the built-in detector (image size size) as TorchScript from Go and
 // compiles it into a .pt2 package with scripts/export_adaclip.py --aoti through the test
 // Python; it skips, saying why, where that Python cannot compile packages.
-func exportBuiltinAOTI(t *testing.T, dir string, size, maxBatch int) (ts, pt2 string) {
+func exportBuiltinAOTI(t testing.TB, dir string, size, maxBatch int) (ts, pt2 string) {
 	t.Helper()
 	if err := torch.AOTIAvailable(); err != nil {
 		t.Skipf("%v (TestAOTIRefusedByOldLibTorch checks the refusal)", err)
@@ -48,11 +49,11 @@ func exportBuiltinAOTI(t *testing.T, dir string, size, maxBatch int) (ts, pt2 st
 	if _, err := os.Stat(py); err != nil {
 		t.Skipf("%s is not there", py)
 	}
-	ts = filepath.Join(dir, "builtin.pt")
+	ts = filepath.Join(dir, fmt.Sprintf("builtin-%d.pt", size))
 	if err := WriteBuiltin(ts, BuiltinOptions{ImageSize: size}); err != nil {
 		t.Fatal(err)
 	}
-	pt2 = filepath.Join(dir, "builtin.pt2")
+	pt2 = filepath.Join(dir, fmt.Sprintf("builtin-%d.pt2", size))
 	cmd := exec.Command(py, script, "--aoti", "--builtin-from", ts, "--out", pt2, "--device", "cpu",
 		"--max-batch", strconv.Itoa(maxBatch))
 	out, err := cmd.CombinedOutput()
