@@ -267,6 +267,42 @@ sc_err sc_aoti_constant_names(sc_aoti m, char ***names, int *n) {
   SC_END
 }
 
+sc_err sc_aoti_package_metadata(const char *path, const char *model_name, char ***keys, char ***values, int *n) {
+  SC_BEGIN
+  std::string p(path);
+  std::string name = model_name != nullptr && model_name[0] != 0 ? model_name : "model";
+  struct stat st;
+  if (::stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+    throw std::runtime_error("not a readable file");
+  std::unordered_map<std::string, std::string> meta;
+  try {
+    meta = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(p, name);
+  } catch (const c10::Error &e) {
+    throw std::runtime_error(not_a_package(name, e.what_without_backtrace()));
+  } catch (const std::exception &e) {
+    throw std::runtime_error(not_a_package(name, e.what()));
+  }
+  std::vector<std::pair<std::string, std::string>> kv(meta.begin(), meta.end());
+  std::sort(kv.begin(), kv.end());
+  std::vector<std::string> ks, vs;
+  for (auto &e : kv) {
+    ks.push_back(e.first);
+    vs.push_back(e.second);
+  }
+  char **ck = nullptr;
+  int nk = 0;
+  to_c_strings(ks, &ck, &nk);
+  try {
+    to_c_strings(vs, values, n);
+  } catch (...) {
+    for (int i = 0; i < nk; i++) std::free(ck[i]);
+    std::free(ck);
+    throw;
+  }
+  *keys = ck;
+  SC_END
+}
+
 }  // extern "C"
 
 #else  // no AOTInductor in this LibTorch
@@ -304,6 +340,12 @@ sc_err sc_aoti_metadata(sc_aoti, char ***, char ***, int *) {
 }
 
 sc_err sc_aoti_constant_names(sc_aoti, char ***, int *) {
+  SC_BEGIN
+  throw std::runtime_error(kUnavailable);
+  SC_END
+}
+
+sc_err sc_aoti_package_metadata(const char *, const char *, char ***, char ***, int *) {
   SC_BEGIN
   throw std::runtime_error(kUnavailable);
   SC_END

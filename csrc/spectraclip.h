@@ -246,6 +246,9 @@ sc_err sc_aoti_run(sc_aoti m, const sc_tensor *ins, int nin, sc_tensor **outs, i
 sc_err sc_aoti_metadata(sc_aoti m, char ***keys, char ***values, int *n);
 /* The fully qualified names of the package's constants (weights, buffers), same ownership. */
 sc_err sc_aoti_constant_names(sc_aoti m, char ***names, int *n);
+/* The metadata of the package at path (model_name "" = "model") without loading its code:
+ * sorted keys and values, each array and string malloc'd (sc_free_string / sc_free_array). */
+sc_err sc_aoti_package_metadata(const char *path, const char *model_name, char ***keys, char ***values, int *n);
 
 /* ---- optimizers ---- */
 /* kind: 0 sgd, 1 adam, 2 adamw */

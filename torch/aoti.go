@@ -136,6 +136,31 @@ func (m *AOTIModule) readMetadata() (map[string]string, error) {
 	return meta, nil
 }
 
+// AOTIPackageMetadata reads the metadata of the package at path (its model "model") without
+// loading its code: what LoadAOTI would check (torch version, device kind) and what the
+// exporter recorded, so a caller can tell what a package is for before it picks a device.
+func AOTIPackageMetadata(path string) (map[string]string, error) {
+	op := "aoti metadata " + path
+	if err := AOTIAvailable(); err != nil {
+		return nil, &Error{Op: op, Msg: err.(*Error).Msg}
+	}
+	cp, cm := cstr(path), cstr("model")
+	defer freeC(cp)
+	defer freeC(cm)
+	var keys, values **C.char
+	var n C.int
+	if err := takeErr(op, C.sc_aoti_package_metadata(cp, cm, &keys, &values, &n)); err != nil {
+		return nil, err
+	}
+	ks := takeStrings(keys, int(n))
+	vs := takeStrings(values, int(n))
+	meta := make(map[string]string, len(ks))
+	for i, k := range ks {
+		meta[k] = vs[i]
+	}
+	return meta, nil
+}
+
 // ConstantNames lists the fully qualified names of the package's weights and buffers.
 func (m *AOTIModule) ConstantNames() ([]string, error) {
 	if err := m.check("aoti constants"); err != nil {

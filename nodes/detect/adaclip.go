@@ -78,6 +78,8 @@ type AdaCLIP struct {
 	compiledPath string
 	runtime      string
 	compiled     *compiledDetector
+	standalone   bool // detector_path is a .pt2 package: no TorchScript module, forward only
+	closed       bool
 	mean, std  *torch.Tensor // [1,3,1,1] on dev, float32
 }
 
@@ -100,7 +102,7 @@ func NewAdaCLIP(name string, params map[string]any) (*AdaCLIP, error) {
 	wantPrompt := p.String("prompt_text", "")
 	p.Check(d.imageSize >= 0 && d.imageSize <= MaxImageSize, "image_size", "must be in 0..%d (0 = the module's own size), got %d", MaxImageSize, d.imageSize)
 	p.Check(d.sigma >= 0 && d.sigma <= MaxGaussianSigma, "gaussian_sigma", "must be in 0..%d pixels, got %g", MaxGaussianSigma, d.sigma)
-	p.Check(d.runtime != RuntimeAOTI || d.compiledPath != "", "runtime", "aoti needs compiled_path (a .pt2 package: scripts/export_adaclip.py --aoti, spectraclip export-detector --aoti)")
+	p.Check(d.runtime != RuntimeAOTI || d.compiledPath != "" || IsCompiledFile(d.path), "runtime", "aoti needs compiled_path (a .pt2 package: scripts/export_adaclip.py --aoti, spectraclip export-detector --aoti)")
 	if err := p.Done(); err != nil {
 		return nil, err
 	}
@@ -158,6 +160,9 @@ func (d *AdaCLIP) describe() string {
 // load reads or generates the module, reads its metadata, freezes it and checks the
 // contract with one dummy forward.
 func (d *AdaCLIP) load() error {
+	if IsCompiledFile(d.path) {
+		return d.loadStandalone()
+	}
 	var m *torch.Module
 	var err error
 	if d.path == "" {
@@ -324,7 +329,7 @@ func (d *AdaCLIP) Params() map[string]any { return d.params }
 // To moves the module (converted to float16 when use_half_precision and dev is CUDA) and
 // the normalisation constants to dev.
 func (d *AdaCLIP) To(dev torch.Device) error {
-	if d.module == nil {
+	if d.closed {
 		return fmt.Errorf("node %q: detector is closed", d.NodeName)
 	}
 	dt := torch.DType(-1)
@@ -334,19 +339,22 @@ func (d *AdaCLIP) To(dev torch.Device) error {
 	} else if d.halfActive {
 		dt = torch.Float32
 	}
-	if err := d.module.To(dev, dt); err != nil {
-		return fmt.Errorf("node %q: move detector to %s: %w", d.NodeName, dev, err)
+	if d.module != nil {
+		if err := d.module.To(dev, dt); err != nil {
+			return fmt.Errorf("node %q: move detector to %s: %w", d.NodeName, dev, err)
+		}
 	}
 	d.dev = dev
 	d.halfActive = half
 	if err := d.loadCompiled(dev); err != nil {
-		return err
+		return fmt.Errorf("node %q: %w", d.NodeName, err)
 	}
 	return d.makeConstants()
 }
 
 // Close frees the module, the compiled package and the node's constants.
 func (d *AdaCLIP) Close() {
+	d.closed = true
 	d.module.Free()
 	d.module = nil
 	d.compiled.close()
@@ -409,11 +417,20 @@ func (d *AdaCLIP) Preprocess(s *torch.Scope, rgb *torch.Tensor) (*torch.Tensor, 
 // RunModule runs the detector module on a preprocessed batch (warming it up once first on
 // CUDA when enable_warmup) and returns its float32 pixel [B,S,S] and image [B] scores.
 func (d *AdaCLIP) RunModule(s *torch.Scope, x *torch.Tensor) (pix, img *torch.Tensor, err error) {
-	if d.module == nil {
+	if d.closed {
 		return nil, nil, fmt.Errorf("node %q: detector is closed", d.NodeName)
 	}
 	if err := s.Err(); err != nil {
 		return nil, nil, err
+	}
+	if d.standalone {
+		if d.compiled == nil {
+			return nil, nil, fmt.Errorf("node %q: the compiled detector %s is not loaded for %s", d.NodeName, d.path, d.dev)
+		}
+		if s.GradEnabled() && x.RequiresGrad() {
+			return nil, nil, fmt.Errorf("node %q: detector %s is a compiled package, forward only: gradients cannot flow through it (train with its TorchScript as detector_path and the package as compiled_path)", d.NodeName, d.path)
+		}
+		return d.compiled.run(s, x)
 	}
 	if d.compiled != nil && !s.GradEnabled() {
 		return d.compiled.run(s, x)

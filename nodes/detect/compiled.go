@@ -1,9 +1,11 @@
 package detect
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 
@@ -51,14 +53,27 @@ func (d *AdaCLIP) loadCompiled(dev torch.Device) error {
 	}
 	d.compiled.close()
 	d.compiled = nil
-	c, err := openCompiled(d.compiledPath, dev, d.meta, d.imageSize, d.halfActive)
+	want := &d.meta
+	if d.standalone {
+		want = nil
+	}
+	c, err := openCompiled(d.compiledPath, dev, want, d.imageSize, d.halfActive)
 	if err != nil {
 		err = fmt.Errorf("compiled detector (compiled_path) %s: %w", d.compiledPath, err)
+		if d.standalone {
+			return fmt.Errorf("detector %s on %s: %w", d.path, dev, errors.Unwrap(err))
+		}
 		if d.runtime == RuntimeAOTI {
 			return err
 		}
 		logrus.WithField("node", d.NodeName).Warnf("%v; runtime auto: running the TorchScript detector instead", err)
 		return nil
+	}
+	if d.standalone {
+		if err := checkCompiledContract(c, d.imageSize); err != nil {
+			c.close()
+			return fmt.Errorf("detector %s: %w", d.path, err)
+		}
 	}
 	d.compiled = c
 	return nil
@@ -67,7 +82,7 @@ func (d *AdaCLIP) loadCompiled(dev torch.Device) error {
 // openCompiled loads the package at path for dev and checks it against the detector it
 // stands in for: the same format, contract version, detector, backbone, weights and image
 // size, a dtype the node can feed (float16 only on CUDA with use_half_precision).
-func openCompiled(path string, dev torch.Device, meta Metadata, imageSize int, half bool) (*compiledDetector, error) {
+func openCompiled(path string, dev torch.Device, meta *Metadata, imageSize int, half bool) (*compiledDetector, error) {
 	m, err := torch.LoadAOTI(path, dev)
 	if err != nil {
 		return nil, err
@@ -84,11 +99,13 @@ func openCompiled(path string, dev torch.Device, meta Metadata, imageSize int, h
 	if cv := md["contract_version"]; cv != strconv.Itoa(ContractVersion) {
 		return fail("contract_version %q, this program implements %d", cv, ContractVersion)
 	}
-	for _, k := range []struct{ key, want string }{
-		{"detector_name", meta.DetectorName}, {"backbone", meta.Backbone}, {"weight_name", meta.WeightName},
-	} {
-		if md[k.key] != k.want {
-			return fail("it was compiled from another detector: %s %q, the TorchScript detector's is %q", k.key, md[k.key], k.want)
+	if meta != nil {
+		for _, k := range []struct{ key, want string }{
+			{"detector_name", meta.DetectorName}, {"backbone", meta.Backbone}, {"weight_name", meta.WeightName},
+		} {
+			if md[k.key] != k.want {
+				return fail("it was compiled from another detector: %s %q, the TorchScript detector's is %q", k.key, md[k.key], k.want)
+			}
 		}
 	}
 	g := inputsRe.FindStringSubmatch(md["spectraclip.inputs"])
@@ -161,4 +178,103 @@ func (d *AdaCLIP) Runtime() string {
 		return RuntimeAOTI
 	}
 	return RuntimeTorchScript
+}
+
+// IsCompiledFile reports whether a detector file is an AOTInductor package (*.pt2) rather
+// than TorchScript; its content is checked when it is loaded.
+func IsCompiledFile(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".pt2") }
+
+// loadStandalone sets the node up on a package alone (detector_path *.pt2): its metadata
+// (read without loading its code) give the detector's attributes and image size; the package
+// itself is loaded for the node's device by To. It is forward only.
+func (d *AdaCLIP) loadStandalone() error {
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("detector %s: %s", d.path, fmt.Sprintf(format, a...))
+	}
+	switch {
+	case d.compiledPath != "":
+		return fail("detector_path is already a compiled package: leave compiled_path empty")
+	case d.runtime == RuntimeTorchScript:
+		return fail("runtime torchscript needs a TorchScript detector_path (.pt)")
+	case d.gradients:
+		return fail("a compiled package is forward only: enable_gradients needs the detector's TorchScript as detector_path (with the package as compiled_path)")
+	}
+	md, err := torch.AOTIPackageMetadata(d.path)
+	if err != nil {
+		return fail("%v", err)
+	}
+	meta, err := metadataFromPackage(md)
+	if err != nil {
+		return fail("%v", err)
+	}
+	meta.Path = d.path
+	if d.imageSize != 0 && d.imageSize != meta.ImageSize {
+		return fail("the package takes %d×%d images; image_size %d cannot change that (leave it 0 or export the package at that size)", meta.ImageSize, meta.ImageSize, d.imageSize)
+	}
+	d.imageSize, d.meta = meta.ImageSize, meta
+	d.standalone, d.compiledPath, d.runtime = true, d.path, RuntimeAOTI
+	if err := d.loadCompiled(torch.CPU); err != nil && md["spectraclip.device"] == "cpu" {
+		return err
+	}
+	return d.makeConstants()
+}
+
+// metadataFromPackage reads a detector's attributes from its package's metadata.
+func metadataFromPackage(md map[string]string) (Metadata, error) {
+	var meta Metadata
+	if f := md["spectraclip.format"]; f != AOTIFormat {
+		return meta, fmt.Errorf("not a spectraclip detector package (spectraclip.format %q, want %q; write one with scripts/export_adaclip.py --aoti)", f, AOTIFormat)
+	}
+	cv, err := strconv.Atoi(md["contract_version"])
+	if err != nil || cv != ContractVersion {
+		return meta, fmt.Errorf("contract_version %q is not supported (this program implements %d)", md["contract_version"], ContractVersion)
+	}
+	meta.ContractVersion = cv
+	is, err := strconv.Atoi(md["image_size"])
+	if err != nil || is < 1 || is > MaxImageSize {
+		return meta, fmt.Errorf("image_size %q is not in 1..%d", md["image_size"], MaxImageSize)
+	}
+	meta.ImageSize = is
+	meta.DetectorName, meta.Backbone, meta.Prompt, meta.WeightName = md["detector_name"], md["backbone"], md["prompt"], md["weight_name"]
+	return meta, nil
+}
+
+// checkCompiledContract runs a package once on a fixed [1,3,S,S] input and checks its
+// outputs' shapes and range, as checkContract does for TorchScript.
+func checkCompiledContract(c *compiledDetector, size int) error {
+	s := torch.NewScope()
+	defer s.Close()
+	var pix, img *torch.Tensor
+	var err error
+	s.NoGrad(func() {
+		g, gerr := torch.NewGenerator(1, torch.CPU)
+		if gerr != nil {
+			s.Fail(gerr)
+			return
+		}
+		defer g.Free()
+		x := s.Randn([]int64{1, 3, int64(size), int64(size)}, torch.Float32, torch.CPU, g)
+		if dev := c.m.Device(); dev != torch.CPU {
+			x = s.ToDevice(x, dev)
+		}
+		pix, img, err = c.run(s, x)
+	})
+	if err == nil {
+		err = s.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("forward on a [1,3,%d,%d] test input failed: %w", size, size, err)
+	}
+	if ps, is := pix.Shape(), img.Shape(); len(ps) != 3 || ps[0] != 1 || ps[1] != int64(size) || ps[2] != int64(size) || len(is) != 1 || is[0] != 1 {
+		return fmt.Errorf("forward's outputs have shapes %v and %v, want [1,%d,%d] and [1]", ps, is, size, size)
+	}
+	l, err1 := s.Amin(pix, false).Item()
+	h, err2 := s.Amax(pix, false).Item()
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	if !(l >= -1e-3 && h <= 1+1e-3) {
+		return fmt.Errorf("forward's pixel_scores span [%g, %g], want values in [0,1]", l, h)
+	}
+	return nil
 }

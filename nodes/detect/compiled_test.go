@@ -2,6 +2,7 @@ package detect
 
 import (
 	"math"
+	"slices"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -36,12 +37,37 @@ func TestCompiledDetectorNode(t *testing.T) {
 		t.Fatalf("runtimes %s and %s, want torchscript and aoti", ts.Runtime(), aoti.Runtime())
 	}
 
+	// the package alone as detector_path: its metadata stand in for the module's attributes
+	alone := newDetector(t, map[string]any{"detector_path": pt2})
+	if err := alone.To(torch.CPU); err != nil {
+		t.Fatal(err)
+	}
+	if m := alone.Metadata(); m.ImageSize != size || m.DetectorName != BuiltinName || alone.Runtime() != RuntimeAOTI {
+		t.Fatalf("package-only detector: metadata %+v, runtime %s", m, alone.Runtime())
+	}
+
 	for _, c := range []struct{ b, h, w int }{{1, 40, 36}, {3, 32, 32}, {9, 24, 30}} {
 		data := randomImages(seed+uint64(c.b), c.b, c.h, c.w)
 		want, wantImg := runDetector(t, ts, data, c.b, c.h, c.w)
 		got, gotImg := runDetector(t, aoti, data, c.b, c.h, c.w)
 		compareScores(t, "pixel", c.b, want, got)
 		compareScores(t, "image", c.b, wantImg, gotImg)
+		gotA, gotAImg := runDetector(t, alone, data, c.b, c.h, c.w)
+		if !slices.Equal(gotA, got) || !slices.Equal(gotAImg, gotImg) {
+			t.Errorf("batch %d: the package alone scores differently from the same package as compiled_path", c.b)
+		}
+	}
+	for _, c := range []struct {
+		params map[string]any
+		want   string
+	}{
+		{map[string]any{"detector_path": pt2, "runtime": RuntimeTorchScript}, "runtime torchscript needs a TorchScript"},
+		{map[string]any{"detector_path": pt2, "enable_gradients": true}, "forward only"},
+		{map[string]any{"detector_path": pt2, "image_size": 48}, "image_size 48"},
+	} {
+		if _, err := NewAdaCLIP("det", c.params); err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), pt2) {
+			t.Errorf("%v: %v, want an error naming %s and saying %q", c.params, err, pt2, c.want)
+		}
 	}
 
 	// where gradients flow the TorchScript module runs: the input gets a gradient
