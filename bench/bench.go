@@ -16,14 +16,18 @@ import (
 	"github.com/spectraclip/spectraclip/internal/procstat"
 	"github.com/spectraclip/spectraclip/nodes"
 	datanode "github.com/spectraclip/spectraclip/nodes/data"
+	"github.com/spectraclip/spectraclip/nodes/detect"
 	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/torch"
 )
 
 // Options configure Bench.
 type Options struct {
-	Variants   []string
-	Detector   string // TorchScript detector file ("" = the built-in one)
+	Variants []string
+	Detector string // TorchScript detector file ("" = the built-in one), or a compiled package (*.pt2) alone
+	// Compiled is the detector as an AOTInductor package (.pt2): it scores (runtime aoti)
+	// while training steps keep the TorchScript detector.
+	Compiled   string
 	Device     string
 	Batch      int
 	H, W       int
@@ -64,7 +68,9 @@ func (n FlagNames) withDefaults() FlagNames {
 
 // Variant holds one variant's figures; stage times are seconds per batch.
 type Variant struct {
-	Variant string  `json:"variant"`
+	Variant string `json:"variant"`
+	// Runtime is what ran the detector's forward passes ("torchscript" or "aoti").
+	Runtime string  `json:"detector_runtime"`
 	FPS     float64 `json:"fps"`
 	// DetectorFPS is the detector node alone (pre-processing, module, post-processing) on
 	// the reducer's output, timed in the same loop as FPS, alternating with it.
@@ -95,6 +101,8 @@ type Report struct {
 	Size     string    `json:"size"`
 	Bands    int       `json:"bands"`
 	Detector string    `json:"detector"`
+	// Runtime is what ran the detector's forward passes: "torchscript" or "aoti".
+	Runtime string `json:"detector_runtime"`
 	// BLAS is the BLAS library LibTorch's CPU matrix products ran on (torch.BLAS's kind).
 	BLAS      string  `json:"blas"`
 	PeakRSSMB float64 `json:"peak_rss_mb"` // the largest variant's
@@ -170,6 +178,9 @@ func Run(o Options) (*Report, error) {
 	if rep.Detector == "" {
 		rep.Detector = "builtin"
 	}
+	if o.Compiled != "" {
+		rep.Detector += " + " + o.Compiled
+	}
 	if rep.TF32Matmul, rep.TF32Conv, err = torch.AllowTF32(); err != nil {
 		return nil, err
 	}
@@ -194,6 +205,7 @@ func Run(o Options) (*Report, error) {
 		}
 		rep.Variants = append(rep.Variants, *bv)
 		rep.PeakRSSMB = max(rep.PeakRSSMB, bv.PeakRSSMB)
+		rep.Runtime = bv.Runtime
 	}
 	if !o.Isolate && dev.Type == torch.DeviceCUDA {
 		_, _, rep.CUDAPeak, _ = torch.CUDAMemory(dev)
@@ -246,6 +258,13 @@ func newBenchEnv(variant string, o Options, dev torch.Device) (*benchEnv, error)
 	ov := []string{"training.device=" + dev.String(), "data.batch_size=" + strconv.Itoa(o.Batch)}
 	if o.Detector != "" {
 		ov = append(ov, "pipeline.detector.detector_path="+o.Detector)
+		if detect.IsCompiledFile(o.Detector) {
+			// a package alone is forward only: no training steps through it
+			ov = append(ov, "pipeline.detector.enable_gradients=false")
+		}
+	}
+	if o.Compiled != "" {
+		ov = append(ov, "pipeline.detector.compiled_path="+o.Compiled, "pipeline.detector.runtime=aoti")
 	}
 	if o.Half {
 		ov = append(ov, "pipeline.detector.use_half_precision=true")
@@ -403,7 +422,12 @@ func benchVariant(variant string, o Options, dev torch.Device) (*Variant, error)
 	defer e.close()
 	p, s, cfg, cubeT := e.p, e.s, e.cfg, e.cubeT
 	B, H, W := e.B, e.H, e.W
-	bv := &Variant{Variant: variant, Stages: map[string]float64{}}
+	bv := &Variant{Variant: variant, Stages: map[string]float64{}, Runtime: detect.RuntimeTorchScript}
+	for _, n := range p.Nodes() {
+		if d, ok := nodes.UnwrapNode(n).(interface{ Runtime() string }); ok {
+			bv.Runtime = d.Runtime()
+		}
+	}
 	sync := func() { _ = torch.Synchronize(dev) }
 	run := e.infer
 	for i := 0; i < o.Warmup; i++ {
@@ -552,7 +576,7 @@ func benchVariant(variant string, o Options, dev torch.Device) (*Variant, error)
 	bv.AroundDetector = total - bv.Stages["detector"]
 	bv.CopyBytesPerSec = e.copyBPS
 	// training steps
-	if o.TrainIters > 0 && len(cfg.LossNodes) > 0 {
+	if o.TrainIters > 0 && len(cfg.LossNodes) > 0 && !detect.IsCompiledFile(o.Detector) {
 		if err := e.trainStep(); err != nil {
 			return nil, err
 		}
@@ -571,8 +595,8 @@ func benchVariant(variant string, o Options, dev torch.Device) (*Variant, error)
 
 // WriteTable prints a report as a table.
 func WriteTable(w io.Writer, r *Report) {
-	fmt.Fprintf(w, "device %s · %d threads · LibTorch %s · BLAS %s · batch %d × %s × %d bands · detector %s · TF32 matmul %s, conv %s\n\n",
-		r.Device, r.Threads, r.LibTorch, r.BLAS, r.Batch, r.Size, r.Bands, r.Detector, onOff(r.TF32Matmul), onOff(r.TF32Conv))
+	fmt.Fprintf(w, "device %s · %d threads · LibTorch %s · BLAS %s · batch %d × %s × %d bands · detector %s (%s) · TF32 matmul %s, conv %s\n\n",
+		r.Device, r.Threads, r.LibTorch, r.BLAS, r.Batch, r.Size, r.Bands, r.Detector, r.Runtime, onOff(r.TF32Matmul), onOff(r.TF32Conv))
 	fmt.Fprintf(w, "%-9s %9s %10s %12s %10s %10s %10s %10s %10s %10s %10s %12s %8s\n", "variant", "FPS", "CPU ms/fr", "detector FPS", "train st/s", "norm ms", "reduce ms", "pre ms", "det ms", "post ms", "decide ms", "RSS MB s→e", "peak MB")
 	for _, v := range r.Variants {
 		ms := func(k string) float64 { return v.Stages[k] * 1000 }

@@ -15,7 +15,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 	var variant, size, tf32 string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "bench [--variant V] [--detector FILE] [--device D] [--batch B] [--size HxW] [--threads N] [--json]",
+		Use:   "bench [--variant V] [--detector FILE] [--compiled FILE.pt2] [--device D] [--batch B] [--size HxW] [--threads N] [--json]",
 		Short: "measure frames per second per variant, stage by stage, and training steps per second",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -50,7 +50,8 @@ func newBenchCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&variant, "variant", "all", "pca, drcnn, concrete or all")
-	cmd.Flags().StringVar(&o.Detector, "detector", "", "TorchScript detector file (default: the built-in detector)")
+	cmd.Flags().StringVar(&o.Detector, "detector", "", "TorchScript detector file (default: the built-in detector), or a compiled package (.pt2) alone (no training steps)")
+	cmd.Flags().StringVar(&o.Compiled, "compiled", "", "the detector as a compiled AOTInductor package (.pt2, export-detector --aoti): it scores, training steps keep TorchScript")
 	cmd.Flags().StringVar(&o.Device, "device", "auto", "cpu, cuda, cuda:N or auto")
 	cmd.Flags().IntVar(&o.Batch, "batch", 4, fmt.Sprintf("batch size, at most %d", config.MaxBatchSize))
 	cmd.Flags().StringVar(&size, "size", "256x256", fmt.Sprintf("frame size HxW, sides 1..%d", bench.MaxSide))
