@@ -5,7 +5,7 @@
 #
 # Usage: scripts/bench_compare.sh [--batch B] [--size HxW] [--threads 1,2] [--device D]
 #                                 [--variant V] [--iters N] [--warmup N] [--train-iters N]
-#                                 [--rounds N] [--half] [--no-tcmalloc] [--[no-]compiled] [--keep DIR]
+#                                 [--rounds N] [--half] [--no-tcmalloc] [--[no-]compiled] [--[no-]aoti] [--keep DIR]
 #
 # It builds nothing: it expects bin/spectraclip (`make build`; override with $SPECTRACLIP),
 # /usr/bin/python3 with torch (override with $PYTHON) and tcmalloc (libtcmalloc-minimal4;
@@ -20,6 +20,10 @@
 # where $PYTHON's torch has torch.compile (>= 2.0; --no-compiled turns it off, --compiled
 # insists); its compile time is outside its FPS and shown in its own column, and a failed
 # compiled run is reported and left out of the table rather than ending the comparison.
+# Go+AOTI is Go with the detector compiled ahead of time (`export-detector --builtin --aoti`
+# through $PYTHON, then `bench --compiled`): on by default where both the Go binary's LibTorch
+# and $PYTHON's torch can build and run packages (2.6 or newer, the same version; --no-aoti
+# turns it off, --aoti insists); the package's compile time is shown once.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -41,6 +45,7 @@ half=()
 keep=""
 use_tcm=1
 compiled=auto
+aoti=auto
 
 usage() { sed -n '6,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "bench_compare: $1 needs a value" >&2; exit 2; }; }
@@ -60,6 +65,8 @@ while [ $# -gt 0 ]; do
     --no-tcmalloc) use_tcm=0; shift ;;
     --compiled) compiled=1; shift ;;
     --no-compiled) compiled=0; shift ;;
+    --aoti) aoti=1; shift ;;
+    --no-aoti) aoti=0; shift ;;
     --keep) need "$@"; keep="$2"; shift 2 ;;
     -h|--help) usage ;;
     *) echo "bench_compare: unknown argument $1" >&2; usage ;;
@@ -113,6 +120,22 @@ else
 fi
 
 "$bin" export-detector --builtin --out "$tmp/builtin.pt" >/dev/null
+if [ "$aoti" != 0 ]; then
+  kind="$device"; kind="${kind%%:*}"
+  aoti_t0=$SECONDS
+  if "$bin" export-detector --builtin --aoti --python "$py" --device "$kind" "${half[@]}" --out "$tmp/builtin.pt2" \
+      >/dev/null 2>"$tmp/aoti-export.err"; then
+    aoti=1
+    echo "bench_compare: compiled the detector package in $((SECONDS - aoti_t0)) s" >&2
+    echo "$((SECONDS - aoti_t0))" >"$tmp/aoti-compile-s"
+  elif [ "$aoti" = 1 ]; then
+    echo "bench_compare: --aoti: export-detector --aoti failed: $(tail -1 "$tmp/aoti-export.err")" >&2
+    exit 1
+  else
+    echo "bench_compare: Go+AOTI off: $(tail -1 "$tmp/aoti-export.err")" >&2
+    aoti=0
+  fi
+fi
 
 IFS=, read -r -a thread_list <<<"$threads"
 for t in "${thread_list[@]}"; do
@@ -129,6 +152,9 @@ for t in "${thread_list[@]}"; do
     for v in "${variants[@]}"; do
       echo "  round $r $v" >&2
       "$bin" bench "${common[@]}" --variant "$v" >"$tmp/go-t$t-r$r-$v.json" 2> >(grep -v 'level=warning' >&2)
+      if [ "$aoti" = 1 ]; then
+        "$bin" bench "${common[@]}" --compiled "$tmp/builtin.pt2" --variant "$v" >"$tmp/goaoti-t$t-r$r-$v.json" 2> >(grep -v 'level=warning' >&2)
+      fi
       "$py" "$here/bench_reference.py" "${common[@]}" --variant "$v" >"$tmp/naive-t$t-r$r-$v.json"
       if [ "$use_tcm" = 1 ]; then
         LD_PRELOAD="$tcm" "$py" "$here/bench_reference.py" "${common[@]}" --variant "$v" >"$tmp/tcmalloc-t$t-r$r-$v.json"
@@ -146,13 +172,13 @@ for t in "${thread_list[@]}"; do
   done
 done
 
-"$py" - "$tmp" "$threads" "$rounds" "$compiled" "${variants[@]}" <<'EOF2'
+"$py" - "$tmp" "$threads" "$rounds" "$compiled" "$aoti" "${variants[@]}" <<'EOF2'
 import json
 import os
 import sys
 
-tmp, threads, rounds, compiled, variants = (sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]),
-                                            sys.argv[4] == "1", sys.argv[5:])
+tmp, threads, rounds, compiled, aoti, variants = (sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]),
+                                                  sys.argv[4] == "1", sys.argv[5] == "1", sys.argv[6:])
 
 
 def load(side, t, r, v):
@@ -220,11 +246,13 @@ for t in threads:
         "Go MB", "naive MB", "tcm MB")
     if compiled:
         hdr += " %9s %8s %8s %9s" % ("compiled", "Go/comp", "comp MB", "compile s")
+    if aoti:
+        hdr += " %9s %9s %9s %8s" % ("Go+AOTI", "AOTI/Go", "AOTI/comp", "AOTI MB")
     if train:
         hdr += " %9s %9s %8s" % ("Go st/s", "tcm st/s", "Go/tcm")
     print(hdr)
     for v in variants:
-        side = {s: [load(s, t, r, v) for r in range(1, rounds + 1)] for s in ("go", "naive", "tcmalloc", "compiled")}
+        side = {s: [load(s, t, r, v) for r in range(1, rounds + 1)] for s in ("go", "naive", "tcmalloc", "compiled", "goaoti")}
         g, n, c = best(side["go"], "fps"), best(side["naive"], "fps"), best(side["tcmalloc"], "fps")
         per_round = [num(a.get("fps")) / num(b.get("fps")) for a, b in zip(side["go"], side["tcmalloc"])
                      if a is not None and b is not None and num(a.get("fps")) and num(b.get("fps"))]
@@ -241,6 +269,10 @@ for t in threads:
             cs = [num(r.get("compile_s")) for r in side["compiled"] if r is not None and num(r.get("compile_s"))]
             row += " %s %s %s %s" % (cell(k), ratio(g, k), cell(mb(side["compiled"]), "%8.0f"),
                                      cell(min(cs) if cs else None))
+        if aoti:
+            a = best(side["goaoti"], "fps")
+            k = best(side["compiled"], "fps") if compiled else None
+            row += " %s  %s  %s %s" % (cell(a), ratio(a, g), ratio(a, k), cell(mb(side["goaoti"]), "%8.0f"))
         if train:
             gs, cs = best(side["go"], "train_steps_per_s"), best(side["tcmalloc"], "train_steps_per_s")
             row += " %s %s %s" % (cell(gs), cell(cs), ratio(gs, cs))
@@ -251,4 +283,8 @@ print("MB = the variant's own peak RSS (Go: its bench child process; Python: one
 if compiled:
     print("compiled = the same Python pipeline under torch.compile (inference only; its training runs eager);"
           " compile s = the shortest first call over the rounds")
+if aoti:
+    cs = open(os.path.join(tmp, "aoti-compile-s")).read().strip() if os.path.exists(os.path.join(tmp, "aoti-compile-s")) else "?"
+    print("Go+AOTI = Go with the detector as an AOTInductor package (bench --compiled; export-detector --aoti took %s s"
+          " once, outside its FPS); AOTI/Go = against Go with TorchScript, AOTI/comp = against torch.compile" % cs)
 EOF2
