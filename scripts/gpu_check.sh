@@ -20,12 +20,18 @@
 #                 at 518), Go against the Python peer
 #   7 dist        data-parallel training over NCCL (train --nproc-per-node, one process per
 #                 GPU: a world of 1 on a one-GPU machine), 1 epoch of drcnn
-# Optional steps (STEPS="8 9 10", or --all for every step):
+# Optional steps (STEPS="8 9 10 11", or --all for every step):
 #   8 serve       serve + loadtest on the step-5 DRCNN run (1, 4, 16 clients; 16 over gRPC and
 #                 shared memory)
 #   9 bench-full  step 6 at fp32 and fp16, batch 1 and 8
 #  10 cpu         drcnn and concrete on the CPU as well, and Gloo data-parallel training (2
 #                 processes on the CPU; reported as skipped on a build without Gloo)
+#  11 aoti        compiled detectors (AOTInductor .pt2, built here by this machine's torch):
+#                 the built-in detector and the full-size random-weights AdaCLIP at fp16,
+#                 batch 8 on CUDA (on the CPU without one: the built-in at fp32, batch 4), Go
+#                 with the package (bench --compiled) against Go with TorchScript, the Python
+#                 peer eager and under torch.compile; about 5-8 minutes on a GPU (AdaCLIP's
+#                 compile), so run it as its own group: STEPS="11"
 # Each command should run one step group within 10 minutes, e.g. STEPS="1 2 3 4" then
 # STEPS="5 6 7"; the build folder carries over, the preflight runs every time, and each
 # group writes its own report (gpu-report.md for the default core, gpu-report-s<steps>.md
@@ -67,7 +73,7 @@ CPU_ONLY=0
 for a in "$@"; do
   case "$a" in
     --cpu-only) CPU_ONLY=1 ;;
-    --all) STEPS="1 2 3 4 5 6 7 8 9 10" ;;
+    --all) STEPS="1 2 3 4 5 6 7 8 9 10 11" ;;
     *) echo "gpu_check: unknown argument $a (want --cpu-only, --all)" >&2; exit 2 ;;
   esac
 done
@@ -434,12 +440,83 @@ if want 10; then
     dist gloo cpu 2
   fi
 fi
+# --- 11 aoti (optional) -----------------------------------------------------------------
+# aoti_row NAME PREC BATCH GO_TS GO_AOTI PY PY_COMPILE: one table row per variant.
+aoti_rows() {
+  "$PY" - "$@" <<'PYEOF'
+import json, sys
+def load(p):
+    try:
+        return {v["variant"]: v for v in json.load(open(p))["variants"]}
+    except Exception:
+        return {}
+name, prec, b = sys.argv[1:4]
+ts, ao, py, pc = (load(p) for p in sys.argv[4:8])
+nan = float("nan")
+for v in sorted(set(ts) | set(ao)):
+    a = ao.get(v, {})
+    st = a.get("stages", {})
+    share = (sum(st.values()) - st["detector"]) / st["detector"] if st.get("detector") else nan
+    f = lambda d: d.get(v, {}).get("fps") or nan
+    print(f"| {name} | {prec} | {b} | {v} | {f(ao):.2f} ({a.get('detector_runtime', '?')}) | {f(ts):.2f} | {f(py):.2f} | {f(pc):.2f} | "
+          f"{f(ao) / f(ts):.2f} | {f(ao) / f(pc):.2f} | {a.get('detector_fps', nan):.2f} | {share:.1%} |")
+PYEOF
+}
+if want 11; then
+  say "## 11 aoti"
+  if [ $HAVE_CUDA = 1 ]; then
+    kind=cuda prec=fp16 b=8 half=--half size=256x256
+  else
+    kind=cpu prec=fp32 b=4 half="" size=64x64
+  fi
+  ./bin/spectraclip export-detector --builtin --out "$SCRATCH/builtin.pt" >/dev/null 2>&1
+  DETS=""
+  t0=$SECONDS
+  if timeout 300 ./bin/spectraclip export-detector --builtin --aoti --python "$PY" --device $kind $half --max-batch $b \
+      --out "$SCRATCH/builtin.pt2" >"$SCRATCH/aoti-builtin.log" 2>&1; then
+    DETS="builtin:$SCRATCH/builtin.pt:$SCRATCH/builtin.pt2"
+    result aoti ok "built-in detector compiled for $kind ($prec) in $((SECONDS - t0)) s"
+  else
+    keeplog "$SCRATCH/aoti-builtin.log"
+    result aoti FAIL "built-in package: $(tail -1 "$SCRATCH/aoti-builtin.log")"
+  fi
+  if [ $HAVE_CUDA = 1 ]; then
+    t0=$SECONDS
+    if timeout 240 "$PY" scripts/export_adaclip.py --random-weights --out "$SCRATCH/adaclip_random.pt" >"$SCRATCH/aoti-adaclip.log" 2>&1 &&
+       timeout 420 "$PY" scripts/export_adaclip.py --random-weights --aoti --device cuda --half --max-batch $b \
+         --out "$SCRATCH/adaclip_random.pt2" >>"$SCRATCH/aoti-adaclip.log" 2>&1; then
+      DETS="$DETS adaclip:$SCRATCH/adaclip_random.pt:$SCRATCH/adaclip_random.pt2"
+      result aoti ok "full-size AdaCLIP (random weights) exported and compiled (fp16) in $((SECONDS - t0)) s"
+    else
+      keeplog "$SCRATCH/aoti-adaclip.log"
+      result aoti FAIL "AdaCLIP package: $(tail -1 "$SCRATCH/aoti-adaclip.log")"
+    fi
+  else
+    result aoti skipped "full-size AdaCLIP package: no CUDA device"
+  fi
+  {
+    echo ""
+    echo "| detector | precision | batch | variant | Go+AOTI FPS | Go+TorchScript FPS | Python eager FPS | Python torch.compile FPS | AOTI/TorchScript | AOTI/torch.compile | Go+AOTI detector FPS | around-detector share |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  } >>"$REPORT"
+  for d in $DETS; do
+    IFS=: read -r name ts pt2 <<<"$d"
+    common=(--device $kind --batch $b --size $size --iters 10 --warmup 3 --train-iters 0 $half --json)
+    o=$SCRATCH/aoti_$name
+    timeout 180 ./bin/spectraclip bench --detector "$ts" "${common[@]}" >"$o.ts.json" 2>>"$SCRATCH/aoti-bench.log" || result aoti FAIL "go torchscript $name"
+    timeout 180 ./bin/spectraclip bench --detector "$ts" --compiled "$pt2" "${common[@]}" >"$o.aoti.json" 2>>"$SCRATCH/aoti-bench.log" || result aoti FAIL "go aoti $name"
+    timeout 180 "$PY" scripts/bench_reference.py --detector "$ts" "${common[@]}" >"$o.py.json" 2>>"$SCRATCH/aoti-bench.log" || result aoti FAIL "python $name"
+    timeout 300 "$PY" scripts/bench_reference.py --detector "$ts" "${common[@]}" --compile >"$o.pc.json" 2>>"$SCRATCH/aoti-bench.log" || result aoti FAIL "python torch.compile $name"
+    aoti_rows "$name" "$prec" "$b" "$o.ts.json" "$o.aoti.json" "$o.py.json" "$o.pc.json" >>"$REPORT"
+  done
+  rm -f "$SCRATCH"/*.pt "$SCRATCH"/*.pt2
+fi
 rm -rf "$SCRATCH/data" "$SCRATCH"/run_*/checkpoints "$SCRATCH"/run_dist_*
 
 say ""
 say "## summary"
 fails=0
-for k in preflight build version tests train bench dist; do
+for k in preflight build version tests train bench dist aoti; do
   [ -n "${RESULT[$k]:-}" ] || continue
   case "${RESULT[$k]}" in *FAIL*) st=FAIL; fails=$((fails + 1)) ;; *ok*) st=ok ;; *) st=skipped ;; esac
   say "- $k: $st"

@@ -80,7 +80,7 @@ type AdaCLIP struct {
 	compiled     *compiledDetector
 	standalone   bool // detector_path is a .pt2 package: no TorchScript module, forward only
 	closed       bool
-	mean, std  *torch.Tensor // [1,3,1,1] on dev, float32
+	mean, std    *torch.Tensor // [1,3,1,1] on dev, float32
 }
 
 // NewAdaCLIP builds the detector node and loads and checks its module now, so that a bad
