@@ -87,8 +87,7 @@ func lastLine(b []byte) string {
 // random inputs at batch sizes 1 and 3 (one package, dynamic batch), fp32 on the CPU.
 func TestBuiltinAOTIRoundTrip(t *testing.T) {
 	const size = 32
-	dir := t.TempDir()
-	tsPath, pt2 := exportBuiltinAOTI(t, dir, size, 4)
+	tsPath, pt2 := cachedBuiltinAOTI(t, size, 4)
 
 	ts, err := torch.LoadModule(tsPath, torch.CPU)
 	if err != nil {

@@ -22,7 +22,7 @@ import (
 // left aside by runtime auto.
 func TestCompiledDetectorNode(t *testing.T) {
 	const size, maxBatch = 32, 4
-	_, pt2 := exportBuiltinAOTI(t, t.TempDir(), size, maxBatch)
+	_, pt2 := cachedBuiltinAOTI(t, size, maxBatch)
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 
