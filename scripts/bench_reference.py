@@ -49,6 +49,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import builtin_detector as bd  # noqa: E402
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 VARIANTS = ("pca", "drcnn", "concrete")
@@ -229,20 +232,15 @@ def detector_name(module):
     return name if isinstance(name, str) else None
 
 
-class BuiltinDetectorEager(nn.Module):
+class BuiltinDetectorEager(bd.BuiltinDetector):
     """BuiltinDetectorEager is the built-in detector's forward (builtinSource in
-    nodes/detect/builtin.go) re-implemented op for op in eager PyTorch, so that torch.compile
-    can trace it: box means from a float64 integral image (clipped at the border), features
-    [3×3 mean, 3×3 mean − k×k mean for every scale k], per-image float64 covariance with a
-    ridge, linalg.inv, Mahalanobis d², score 1 − exp(−d²/(2F)), image score = mean of the top
-    1 % of pixel scores.
-
-    It is built from a loaded TorchScript built-in detector: buffers clip_mean and clip_std
-    and attributes ridge, scales ("3,7,15"), image_size and the contract metadata are copied
-    from the file, so it always matches the file it replaces."""
+    nodes/detect/builtin.go) in eager PyTorch, so that torch.compile can trace it: the same
+    module the AOTInductor exporter compiles (builtin_detector.BuiltinDetector), built from a
+    loaded TorchScript built-in detector: buffers clip_mean and clip_std and attributes ridge,
+    scales ("3,7,15"), image_size and the contract metadata are copied from the file, so it
+    always matches the file it replaces."""
 
     def __init__(self, scripted):
-        super().__init__()
         name = detector_name(scripted)
         if name != BUILTIN_NAME:
             raise ValueError("BuiltinDetectorEager: detector_name %r is not the built-in %r" % (name, BUILTIN_NAME))
@@ -257,57 +255,13 @@ class BuiltinDetectorEager(nn.Module):
         if tuple(mean.shape) != (1, 3, 1, 1) or tuple(std.shape) != (1, 3, 1, 1):
             raise ValueError("BuiltinDetectorEager: clip_mean/clip_std are %s/%s, want [1,3,1,1]" % (
                 list(mean.shape), list(std.shape)))
-        self.register_buffer("clip_mean", mean)
-        self.register_buffer("clip_std", std)
-        self.ridge = ridge
+        meta = {a: getattr(scripted, a) for a in bd.CONTRACT_ATTRS if hasattr(scripted, a)}
+        super().__init__(size, scales, ridge, mean, std, meta)
         self.scales = scales
-        self.image_size = size
         self.detector_name = name
         for a in ("backbone", "prompt", "weight_name", "contract_version"):
             if hasattr(scripted, a):
                 setattr(self, a, getattr(scripted, a))
-
-    @staticmethod
-    def box_mean(p, h, w, k):
-        """box_mean is the k×k mean (clipped at the border) from the zero-padded integral image p."""
-        r = k // 2
-        ys = torch.arange(h, device=p.device)
-        xs = torch.arange(w, device=p.device)
-        y0 = (ys - r).clamp_min(0)
-        y1 = (ys + r + 1).clamp_max(h)
-        x0 = (xs - r).clamp_min(0)
-        x1 = (xs + r + 1).clamp_max(w)
-        a = p.index_select(2, y1) - p.index_select(2, y0)
-        s = a.index_select(3, x1) - a.index_select(3, x0)
-        cnt = ((y1 - y0).view(1, 1, h, 1) * (x1 - x0).view(1, 1, 1, w)).to(p.dtype)
-        return s / cnt
-
-    def forward(self, x):
-        b, h, w = x.size(0), x.size(2), x.size(3)
-        xf = x.float()
-        rgb = xf * self.clip_std.float() + self.clip_mean.float()
-        p = torch.constant_pad_nd(rgb.double().cumsum(2).cumsum(3), [1, 0, 1, 0], 0.0)
-        base = self.box_mean(p, h, w, 3)
-        feats = [base]
-        for k in self.scales:
-            feats.append(base - self.box_mean(p, h, w, k))
-        f = torch.cat(feats, 1).float()
-        nf = f.size(1)
-        n = h * w
-        f = f.reshape(b, nf, n)
-        mu = f.mean(2, True)
-        fc = f - mu
-        cov = torch.bmm(fc, fc.transpose(1, 2)).double() / float(n - 1)
-        tr = torch.diagonal(cov, 0, -2, -1).mean(-1)
-        eye = torch.eye(nf, device=cov.device).to(cov.dtype).unsqueeze(0)
-        reg = cov + (tr * self.ridge + 1e-12).view(b, 1, 1) * eye
-        inv = torch.linalg.inv(reg).float()
-        d = (torch.bmm(inv, fc) * fc).sum(1).clamp_min(0.0)
-        score = 1.0 - torch.exp(-d / (2.0 * float(nf)))
-        k = max(1, n // 100)
-        top, _ = torch.topk(score, k, 1)
-        img = top.mean(1)
-        return score.reshape(b, h, w).to(x.dtype), img.to(x.dtype)
 
 
 class Detector:
