@@ -131,6 +131,43 @@ void to_c_strings(const std::vector<std::string> &a, char ***out, int *n) {
   *n = static_cast<int>(k);
 }
 
+// map_to_c hands a metadata map to C as sorted keys and values (malloc'd arrays of strings).
+void map_to_c(const std::unordered_map<std::string, std::string> &meta, char ***keys, char ***values, int *n) {
+  std::vector<std::pair<std::string, std::string>> kv(meta.begin(), meta.end());
+  std::sort(kv.begin(), kv.end());
+  std::vector<std::string> ks, vs;
+  for (auto &e : kv) {
+    ks.push_back(e.first);
+    vs.push_back(e.second);
+  }
+  char **ck = nullptr;
+  int nk = 0;
+  to_c_strings(ks, &ck, &nk);
+  try {
+    to_c_strings(vs, values, n);
+  } catch (...) {
+    for (int i = 0; i < nk; i++) std::free(ck[i]);
+    std::free(ck);
+    throw;
+  }
+  *keys = ck;
+}
+
+// package_metadata reads a package's metadata (the zip's directory and one small file) without
+// loading its code; a file that is not a package is an error saying so.
+std::unordered_map<std::string, std::string> package_metadata(const char *path, const std::string &name) {
+  struct stat st;
+  if (::stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+    throw std::runtime_error("not a readable file");
+  try {
+    return torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(std::string(path), name);
+  } catch (const c10::Error &e) {
+    throw std::runtime_error(not_a_package(name, e.what_without_backtrace()));
+  } catch (const std::exception &e) {
+    throw std::runtime_error(not_a_package(name, e.what()));
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -142,21 +179,11 @@ sc_err sc_aoti_load(const char *path, const char *model_name, int dev_type, int 
   SC_BEGIN
   std::string p(path);
   std::string name = model_name != nullptr && model_name[0] != 0 ? model_name : "model";
-  struct stat st;
-  if (::stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-    throw std::runtime_error("not a readable file");
   if (num_runners < 1) throw std::invalid_argument("num_runners must be >= 1");
   at::Device dev = sc::device(dev_type, dev_index);
   // The metadata first (it reads only the zip's directory and one small file), so that a
   // package for another LibTorch or device is refused before its library is dlopened.
-  std::unordered_map<std::string, std::string> meta;
-  try {
-    meta = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(p, name);
-  } catch (const c10::Error &e) {
-    throw std::runtime_error(not_a_package(name, e.what_without_backtrace()));
-  } catch (const std::exception &e) {
-    throw std::runtime_error(not_a_package(name, e.what()));
-  }
+  std::unordered_map<std::string, std::string> meta = package_metadata(path, name);
   auto get = [&](const char *k) {
     auto it = meta.find(k);
     return it == meta.end() ? std::string() : it->second;
@@ -239,24 +266,7 @@ sc_err sc_aoti_run(sc_aoti m, const sc_tensor *ins, int nin, sc_tensor **outs, i
 sc_err sc_aoti_metadata(sc_aoti m, char ***keys, char ***values, int *n) {
   SC_BEGIN
   if (m == nullptr) throw std::invalid_argument("nil package handle");
-  std::vector<std::pair<std::string, std::string>> kv(m->meta.begin(), m->meta.end());
-  std::sort(kv.begin(), kv.end());
-  std::vector<std::string> ks, vs;
-  for (auto &e : kv) {
-    ks.push_back(e.first);
-    vs.push_back(e.second);
-  }
-  char **ck = nullptr;
-  int nk = 0;
-  to_c_strings(ks, &ck, &nk);
-  try {
-    to_c_strings(vs, values, n);
-  } catch (...) {
-    for (int i = 0; i < nk; i++) std::free(ck[i]);
-    std::free(ck);
-    throw;
-  }
-  *keys = ck;
+  map_to_c(m->meta, keys, values, n);
   SC_END
 }
 
@@ -269,37 +279,8 @@ sc_err sc_aoti_constant_names(sc_aoti m, char ***names, int *n) {
 
 sc_err sc_aoti_package_metadata(const char *path, const char *model_name, char ***keys, char ***values, int *n) {
   SC_BEGIN
-  std::string p(path);
   std::string name = model_name != nullptr && model_name[0] != 0 ? model_name : "model";
-  struct stat st;
-  if (::stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-    throw std::runtime_error("not a readable file");
-  std::unordered_map<std::string, std::string> meta;
-  try {
-    meta = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(p, name);
-  } catch (const c10::Error &e) {
-    throw std::runtime_error(not_a_package(name, e.what_without_backtrace()));
-  } catch (const std::exception &e) {
-    throw std::runtime_error(not_a_package(name, e.what()));
-  }
-  std::vector<std::pair<std::string, std::string>> kv(meta.begin(), meta.end());
-  std::sort(kv.begin(), kv.end());
-  std::vector<std::string> ks, vs;
-  for (auto &e : kv) {
-    ks.push_back(e.first);
-    vs.push_back(e.second);
-  }
-  char **ck = nullptr;
-  int nk = 0;
-  to_c_strings(ks, &ck, &nk);
-  try {
-    to_c_strings(vs, values, n);
-  } catch (...) {
-    for (int i = 0; i < nk; i++) std::free(ck[i]);
-    std::free(ck);
-    throw;
-  }
-  *keys = ck;
+  map_to_c(package_metadata(path, name), keys, values, n);
   SC_END
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -138,7 +139,7 @@ func TestBuiltinAOTIRoundTrip(t *testing.T) {
 			ref[1] = append(ref[1], img)
 		}
 		for i, name := range []string{"pixel_scores", "image_scores"} {
-			if !shapeEqual(got[i].Shape(), want[i].Shape()) {
+			if !slices.Equal(got[i].Shape(), want[i].Shape()) {
 				t.Fatalf("batch %d %s: shape %v, TorchScript %v", b, name, got[i].Shape(), want[i].Shape())
 			}
 			g, err1 := got[i].Float32s()
@@ -177,18 +178,6 @@ func TestBuiltinAOTIRoundTrip(t *testing.T) {
 	if got := torch.LiveTensors(); got != base {
 		t.Errorf("live tensors %d -> %d", base, got)
 	}
-}
-
-func shapeEqual(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestAOTIRefusedByOldLibTorch: on a LibTorch without AOTInductor (Debian's 1.13) a package
