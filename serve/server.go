@@ -337,7 +337,13 @@ func (s *Server) Serve(httpLn, grpcLn net.Listener) error {
 	}
 	if grpcLn != nil {
 		n++
-		go func() { errc <- s.grpcSrv.Serve(grpcLn) }()
+		go func() {
+			err := s.grpcSrv.Serve(grpcLn)
+			if errors.Is(err, grpc.ErrServerStopped) {
+				err = nil // shut down before it started serving: like http.ErrServerClosed
+			}
+			errc <- err
+		}()
 	}
 	var first error
 	for i := 0; i < n; i++ {

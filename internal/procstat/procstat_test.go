@@ -40,22 +40,31 @@ func TestMBTracksAnAllocation(t *testing.T) {
 	}
 }
 
-// TestCPUSecondsTracksWork: two goroutines spinning for a measured wall time add about
-// that much CPU time each (independent check: the wall clock; wide bounds for a shared
-// machine where the goroutines may not both get a core).
+// TestCPUSecondsTracksWork: CPUSeconds (from /proc/self/stat) grows by the CPU time the
+// process spends between two reads, measured independently by getrusage: two goroutines spin
+// until getrusage says 0.3 s of CPU went by (CPU time, not wall time, so a loaded machine
+// only makes it take longer). Tolerance: 3 of /proc's 10 ms ticks each way.
 func TestCPUSecondsTracksWork(t *testing.T) {
+	rusage := func() float64 {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	}
+	r0 := rusage()
 	c0 := CPUSeconds()
+	r1 := rusage()
 	if c0 <= 0 {
 		t.Fatalf("CPUSeconds at start: %v", c0)
 	}
-	const spin = 300 * time.Millisecond
 	var wg sync.WaitGroup
 	sink := make([]uint64, 2)
 	for g := range 2 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for t0 := time.Now(); time.Since(t0) < spin; {
+			for rusage()-r1 < 0.3 {
 				for i := range 10000 {
 					sink[g] += uint64(i) * 2654435761
 				}
@@ -63,8 +72,11 @@ func TestCPUSecondsTracksWork(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	used := CPUSeconds() - c0
-	if used < 0.8*spin.Seconds() || used > 2*spin.Seconds()+0.3 {
-		t.Fatalf("2 goroutines spinning %v used %.3f s of CPU", spin, used)
+	r2 := rusage()
+	c1 := CPUSeconds()
+	r3 := rusage()
+	// c0 was read between r0 and r1, c1 between r2 and r3
+	if d, lo, hi := c1-c0, r2-r1, r3-r0; d < lo-0.03 || d > hi+0.03 {
+		t.Fatalf("CPUSeconds grew by %.3f s; getrusage says %.3f to %.3f s (sink %v)", d, lo, hi, sink)
 	}
 }
