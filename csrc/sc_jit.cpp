@@ -116,6 +116,69 @@ void restore_options(torch::optim::Optimizer &o, torch::serialize::InputArchive 
   }
 }
 
+// load_hex_keyed_state restores the per-parameter state of an optimizer archive whose
+// parameter keys are hexadecimal TensorImpl addresses ("0x7f37..."), as LibTorch 1.x wrote
+// them, into a LibTorch whose own load reads the keys as decimal numbers (2.x: std::stoull
+// stops at the 'x', every state lands on key 0 and the first step fails with a shape
+// mismatch). States are matched to the optimizer's parameters by position, group by group,
+// as Optimizer::load does; a state whose tensors do not have its parameter's shape is an
+// error. It returns false (and does nothing) for an archive the LibTorch loads itself.
+template <typename State, typename Opt = torch::optim::Optimizer>
+bool load_hex_keyed_state(Opt &o, torch::serialize::InputArchive &a) {
+  using Key = typename std::remove_reference_t<decltype(o.state())>::key_type;
+  if constexpr (!std::is_same_v<Key, void *>) {
+    return false;  // string keys (LibTorch 1.x): its own load matches them as strings
+  } else {
+    torch::serialize::InputArchive groups, states;
+    a.read("param_groups", groups);
+    torch::Tensor n;
+    groups.read("param_groups/size", n);
+    auto &pg = o.param_groups();
+    const int64_t k = n.item<int64_t>();
+    if (k != static_cast<int64_t>(pg.size())) return false;  // restore_options reports it
+    std::vector<std::vector<std::string>> keys(k);
+    bool hex = false;
+    for (int64_t i = 0; i < k; i++) {
+      torch::serialize::InputArchive g;
+      groups.read("param_groups/" + std::to_string(i), g);
+      torch::Tensor sz;
+      g.read("params/size", sz);
+      const int64_t m = sz.item<int64_t>();
+      if (m != static_cast<int64_t>(pg[i].params().size()))
+        throw std::runtime_error("optimizer state has " + std::to_string(m) + " parameters in group " +
+                                 std::to_string(i) + ", the optimizer " + std::to_string(pg[i].params().size()));
+      for (int64_t j = 0; j < m; j++) {
+        c10::IValue v;
+        g.read("params/" + std::to_string(j), v);
+        keys[i].push_back(v.toStringRef());
+        if (keys[i].back().rfind("0x", 0) == 0) hex = true;
+      }
+    }
+    if (!hex) return false;
+    if (!a.try_read("state", states)) return false;
+    o.state().clear();
+    for (int64_t i = 0; i < k; i++) {
+      for (size_t j = 0; j < keys[i].size(); j++) {
+        torch::serialize::InputArchive ps;
+        if (!states.try_read(keys[i][j], ps)) continue;  // a parameter without state yet
+        auto st = std::make_unique<State>();
+        st->serialize(ps);
+        const torch::Tensor &p = pg[i].params()[j];
+        if constexpr (std::is_same_v<State, torch::optim::SGDParamState>) {
+          if (st->momentum_buffer().defined() && st->momentum_buffer().sizes() != p.sizes())
+            throw std::runtime_error("optimizer state of parameter " + std::to_string(j) + " does not match its shape");
+        } else {
+          if (st->exp_avg().defined() && st->exp_avg().sizes() != p.sizes())
+            throw std::runtime_error("optimizer state of parameter " + std::to_string(j) + " has shape " +
+                                     c10::str(st->exp_avg().sizes()) + ", the parameter " + c10::str(p.sizes()));
+        }
+        o.state()[p.unsafeGetTensorImpl()] = std::move(st);
+      }
+    }
+    return true;
+  }
+}
+
 // FileSink is the writer function every LibTorch archive writer here gets (through
 // PyTorchStreamWriter's writer-function constructor, ExportModule and OutputArchive::save_to).
 // It never reports a short write: after the first failed write(2) it keeps the errno, drops
@@ -533,14 +596,18 @@ sc_err sc_optim_load(sc_optim o, const char *path) {
   torch::serialize::InputArchive a;
   a.load_from(path);
   torch::optim::Optimizer *opt = o->o.get();
+  bool loaded = false;
   if (dynamic_cast<torch::optim::SGD *>(opt) != nullptr) {
     restore_options<torch::optim::SGDOptions>(*opt, a);
+    loaded = load_hex_keyed_state<torch::optim::SGDParamState>(*opt, a);
   } else if (dynamic_cast<torch::optim::AdamW *>(opt) != nullptr) {
     restore_options<torch::optim::AdamWOptions>(*opt, a);
+    loaded = load_hex_keyed_state<torch::optim::AdamWParamState>(*opt, a);
   } else if (dynamic_cast<torch::optim::Adam *>(opt) != nullptr) {
     restore_options<torch::optim::AdamOptions>(*opt, a);
+    loaded = load_hex_keyed_state<torch::optim::AdamParamState>(*opt, a);
   }
-  opt->load(a);
+  if (!loaded) opt->load(a);
   SC_END
 }
 

@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/spectraclip/spectraclip/dataset"
 	"github.com/spectraclip/spectraclip/run"
 	"github.com/spectraclip/spectraclip/serve"
+	"github.com/spectraclip/spectraclip/torch"
 )
 
 // fixtureRun is a run directory written by main at 227401a, before package run existed
@@ -24,8 +26,11 @@ const fixtureRun = "../../run/testdata/main-2026-12-06"
 // writes its data root beside it, and resuming writes into it); its data.root is the
 // relative path "data", regenerated from the synthetic generator's seed.
 //
-// Tolerances: the scores within 1e-5 and the metrics within 1e-6 (LibTorch 1.13 reproduces
-// them bit for bit; 2.11's kernels may round differently), decisions equal.
+// Tolerances: on the LibTorch that wrote it (1.13) the scores within 1e-5 and the metrics and
+// threshold within 1e-6 (it reproduces them bit for bit); on another (2.11), whose kernels
+// round differently, 5e-5 and 1e-4 (measured: scores 1.3e-5, AUROC 2.5e-5, threshold 1.2e-5
+// apart). Decisions equal. Resuming on 2.11 loads the optimizer state 1.13 wrote (hexadecimal
+// parameter keys, which 2.11's own loader misreads: sc_optim_load matches them itself).
 func TestRunWrittenBeforeTheRefactorStillOpens(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS(fixtureRun)); err != nil {
@@ -34,9 +39,14 @@ func TestRunWrittenBeforeTheRefactorStillOpens(t *testing.T) {
 	t.Chdir(dir)
 
 	var saved struct {
-		Test map[string]float64 `json:"test"`
+		Test     map[string]float64 `json:"test"`
+		LibTorch string             `json:"libtorch"`
 	}
 	readJSON(t, "run/"+run.MetricsFile, &saved)
+	scoreTol, metricTol := 1e-5, 1e-6
+	if !strings.HasPrefix(torch.Version(), strings.Join(strings.Split(saved.LibTorch, ".")[:2], ".")) {
+		scoreTol, metricTol = 5e-5, 1e-4
+	}
 	var cal struct {
 		PixelThreshold float64 `json:"pixel_threshold"`
 	}
@@ -51,7 +61,7 @@ func TestRunWrittenBeforeTheRefactorStillOpens(t *testing.T) {
 		t.Fatalf("eval output %q: %v", out, err)
 	}
 	for k, want := range saved.Test {
-		if g, ok := got[k]; !ok || math.Abs(g-want) > 1e-6 {
+		if g, ok := got[k]; !ok || math.Abs(g-want) > metricTol {
 			t.Errorf("eval %s = %v, metrics.json says %v", k, got[k], want)
 		}
 	}
@@ -86,7 +96,7 @@ func TestRunWrittenBeforeTheRefactorStillOpens(t *testing.T) {
 	for i := range want {
 		worst = max(worst, math.Abs(float64(scores[i]-want[i])))
 	}
-	if worst > 1e-5 {
+	if worst > scoreTol {
 		t.Errorf("infer scores differ from the fixture's by up to %g", worst)
 	}
 	wantDec, _ := npy32(t, "expected/frame_005_decisions.npy")
@@ -102,7 +112,7 @@ func TestRunWrittenBeforeTheRefactorStillOpens(t *testing.T) {
 		PixelThreshold float64 `json:"pixel_threshold"`
 	}
 	readJSON(t, "run/"+run.CalibrationFile, &cal2)
-	if math.Abs(cal2.PixelThreshold-cal.PixelThreshold) > 1e-6 {
+	if math.Abs(cal2.PixelThreshold-cal.PixelThreshold) > metricTol {
 		t.Errorf("calibrate: threshold %v, the fixture's %v", cal2.PixelThreshold, cal.PixelThreshold)
 	}
 
@@ -112,7 +122,14 @@ func TestRunWrittenBeforeTheRefactorStillOpens(t *testing.T) {
 	var res run.Result
 	readJSON(t, "run/"+run.MetricsFile, &res)
 	if res.Epochs != 2 || len(res.History) != 3 {
-		t.Errorf("resumed run: %d epochs, %d history entries; want 2 and 3 (epoch 0 to 2)", res.Epochs, len(res.History))
+		t.Fatalf("resumed run: %d epochs, %d history entries; want 2 and 3 (epoch 0 to 2)", res.Epochs, len(res.History))
+	}
+	// the second epoch continues the optimizer state the first left: its validation loss is
+	// the one LibTorch 1.13 reaches from this checkpoint (0.934360; 2.11: 0.934274, 9e-5
+	// apart; with the optimizer state not loaded, a fresh AdamW: 0.943191, 9.5e-3 apart)
+	const epoch2ValLoss = 0.934360146522522
+	if got := float64(res.History[2].ValLoss); math.Abs(got-epoch2ValLoss) > 5e-4*epoch2ValLoss {
+		t.Errorf("resumed epoch 2: validation loss %v, LibTorch 1.13 resumes to %v (is the optimizer state restored?)", got, epoch2ValLoss)
 	}
 }
 
