@@ -190,10 +190,7 @@ func open(o Options) (*Server, error) {
 		// serve's own automatic count (not the run's training.threads): the cores shared
 		// by the workers
 		o.Threads = run.AutoThreads(o.Workers)
-		req.Threads, req.ThreadsFrom = o.Threads, "--threads"
-		if pl, err = run.Place(cfg, req); err != nil {
-			return nil, err
-		}
+		pl.Threads = o.Threads
 	}
 	so := ScorerOptions{Placed: &pl, Config: cfg, Bands: o.Bands, ImageThreshold: o.ImageThreshold, Log: o.Log}
 	s := &Server{opts: o, live: newLiveView(8), budget: newBudget(o.MaxInflight)}

@@ -2,7 +2,6 @@ package trainer
 
 import (
 	"fmt"
-	"io"
 	"math"
 
 	"github.com/sirupsen/logrus"
@@ -22,11 +21,7 @@ type ReopenOptions struct {
 // Reopen reopens a finished run (run.Open) with its data, to evaluate its saved pipeline.
 // Close releases it.
 func Reopen(dir string, o ReopenOptions) (*Evaluator, error) {
-	log := o.Log
-	if log == nil {
-		log = logrus.New()
-		log.SetOutput(io.Discard)
-	}
+	log := orQuiet(o.Log)
 	a, err := run.Open(dir, run.OpenOptions{Placement: o.Placement})
 	if err != nil {
 		return nil, err
@@ -83,11 +78,7 @@ func Calibrate(dir string, o ReopenOptions) (*run.Calibration, error) {
 		return nil, fmt.Errorf("calibrate: %w", err)
 	}
 	defer lock.Release()
-	log := o.Log
-	if log == nil {
-		log = logrus.New()
-		log.SetOutput(io.Discard)
-	}
+	log := orQuiet(o.Log)
 	e, err := withData(a, o, log)
 	if err != nil {
 		return nil, err

@@ -100,11 +100,7 @@ type Run struct {
 // complete one, saying so) before it writes anything, so a failed resume leaves the
 // directory as it was.
 func Prepare(cfg *config.Config, o Options) (r *Run, err error) {
-	log := o.Log
-	if log == nil {
-		log = logrus.New()
-		log.SetOutput(io.Discard)
-	}
+	log := orQuiet(o.Log)
 	pl := o.Placement
 	if pl == nil {
 		p, err := run.Place(cfg, run.Request{})
@@ -363,10 +359,7 @@ func openData(cfg *config.Config, src DataSource, log *logrus.Logger) (*dataset.
 // OpenRoot opens data.root, generating the synthetic Lentils set there first only when
 // data.generate_if_missing is on (the shipped synthetic root, or set explicitly).
 func OpenRoot(cfg *config.Config, log *logrus.Logger) (*dataset.Dataset, error) {
-	if log == nil {
-		log = logrus.New()
-		log.SetOutput(io.Discard)
-	}
+	log = orQuiet(log)
 	root := cfg.Data.Root
 	if !cfg.Data.GenerateIfMissing {
 		if _, err := os.Stat(filepath.Join(root, dataset.ManifestName)); errors.Is(err, fs.ErrNotExist) {

@@ -2,8 +2,10 @@ package trainer
 
 import (
 	"fmt"
+	"io"
 	"os"
 
+	"github.com/sirupsen/logrus"
 	"github.com/spectraclip/spectraclip/dataset"
 )
 
@@ -56,3 +58,12 @@ func ClassMeans(ds *dataset.Dataset, maxFrames int) (map[string][]float64, error
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// orQuiet is log, or a logger that discards everything when log is nil.
+func orQuiet(log *logrus.Logger) *logrus.Logger {
+	if log == nil {
+		log = logrus.New()
+		log.SetOutput(io.Discard)
+	}
+	return log
+}

@@ -103,17 +103,21 @@ func syncFile(name string, perm os.FileMode) error {
 }
 
 // SyncDir fsyncs the directory dir, so that a rename or a new entry in it survives a crash.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
+func SyncDir(dir string) error { return syncPath(dir) }
+
+// syncPath opens p (a regular file or a directory), fsyncs and closes it; a failed open is
+// returned as it is, a failed sync or close names p.
+func syncPath(p string) error {
+	f, err := os.Open(p)
 	if err != nil {
 		return err
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
+		return fmt.Errorf("sync %s: %w", p, err)
 	}
 	return nil
 }
@@ -218,17 +222,6 @@ func SyncTree(root string) error {
 		if !d.Type().IsRegular() && !d.IsDir() {
 			return nil
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		err = f.Sync()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("sync %s: %w", p, err)
-		}
-		return nil
+		return syncPath(p)
 	})
 }

@@ -194,7 +194,8 @@ func (d *AdaCLIP) load() error {
 		m.Free()
 		return err
 	}
-	if err := checkContract(m, d.imageSize); err != nil {
+	forward := func(s *torch.Scope, x *torch.Tensor) ([]*torch.Tensor, error) { return s.Forward(m, x), nil }
+	if err := checkContract(d.imageSize, torch.CPU, forward); err != nil {
 		m.Free()
 		return fmt.Errorf("detector %s: %w", d.describe(), err)
 	}
@@ -242,23 +243,30 @@ func readMetadata(m *torch.Module) (Metadata, error) {
 	return meta, nil
 }
 
-// checkContract runs forward once on a fixed [1,3,S,S] input and checks the output arity,
-// shapes and range.
-func checkContract(m *torch.Module, size int) error {
+// checkContract runs forward once on a fixed [1,3,S,S] input (on dev) and checks the
+// output arity, shapes and range: forward is the TorchScript module's or a package's.
+func checkContract(size int, dev torch.Device, forward func(s *torch.Scope, x *torch.Tensor) ([]*torch.Tensor, error)) error {
 	s := torch.NewScope()
 	defer s.Close()
 	var outs []*torch.Tensor
+	var err error
 	s.NoGrad(func() {
-		g, err := torch.NewGenerator(1, torch.CPU)
-		if err != nil {
-			s.Fail(err)
+		g, gerr := torch.NewGenerator(1, torch.CPU)
+		if gerr != nil {
+			s.Fail(gerr)
 			return
 		}
 		defer g.Free()
 		x := s.Randn([]int64{1, 3, int64(size), int64(size)}, torch.Float32, torch.CPU, g)
-		outs = s.Forward(m, x)
+		if dev != torch.CPU {
+			x = s.ToDevice(x, dev)
+		}
+		outs, err = forward(s, x)
 	})
-	if err := s.Err(); err != nil {
+	if err == nil {
+		err = s.Err()
+	}
+	if err != nil {
 		return fmt.Errorf("forward on a [1,3,%d,%d] test input failed: %w", size, size, err)
 	}
 	if len(outs) != 2 {

@@ -239,42 +239,10 @@ func metadataFromPackage(md map[string]string) (Metadata, error) {
 	return meta, nil
 }
 
-// checkCompiledContract runs a package once on a fixed [1,3,S,S] input and checks its
-// outputs' shapes and range, as checkContract does for TorchScript.
+// checkCompiledContract is checkContract for a package on its device.
 func checkCompiledContract(c *compiledDetector, size int) error {
-	s := torch.NewScope()
-	defer s.Close()
-	var pix, img *torch.Tensor
-	var err error
-	s.NoGrad(func() {
-		g, gerr := torch.NewGenerator(1, torch.CPU)
-		if gerr != nil {
-			s.Fail(gerr)
-			return
-		}
-		defer g.Free()
-		x := s.Randn([]int64{1, 3, int64(size), int64(size)}, torch.Float32, torch.CPU, g)
-		if dev := c.m.Device(); dev != torch.CPU {
-			x = s.ToDevice(x, dev)
-		}
-		pix, img, err = c.run(s, x)
+	return checkContract(size, c.m.Device(), func(s *torch.Scope, x *torch.Tensor) ([]*torch.Tensor, error) {
+		pix, img, err := c.run(s, x)
+		return []*torch.Tensor{pix, img}, err
 	})
-	if err == nil {
-		err = s.Err()
-	}
-	if err != nil {
-		return fmt.Errorf("forward on a [1,3,%d,%d] test input failed: %w", size, size, err)
-	}
-	if ps, is := pix.Shape(), img.Shape(); len(ps) != 3 || ps[0] != 1 || ps[1] != int64(size) || ps[2] != int64(size) || len(is) != 1 || is[0] != 1 {
-		return fmt.Errorf("forward's outputs have shapes %v and %v, want [1,%d,%d] and [1]", ps, is, size, size)
-	}
-	l, err1 := s.Amin(pix, false).Item()
-	h, err2 := s.Amax(pix, false).Item()
-	if err := errors.Join(err1, err2); err != nil {
-		return err
-	}
-	if !(l >= -1e-3 && h <= 1+1e-3) {
-		return fmt.Errorf("forward's pixel_scores span [%g, %g], want values in [0,1]", l, h)
-	}
-	return nil
 }
